@@ -1,0 +1,182 @@
+//! The call's event log: every transcript, tool call, response boundary, interruption and
+//! metric, timestamped on the call clock. The runner writes them through an [`EventWriter`]
+//! (JSONL in `voxpipe-transport`) as they happen.
+
+use crate::control::InterruptReason;
+use crate::frame::{Frame, ResponseDone, ResponseStarted, Transcript};
+use crate::tool::{ToolCall, ToolResult};
+use async_trait::async_trait;
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+/// Capacity of the event channel: events are a few per turn; the data path never waits on it
+/// unless the writer is stuck for 1024 events.
+pub const EVENT_CAPACITY: usize = 1024;
+
+/// One line of the event log.
+#[derive(Clone, Debug, Serialize)]
+pub struct Event {
+    /// Milliseconds since the call started, on the call clock.
+    pub t_ms: u64,
+    /// What happened.
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// What happened.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    /// The call started.
+    CallStarted {
+        /// Pipeline name.
+        pipeline: String,
+    },
+    /// The caller said something (final transcript, or a partial one when `is_final` is false).
+    UserTranscript(Transcript),
+    /// The assistant said something.
+    AssistantTranscript(Transcript),
+    /// A model response began.
+    ResponseStarted(ResponseStarted),
+    /// A model response ended.
+    ResponseDone(ResponseDone),
+    /// The caller started speaking (input timeline).
+    SpeechStarted {
+        /// Input-timeline ms of the onset.
+        at_ms: u64,
+    },
+    /// The caller stopped speaking (input timeline).
+    SpeechStopped {
+        /// Input-timeline ms of the end of speech.
+        at_ms: u64,
+    },
+    /// The model called a tool.
+    ToolCall(ToolCall),
+    /// A tool call finished.
+    ToolResult(ToolResult),
+    /// Assistant output was interrupted.
+    Interrupt {
+        /// Why.
+        reason: InterruptReason,
+        /// The item that was playing.
+        item: Option<String>,
+        /// How much of it had been played.
+        played_ms: Option<u64>,
+    },
+    /// The assistant's history was cut to what the caller heard.
+    Truncate {
+        /// The item cut.
+        item: String,
+        /// Audio kept, in ms from the start of the item.
+        audio_end_ms: u64,
+    },
+    /// The sink started playing an assistant item.
+    PlayoutStarted {
+        /// The item.
+        item: String,
+    },
+    /// The sink finished (or stopped) playing an assistant item.
+    PlayoutFinished {
+        /// The item.
+        item: String,
+        /// Audio played, ms.
+        played_ms: u64,
+        /// True when cut short by an interruption.
+        interrupted: bool,
+    },
+    /// A per-turn measurement.
+    Metric {
+        /// Metric name (`voice_to_voice_ms`, `first_audio_ms`, …).
+        name: String,
+        /// Turn number, from 1.
+        turn: u32,
+        /// Value in milliseconds.
+        value_ms: u64,
+    },
+    /// Rate limits reported by a provider.
+    RateLimits {
+        /// Provider payload as sent.
+        limits: serde_json::Value,
+    },
+    /// A provider reported an error; the call may continue.
+    ProviderError {
+        /// Stage name.
+        stage: String,
+        /// Provider error code, when given.
+        code: Option<String>,
+        /// Provider message.
+        message: String,
+    },
+    /// The call was handed off.
+    Handoff {
+        /// Why.
+        reason: String,
+        /// Destination, if named.
+        target: Option<String>,
+        /// The conversation so far, one line per turn.
+        transcript: Vec<String>,
+    },
+    /// A component failed; the call ends.
+    Error {
+        /// The component.
+        stage: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The call ended.
+    CallEnded {
+        /// `end_of_input`, `end_call`, `cancelled` or `error`.
+        reason: String,
+    },
+}
+
+impl EventKind {
+    /// The event a frame leaves in the log, if any (audio and deltas leave none).
+    pub fn from_frame(frame: &Frame) -> Option<Self> {
+        Some(match frame {
+            Frame::UserTranscript(t) if t.is_final => EventKind::UserTranscript(t.clone()),
+            Frame::AssistantTranscript(t) if t.is_final => EventKind::AssistantTranscript(t.clone()),
+            Frame::ResponseStarted(r) => EventKind::ResponseStarted(r.clone()),
+            Frame::ResponseDone(r) => EventKind::ResponseDone(r.clone()),
+            Frame::SpeechStarted { at } => EventKind::SpeechStarted { at_ms: at.as_millis() as u64 },
+            Frame::SpeechStopped { at } => EventKind::SpeechStopped { at_ms: at.as_millis() as u64 },
+            Frame::ToolCall(c) => EventKind::ToolCall(c.clone()),
+            Frame::ToolResult(r) => EventKind::ToolResult(r.clone()),
+            _ => return None,
+        })
+    }
+}
+
+/// Sends events to the call's log. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct EventSender {
+    tx: mpsc::Sender<Event>,
+    clock: crate::Clock,
+}
+
+impl EventSender {
+    /// A sender and the receiving end the runner drains.
+    pub fn channel(clock: crate::Clock) -> (Self, mpsc::Receiver<Event>) {
+        let (tx, rx) = mpsc::channel(EVENT_CAPACITY);
+        (Self { tx, clock }, rx)
+    }
+
+    /// Records `kind` at the current call time. Waits if the writer is behind; never drops.
+    pub async fn emit(&self, kind: EventKind) {
+        let ev = Event { t_ms: self.clock.now_ms(), kind };
+        // The writer only goes away at the very end of the call; an event then has no reader.
+        let _ = self.tx.send(ev).await;
+    }
+}
+
+/// Where the event log goes.
+///
+/// # Errors
+/// A write error ends the writer; the runner reports it and the call goes on without a log.
+#[async_trait]
+pub trait EventWriter: Send {
+    /// Writes one event (and flushes it: a crash must not lose what was written).
+    async fn write(&mut self, event: &Event) -> std::io::Result<()>;
+    /// Flushes and closes.
+    async fn finish(&mut self) -> std::io::Result<()>;
+}

@@ -1,0 +1,145 @@
+//! Playout tracking: how much of each assistant item the caller has actually heard.
+//!
+//! The sink records every block it plays; an interruption closes the current *epoch* and
+//! returns the played position in the same critical section, so no audio from before the
+//! interruption can be played after the position was read. Producers tag their audio with the
+//! epoch current when they made it, and the sink drops audio from a closed epoch.
+
+use crate::audio::{SampleRate, ms_of};
+use crate::frame::ItemId;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// What had been played of an item when playout stopped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlayedItem {
+    /// The item.
+    pub item: ItemId,
+    /// Milliseconds of its audio actually played.
+    pub played_ms: u64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    epoch: u64,
+    item: Option<ItemId>,
+    played_samples: u64,
+    sample_rate: SampleRate,
+    /// True while the sink has audio of the current epoch queued or playing.
+    audible: bool,
+}
+
+/// Shared between the sink (which records) and stages (which ask and interrupt).
+#[derive(Debug, Default)]
+pub struct PlayoutTracker {
+    epoch: AtomicU64,
+    state: Mutex<State>,
+}
+
+impl PlayoutTracker {
+    /// A tracker at epoch 0 with nothing played.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The current epoch; tag produced audio with it.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A poisoned lock only means a panic elsewhere; the state itself is plain data.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Called by the sink before playing `samples` samples of `item` produced in `epoch`.
+    /// Returns false (and records nothing) when the epoch has been closed by an interruption:
+    /// the sink must then drop that audio.
+    pub fn record_played(&self, item: &ItemId, epoch: u64, samples: usize, rate: SampleRate) -> bool {
+        let mut s = self.lock();
+        if epoch != s.epoch {
+            return false;
+        }
+        if s.item.as_ref() != Some(item) {
+            s.item = Some(item.clone());
+            s.played_samples = 0;
+        }
+        s.sample_rate = rate;
+        s.played_samples += samples as u64;
+        s.audible = true;
+        true
+    }
+
+    /// Called by the sink when its queue runs dry: the caller hears nothing now.
+    pub fn set_idle(&self) {
+        self.lock().audible = false;
+    }
+
+    /// Called by the sink when audio of the current epoch is queued but not yet started.
+    pub fn set_pending(&self, epoch: u64) {
+        let mut s = self.lock();
+        if s.epoch == epoch {
+            s.audible = true;
+        }
+    }
+
+    /// True while assistant audio is playing or queued at the sink.
+    pub fn is_audible(&self) -> bool {
+        self.lock().audible
+    }
+
+    /// Milliseconds played of `item`, if it is the item playing (or last played).
+    pub fn played_ms(&self, item: &str) -> Option<u64> {
+        let s = self.lock();
+        match &s.item {
+            Some(i) if &**i == item && s.sample_rate > 0 => Some(ms_of(s.played_samples, s.sample_rate)),
+            _ => None,
+        }
+    }
+
+    /// The item playing now (or last played) and how much of it was played.
+    pub fn current(&self) -> Option<PlayedItem> {
+        let s = self.lock();
+        let item = s.item.clone()?;
+        (s.sample_rate > 0).then(|| PlayedItem { item, played_ms: ms_of(s.played_samples, s.sample_rate) })
+    }
+
+    /// Closes the current epoch: everything queued or in flight stops playing. Returns what had
+    /// been played of the item that was audible, or `None` if nothing was audible.
+    pub fn interrupt(&self) -> Option<PlayedItem> {
+        let mut s = self.lock();
+        s.epoch += 1;
+        self.epoch.store(s.epoch, Ordering::Release);
+        let was_audible = std::mem::replace(&mut s.audible, false);
+        let played = match (&s.item, was_audible) {
+            (Some(item), true) if s.sample_rate > 0 => {
+                Some(PlayedItem { item: item.clone(), played_ms: ms_of(s.played_samples, s.sample_rate) })
+            }
+            _ => None,
+        };
+        played
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interruption_freezes_position_and_rejects_old_audio() {
+        let t = PlayoutTracker::new();
+        let item: ItemId = "item_1".into();
+        assert!(t.record_played(&item, 0, 480, 24_000));
+        assert!(t.record_played(&item, 0, 480, 24_000));
+        assert_eq!(t.played_ms("item_1"), Some(40));
+        let played = t.interrupt().unwrap();
+        assert_eq!(played, PlayedItem { item: item.clone(), played_ms: 40 });
+        assert!(!t.record_played(&item, 0, 480, 24_000), "audio from the closed epoch");
+        assert_eq!(t.played_ms("item_1"), Some(40));
+        assert!(!t.is_audible());
+        assert_eq!(t.interrupt(), None, "nothing audible");
+        let next: ItemId = "item_2".into();
+        assert!(t.record_played(&next, t.epoch(), 240, 24_000));
+        assert_eq!(t.current().unwrap().played_ms, 10);
+    }
+}
