@@ -1,0 +1,9 @@
+//! Local fakes of every remote API voxpipe speaks to, on loopback, as strict as the real
+//! services: same URLs, headers, event names, field shapes, chunking and error bodies, with
+//! knobs for latency and faults. They back the tests and `voxpipe fake …` for offline
+//! development.
+//!
+//! The fakes depend on `voxpipe-core` only, never on the clients: each side is written from the
+//! published protocol, so a misreading cannot pass both.
+
+pub mod realtime;

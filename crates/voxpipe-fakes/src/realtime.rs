@@ -1,0 +1,1 @@
+//! OpenAI Realtime fake (being written).
