@@ -1,1 +1,0 @@
-//! OpenAI Realtime fake (being written).

@@ -1,0 +1,62 @@
+//! Sources and sinks for voxpipe: where the caller's audio comes from and where the
+//! assistant's audio and the event log go.
+//!
+//! # Layout
+//! - [`wav`]: WAV file source (any common rate and bit depth, resampled, paced on the call clock)
+//!   and WAV file sink (the assistant's audio on the conversation timeline).
+//! - [`pcm`]: raw PCM16 on stdin/stdout.
+//! - [`playout`]: the playout engine both audio sinks share: 20 ms ticks on the call clock,
+//!   interruption, played-position reporting, per-turn latency metrics.
+//! - [`jsonl`]: the JSONL event log writer.
+
+pub mod jsonl;
+pub mod pcm;
+pub mod playout;
+pub mod wav;
+
+use std::path::PathBuf;
+
+/// Errors of sources and sinks.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The input file could not be opened or read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The WAV file is malformed or in a format voxpipe cannot decode.
+    #[error("{path}: unsupported or malformed WAV ({reason})")]
+    BadWav {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The WAV file ends before the length its header declares.
+    #[error("{path}: truncated WAV: header declares {declared} samples but only {found} are present")]
+    TruncatedWav {
+        /// The file.
+        path: PathBuf,
+        /// Samples the header promises.
+        declared: u64,
+        /// Samples present.
+        found: u64,
+    },
+    /// An output file could not be written.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Resampling failed.
+    #[error(transparent)]
+    Resample(#[from] voxpipe_core::audio::ResampleError),
+    /// Standard input/output failed.
+    #[error("stdio: {0}")]
+    Stdio(std::io::Error),
+}

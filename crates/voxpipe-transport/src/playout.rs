@@ -1,0 +1,202 @@
+//! The playout engine shared by every audio sink.
+//!
+//! Assistant audio arrives faster than real time; the engine queues it and plays it on the
+//! call clock in 20 ms ticks, writing silence when nothing is queued, so the output is the
+//! assistant's side of the conversation on the same timeline as the caller's input. Every block
+//! it plays is recorded in the [`PlayoutTracker`](voxpipe_core::PlayoutTracker) before it is
+//! written; an interruption closes the epoch and the next tick writes silence, so the sink goes
+//! quiet within one tick (20 ms) of the decision.
+
+use async_trait::async_trait;
+use std::collections::VecDeque;
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::time::MissedTickBehavior;
+use voxpipe_core::audio::{CHUNK_MS, SampleRate, StreamResampler};
+use voxpipe_core::{CallContext, Control, EventKind, Frame, Inbox, ItemId, OutputAudio, Samples, StageError};
+
+/// Where played audio goes: a file, stdout, a socket.
+#[async_trait]
+pub trait AudioOut: Send {
+    /// Writes played samples (assistant audio or silence) at the output rate.
+    async fn write(&mut self, samples: &[i16]) -> Result<(), crate::Error>;
+    /// Makes what was written so far durable (called about once a second).
+    async fn flush(&mut self) -> Result<(), crate::Error>;
+    /// Flushes and closes.
+    async fn finish(&mut self) -> Result<(), crate::Error>;
+}
+
+struct Queued {
+    item: ItemId,
+    epoch: u64,
+    samples: Samples,
+    offset: usize,
+}
+
+/// Per-turn latency bookkeeping done at the sink, where "first audio" really happens.
+#[derive(Default)]
+struct TurnMetrics {
+    turn: u32,
+    speech_end_ms: Option<u64>,
+    speech_start_ms: Option<u64>,
+    measured: bool,
+}
+
+/// Runs the playout loop for one call: the body of every audio sink.
+pub(crate) async fn run_playout(
+    name: &str,
+    ctx: CallContext,
+    mut input: Inbox,
+    rate: SampleRate,
+    out: &mut dyn AudioOut,
+) -> Result<(), StageError> {
+    let fail = |e: crate::Error| StageError::new(name.to_string(), e);
+    let mut control = ctx.control.subscribe();
+    let mut ticker = tokio::time::interval_at(ctx.clock.start(), Duration::from_millis(CHUNK_MS));
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut queue: VecDeque<Queued> = VecDeque::new();
+    let mut resampler: Option<StreamResampler> = None;
+    let mut scratch: Vec<i16> = Vec::with_capacity(4096);
+    let silence = vec![0i16; voxpipe_core::audio::samples_for_ms(rate, 200)];
+    let mut written: u64 = 0;
+    let mut playing: Option<(ItemId, u64)> = None;
+    let mut metrics = TurnMetrics::default();
+    let mut end_of_stream = false;
+    let mut last_flush = 0u64;
+
+    loop {
+        tokio::select! {
+            biased;
+            () = ctx.cancel.cancelled() => break,
+            msg = control.recv() => match msg {
+                Ok(Control::Interrupt { onset, .. }) => {
+                    queue.clear();
+                    if let (Some(onset), Some(_)) = (onset, playing.as_ref()) {
+                        // The sink is silent from this tick on: onset -> silence.
+                        let value_ms = ctx.clock.now_ms().saturating_sub(onset.as_millis() as u64);
+                        ctx.events.emit(EventKind::Metric { name: "interruption_latency_ms".into(), turn: metrics.turn + 1, value_ms }).await;
+                    }
+                    input.flush_interruptible();
+                    if let Some((item, played)) = playing.take() {
+                        finished(&ctx, &item, played, rate, true).await;
+                    }
+                }
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => {}
+            },
+            frame = input.recv(), if !end_of_stream => match frame {
+                Some(Frame::OutputAudio(a)) => enqueue(&ctx, &mut queue, &mut resampler, rate, a).map_err(fail)?,
+                Some(Frame::SpeechStarted { at }) => {
+                    metrics.speech_start_ms = Some(at.as_millis() as u64);
+                }
+                Some(Frame::SpeechStopped { at }) => {
+                    metrics.turn += 1;
+                    metrics.speech_end_ms = Some(at.as_millis() as u64);
+                    metrics.measured = false;
+                }
+                Some(Frame::EndOfStream) | None => end_of_stream = true,
+                Some(_) => {}
+            },
+            _ = ticker.tick() => {
+                let due = (ctx.clock.elapsed().as_nanos() * rate as u128 / 1_000_000_000) as u64;
+                while written < due {
+                    let want = (due - written) as usize;
+                    let Some(front) = queue.front_mut() else {
+                        let n = want.min(silence.len());
+                        out.write(&silence[..n]).await.map_err(fail)?;
+                        written += n as u64;
+                        continue;
+                    };
+                    let n = want.min(front.samples.len() - front.offset);
+                    if !ctx.playout.record_played(&front.item, front.epoch, n, rate) {
+                        // Closed epoch: an interruption raced this tick; never play it.
+                        queue.clear();
+                        continue;
+                    }
+                    if playing.as_ref().map(|(i, _)| i) != Some(&front.item) {
+                        if let Some((item, played)) = playing.take() {
+                            finished(&ctx, &item, played, rate, false).await;
+                        }
+                        playing = Some((front.item.clone(), 0));
+                        started(&ctx, &front.item, &mut metrics).await;
+                    }
+                    scratch.clear();
+                    scratch.extend_from_slice(&front.samples[front.offset..front.offset + n]);
+                    front.offset += n;
+                    if front.offset == front.samples.len() {
+                        queue.pop_front();
+                    }
+                    if let Some((_, played)) = playing.as_mut() {
+                        *played += n as u64;
+                    }
+                    out.write(&scratch).await.map_err(fail)?;
+                    written += n as u64;
+                }
+                if queue.is_empty() {
+                    ctx.playout.set_idle();
+                    if end_of_stream {
+                        break;
+                    }
+                }
+                if written - last_flush >= rate as u64 {
+                    out.flush().await.map_err(fail)?;
+                    last_flush = written;
+                }
+            }
+        }
+    }
+    if let Some((item, played)) = playing.take() {
+        finished(&ctx, &item, played, rate, false).await;
+    }
+    ctx.playout.set_idle();
+    out.finish().await.map_err(fail)
+}
+
+fn enqueue(
+    ctx: &CallContext,
+    queue: &mut VecDeque<Queued>,
+    resampler: &mut Option<StreamResampler>,
+    rate: SampleRate,
+    a: OutputAudio,
+) -> Result<(), crate::Error> {
+    if a.epoch != ctx.playout.epoch() {
+        return Ok(()); // produced before an interruption
+    }
+    let samples = if a.chunk.sample_rate == rate {
+        a.chunk.samples
+    } else {
+        let r = match resampler {
+            Some(r) if r.from_rate() == a.chunk.sample_rate => r,
+            _ => resampler.insert(StreamResampler::new(a.chunk.sample_rate, rate)?),
+        };
+        let mut v = Vec::with_capacity(a.chunk.samples.len() * rate as usize / a.chunk.sample_rate as usize + 64);
+        r.push(&a.chunk.samples, &mut v)?;
+        Samples::from_vec(v)
+    };
+    ctx.playout.set_pending(a.epoch);
+    queue.push_back(Queued { item: a.item, epoch: a.epoch, samples, offset: 0 });
+    Ok(())
+}
+
+async fn started(ctx: &CallContext, item: &ItemId, m: &mut TurnMetrics) {
+    ctx.events.emit(EventKind::PlayoutStarted { item: item.to_string() }).await;
+    if m.measured {
+        return;
+    }
+    if let Some(end) = m.speech_end_ms {
+        let now = ctx.clock.now_ms();
+        m.measured = true;
+        ctx.events
+            .emit(EventKind::Metric {
+                name: "voice_to_voice_ms".into(),
+                turn: m.turn,
+                value_ms: now.saturating_sub(end),
+            })
+            .await;
+    }
+}
+
+async fn finished(ctx: &CallContext, item: &ItemId, played: u64, rate: SampleRate, interrupted: bool) {
+    let played_ms = voxpipe_core::audio::ms_of(played, rate);
+    ctx.events.emit(EventKind::PlayoutFinished { item: item.to_string(), played_ms, interrupted }).await;
+}
