@@ -1,0 +1,116 @@
+//! Audio formats on the wire, input decoding and the deterministic assistant voice (a tone).
+
+use std::f64::consts::PI;
+
+use serde_json::Value;
+use voxpipe_core::audio::{SampleRate, g711, pcm, samples_for_ms};
+
+/// An audio format the session may select.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AudioFormat {
+    /// PCM16 little-endian, 24 kHz (GA `audio/pcm`, beta `pcm16`).
+    Pcm24k,
+    /// G.711 μ-law, 8 kHz (GA `audio/pcmu`, beta `g711_ulaw`).
+    Pcmu,
+    /// G.711 A-law, 8 kHz (GA `audio/pcma`, beta `g711_alaw`).
+    Pcma,
+}
+
+impl AudioFormat {
+    /// Reads a format from a validated session value in either dialect.
+    pub(crate) fn from_session(v: &Value) -> Self {
+        let s = v.get("type").unwrap_or(v).as_str().unwrap_or("audio/pcm");
+        match s {
+            "audio/pcmu" | "g711_ulaw" => Self::Pcmu,
+            "audio/pcma" | "g711_alaw" => Self::Pcma,
+            _ => Self::Pcm24k,
+        }
+    }
+
+    /// Sample rate of the format.
+    pub(crate) fn rate(self) -> SampleRate {
+        match self {
+            Self::Pcm24k => 24_000,
+            Self::Pcmu | Self::Pcma => 8_000,
+        }
+    }
+
+    /// Bytes per sample.
+    pub(crate) fn sample_bytes(self) -> usize {
+        match self {
+            Self::Pcm24k => 2,
+            Self::Pcmu | Self::Pcma => 1,
+        }
+    }
+
+    /// Decodes wire bytes, appending samples to `out`.
+    pub(crate) fn decode(self, bytes: &[u8], out: &mut Vec<i16>) {
+        match self {
+            Self::Pcm24k => pcm::decode_pcm16le(bytes, out),
+            Self::Pcmu => g711::decode_ulaw(bytes, out),
+            Self::Pcma => g711::decode_alaw(bytes, out),
+        }
+    }
+
+    /// Encodes samples, appending wire bytes to `out`.
+    pub(crate) fn encode(self, samples: &[i16], out: &mut Vec<u8>) {
+        match self {
+            Self::Pcm24k => pcm::encode_pcm16le(samples, out),
+            Self::Pcmu => g711::encode_ulaw(samples, out),
+            Self::Pcma => g711::encode_alaw(samples, out),
+        }
+    }
+}
+
+/// Frequency of the assistant's "voice".
+const TONE_HZ: f64 = 220.0;
+/// Peak amplitude (about -12 dBFS).
+const TONE_AMPLITUDE: f64 = 8000.0;
+/// Fade in and out at each end of an item's audio.
+const FADE_MS: u64 = 10;
+
+/// Fills `out` with samples `[from, from + n)` of a 220 Hz tone of `total` samples at `rate`,
+/// faded in and out over 10 ms at each end. Deterministic: the same indices give the same
+/// samples.
+pub(crate) fn tone(rate: SampleRate, from: usize, n: usize, total: usize, out: &mut Vec<i16>) {
+    let fade = samples_for_ms(rate, FADE_MS).max(1);
+    out.clear();
+    out.extend((from..from + n).map(|i| {
+        let edge = i.min(total.saturating_sub(i + 1));
+        let gain = if edge < fade { edge as f64 / fade as f64 } else { 1.0 };
+        let x = (2.0 * PI * TONE_HZ * i as f64 / rate as f64).sin();
+        (x * TONE_AMPLITUDE * gain).round() as i16
+    }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tone_is_faded_and_deterministic() {
+        let mut a = Vec::new();
+        tone(24_000, 0, 2400, 2400, &mut a);
+        assert_eq!(a[0], 0);
+        assert_eq!(*a.last().unwrap(), 0);
+        let mut b = Vec::new();
+        tone(24_000, 1200, 100, 2400, &mut b);
+        assert_eq!(&a[1200..1300], &b[..]);
+        let level = voxpipe_core::audio::rms_dbfs(&a[240..2160]);
+        assert!((-16.0..-10.0).contains(&level), "{level}");
+    }
+
+    #[test]
+    fn g711_formats_round_trip_through_the_codec() {
+        let mut s = Vec::new();
+        tone(8000, 0, 160, 160, &mut s);
+        for f in [AudioFormat::Pcmu, AudioFormat::Pcma, AudioFormat::Pcm24k] {
+            let mut bytes = Vec::new();
+            f.encode(&s, &mut bytes);
+            assert_eq!(bytes.len(), s.len() * f.sample_bytes());
+            let mut back = Vec::new();
+            f.decode(&bytes, &mut back);
+            assert_eq!(back.len(), s.len());
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! Configuration of the Realtime fake: scripted answers, pacing, VAD and fault knobs.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything the Realtime fake can be told. Every field has a default, so `{}` (or an empty
+/// TOML file) is a valid configuration.
+///
+/// TOML shape (all keys optional):
+/// ```toml
+/// api_key = "sk-test"          # omit: any non-empty bearer token is accepted
+/// first_audio_delay_ms = 200
+/// delta_ms = 100
+/// pace = 4.0
+/// # close_after_audio_deltas = 3
+/// # reject_with_status = 503
+/// [vad]
+/// threshold_dbfs = -40.0
+/// [[responses]]
+/// text = "Sure, let me check."
+/// user_transcript = "What's the weather in Paris?"
+/// [responses.function_call]
+/// name = "get_weather"
+/// arguments = '{"city":"Paris"}'
+/// ```
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealtimeFakeConfig {
+    /// The API key the fake expects in `Authorization: Bearer …` (or the
+    /// `openai-insecure-api-key.…` sub-protocol). A made-up test value, never a real key.
+    /// Default: none, meaning any non-empty bearer token is accepted.
+    #[serde(default)]
+    pub api_key: Option<FakeApiKey>,
+    /// Scripted model responses, used in order for each response of a connection and cycled
+    /// when exhausted. Default: one friendly reply.
+    #[serde(default = "default_responses")]
+    pub responses: Vec<ScriptedResponse>,
+    /// Time from `response.created` to the first audio (or text) delta, in ms. Default 200.
+    #[serde(default = "default_first_audio_delay_ms")]
+    pub first_audio_delay_ms: u64,
+    /// Audio per output delta, in ms of audio. Default 100.
+    #[serde(default = "default_delta_ms")]
+    pub delta_ms: u64,
+    /// Sending speed relative to real time: a delta of `delta_ms` audio is sent every
+    /// `delta_ms / pace` ms. Default 4.0 (the real service also sends faster than real time).
+    #[serde(default = "default_pace")]
+    pub pace: f64,
+    /// The fake's energy VAD.
+    #[serde(default)]
+    pub vad: VadConfig,
+    /// Fault: close the TCP connection abruptly (no close frame) once this many audio deltas
+    /// have been sent on a connection. Default: never.
+    #[serde(default)]
+    pub close_after_audio_deltas: Option<u32>,
+    /// Fault: reject every WebSocket upgrade with this HTTP status and an OpenAI-shaped error
+    /// body. Default: none.
+    #[serde(default)]
+    pub reject_with_status: Option<u16>,
+}
+
+impl Default for RealtimeFakeConfig {
+    fn default() -> Self {
+        Self {
+            api_key: None,
+            responses: default_responses(),
+            first_audio_delay_ms: default_first_audio_delay_ms(),
+            delta_ms: default_delta_ms(),
+            pace: default_pace(),
+            vad: VadConfig::default(),
+            close_after_audio_deltas: None,
+            reject_with_status: None,
+        }
+    }
+}
+
+impl RealtimeFakeConfig {
+    /// The scripted response for the `n`th model response of a connection (cycling).
+    pub(crate) fn response(&self, n: usize) -> ScriptedResponse {
+        if self.responses.is_empty() {
+            return default_responses().remove(0);
+        }
+        self.responses[n % self.responses.len()].clone()
+    }
+}
+
+/// The API key the fake expects. Serialises as a plain string; `Debug` prints `[redacted]`.
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct FakeApiKey(pub String);
+
+impl fmt::Debug for FakeApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl From<&str> for FakeApiKey {
+    fn from(s: &str) -> Self {
+        Self(s.to_string())
+    }
+}
+
+/// One scripted model response.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptedResponse {
+    /// The assistant's words (the audio transcript, or the text in text mode). May be empty
+    /// for a response that only calls a function.
+    #[serde(default)]
+    pub text: String,
+    /// Length of the generated audio, in ms. Default: 65 ms per character of `text`, at least
+    /// 300 ms (no audio at all when `text` is empty).
+    #[serde(default)]
+    pub audio_ms: Option<u64>,
+    /// A function call made after the text (if any). Default: none.
+    #[serde(default)]
+    pub function_call: Option<ScriptedFunctionCall>,
+    /// The input-transcription text reported for the user turn that triggered this response
+    /// (when the session enables input transcription). Default: "(user speech)".
+    #[serde(default)]
+    pub user_transcript: Option<String>,
+}
+
+impl ScriptedResponse {
+    /// A plain spoken reply.
+    pub fn say(text: impl Into<String>) -> Self {
+        Self { text: text.into(), audio_ms: None, function_call: None, user_transcript: None }
+    }
+
+    /// Audio length in ms for this response.
+    pub(crate) fn audio_len_ms(&self) -> u64 {
+        if self.text.is_empty() && self.audio_ms.is_none() {
+            return 0;
+        }
+        self.audio_ms.unwrap_or_else(|| (self.text.chars().count() as u64 * 65).max(300))
+    }
+
+    /// Whether this response carries an assistant message.
+    pub(crate) fn has_message(&self) -> bool {
+        !self.text.is_empty() || self.function_call.is_none()
+    }
+}
+
+/// A scripted function call.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptedFunctionCall {
+    /// The function name.
+    pub name: String,
+    /// The arguments, a JSON document as a string (sent in ~5-character fragments).
+    pub arguments: String,
+    /// The call id. Default: generated (`call_…`).
+    #[serde(default)]
+    pub call_id: Option<String>,
+}
+
+/// The fake's energy VAD: a 20 ms window is speech when its RMS level is above the threshold.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VadConfig {
+    /// Level in dBFS that a window must exceed when the session's `threshold` is 0.5. The
+    /// session threshold shifts it by 40 dB per unit (threshold 0.9 needs -24 dBFS). Default -40.
+    #[serde(default = "default_threshold_dbfs")]
+    pub threshold_dbfs: f32,
+    /// Consecutive speech windows (20 ms each) needed to declare speech. Default 2.
+    #[serde(default = "default_min_speech_windows")]
+    pub min_speech_windows: u32,
+}
+
+impl Default for VadConfig {
+    fn default() -> Self {
+        Self { threshold_dbfs: default_threshold_dbfs(), min_speech_windows: default_min_speech_windows() }
+    }
+}
+
+fn default_responses() -> Vec<ScriptedResponse> {
+    vec![ScriptedResponse::say("Hello! I'm a local fake of the realtime model. How can I help you today?")]
+}
+fn default_first_audio_delay_ms() -> u64 {
+    200
+}
+fn default_delta_ms() -> u64 {
+    100
+}
+fn default_pace() -> f64 {
+    4.0
+}
+fn default_threshold_dbfs() -> f32 {
+    -40.0
+}
+fn default_min_speech_windows() -> u32 {
+    2
+}

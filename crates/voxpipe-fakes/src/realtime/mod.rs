@@ -1,0 +1,267 @@
+//! A local fake of the OpenAI Realtime API over WebSocket, as strict as the real service
+//! (PROTOCOLS.md section 1), in both dialects: GA, and beta when the upgrade carries
+//! `OpenAI-Beta: realtime=v1`.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use voxpipe_fakes::realtime::{RealtimeFake, RealtimeFakeConfig};
+//! let fake = RealtimeFake::start(RealtimeFakeConfig::default()).await?;
+//! let url = format!("{}?model=gpt-realtime", fake.url()); // connect with `Authorization: Bearer …`
+//! # let _ = url;
+//! fake.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! What it does:
+//! - **Handshake**: path `/v1/realtime` with a `model` query parameter; `Authorization: Bearer`
+//!   (or the browser sub-protocol `openai-insecure-api-key.<key>`) checked against
+//!   [`RealtimeFakeConfig::api_key`]; failures get HTTP 401/400/404 with an OpenAI error body.
+//! - **Session**: `session.created` first; `session.update` is validated field by field for the
+//!   dialect (unknown, mistyped or out-of-range fields give `error` events naming the `param`)
+//!   and merged partially; `session.updated` carries the full session.
+//! - **Input audio**: base64 appends (max 15 MiB decoded each) in PCM16 24 kHz, μ-law or A-law;
+//!   an energy VAD in 20 ms windows honours `threshold`, `prefix_padding_ms`,
+//!   `silence_duration_ms` (server VAD) or `eagerness` (semantic VAD: high/medium/low end the
+//!   turn after 300/800/1500 ms of silence). Timestamps are on the input-audio timeline.
+//! - **Responses**: scripted ([`RealtimeFakeConfig::responses`], cycled per connection), with
+//!   the exact event order of PROTOCOLS.md 1.6, paced audio (a 220 Hz tone) and interleaved
+//!   transcript deltas, function calls with ~5-character argument fragments, barge-in
+//!   cancellation, `response.cancel`, `conversation.item.truncate` checks and `usage`.
+//!
+//! Knobs: pacing (`first_audio_delay_ms`, `delta_ms`, `pace`), VAD level (`vad`), and faults
+//! (`close_after_audio_deltas` drops the TCP connection mid-response; `reject_with_status`
+//! fails every upgrade). Not modelled: `idle_timeout_ms`, transcription-only sessions, WebRTC,
+//! audio bytes in `conversation.item.retrieved`.
+
+mod audio;
+mod config;
+mod conn;
+mod conversation;
+mod items;
+mod response;
+mod session;
+mod vad;
+mod validate;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{HeaderValue, StatusCode};
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::{FakeApiKey, RealtimeFakeConfig, ScriptedFunctionCall, ScriptedResponse, VadConfig};
+
+use conn::Conn;
+use session::Dialect;
+
+/// How long a client may take to complete the WebSocket upgrade.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One client event as the fake received it.
+#[derive(Debug, Clone)]
+pub struct RecordedEvent {
+    /// When it arrived, since the server started (tokio clock).
+    pub at: Duration,
+    /// Which connection sent it (1-based, in accept order).
+    pub connection: usize,
+    /// The event as received; for `input_audio_buffer.append` the `audio` payload is replaced
+    /// by `audio_bytes` (its decoded length). Text that was not JSON is kept as a string.
+    pub json: Value,
+}
+
+/// State shared by the server and its connections.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    started: Instant,
+    events: Mutex<Vec<RecordedEvent>>,
+    connections: AtomicUsize,
+}
+
+impl Shared {
+    pub(crate) fn record(&self, connection: usize, json: Value) {
+        let at = self.started.elapsed();
+        self.events.lock().unwrap_or_else(|e| e.into_inner()).push(RecordedEvent { at, connection, json });
+    }
+}
+
+/// A running Realtime fake. Stop it with [`RealtimeFake::shutdown`]; dropping it also stops
+/// accepting and closes connections.
+#[derive(Debug)]
+pub struct RealtimeFake {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl RealtimeFake {
+    /// Starts the fake on `127.0.0.1` with an OS-chosen port.
+    pub async fn start(config: RealtimeFakeConfig) -> std::io::Result<RealtimeFake> {
+        Self::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), config).await
+    }
+
+    /// Starts the fake on `addr`.
+    pub async fn bind(addr: SocketAddr, config: RealtimeFakeConfig) -> std::io::Result<RealtimeFake> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let shared =
+            Arc::new(Shared { started: Instant::now(), events: Mutex::new(Vec::new()), connections: AtomicUsize::new(0) });
+        let stop = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let cfg = Arc::new(config);
+        tasks.spawn(accept_loop(listener, cfg, shared.clone(), stop.clone(), tasks.clone()));
+        tracing::info!(%addr, "realtime fake listening");
+        Ok(RealtimeFake { addr, shared, stop, tasks })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The WebSocket URL without query: `ws://127.0.0.1:PORT/v1/realtime`.
+    pub fn url(&self) -> String {
+        format!("ws://{}/v1/realtime", self.addr)
+    }
+
+    /// Every client event received so far, over all connections, in arrival order.
+    pub fn client_events(&self) -> Vec<RecordedEvent> {
+        self.shared.events.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Number of WebSocket connections accepted (upgrades that succeeded).
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::SeqCst)
+    }
+
+    /// Stops accepting, closes every connection and waits for their tasks.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
+
+impl Drop for RealtimeFake {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    cfg: Arc<RealtimeFakeConfig>,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    tasks: TaskTracker,
+) {
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = stop.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((tcp, peer)) => {
+                tracing::debug!(%peer, "realtime fake: connection");
+                tasks.spawn(serve(tcp, cfg.clone(), shared.clone(), stop.clone()));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "realtime fake: accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// What the upgrade request asked for.
+#[derive(Debug)]
+struct Upgrade {
+    dialect: Dialect,
+    model: String,
+}
+
+async fn serve(tcp: TcpStream, cfg: Arc<RealtimeFakeConfig>, shared: Arc<Shared>, stop: CancellationToken) {
+    let _ = tcp.set_nodelay(true);
+    let mut upgrade = None;
+    let callback = |req: &Request, resp: Response| {
+        check_upgrade(req, resp, &cfg).map(|(resp, u)| {
+            upgrade = Some(u);
+            resp
+        })
+    };
+    let ws = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tokio_tungstenite::accept_hdr_async(tcp, callback)).await {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(e)) => return tracing::debug!(error = %e, "realtime fake: upgrade refused or failed"),
+        Err(_) => return tracing::debug!("realtime fake: handshake timed out"),
+    };
+    let Some(Upgrade { dialect, model }) = upgrade else { return };
+    let id = shared.connections.fetch_add(1, Ordering::SeqCst) + 1;
+    Conn::run(ws, id, dialect, model, cfg, shared, stop).await;
+    tracing::debug!(connection = id, "realtime fake: connection ended");
+}
+
+/// Checks path, model, auth and fault knobs; picks the dialect.
+fn check_upgrade(req: &Request, mut resp: Response, cfg: &RealtimeFakeConfig) -> Result<(Response, Upgrade), ErrorResponse> {
+    if let Some(status) = cfg.reject_with_status {
+        let code = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        let kind = if code.is_server_error() { "server_error" } else { "invalid_request_error" };
+        let msg = format!("The fake was configured to reject connections with HTTP {status}.");
+        return Err(reject(code, &msg, kind, None, None));
+    }
+    if req.uri().path() != "/v1/realtime" {
+        let msg = format!("Invalid URL (GET {})", req.uri().path());
+        return Err(reject(StatusCode::NOT_FOUND, &msg, "invalid_request_error", None, None));
+    }
+    let model = req
+        .uri()
+        .query()
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|kv| kv.strip_prefix("model="))
+        .filter(|m| !m.is_empty())
+        .map(str::to_string);
+    let Some(model) = model else {
+        let msg = "Missing required parameter: 'model'.";
+        return Err(reject(StatusCode::BAD_REQUEST, msg, "invalid_request_error", Some("missing_required_parameter"), Some("model")));
+    };
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let protocols: Vec<&str> = header("sec-websocket-protocol").split(',').map(str::trim).collect();
+    let bearer = header("authorization").strip_prefix("Bearer ").map(str::trim).filter(|t| !t.is_empty());
+    let sub_key = protocols.iter().find_map(|p| p.strip_prefix("openai-insecure-api-key."));
+    let key = bearer.or(sub_key);
+    let ok = match (key, &cfg.api_key) {
+        (None, _) => {
+            let msg = "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).";
+            return Err(reject(StatusCode::UNAUTHORIZED, msg, "invalid_request_error", Some("invalid_api_key"), None));
+        }
+        (Some(k), Some(expected)) => k == expected.0,
+        (Some(_), None) => true,
+    };
+    if !ok {
+        let msg = "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.";
+        return Err(reject(StatusCode::UNAUTHORIZED, msg, "invalid_request_error", Some("invalid_api_key"), None));
+    }
+    let beta = header("openai-beta").split(',').any(|v| v.trim() == "realtime=v1")
+        || protocols.contains(&"openai-beta.realtime-v1");
+    if protocols.contains(&"realtime") {
+        resp.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static("realtime"));
+    }
+    let dialect = if beta { Dialect::Beta } else { Dialect::Ga };
+    Ok((resp, Upgrade { dialect, model }))
+}
+
+fn reject(status: StatusCode, message: &str, kind: &str, code: Option<&str>, param: Option<&str>) -> ErrorResponse {
+    let body = json!({"error": {"message": message, "type": kind, "param": param, "code": code}});
+    let mut resp = ErrorResponse::new(Some(body.to_string()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
