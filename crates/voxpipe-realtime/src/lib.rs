@@ -1,0 +1,78 @@
+//! voxpipe's native speech-to-speech stage: an OpenAI Realtime client over WebSocket.
+//!
+//! The stage streams the caller's audio as `input_audio_buffer.append` events, turns server
+//! events into frames (assistant audio, transcripts, VAD, response boundaries with usage), runs
+//! function calls through the call's tool runtime, and handles barge-in: when the server hears
+//! the caller while assistant audio is audible, it interrupts the sink and sends
+//! `conversation.item.truncate` with the audio the caller actually heard.
+//!
+//! Both dialects are spoken: GA (default) and the legacy beta (`protocol = "beta"`).
+//!
+//! ```toml
+//! [[stages]]
+//! kind = "realtime.openai"
+//! model = "gpt-realtime-mini"
+//! voice = "marin"
+//! instructions = "You are a helpful support agent."
+//! [stages.turn_detection]
+//! type = "server_vad"
+//! silence_duration_ms = 500
+//! ```
+//!
+//! # Layout
+//! - [`config`]: the stage's settings, one-to-one with the pipeline file.
+//! - [`session`]: `session.update` in GA and beta shapes.
+//! - [`events`]: decoded server events.
+//! - [`stage`]: the stage itself.
+
+pub mod config;
+pub mod events;
+pub mod session;
+pub mod stage;
+
+pub use config::{AudioFormat, Protocol, RealtimeConfig, TurnDetection};
+pub use stage::RealtimeStage;
+
+/// Errors of the Realtime stage.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] config::InvalidSetting),
+    /// The WebSocket could not be opened (network, TLS, DNS).
+    #[error("cannot connect to {url}: {reason}")]
+    Connect {
+        /// Endpoint (no secrets: the key travels in a header).
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The server refused the upgrade (bad key, bad model, …).
+    #[error("the server refused the connection with HTTP {status}: {body}")]
+    Handshake {
+        /// HTTP status.
+        status: u16,
+        /// Body excerpt.
+        body: String,
+    },
+    /// No `session.created` / `session.updated` in time.
+    #[error("timed out after {0} ms waiting for {1}")]
+    Timeout(u64, &'static str),
+    /// The server rejected the session configuration.
+    #[error("the server rejected the session configuration: {code}: {message}")]
+    Session {
+        /// Error code.
+        code: String,
+        /// Message.
+        message: String,
+    },
+    /// The connection closed before the call ended.
+    #[error("the server closed the connection {0}")]
+    Closed(&'static str),
+    /// A WebSocket protocol error.
+    #[error("websocket error: {0}")]
+    WebSocket(String),
+    /// Audio could not be resampled.
+    #[error(transparent)]
+    Resample(#[from] voxpipe_core::audio::ResampleError),
+}

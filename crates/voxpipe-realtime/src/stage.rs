@@ -1,0 +1,527 @@
+//! The Realtime stage: one WebSocket session per call.
+
+use crate::config::{AudioFormat, Protocol, RealtimeConfig, TurnDetection};
+use crate::events::ServerEvent;
+use crate::{Error, session};
+use async_trait::async_trait;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tracing::{debug, info, trace, warn};
+use voxpipe_core::audio::{StreamResampler, g711, pcm, samples_for_ms};
+use voxpipe_core::{
+    AudioChunk, CallContext, Control, EventKind, Frame, Inbox, InterruptReason, ItemId, OutputAudio, Outbox,
+    ResponseDone, ResponseStarted, ResponseStatus, Samples, Secret, Stage, StageError, ToolAction, ToolCall,
+    ToolResult, Transcript,
+};
+
+const NAME: &str = "realtime.openai";
+/// Client events queued for the socket writer: 64 events = 6.4 s of 100 ms appends.
+const WRITE_CAPACITY: usize = 64;
+/// Idle time after the input ended and the last reply finished before the stage closes.
+const SETTLE: Duration = Duration::from_millis(600);
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// The native speech-to-speech stage.
+#[derive(Debug)]
+pub struct RealtimeStage {
+    config: RealtimeConfig,
+    api_key: Secret,
+}
+
+impl RealtimeStage {
+    /// Validates `config`; connects when the call starts.
+    pub fn new(config: RealtimeConfig, api_key: Secret) -> Result<Self, Error> {
+        config.validate()?;
+        Ok(Self { config, api_key })
+    }
+}
+
+fn fail(e: impl Into<Error>) -> StageError {
+    StageError::new(NAME, e.into())
+}
+
+/// Opens the socket and completes the session handshake.
+async fn connect(config: &RealtimeConfig, key: &Secret, tools: &[voxpipe_core::ToolSpec]) -> Result<Ws, Error> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let sep = if config.url.contains('?') { '&' } else { '?' };
+    let url = format!("{}{sep}model={}", config.url, config.model);
+    let mut request = url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| Error::Connect { url: config.url.clone(), reason: e.to_string() })?;
+    let headers = request.headers_mut();
+    let bearer = format!("Bearer {}", key.expose());
+    headers.insert(
+        http::header::AUTHORIZATION,
+        bearer.parse().map_err(|_| Error::Connect { url: config.url.clone(), reason: "API key is not a valid header value".into() })?,
+    );
+    if config.protocol == Protocol::Beta {
+        headers.insert("OpenAI-Beta", http::HeaderValue::from_static("realtime=v1"));
+    }
+    let timeout = Duration::from_millis(config.connect_timeout_ms);
+    let connected = tokio::time::timeout(timeout, tokio_tungstenite::connect_async(request))
+        .await
+        .map_err(|_| Error::Timeout(config.connect_timeout_ms, "the WebSocket handshake"))?;
+    let (mut ws, _) = connected.map_err(|e| match e {
+        tokio_tungstenite::tungstenite::Error::Http(resp) => {
+            let body = resp.body().as_ref().map(|b| String::from_utf8_lossy(b).chars().take(300).collect()).unwrap_or_default();
+            Error::Handshake { status: resp.status().as_u16(), body }
+        }
+        other => Error::Connect { url: config.url.clone(), reason: other.to_string() },
+    })?;
+    // session.created always comes first.
+    match tokio::time::timeout(timeout, next_event(&mut ws)).await {
+        Err(_) => return Err(Error::Timeout(config.connect_timeout_ms, "session.created")),
+        Ok(Ok(ServerEvent::SessionCreated { .. })) => {}
+        Ok(Ok(other)) => return Err(Error::WebSocket(format!("expected session.created first, got {other:?}"))),
+        Ok(Err(e)) => return Err(e),
+    }
+    let update = session::session_update(config, tools);
+    ws.send(Message::Text(update.to_string().into())).await.map_err(|e| Error::WebSocket(e.to_string()))?;
+    loop {
+        match tokio::time::timeout(timeout, next_event(&mut ws)).await {
+            Err(_) => return Err(Error::Timeout(config.connect_timeout_ms, "session.updated")),
+            Ok(Ok(ServerEvent::SessionUpdated { .. })) => return Ok(ws),
+            Ok(Ok(ServerEvent::Error { error })) => {
+                return Err(Error::Session { code: error.code.unwrap_or_default(), message: error.message });
+            }
+            Ok(Ok(_)) => continue,
+            Ok(Err(e)) => return Err(e),
+        }
+    }
+}
+
+async fn next_event(ws: &mut Ws) -> Result<ServerEvent, Error> {
+    loop {
+        match ws.next().await {
+            None => return Err(Error::Closed("during the handshake")),
+            Some(Err(e)) => return Err(Error::WebSocket(e.to_string())),
+            Some(Ok(Message::Text(t))) => {
+                return serde_json::from_str(&t).map_err(|e| Error::WebSocket(format!("undecodable server event: {e}")));
+            }
+            Some(Ok(Message::Close(_))) => return Err(Error::Closed("during the handshake")),
+            Some(Ok(_)) => continue,
+        }
+    }
+}
+
+/// Audio received for one assistant item, to clamp truncation.
+#[derive(Debug, Default)]
+struct ItemAudio {
+    samples: u64,
+}
+
+/// Per-call session state.
+struct Session<'a> {
+    config: &'a RealtimeConfig,
+    ctx: CallContext,
+    out: Outbox,
+    tx: mpsc::Sender<Message>,
+    out_rate: u32,
+    active_response: Option<String>,
+    muted_response: Option<String>,
+    awaiting_response: bool,
+    items: HashMap<String, ItemAudio>,
+    item_ids: HashMap<String, ItemId>,
+    last_item: Option<ItemId>,
+    call_names: HashMap<String, String>,
+    pending_calls: Vec<ToolCall>,
+    tools_running: bool,
+    end_after_response: bool,
+    speech_active: bool,
+    transcript: Vec<String>,
+    decoded: Vec<u8>,
+}
+
+#[async_trait]
+impl Stage for RealtimeStage {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    async fn run(self: Box<Self>, ctx: CallContext, mut input: Inbox, out: Outbox) -> Result<(), StageError> {
+        let config = self.config;
+        let ws = tokio::select! {
+            biased;
+            () = ctx.cancel.cancelled() => return Ok(()),
+            r = connect(&config, &self.api_key, ctx.tools.specs()) => r.map_err(fail)?,
+        };
+        info!(model = %config.model, protocol = ?config.protocol, "realtime session ready");
+        let (mut sink, mut stream) = ws.split();
+        let (tx, mut rx) = mpsc::channel::<Message>(WRITE_CAPACITY);
+        let writer = tokio::spawn(async move {
+            while let Some(msg) = rx.recv().await {
+                if let Err(e) = sink.send(msg).await {
+                    debug!(error = %e, "realtime writer stopped");
+                    return;
+                }
+            }
+            let _ = sink.close().await;
+        });
+        let (tool_tx, mut tool_rx) = mpsc::channel::<Vec<ToolResult>>(4);
+        let mut control = ctx.control.subscribe();
+        let wire_rate = config.audio_format.sample_rate();
+        let append_samples = samples_for_ms(wire_rate, config.append_ms as u64);
+        let mut resampler: Option<StreamResampler> = None;
+        let mut append_buf: Vec<i16> = Vec::with_capacity(append_samples * 2);
+        let mut encoded: Vec<u8> = Vec::with_capacity(append_samples * 2);
+        let mut b64 = String::new();
+        let mut input_ended = false;
+        let mut drain_deadline = None;
+        let mut last_server_event = tokio::time::Instant::now();
+        let mut settle = tokio::time::interval(Duration::from_millis(100));
+
+        let mut s = Session {
+            config: &config,
+            ctx: ctx.clone(),
+            out,
+            tx,
+            out_rate: wire_rate,
+            active_response: None,
+            muted_response: None,
+            awaiting_response: false,
+            items: HashMap::new(),
+            item_ids: HashMap::new(),
+            last_item: None,
+            call_names: HashMap::new(),
+            pending_calls: Vec::new(),
+            tools_running: false,
+            end_after_response: false,
+            speech_active: false,
+            transcript: Vec::new(),
+            decoded: Vec::new(),
+        };
+
+        let result: Result<(), StageError> = loop {
+            tokio::select! {
+                biased;
+                () = ctx.cancel.cancelled() => break Ok(()),
+                msg = control.recv() => match msg {
+                    Ok(Control::Interrupt { .. }) => {
+                        // Someone else (a local turn controller) interrupted: mute the reply.
+                        s.muted_response = s.active_response.clone();
+                    }
+                    Ok(_) | Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => {}
+                },
+                ev = stream.next() => {
+                    last_server_event = tokio::time::Instant::now();
+                    match ev {
+                        Some(Ok(Message::Text(t))) => match serde_json::from_str::<ServerEvent>(&t) {
+                            Ok(ev) => if let Err(e) = s.on_event(ev, &tool_tx).await { break Err(e) },
+                            Err(e) => warn!(error = %e, "undecodable server event ignored"),
+                        },
+                        Some(Ok(Message::Close(frame))) => {
+                            break if input_ended && s.idle() { Ok(()) } else {
+                                debug!(?frame, "server closed the session");
+                                Err(fail(Error::Closed(if s.active_response.is_some() { "in the middle of a response" } else { "before the call ended" })))
+                            };
+                        }
+                        Some(Ok(_)) => {}
+                        Some(Err(e)) => break Err(fail(Error::WebSocket(e.to_string()))),
+                        None => break if input_ended && s.idle() { Ok(()) } else {
+                            Err(fail(Error::Closed(if s.active_response.is_some() { "in the middle of a response" } else { "before the call ended" })))
+                        },
+                    }
+                }
+                Some(results) = tool_rx.recv() => {
+                    if let Err(e) = s.on_tool_results(results).await { break Err(e) }
+                }
+                frame = input.recv(), if !input_ended => match frame {
+                    Some(Frame::InputAudio(chunk)) => {
+                        let r = match &mut resampler {
+                            Some(r) if r.from_rate() == chunk.sample_rate => r,
+                            r => r.insert(StreamResampler::new(chunk.sample_rate, wire_rate).map_err(fail)?),
+                        };
+                        r.push(&chunk.samples, &mut append_buf).map_err(fail)?;
+                        while append_buf.len() >= append_samples {
+                            send_append(&s.tx, config.audio_format, &append_buf[..append_samples], &mut encoded, &mut b64).await;
+                            append_buf.drain(..append_samples);
+                        }
+                    }
+                    Some(Frame::EndOfStream) | None => {
+                        if !append_buf.is_empty() {
+                            send_append(&s.tx, config.audio_format, &append_buf, &mut encoded, &mut b64).await;
+                            append_buf.clear();
+                        }
+                        input_ended = true;
+                        drain_deadline = Some(tokio::time::Instant::now() + Duration::from_millis(config.drain_timeout_ms));
+                    }
+                    Some(other) => { let _ = s.out.send(other).await; }
+                },
+                _ = settle.tick(), if input_ended => {
+                    if s.idle() && last_server_event.elapsed() >= SETTLE {
+                        break Ok(());
+                    }
+                    if drain_deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                        warn!("input ended but the session did not go idle within {} ms; closing", config.drain_timeout_ms);
+                        break Ok(());
+                    }
+                }
+            }
+        };
+        drop(s.tx);
+        let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+        if result.is_ok() && !ctx.cancel.is_cancelled() {
+            let _ = s.out.send(Frame::EndOfStream).await;
+        }
+        result
+    }
+}
+
+async fn send_append(tx: &mpsc::Sender<Message>, format: AudioFormat, samples: &[i16], encoded: &mut Vec<u8>, b64: &mut String) {
+    encoded.clear();
+    match format {
+        AudioFormat::Pcm => pcm::encode_pcm16le(samples, encoded),
+        AudioFormat::Pcmu => g711::encode_ulaw(samples, encoded),
+        AudioFormat::Pcma => g711::encode_alaw(samples, encoded),
+    }
+    b64.clear();
+    B64.encode_string(&encoded[..], b64);
+    // The wire forces one JSON text per append; build it directly rather than via a Value.
+    let mut text = String::with_capacity(b64.len() + 48);
+    text.push_str(r#"{"type":"input_audio_buffer.append","audio":""#);
+    text.push_str(b64);
+    text.push_str(r#""}"#);
+    trace!(bytes = encoded.len(), "append");
+    let _ = tx.send(Message::Text(text.into())).await;
+}
+
+impl Session<'_> {
+    fn idle(&self) -> bool {
+        self.active_response.is_none() && !self.awaiting_response && !self.tools_running && !self.speech_active
+    }
+
+    async fn send(&self, v: serde_json::Value) {
+        let _ = self.tx.send(Message::Text(v.to_string().into())).await;
+    }
+
+    async fn emit(&self, frame: Frame) {
+        let _ = self.out.send(frame).await;
+    }
+
+    fn item_id(&mut self, id: &str) -> ItemId {
+        if let Some(i) = self.item_ids.get(id) {
+            return i.clone();
+        }
+        let i: ItemId = Arc::from(id);
+        self.item_ids.insert(id.to_string(), i.clone());
+        i
+    }
+
+    fn silence_ms(&self) -> u64 {
+        match &self.config.turn_detection {
+            TurnDetection::ServerVad { silence_duration_ms, .. } => *silence_duration_ms as u64,
+            _ => 0,
+        }
+    }
+
+    async fn on_event(&mut self, ev: ServerEvent, tool_tx: &mpsc::Sender<Vec<ToolResult>>) -> Result<(), StageError> {
+        match ev {
+            ServerEvent::SpeechStarted { audio_start_ms, .. } => {
+                self.speech_active = true;
+                let onset = Duration::from_millis(audio_start_ms);
+                self.emit(Frame::SpeechStarted { at: onset }).await;
+                self.barge_in(onset).await;
+            }
+            ServerEvent::SpeechStopped { audio_end_ms } => {
+                self.speech_active = false;
+                // audio_end_ms includes the silence that ended the turn; report the speech end.
+                let end = audio_end_ms.saturating_sub(self.silence_ms());
+                self.emit(Frame::SpeechStopped { at: Duration::from_millis(end) }).await;
+            }
+            ServerEvent::InputTranscriptDelta { item_id, delta } => {
+                let item = Some(self.item_id(&item_id));
+                self.emit(Frame::UserTranscript(Transcript { item, text: delta, is_final: false })).await;
+            }
+            ServerEvent::InputTranscriptCompleted { item_id, transcript } => {
+                self.transcript.push(format!("user: {}", transcript.trim()));
+                let item = Some(self.item_id(&item_id));
+                self.emit(Frame::UserTranscript(Transcript { item, text: transcript, is_final: true })).await;
+            }
+            ServerEvent::InputTranscriptFailed { item_id, error } => {
+                warn!(%item_id, %error, "input transcription failed");
+            }
+            ServerEvent::ResponseCreated { response } => {
+                self.awaiting_response = false;
+                self.active_response = Some(response.id.clone());
+                self.pending_calls.clear();
+                self.emit(Frame::ResponseStarted(ResponseStarted { response_id: response.id })).await;
+            }
+            ServerEvent::ResponseDone { response } => self.on_response_done(response, tool_tx).await,
+            ServerEvent::OutputItemAdded { item } => {
+                if let (Some(call_id), Some(name)) = (item.call_id, item.name) {
+                    self.call_names.insert(call_id, name);
+                }
+            }
+            ServerEvent::AudioDelta { response_id, item_id, delta } => {
+                if self.muted_response.as_deref() == Some(response_id.as_str()) {
+                    return Ok(());
+                }
+                self.on_audio(&item_id, &delta).await;
+            }
+            ServerEvent::AudioTranscriptDelta { response_id, item_id, delta }
+            | ServerEvent::TextDelta { response_id, item_id, delta } => {
+                if self.muted_response.as_deref() != Some(response_id.as_str()) {
+                    let item = Some(self.item_id(&item_id));
+                    self.emit(Frame::AssistantTranscript(Transcript { item, text: delta, is_final: false })).await;
+                }
+            }
+            ServerEvent::AudioTranscriptDone { item_id, transcript, .. } | ServerEvent::TextDone { item_id, text: transcript, .. } => {
+                self.transcript.push(format!("assistant: {}", transcript.trim()));
+                let item = Some(self.item_id(&item_id));
+                self.emit(Frame::AssistantTranscript(Transcript { item, text: transcript, is_final: true })).await;
+            }
+            ServerEvent::FunctionArgsDelta { call_id, delta } => {
+                trace!(%call_id, bytes = delta.len(), "function arguments fragment");
+            }
+            ServerEvent::FunctionArgsDone { call_id, name, arguments } => {
+                let name = name.or_else(|| self.call_names.get(&call_id).cloned()).unwrap_or_default();
+                let call = ToolCall { call_id, name, arguments };
+                self.emit(Frame::ToolCall(call.clone())).await;
+                self.pending_calls.push(call);
+            }
+            ServerEvent::Truncated { item_id, audio_end_ms } => debug!(%item_id, audio_end_ms, "truncated"),
+            ServerEvent::RateLimits { rate_limits } => {
+                self.ctx.events.emit(EventKind::RateLimits { limits: rate_limits }).await;
+            }
+            ServerEvent::Error { error } => {
+                warn!(code = ?error.code, message = %error.message, "realtime error event");
+                self.ctx
+                    .events
+                    .emit(EventKind::ProviderError { stage: NAME.into(), code: error.code, message: error.message })
+                    .await;
+            }
+            ServerEvent::SessionCreated { .. } | ServerEvent::SessionUpdated { .. } | ServerEvent::Committed { .. } => {}
+            ServerEvent::Other => trace!("unhandled server event"),
+        }
+        Ok(())
+    }
+
+    async fn on_audio(&mut self, item_id: &str, delta: &str) {
+        self.decoded.clear();
+        if let Err(e) = B64.decode_vec(delta, &mut self.decoded) {
+            warn!(error = %e, "undecodable audio delta dropped");
+            return;
+        }
+        let mut samples = Vec::with_capacity(self.decoded.len());
+        match self.config.audio_format {
+            AudioFormat::Pcm => pcm::decode_pcm16le(&self.decoded, &mut samples),
+            AudioFormat::Pcmu => g711::decode_ulaw(&self.decoded, &mut samples),
+            AudioFormat::Pcma => g711::decode_alaw(&self.decoded, &mut samples),
+        }
+        let item = self.item_id(item_id);
+        let received = self.items.entry(item_id.to_string()).or_default();
+        received.samples += samples.len() as u64;
+        self.last_item = Some(item.clone());
+        let chunk = AudioChunk::new(self.out_rate, self.ctx.clock.elapsed(), Samples::from_vec(samples));
+        let epoch = self.ctx.playout.epoch();
+        self.emit(Frame::OutputAudio(OutputAudio { item, epoch, chunk, text: None })).await;
+    }
+
+    /// The caller spoke over the assistant: stop playout and cut the item to what was heard.
+    async fn barge_in(&mut self, onset: Duration) {
+        let generating = self.active_response.is_some() && self.muted_response != self.active_response;
+        if !self.ctx.playout.is_audible() && !generating {
+            return;
+        }
+        let played = self.ctx.interrupt(InterruptReason::BargeIn, Some(onset)).await;
+        self.muted_response = self.active_response.clone();
+        let target = match played {
+            Some(p) => Some((p.item, p.played_ms)),
+            // Audio was on its way but nothing played yet: the caller heard none of it.
+            None => self.last_item.clone().filter(|i| self.items.contains_key(&**i)).map(|i| (i, 0)),
+        };
+        let Some((item, played_ms)) = target else { return };
+        let received_ms = self.items.get(&*item).map(|a| a.samples * 1000 / self.out_rate as u64).unwrap_or(0);
+        let audio_end_ms = played_ms.min(received_ms);
+        self.send(json!({
+            "type": "conversation.item.truncate",
+            "item_id": &*item,
+            "content_index": 0,
+            "audio_end_ms": audio_end_ms,
+        }))
+        .await;
+        info!(item = %item, audio_end_ms, "barge-in: truncated the assistant item to what was heard");
+        self.ctx.events.emit(EventKind::Truncate { item: item.to_string(), audio_end_ms }).await;
+    }
+
+    async fn on_response_done(&mut self, response: crate::events::ResponseInfo, tool_tx: &mpsc::Sender<Vec<ToolResult>>) {
+        let status = match response.status.as_deref() {
+            Some("cancelled") => ResponseStatus::Cancelled,
+            Some("failed") => ResponseStatus::Failed,
+            Some("incomplete") => ResponseStatus::Incomplete,
+            _ => ResponseStatus::Completed,
+        };
+        let reason = response
+            .status_details
+            .as_ref()
+            .and_then(|d| d.get("reason"))
+            .and_then(|r| r.as_str())
+            .map(str::to_string);
+        if self.active_response.as_deref() == Some(response.id.as_str()) {
+            self.active_response = None;
+        }
+        self.emit(Frame::ResponseDone(ResponseDone {
+            response_id: response.id,
+            status,
+            reason,
+            usage: response.usage.map(Into::into),
+        }))
+        .await;
+        let calls = std::mem::take(&mut self.pending_calls);
+        if !calls.is_empty() && status == ResponseStatus::Completed {
+            // Run the calls concurrently, off the event loop; results come back on tool_tx.
+            self.tools_running = true;
+            let tools = self.ctx.tools.clone();
+            let tx = tool_tx.clone();
+            tokio::spawn(async move {
+                let results = futures_util::future::join_all(calls.iter().map(|c| tools.call(c))).await;
+                let _ = tx.send(results).await;
+            });
+        } else if self.end_after_response && status == ResponseStatus::Completed {
+            self.ctx.control.send(Control::EndCall);
+        }
+    }
+
+    async fn on_tool_results(&mut self, results: Vec<ToolResult>) -> Result<(), StageError> {
+        self.tools_running = false;
+        for r in &results {
+            self.emit(Frame::ToolResult(r.clone())).await;
+            self.send(json!({
+                "type": "conversation.item.create",
+                "item": { "type": "function_call_output", "call_id": r.call_id, "output": r.output },
+            }))
+            .await;
+            match &r.action {
+                Some(ToolAction::EndCall) => self.end_after_response = true,
+                Some(ToolAction::Handoff { reason, target }) => {
+                    self.ctx
+                        .events
+                        .emit(EventKind::Handoff {
+                            reason: reason.clone(),
+                            target: target.clone(),
+                            transcript: self.transcript.clone(),
+                        })
+                        .await;
+                }
+                None => {}
+            }
+        }
+        // The model does not resume by itself after a tool output.
+        self.awaiting_response = true;
+        self.send(json!({ "type": "response.create" })).await;
+        Ok(())
+    }
+}
