@@ -7,3 +7,5 @@
 //! published protocol, so a misreading cannot pass both.
 
 pub mod realtime;
+pub mod openai_speech;
+pub mod elevenlabs;

@@ -1,0 +1,519 @@
+//! OpenAI speech fake: `POST /v1/audio/speech`, validated like the real endpoint, answering
+//! `response_format: "pcm"` with a chunked raw 24 kHz PCM16 body of deterministic,
+//! syllable-like audio whose length is proportional to the text ([`speech_waveform`]).
+//!
+//! Only `pcm` is synthesised: `mp3`, `opus`, `aac`, `flac` and `wav` are valid requests that
+//! this fake answers with 400 "unsupported by fake", and so is `stream_format: "sse"`.
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Rate of the `pcm` format.
+pub const PCM_RATE: u32 = 24_000;
+
+/// Built-in voices the endpoint accepts.
+pub const VOICES: &[&str] = &[
+    "alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage", "shimmer", "verse", "marin",
+    "cedar",
+];
+/// Models the endpoint accepts.
+pub const MODELS: &[&str] = &["tts-1", "tts-1-hd", "gpt-4o-mini-tts", "gpt-4o-mini-tts-2025-12-15"];
+const FIELDS: &[&str] =
+    &["model", "input", "voice", "instructions", "response_format", "speed", "stream_format"];
+
+/// The fake's deterministic speech: per character, a `ms_per_char` syllable (a tone whose
+/// pitch depends on the character, under a raised-sine envelope; spaces are quiet), at `rate`.
+pub fn speech_waveform(text: &str, ms_per_char: u64, rate: u32) -> Vec<i16> {
+    let per_char = (rate as u64 * ms_per_char / 1000) as usize;
+    let mut out = Vec::with_capacity(per_char * text.chars().count());
+    for c in text.chars() {
+        let hz = 140.0 + (c as u32 % 16) as f64 * 15.0;
+        let amp = if c.is_whitespace() { 800.0 } else { 9000.0 };
+        for i in 0..per_char {
+            let t = i as f64 / rate as f64;
+            let env = (std::f64::consts::PI * i as f64 / per_char as f64).sin();
+            out.push((amp * env * (2.0 * std::f64::consts::PI * hz * t).sin()).round() as i16);
+        }
+    }
+    out
+}
+
+/// Knobs of the speech fake.
+#[derive(Clone, Debug)]
+pub struct SpeechFakeConfig {
+    /// The Bearer token accepted. Default: `sk-test`.
+    pub api_key: String,
+    /// Audio length per input character, ms. Default: 60.
+    pub ms_per_char: u64,
+    /// Delay before the first body byte, ms. Default: 0.
+    pub time_to_first_byte_ms: u64,
+    /// Audio seconds streamed per wall second; 0 streams as fast as possible. Default: 5.0.
+    pub real_time_factor: f64,
+    /// Body chunk sizes in bytes, cycled; odd sizes split samples. Default: `[4801, 1999, 3333]`.
+    pub chunk_bytes: Vec<usize>,
+    /// Fault: answer request number `n` (0-based) with this status and an OpenAI error body.
+    pub fail_requests: Vec<(usize, u16)>,
+    /// `Retry-After` seconds sent with injected 429/503 faults. Default: none.
+    pub retry_after_secs: Option<u64>,
+    /// Fault: cut request `n`'s body abruptly after this many bytes.
+    pub cut_after_bytes: Vec<(usize, usize)>,
+}
+
+impl Default for SpeechFakeConfig {
+    fn default() -> Self {
+        Self {
+            api_key: "sk-test".into(),
+            ms_per_char: 60,
+            time_to_first_byte_ms: 0,
+            real_time_factor: 5.0,
+            chunk_bytes: vec![4801, 1999, 3333],
+            fail_requests: Vec::new(),
+            retry_after_secs: None,
+            cut_after_bytes: Vec::new(),
+        }
+    }
+}
+
+/// How a request ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StreamOutcome {
+    /// Still streaming.
+    Streaming,
+    /// Every byte was sent.
+    Completed,
+    /// The client went away before the end.
+    Dropped,
+    /// Cut on purpose (fault knob).
+    Cut,
+    /// Answered with an error status.
+    Rejected(u16),
+}
+
+/// One request as the fake saw it. Times are on the tokio clock, from the fake's start.
+#[derive(Clone, Debug)]
+pub struct SpeechRequest {
+    /// Arrival time.
+    pub at: Duration,
+    /// The JSON body (`Null` if it was not JSON).
+    pub body: Value,
+    /// When the first body byte was handed to the server.
+    pub first_byte_at: Option<Duration>,
+    /// When the stream completed, was cut, or was dropped.
+    pub ended_at: Option<Duration>,
+    /// Bytes of audio sent.
+    pub bytes_sent: usize,
+    /// How it ended.
+    pub outcome: StreamOutcome,
+}
+
+struct Shared {
+    config: SpeechFakeConfig,
+    start: Instant,
+    requests: Mutex<Vec<SpeechRequest>>,
+}
+
+impl Shared {
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+    fn update(&self, index: usize, f: impl FnOnce(&mut SpeechRequest)) {
+        let mut reqs = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = reqs.get_mut(index) {
+            f(r);
+        }
+    }
+}
+
+/// A running speech fake; stops when dropped.
+#[derive(Debug)]
+pub struct SpeechFake {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("config", &self.config).finish()
+    }
+}
+
+impl SpeechFake {
+    /// Starts the fake on `127.0.0.1:0`.
+    pub async fn start(config: SpeechFakeConfig) -> std::io::Result<Self> {
+        let shared = Arc::new(Shared { config, start: Instant::now(), requests: Mutex::new(Vec::new()) });
+        let app = Router::new().route("/v1/audio/speech", post(speech)).with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let stop = CancellationToken::new();
+        let token = stop.clone();
+        tokio::spawn(async move {
+            let serve = axum::serve(listener, app);
+            tokio::select! {
+                _ = serve => {}
+                () = token.cancelled() => {}
+            }
+        });
+        Ok(Self { addr, shared, stop })
+    }
+
+    /// `http://127.0.0.1:port/v1`, the client's `base_url`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// Now on the fake's clock (the clock request times are on).
+    pub fn now(&self) -> Duration {
+        self.shared.now()
+    }
+
+    /// Every request so far, in arrival order.
+    pub fn requests(&self) -> Vec<SpeechRequest> {
+        self.shared.requests.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl Drop for SpeechFake {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+fn openai_error(
+    status: StatusCode,
+    message: &str,
+    kind: &str,
+    param: Option<&str>,
+    code: Option<&str>,
+) -> Response {
+    let body = json!({ "error": { "message": message, "type": kind, "param": param, "code": code } });
+    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+fn invalid(message: &str, param: Option<&str>) -> Response {
+    openai_error(StatusCode::BAD_REQUEST, message, "invalid_request_error", param, None)
+}
+
+/// Checks auth and body like the real endpoint; returns the input text on success.
+fn validate(config: &SpeechFakeConfig, headers: &HeaderMap, body: &Value) -> Result<String, Response> {
+    let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    match auth.and_then(|a| a.strip_prefix("Bearer ")) {
+        None => {
+            let msg = "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).";
+            return Err(openai_error(StatusCode::UNAUTHORIZED, msg, "invalid_request_error", None, None));
+        }
+        Some(k) if k != config.api_key => {
+            let msg = "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.";
+            return Err(openai_error(
+                StatusCode::UNAUTHORIZED,
+                msg,
+                "invalid_request_error",
+                None,
+                Some("invalid_api_key"),
+            ));
+        }
+        Some(_) => {}
+    }
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let Some(obj) = body.as_object().filter(|_| ct.starts_with("application/json")) else {
+        return Err(invalid(
+            "We could not parse the JSON body of your request. Send a JSON object with Content-Type: application/json.",
+            None,
+        ));
+    };
+    if let Some(extra) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(invalid(&format!("Unrecognized request argument supplied: {extra}"), Some(extra)));
+    }
+    let model = match obj.get("model") {
+        Some(Value::String(m)) => m.as_str(),
+        Some(_) => return Err(invalid("Invalid type for 'model': expected a string.", Some("model"))),
+        None => return Err(invalid("Missing required parameter: 'model'.", Some("model"))),
+    };
+    if !MODELS.contains(&model) {
+        let msg = format!("The model `{model}` does not exist or you do not have access to it.");
+        return Err(openai_error(
+            StatusCode::NOT_FOUND,
+            &msg,
+            "invalid_request_error",
+            None,
+            Some("model_not_found"),
+        ));
+    }
+    let input = match obj.get("input") {
+        Some(Value::String(s)) if s.is_empty() => {
+            return Err(invalid("Input must not be empty.", Some("input")));
+        }
+        Some(Value::String(s)) if s.chars().count() > 4096 => {
+            return Err(invalid("'input' is too long: the maximum is 4096 characters.", Some("input")));
+        }
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => return Err(invalid("Invalid type for 'input': expected a string.", Some("input"))),
+        None => return Err(invalid("Missing required parameter: 'input'.", Some("input"))),
+    };
+    match obj.get("voice") {
+        Some(Value::String(v)) if VOICES.contains(&v.as_str()) => {}
+        Some(Value::Object(o)) if o.len() == 1 && o.get("id").is_some_and(Value::is_string) => {}
+        Some(v) => {
+            let msg = format!("Invalid value for 'voice': {v}. Supported values are: {}.", VOICES.join(", "));
+            return Err(invalid(&msg, Some("voice")));
+        }
+        None => return Err(invalid("Missing required parameter: 'voice'.", Some("voice"))),
+    }
+    let tts1 = model.starts_with("tts-1");
+    if let Some(i) = obj.get("instructions") {
+        if tts1 {
+            return Err(invalid(
+                &format!("Instructions are not supported for model {model}."),
+                Some("instructions"),
+            ));
+        }
+        if !i.as_str().is_some_and(|s| s.chars().count() <= 4096) {
+            return Err(invalid(
+                "Invalid 'instructions': expected a string of at most 4096 characters.",
+                Some("instructions"),
+            ));
+        }
+    }
+    if let Some(s) = obj.get("speed")
+        && !s.as_f64().is_some_and(|s| (0.25..=4.0).contains(&s))
+    {
+        return Err(invalid("Invalid 'speed': expected a number from 0.25 to 4.0.", Some("speed")));
+    }
+    match obj.get("stream_format").map(|v| v.as_str()) {
+        None | Some(Some("audio")) => {}
+        Some(Some("sse")) if tts1 => {
+            return Err(invalid(
+                "stream_format 'sse' is not supported for tts-1 models.",
+                Some("stream_format"),
+            ));
+        }
+        Some(Some("sse")) => {
+            return Err(invalid("stream_format 'sse' is unsupported by fake.", Some("stream_format")));
+        }
+        Some(_) => {
+            return Err(invalid(
+                "Invalid 'stream_format': expected 'sse' or 'audio'.",
+                Some("stream_format"),
+            ));
+        }
+    }
+    match obj.get("response_format").map(|v| v.as_str()) {
+        Some(Some("pcm")) => Ok(input),
+        None | Some(Some("mp3" | "opus" | "aac" | "flac" | "wav")) => {
+            Err(invalid("response_format other than 'pcm' is unsupported by fake.", Some("response_format")))
+        }
+        Some(_) => Err(invalid(
+            "Invalid 'response_format': expected one of mp3, opus, aac, flac, wav, pcm.",
+            Some("response_format"),
+        )),
+    }
+}
+
+async fn speech(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let index = {
+        let mut reqs = shared.requests.lock().unwrap_or_else(|e| e.into_inner());
+        reqs.push(SpeechRequest {
+            at: shared.now(),
+            body: json.clone(),
+            first_byte_at: None,
+            ended_at: None,
+            bytes_sent: 0,
+            outcome: StreamOutcome::Streaming,
+        });
+        reqs.len() - 1
+    };
+    let config = &shared.config;
+    let reject = |resp: Response| {
+        let status = resp.status().as_u16();
+        shared.update(index, |r| {
+            r.outcome = StreamOutcome::Rejected(status);
+            r.ended_at = Some(shared.now());
+        });
+        resp
+    };
+    if let Some(&(_, status)) = config.fail_requests.iter().find(|(n, _)| *n == index) {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut resp = openai_error(
+            status,
+            "The server had an error while processing your request. Sorry about that!",
+            "server_error",
+            None,
+            None,
+        );
+        if let Some(secs) = config.retry_after_secs {
+            resp.headers_mut().insert(header::RETRY_AFTER, secs.into());
+        }
+        return reject(resp);
+    }
+    let input = match validate(config, &headers, &json) {
+        Ok(input) => input,
+        Err(resp) => return reject(resp),
+    };
+    let samples = speech_waveform(&input, config.ms_per_char, PCM_RATE);
+    let mut bytes = Vec::with_capacity(samples.len() * 2);
+    for s in samples {
+        bytes.extend_from_slice(&s.to_le_bytes());
+    }
+    let cut = config.cut_after_bytes.iter().find(|(n, _)| *n == index).map(|&(_, b)| b);
+    let body = pacing::paced_body(
+        bytes,
+        pacing::Pacing {
+            chunk_bytes: config.chunk_bytes.clone(),
+            bytes_per_sec: PCM_RATE as f64 * 2.0,
+            ttfb: Duration::from_millis(config.time_to_first_byte_ms),
+            real_time_factor: config.real_time_factor,
+            cut_after: cut,
+        },
+        {
+            let shared = shared.clone();
+            move |ev| record(&shared, index, ev)
+        },
+    );
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/octet-stream")], Body::from_stream(body))
+        .into_response()
+}
+
+fn record(shared: &Shared, index: usize, ev: pacing::BodyEvent) {
+    use pacing::BodyEvent;
+    let now = shared.now();
+    shared.update(index, |r| match ev {
+        BodyEvent::Sent(n) => {
+            r.first_byte_at.get_or_insert(now);
+            r.bytes_sent += n;
+        }
+        BodyEvent::Completed => {
+            r.outcome = StreamOutcome::Completed;
+            r.ended_at = Some(now);
+        }
+        BodyEvent::Cut => {
+            r.outcome = StreamOutcome::Cut;
+            r.ended_at = Some(now);
+        }
+        BodyEvent::Dropped => {
+            r.outcome = StreamOutcome::Dropped;
+            r.ended_at = Some(now);
+        }
+    });
+}
+
+/// Paced, chunked bodies shared by the audio fakes.
+pub(crate) mod pacing {
+    use axum::body::Bytes;
+    use futures_util::Stream;
+    use std::time::Duration;
+    use tokio::time::Instant;
+
+    /// How a body is paced.
+    pub(crate) struct Pacing {
+        /// Chunk sizes, cycled.
+        pub chunk_bytes: Vec<usize>,
+        /// Bytes per second of audio.
+        pub bytes_per_sec: f64,
+        /// Delay before the first chunk.
+        pub ttfb: Duration,
+        /// Audio seconds per wall second; 0 = no pacing.
+        pub real_time_factor: f64,
+        /// Cut the body abruptly after this many bytes.
+        pub cut_after: Option<usize>,
+    }
+
+    /// What happened to the body.
+    #[derive(Debug, Clone, Copy)]
+    pub(crate) enum BodyEvent {
+        Sent(usize),
+        Completed,
+        Cut,
+        Dropped,
+    }
+
+    struct Guard<F: Fn(BodyEvent)> {
+        on: F,
+        finished: bool,
+    }
+
+    impl<F: Fn(BodyEvent)> Guard<F> {
+        fn finish(&mut self, ev: BodyEvent) {
+            if !self.finished {
+                self.finished = true;
+                (self.on)(ev);
+            }
+        }
+    }
+
+    impl<F: Fn(BodyEvent)> Drop for Guard<F> {
+        fn drop(&mut self) {
+            self.finish(BodyEvent::Dropped);
+        }
+    }
+
+    struct State<F: Fn(BodyEvent)> {
+        bytes: Bytes,
+        pos: usize,
+        index: usize,
+        next_at: Option<Instant>,
+        pacing: Pacing,
+        guard: Guard<F>,
+    }
+
+    /// `bytes` as a stream of chunks paced like real-time synthesis; `on` hears every send and
+    /// how the body ended (`Dropped` when the client went away first).
+    pub(crate) fn paced_body<F>(
+        bytes: Vec<u8>,
+        pacing: Pacing,
+        on: F,
+    ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static
+    where
+        F: Fn(BodyEvent) + Send + Sync + 'static,
+    {
+        let state = State {
+            bytes: Bytes::from(bytes),
+            pos: 0,
+            index: 0,
+            next_at: None,
+            pacing,
+            guard: Guard { on, finished: false },
+        };
+        futures_util::stream::unfold(state, |mut s| async move {
+            if s.pos >= s.bytes.len() {
+                s.guard.finish(BodyEvent::Completed);
+                return None;
+            }
+            match s.next_at {
+                None => {
+                    tokio::time::sleep(s.pacing.ttfb).await;
+                    s.next_at = Some(Instant::now());
+                }
+                Some(at) => tokio::time::sleep_until(at).await,
+            }
+            let limit = s.pacing.cut_after.unwrap_or(usize::MAX).min(s.bytes.len());
+            if s.pos >= limit {
+                s.guard.finish(BodyEvent::Cut);
+                s.pos = s.bytes.len();
+                return Some((Err(std::io::Error::other("body cut by the fake's fault knob")), s));
+            }
+            let sizes = &s.pacing.chunk_bytes;
+            let size = if sizes.is_empty() { 4096 } else { sizes[s.index % sizes.len()].max(1) };
+            s.index += 1;
+            let end = (s.pos + size).min(limit);
+            let chunk = s.bytes.slice(s.pos..end);
+            s.pos = end;
+            if s.pacing.real_time_factor > 0.0 {
+                let secs = chunk.len() as f64 / s.pacing.bytes_per_sec / s.pacing.real_time_factor;
+                s.next_at = s.next_at.map(|t| t + Duration::from_secs_f64(secs));
+            }
+            (s.guard.on)(BodyEvent::Sent(chunk.len()));
+            Some((Ok(chunk), s))
+        })
+    }
+}

@@ -1,0 +1,300 @@
+//! Cuts streaming LLM text into speakable chunks.
+//!
+//! A TTS request per token would sound choppy and cost a round trip each; a request per reply
+//! would delay the first audio until the LLM has finished. [`SentenceChunker`] cuts at sentence
+//! ends as soon as they are certain, merges very short sentences ("Hi.") into the next one, and
+//! falls back to clause boundaries (`,` `;` `:` `—`) and then word boundaries when a sentence
+//! runs long, so the first audio can start while the LLM is still writing.
+
+/// Words that end with a period without ending a sentence (compared lowercase, without the
+/// period).
+const ABBREVIATIONS: &[&str] = &[
+    "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "mt", "vs", "etc", "approx", "no", "inc", "ltd", "co",
+    "corp", "dept", "est", "fig", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct",
+    "nov", "dec", "min", "max", "ave", "blvd", "rd", "gen", "gov", "sgt", "capt", "lt", "col",
+];
+
+/// Characters that may follow a sentence's final punctuation and still belong to it.
+const CLOSERS: &[char] = &['"', '\'', ')', ']', '}', '\u{201D}', '\u{2019}', '\u{BB}'];
+
+/// Default minimum chunk length in characters.
+pub const DEFAULT_MIN_CHUNK_CHARS: usize = 20;
+/// Default length in characters beyond which a sentence is cut at a clause boundary.
+pub const DEFAULT_MAX_CHUNK_CHARS: usize = 150;
+
+/// Incremental sentence chunker. Pure: no I/O, no clock.
+///
+/// Push text with [`push`](Self::push), take ready chunks with [`pop`](Self::pop), and at the
+/// end of the reply take the rest with [`finish`](Self::finish). Chunks are trimmed of
+/// surrounding whitespace and never empty.
+#[derive(Debug, Clone)]
+pub struct SentenceChunker {
+    buf: String,
+    min_chars: usize,
+    max_chars: usize,
+}
+
+impl Default for SentenceChunker {
+    fn default() -> Self {
+        Self::new(DEFAULT_MIN_CHUNK_CHARS, DEFAULT_MAX_CHUNK_CHARS)
+    }
+}
+
+impl SentenceChunker {
+    /// A chunker that merges sentences shorter than `min_chars` characters into the next one and
+    /// cuts sentences longer than `max_chars` at clause (or, failing that, word) boundaries.
+    /// `max_chars` is raised to at least `min_chars + 1`.
+    pub fn new(min_chars: usize, max_chars: usize) -> Self {
+        Self { buf: String::new(), min_chars, max_chars: max_chars.max(min_chars + 1) }
+    }
+
+    /// Appends streamed text.
+    pub fn push(&mut self, text: &str) {
+        if self.buf.is_empty() {
+            self.buf.push_str(text.trim_start());
+        } else {
+            self.buf.push_str(text);
+        }
+    }
+
+    /// Takes the next chunk that is ready to be spoken, if any.
+    pub fn pop(&mut self) -> Option<String> {
+        let cut = self.sentence_cut().or_else(|| self.long_text_cut())?;
+        Some(self.take(cut))
+    }
+
+    /// Ends the reply: takes everything left (trimmed), if anything.
+    pub fn finish(&mut self) -> Option<String> {
+        let rest = self.buf.trim();
+        let out = (!rest.is_empty()).then(|| rest.to_string());
+        self.buf.clear();
+        out
+    }
+
+    /// Drops pending text (on interruption).
+    pub fn clear(&mut self) {
+        self.buf.clear();
+    }
+
+    /// True when no text is pending.
+    pub fn is_empty(&self) -> bool {
+        self.buf.trim().is_empty()
+    }
+
+    fn take(&mut self, cut: usize) -> String {
+        let chunk = self.buf[..cut].trim().to_string();
+        let rest_start = cut + (self.buf.len() - cut - self.buf[cut..].trim_start().len());
+        self.buf.drain(..rest_start);
+        chunk
+    }
+
+    fn chars_before(&self, byte: usize) -> usize {
+        self.buf[..byte].trim().chars().count()
+    }
+
+    /// The first certain sentence end with at least `min_chars` before it.
+    fn sentence_cut(&self) -> Option<usize> {
+        let mut search = 0;
+        while let Some(end) = self.next_sentence_end(search) {
+            if self.chars_before(end) >= self.min_chars {
+                return Some(end);
+            }
+            search = end;
+        }
+        None
+    }
+
+    /// Byte index just after the next certain sentence end at or after `from`.
+    fn next_sentence_end(&self, from: usize) -> Option<usize> {
+        let b = &self.buf;
+        let mut iter = b[from..].char_indices().map(|(i, c)| (i + from, c)).peekable();
+        while let Some((i, c)) = iter.next() {
+            if c == '\n' {
+                return Some(i + 1);
+            }
+            if !matches!(c, '.' | '!' | '?' | '\u{2026}') {
+                continue;
+            }
+            // The whole punctuation run (`?!`, `...`) and closing quotes belong to the sentence.
+            let mut end = i + c.len_utf8();
+            let mut dots = usize::from(c == '.');
+            let mut ellipsis = c == '\u{2026}';
+            while let Some(&(j, d)) = iter.peek() {
+                if matches!(d, '.' | '!' | '?' | '\u{2026}') || CLOSERS.contains(&d) {
+                    dots += usize::from(d == '.');
+                    ellipsis |= d == '\u{2026}';
+                    end = j + d.len_utf8();
+                    iter.next();
+                } else {
+                    break;
+                }
+            }
+            // Undecided until we see what follows; a non-space means "3.5", "e.g.x", "a.m.".
+            match b[end..].chars().next() {
+                Some(n) if n.is_whitespace() => {}
+                _ => continue,
+            }
+            if ellipsis || dots >= 2 {
+                // "Well... I think" ends a sentence; "wait... what" does not.
+                match b[end..].trim_start().chars().next() {
+                    Some(n) if n.is_uppercase() => return Some(end),
+                    _ => continue,
+                }
+            }
+            if c == '.' && dots == 1 && is_abbreviation(&b[..i]) {
+                continue;
+            }
+            return Some(end);
+        }
+        None
+    }
+
+    /// When the pending text is longer than `max_chars` with no sentence end: the last clause
+    /// boundary, else the last word boundary, within the first `max_chars` characters.
+    fn long_text_cut(&self) -> Option<usize> {
+        if self.buf.trim_end().chars().count() <= self.max_chars {
+            return None;
+        }
+        let limit = self.buf.char_indices().nth(self.max_chars).map_or(self.buf.len(), |(i, _)| i);
+        let window = &self.buf[..limit];
+        let mut clause = None;
+        let mut word = None;
+        let mut chars = window.char_indices().peekable();
+        while let Some((i, c)) = chars.next() {
+            let after = i + c.len_utf8();
+            let next_is_space = chars.peek().is_some_and(|&(_, n)| n.is_whitespace());
+            let long_enough = self.chars_before(after) >= self.min_chars;
+            if long_enough && (c == '\u{2014}' || (matches!(c, ',' | ';' | ':') && next_is_space)) {
+                clause = Some(after);
+            }
+            if long_enough && c.is_whitespace() {
+                word = Some(i);
+            }
+        }
+        clause.or(word)
+    }
+}
+
+/// Whether the word just before a period is an abbreviation or an initial.
+fn is_abbreviation(before: &str) -> bool {
+    let word = before.rsplit(|c: char| c.is_whitespace() || c == '(').next().unwrap_or("");
+    let word = word.trim_start_matches(|c: char| !c.is_alphanumeric());
+    if word.is_empty() {
+        return false;
+    }
+    // "e.g", "i.e", "U.S": internal periods.
+    if word.contains('.') {
+        return true;
+    }
+    let mut letters = word.chars();
+    // A single letter is an initial ("J. Smith").
+    if letters.next().is_some_and(char::is_alphabetic) && letters.next().is_none() {
+        return true;
+    }
+    let lower = word.to_lowercase();
+    ABBREVIATIONS.contains(&lower.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(chunker: &mut SentenceChunker, text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        // Token-sized pieces, as an LLM streams them.
+        let chars: Vec<char> = text.chars().collect();
+        for piece in chars.chunks(3) {
+            chunker.push(&piece.iter().collect::<String>());
+            while let Some(c) = chunker.pop() {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    fn all(text: &str) -> Vec<String> {
+        let mut c = SentenceChunker::default();
+        let mut out = feed(&mut c, text);
+        out.extend(c.finish());
+        out
+    }
+
+    #[test]
+    fn cuts_at_sentence_ends_as_soon_as_they_are_certain() {
+        let mut c = SentenceChunker::default();
+        let out = feed(&mut c, "The weather is lovely today. Shall we go for a walk? I would");
+        assert_eq!(out, ["The weather is lovely today.", "Shall we go for a walk?"]);
+        c.push(" like that!");
+        assert_eq!(c.pop(), None, "no space after the final '!': not certain yet");
+        assert_eq!(c.finish().as_deref(), Some("I would like that!"));
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn abbreviations_and_initials_do_not_end_sentences() {
+        let out = all("Please see Dr. Smith about it, e.g. tomorrow at noon. J. R. Tolkien wrote this one.");
+        assert_eq!(
+            out,
+            ["Please see Dr. Smith about it, e.g. tomorrow at noon.", "J. R. Tolkien wrote this one."]
+        );
+    }
+
+    #[test]
+    fn decimals_and_versions_do_not_end_sentences() {
+        let out = all("The price went up by 3.5 percent in 2024. Version 2.0.1 fixes that bug entirely.");
+        assert_eq!(
+            out,
+            ["The price went up by 3.5 percent in 2024.", "Version 2.0.1 fixes that bug entirely."]
+        );
+    }
+
+    #[test]
+    fn ellipsis_ends_a_sentence_only_before_a_capital() {
+        let out = all("I was thinking... maybe we could go. Well\u{2026} Then again, maybe we should not.");
+        assert_eq!(
+            out,
+            ["I was thinking... maybe we could go.", "Well\u{2026} Then again, maybe we should not."]
+        );
+    }
+
+    #[test]
+    fn short_sentences_merge_with_the_next_unless_the_reply_ends() {
+        assert_eq!(all("Hi. How are you?"), ["Hi. How are you?"]);
+        let out = all("Hi. How can I help you with your order? Sure.");
+        assert_eq!(out, ["Hi. How can I help you with your order?", "Sure."]);
+        assert_eq!(all("Hi."), ["Hi."]);
+    }
+
+    #[test]
+    fn long_text_is_split_at_the_last_clause_boundary() {
+        let mut c = SentenceChunker::new(20, 60);
+        let text = "When you get to the station, turn left at the bakery, walk past the park; then \
+                    continue for a while";
+        let out = feed(&mut c, text);
+        assert_eq!(out, ["When you get to the station, turn left at the bakery,"]);
+        assert_eq!(c.finish().as_deref(), Some("walk past the park; then continue for a while"));
+    }
+
+    #[test]
+    fn long_text_without_punctuation_is_split_at_a_word_boundary() {
+        let mut c = SentenceChunker::new(10, 30);
+        let out = feed(&mut c, "one two three four five six seven eight nine ten");
+        assert_eq!(out[0], "one two three four five six");
+        assert!(out.iter().all(|c| c.chars().count() <= 30));
+    }
+
+    #[test]
+    fn newlines_end_chunks_and_whitespace_is_trimmed() {
+        let out = all("  Here are the options for you:\n- the red one\n- the blue one  ");
+        assert_eq!(out, ["Here are the options for you:", "- the red one\n- the blue one"]);
+    }
+
+    #[test]
+    fn clear_drops_pending_text() {
+        let mut c = SentenceChunker::default();
+        c.push("Something half said");
+        c.clear();
+        assert!(c.is_empty());
+        assert_eq!(c.finish(), None);
+    }
+}
