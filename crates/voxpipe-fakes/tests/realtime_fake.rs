@@ -108,7 +108,11 @@ async fn append_signal(ws: &mut Ws, ms: u64, tone: bool, offset: &mut usize) {
         let chunk: Vec<i16> = (0..480)
             .map(|i| {
                 let n = (*offset + i) as f64;
-                if tone { (amp * (2.0 * std::f64::consts::PI * 300.0 * n / 24_000.0).sin()) as i16 } else { 0 }
+                if tone {
+                    (amp * (2.0 * std::f64::consts::PI * 300.0 * n / 24_000.0).sin()) as i16
+                } else {
+                    0
+                }
             })
             .collect();
         *offset += 480;
@@ -127,14 +131,19 @@ async fn manual_turns(ws: &mut Ws) {
 async fn user_text(ws: &mut Ws, text: &str) {
     let item = json!({"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]});
     send(ws, json!({"type": "conversation.item.create", "item": item})).await;
-    assert_eq!(types(&recv_until(ws, "conversation.item.done").await), ["conversation.item.added", "conversation.item.done"]);
+    assert_eq!(
+        types(&recv_until(ws, "conversation.item.done").await),
+        ["conversation.item.added", "conversation.item.done"]
+    );
 }
 
 #[tokio::test]
 async fn upgrade_without_the_right_key_is_refused_with_401_and_an_openai_error_body() {
     let fake = RealtimeFake::start(config(vec![])).await.unwrap();
     for key in [None, Some("sk-wrong")] {
-        let Err(WsError::Http(resp)) = connect_with(&fake, key, false).await else { panic!("upgrade should fail") };
+        let Err(WsError::Http(resp)) = connect_with(&fake, key, false).await else {
+            panic!("upgrade should fail")
+        };
         assert_eq!(resp.status(), 401);
         let body: Value = serde_json::from_slice(resp.body().as_deref().unwrap()).unwrap();
         assert_eq!(body["error"]["type"], "invalid_request_error");
@@ -142,8 +151,13 @@ async fn upgrade_without_the_right_key_is_refused_with_401_and_an_openai_error_b
         assert!(!body["error"]["message"].as_str().unwrap().contains("sk-wrong"));
     }
     assert_eq!(fake.connections(), 0);
-    let rejecting = RealtimeFake::start(RealtimeFakeConfig { reject_with_status: Some(503), ..config(vec![]) }).await.unwrap();
-    let Err(WsError::Http(resp)) = connect_with(&rejecting, Some(KEY), false).await else { panic!("should fail") };
+    let rejecting =
+        RealtimeFake::start(RealtimeFakeConfig { reject_with_status: Some(503), ..config(vec![]) })
+            .await
+            .unwrap();
+    let Err(WsError::Http(resp)) = connect_with(&rejecting, Some(KEY), false).await else {
+        panic!("should fail")
+    };
     assert_eq!(resp.status(), 503);
     fake.shutdown().await;
     rejecting.shutdown().await;
@@ -167,8 +181,16 @@ async fn ga_session_has_the_ga_shape_and_updates_are_validated_strictly() {
         (json!({"type": "realtime", "bogus": 1}), "unknown_parameter", "session.bogus"),
         (json!({"instructions": "x"}), "missing_required_parameter", "session.type"),
         (json!({"type": "realtime", "voice": "alloy"}), "unknown_parameter", "session.voice"),
-        (json!({"type": "realtime", "output_modalities": ["audio", "text"]}), "invalid_value", "session.output_modalities"),
-        (json!({"type": "realtime", "audio": {"output": {"voice": "nobody"}}}), "invalid_value", "session.audio.output.voice"),
+        (
+            json!({"type": "realtime", "output_modalities": ["audio", "text"]}),
+            "invalid_value",
+            "session.output_modalities",
+        ),
+        (
+            json!({"type": "realtime", "audio": {"output": {"voice": "nobody"}}}),
+            "invalid_value",
+            "session.audio.output.voice",
+        ),
         (
             json!({"type": "realtime", "audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000}}}}),
             "integer_out_of_range",
@@ -208,13 +230,21 @@ async fn beta_session_is_flat_and_ga_fields_are_unknown_in_beta() {
     assert!(s["modalities"].as_array().unwrap().contains(&json!("audio")));
     assert!(s["voice"].is_string());
     assert!(s.get("audio").is_none() && s.get("type").is_none());
-    send(&mut ws, json!({"type": "session.update", "event_id": "e1", "session": {"output_modalities": ["text"]}})).await;
+    send(
+        &mut ws,
+        json!({"type": "session.update", "event_id": "e1", "session": {"output_modalities": ["text"]}}),
+    )
+    .await;
     let err = recv(&mut ws).await;
     assert_eq!(err["error"]["code"], "unknown_parameter");
     assert_eq!(err["error"]["param"], "session.output_modalities");
     send(&mut ws, json!({"type": "session.update", "session": {"input_audio_format": "audio/pcmu"}})).await;
     assert_eq!(recv(&mut ws).await["error"]["code"], "invalid_value");
-    send(&mut ws, json!({"type": "session.update", "session": {"output_audio_format": "g711_alaw", "voice": "sage"}})).await;
+    send(
+        &mut ws,
+        json!({"type": "session.update", "session": {"output_audio_format": "g711_alaw", "voice": "sage"}}),
+    )
+    .await;
     let updated = recv(&mut ws).await;
     assert_eq!(updated["session"]["output_audio_format"], "g711_alaw");
     assert_eq!(updated["session"]["voice"], "sage");
@@ -225,7 +255,9 @@ async fn beta_session_is_flat_and_ga_fields_are_unknown_in_beta() {
 async fn malformed_events_get_errors_echoing_event_id_and_the_socket_stays_open() {
     let fake = RealtimeFake::start(config(vec![])).await.unwrap();
     let mut ws = connect(&fake, false).await;
-    ws.send(Message::text(r#"{"event_id": "evt_bad", "type": "session.update", "session": {"#)).await.unwrap();
+    ws.send(Message::text(r#"{"event_id": "evt_bad", "type": "session.update", "session": {"#))
+        .await
+        .unwrap();
     let err = recv(&mut ws).await;
     assert_eq!(err["type"], "error");
     assert_eq!(err["error"]["type"], "invalid_request_error");
@@ -298,7 +330,8 @@ async fn server_vad_turn_has_padded_timestamps_and_is_followed_by_a_full_respons
             "response.done",
         ]
     );
-    let transcript = events.iter().find(|e| e["type"] == "conversation.item.input_audio_transcription.completed").unwrap();
+    let transcript =
+        events.iter().find(|e| e["type"] == "conversation.item.input_audio_transcription.completed").unwrap();
     assert_eq!(transcript["transcript"], "What is the weather?");
     let audio: usize = events
         .iter()
@@ -313,7 +346,8 @@ async fn server_vad_turn_has_padded_timestamps_and_is_followed_by_a_full_respons
         .collect();
     assert_eq!(words, "Hello there, friend.");
     let first_audio = types(&events).iter().position(|t| *t == "response.output_audio.delta").unwrap();
-    let first_text = types(&events).iter().position(|t| *t == "response.output_audio_transcript.delta").unwrap();
+    let first_text =
+        types(&events).iter().position(|t| *t == "response.output_audio_transcript.delta").unwrap();
     let last_audio = types(&events).iter().rposition(|t| *t == "response.output_audio.delta").unwrap();
     assert!(first_audio < first_text && first_text < last_audio, "transcript interleaves with audio");
     let done = &events.last().unwrap()["response"];
@@ -322,8 +356,12 @@ async fn server_vad_turn_has_padded_timestamps_and_is_followed_by_a_full_respons
     let usage = &done["usage"];
     assert_eq!(usage["output_token_details"]["audio_tokens"], 1300 / 50);
     assert_eq!(usage["input_token_details"]["audio_tokens"], (end - start) / 100);
-    assert_eq!(usage["total_tokens"], usage["input_tokens"].as_u64().unwrap() + usage["output_tokens"].as_u64().unwrap());
-    let appends = fake.client_events().iter().filter(|e| e.json["type"] == "input_audio_buffer.append").count();
+    assert_eq!(
+        usage["total_tokens"],
+        usage["input_tokens"].as_u64().unwrap() + usage["output_tokens"].as_u64().unwrap()
+    );
+    let appends =
+        fake.client_events().iter().filter(|e| e.json["type"] == "input_audio_buffer.append").count();
     assert_eq!(appends, 150);
     assert_eq!(fake.client_events()[1].json["audio_bytes"], 960);
     fake.shutdown().await;
@@ -331,7 +369,10 @@ async fn server_vad_turn_has_padded_timestamps_and_is_followed_by_a_full_respons
 
 #[tokio::test]
 async fn speech_during_a_response_cancels_it_with_turn_detected() {
-    let slow = RealtimeFakeConfig { pace: 1.0, ..config(vec![ScriptedResponse::say("A long answer that keeps going for a while.")]) };
+    let slow = RealtimeFakeConfig {
+        pace: 1.0,
+        ..config(vec![ScriptedResponse::say("A long answer that keeps going for a while.")])
+    };
     let fake = RealtimeFake::start(slow).await.unwrap();
     let mut ws = connect(&fake, false).await;
     let mut offset = 0;
@@ -353,18 +394,19 @@ async fn speech_during_a_response_cancels_it_with_turn_detected() {
 
 #[tokio::test]
 async fn truncate_rejects_audio_beyond_the_item_and_removes_the_transcript() {
-    let fake = RealtimeFake::start(config(vec![ScriptedResponse::say("Twenty characters!!!")])).await.unwrap();
+    let fake =
+        RealtimeFake::start(config(vec![ScriptedResponse::say("Twenty characters!!!")])).await.unwrap();
     let mut ws = connect(&fake, false).await;
     manual_turns(&mut ws).await;
     user_text(&mut ws, "hi").await;
     send(&mut ws, json!({"type": "response.create"})).await;
     let events = recv_until(&mut ws, "response.done").await;
     let item = events.last().unwrap()["response"]["output"][0]["id"].as_str().unwrap().to_string();
-    let user_id = events[..].iter().find(|e| e["type"] == "conversation.item.added").unwrap()["previous_item_id"].clone();
+    let user_id =
+        events[..].iter().find(|e| e["type"] == "conversation.item.added").unwrap()["previous_item_id"]
+            .clone();
 
-    let truncate = |id: Value, ms: u64, eid: &str| {
-        json!({"type": "conversation.item.truncate", "event_id": eid, "item_id": id, "content_index": 0, "audio_end_ms": ms})
-    };
+    let truncate = |id: Value, ms: u64, eid: &str| json!({"type": "conversation.item.truncate", "event_id": eid, "item_id": id, "content_index": 0, "audio_end_ms": ms});
     send(&mut ws, truncate(json!(item), 1301, "t1")).await;
     let err = recv(&mut ws).await;
     assert_eq!(err["type"], "error");
@@ -377,8 +419,11 @@ async fn truncate_rejects_audio_beyond_the_item_and_removes_the_transcript() {
 
     send(&mut ws, truncate(json!(item), 500, "t4")).await;
     let ok = recv(&mut ws).await;
-    assert_eq!(ok, json!({"type": "conversation.item.truncated", "event_id": ok["event_id"], "item_id": item,
-        "content_index": 0, "audio_end_ms": 500}));
+    assert_eq!(
+        ok,
+        json!({"type": "conversation.item.truncated", "event_id": ok["event_id"], "item_id": item,
+        "content_index": 0, "audio_end_ms": 500})
+    );
     send(&mut ws, json!({"type": "conversation.item.retrieve", "item_id": item})).await;
     let got = recv(&mut ws).await;
     assert_eq!(got["type"], "conversation.item.retrieved");
@@ -406,11 +451,18 @@ async fn commit_needs_at_least_100_ms_of_audio() {
     append_signal(&mut ws, 60, true, &mut offset).await;
     send(&mut ws, json!({"type": "input_audio_buffer.commit"})).await;
     let events = recv_until(&mut ws, "conversation.item.done").await;
-    assert_eq!(types(&events), ["input_audio_buffer.committed", "conversation.item.added", "conversation.item.done"]);
+    assert_eq!(
+        types(&events),
+        ["input_audio_buffer.committed", "conversation.item.added", "conversation.item.done"]
+    );
     assert_eq!(events[2]["item"]["content"][0]["type"], "input_audio");
     expect_silence(&mut ws, 150).await; // commit never starts a response
     send(&mut ws, json!({"type": "input_audio_buffer.commit"})).await;
-    assert_eq!(recv(&mut ws).await["error"]["code"], "input_audio_buffer_commit_empty", "the buffer was emptied");
+    assert_eq!(
+        recv(&mut ws).await["error"]["code"],
+        "input_audio_buffer_commit_empty",
+        "the buffer was emptied"
+    );
     fake.shutdown().await;
 }
 
@@ -451,9 +503,18 @@ async fn response_cancel_needs_an_active_response_and_reports_client_cancelled()
 }
 
 fn weather_script() -> Vec<ScriptedResponse> {
-    let call = ScriptedFunctionCall { name: "get_weather".into(), arguments: r#"{"city":"Paris"}"#.into(), call_id: None };
+    let call = ScriptedFunctionCall {
+        name: "get_weather".into(),
+        arguments: r#"{"city":"Paris"}"#.into(),
+        call_id: None,
+    };
     vec![
-        ScriptedResponse { text: String::new(), audio_ms: None, function_call: Some(call), user_transcript: None },
+        ScriptedResponse {
+            text: String::new(),
+            audio_ms: None,
+            function_call: Some(call),
+            user_transcript: None,
+        },
         ScriptedResponse::say("Sunny."),
     ]
 }
@@ -466,12 +527,25 @@ async fn function_call_round_trip_streams_fragments_and_waits_for_response_creat
     user_text(&mut ws, "Weather in Paris?").await;
     send(&mut ws, json!({"type": "response.create"})).await;
     let events = recv_until(&mut ws, "response.done").await;
-    let mut expected = vec!["response.created", "rate_limits.updated", "response.output_item.added", "conversation.item.added"];
+    let mut expected = vec![
+        "response.created",
+        "rate_limits.updated",
+        "response.output_item.added",
+        "conversation.item.added",
+    ];
     expected.extend(["response.function_call_arguments.delta"; 4]);
-    expected.extend(["response.function_call_arguments.done", "response.output_item.done", "conversation.item.done", "response.done"]);
+    expected.extend([
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "conversation.item.done",
+        "response.done",
+    ]);
     assert_eq!(types(&events), expected);
     let added = &events[2]["item"];
-    assert_eq!((added["type"].as_str(), added["status"].as_str(), added["arguments"].as_str()), (Some("function_call"), Some("in_progress"), Some("")));
+    assert_eq!(
+        (added["type"].as_str(), added["status"].as_str(), added["arguments"].as_str()),
+        (Some("function_call"), Some("in_progress"), Some(""))
+    );
     let fragments: Vec<&str> = events[4..8].iter().map(|e| e["delta"].as_str().unwrap()).collect();
     assert_eq!(fragments, [r#"{"cit"#, r#"y":"P"#, r#"aris""#, "}"]);
     let done = &events[8];
@@ -480,12 +554,17 @@ async fn function_call_round_trip_streams_fragments_and_waits_for_response_creat
     let call_id = done["call_id"].as_str().unwrap().to_string();
     assert_eq!(events.last().unwrap()["response"]["output"][0]["type"], "function_call");
 
-    let output = |id: &str| json!({"type": "conversation.item.create", "event_id": "o",
-        "item": {"type": "function_call_output", "call_id": id, "output": "{\"temp_c\":18}"}});
+    let output = |id: &str| {
+        json!({"type": "conversation.item.create", "event_id": "o",
+        "item": {"type": "function_call_output", "call_id": id, "output": "{\"temp_c\":18}"}})
+    };
     send(&mut ws, output("call_unknown")).await;
     assert_eq!(recv(&mut ws).await["error"]["param"], "item.call_id");
     send(&mut ws, output(&call_id)).await;
-    assert_eq!(types(&recv_until(&mut ws, "conversation.item.done").await), ["conversation.item.added", "conversation.item.done"]);
+    assert_eq!(
+        types(&recv_until(&mut ws, "conversation.item.done").await),
+        ["conversation.item.added", "conversation.item.done"]
+    );
     expect_silence(&mut ws, 200).await; // the model does not resume by itself
     send(&mut ws, json!({"type": "response.create"})).await;
     let events = recv_until(&mut ws, "response.done").await;

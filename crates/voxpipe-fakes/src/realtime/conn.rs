@@ -202,7 +202,9 @@ impl Conn {
         let (allowed, required): (&[&str], &[&str]) = match ty {
             "session.update" => (&["session"], &["session"]),
             "input_audio_buffer.append" => (&["audio"], &["audio"]),
-            "input_audio_buffer.commit" | "input_audio_buffer.clear" | "output_audio_buffer.clear" => (&[], &[]),
+            "input_audio_buffer.commit" | "input_audio_buffer.clear" | "output_audio_buffer.clear" => {
+                (&[], &[])
+            }
             "conversation.item.create" => (&["item", "previous_item_id"], &["item"]),
             "conversation.item.delete" | "conversation.item.retrieve" => (&["item_id"], &["item_id"]),
             "conversation.item.truncate" => {
@@ -213,7 +215,9 @@ impl Conn {
             "transcription_session.update" if self.dialect == Dialect::Beta => (&["session"], &["session"]),
             _ => return Err(ParamError::invalid_value("type", &Value::String(ty.into()), CLIENT_EVENTS)),
         };
-        if let Some(k) = ev.keys().find(|k| !matches!(k.as_str(), "type" | "event_id") && !allowed.contains(&k.as_str())) {
+        if let Some(k) =
+            ev.keys().find(|k| !matches!(k.as_str(), "type" | "event_id") && !allowed.contains(&k.as_str()))
+        {
             return Err(ParamError::unknown(k));
         }
         if let Some(k) = required.iter().find(|k| !ev.contains_key(**k)) {
@@ -284,8 +288,12 @@ impl Conn {
         self.vad.push(&self.samples, format.rate(), &turn, &self.cfg.vad, &mut events);
         for e in events {
             match e {
-                VadEvent::Started { audio_start_ms } => self.on_speech_started(audio_start_ms, turn.interrupt_response).await,
-                VadEvent::Stopped { audio_end_ms } => self.on_speech_stopped(audio_end_ms, turn.create_response).await,
+                VadEvent::Started { audio_start_ms } => {
+                    self.on_speech_started(audio_start_ms, turn.interrupt_response).await
+                }
+                VadEvent::Stopped { audio_end_ms } => {
+                    self.on_speech_stopped(audio_end_ms, turn.create_response).await
+                }
             }
         }
         Ok(())
@@ -347,10 +355,15 @@ impl Conn {
             self.vad.reset(self.appended_ms as u64);
         }
         let previous = self.conv.last_id();
-        let event = json!({"type": "input_audio_buffer.committed", "previous_item_id": previous, "item_id": item_id});
+        let event =
+            json!({"type": "input_audio_buffer.committed", "previous_item_id": previous, "item_id": item_id});
         self.send(event).await;
         let parts = vec![Part::InputAudio { transcript: None, audio_ms }];
-        let item = Item { id: item_id.clone(), status: "completed", kind: ItemKind::Message { role: "user".into(), parts } };
+        let item = Item {
+            id: item_id.clone(),
+            status: "completed",
+            kind: ItemKind::Message { role: "user".into(), parts },
+        };
         self.add_item(item, None).await;
         if self.eff.transcription {
             let script = self.cfg.response(self.responses_started);
@@ -393,13 +406,18 @@ impl Conn {
     pub(crate) async fn announce_item(&mut self, item: Value, previous: Option<String>) {
         match self.dialect {
             Dialect::Ga => {
-                let added = json!({"type": "conversation.item.added", "previous_item_id": previous, "item": item});
+                let added =
+                    json!({"type": "conversation.item.added", "previous_item_id": previous, "item": item});
                 self.send(added).await;
-                let done = json!({"type": "conversation.item.done", "previous_item_id": previous, "item": item});
+                let done =
+                    json!({"type": "conversation.item.done", "previous_item_id": previous, "item": item});
                 self.send(done).await;
             }
             Dialect::Beta => {
-                self.send(json!({"type": "conversation.item.created", "previous_item_id": previous, "item": item})).await;
+                self.send(
+                    json!({"type": "conversation.item.created", "previous_item_id": previous, "item": item}),
+                )
+                .await;
             }
         }
     }
@@ -408,7 +426,9 @@ impl Conn {
 fn too_large(bytes: usize) -> ParamError {
     ParamError::new(
         "invalid_value",
-        format!("Audio content of {bytes} bytes exceeds the maximum of 15 MiB per input_audio_buffer.append event."),
+        format!(
+            "Audio content of {bytes} bytes exceeds the maximum of 15 MiB per input_audio_buffer.append event."
+        ),
         "audio",
     )
 }
@@ -453,6 +473,12 @@ async fn write_loop(
     let _ = sink.close().await;
 }
 
+/// Decoded length of a base64 string, without decoding it.
+fn b64_len(s: &str) -> usize {
+    let pad = s.bytes().rev().take_while(|&b| b == b'=').count().min(2);
+    (s.len() / 4 * 3).saturating_sub(pad)
+}
+
 #[cfg(test)]
 mod tests {
     use super::scan_event_id;
@@ -462,10 +488,4 @@ mod tests {
         assert_eq!(scan_event_id(r#"{"event_id": "evt_7", "type": "#).as_deref(), Some("evt_7"));
         assert_eq!(scan_event_id("nonsense"), None);
     }
-}
-
-/// Decoded length of a base64 string, without decoding it.
-fn b64_len(s: &str) -> usize {
-    let pad = s.bytes().rev().take_while(|&b| b == b'=').count().min(2);
-    (s.len() / 4 * 3).saturating_sub(pad)
 }

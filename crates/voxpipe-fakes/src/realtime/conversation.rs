@@ -76,7 +76,9 @@ pub(crate) fn part_json(p: &Part, dialect: Dialect) -> Value {
         Part::InputText(t) => json!({"type": "input_text", "text": t}),
         Part::InputAudio { transcript, .. } => json!({"type": "input_audio", "transcript": transcript}),
         Part::Text(t) => json!({"type": if ga { "output_text" } else { "text" }, "text": t}),
-        Part::Audio { transcript, .. } => json!({"type": if ga { "output_audio" } else { "audio" }, "transcript": transcript}),
+        Part::Audio { transcript, .. } => {
+            json!({"type": if ga { "output_audio" } else { "audio" }, "transcript": transcript})
+        }
     }
 }
 
@@ -126,7 +128,9 @@ impl Conversation {
 
     /// True when a function call with `call_id` is in the conversation.
     pub(crate) fn has_call(&self, call_id: &str) -> bool {
-        self.items.iter().any(|i| matches!(&i.kind, ItemKind::FunctionCall { call_id: c, .. } if c == call_id))
+        self.items
+            .iter()
+            .any(|i| matches!(&i.kind, ItemKind::FunctionCall { call_id: c, .. } if c == call_id))
     }
 
     /// Input size for usage: (user audio ms, characters of text context).

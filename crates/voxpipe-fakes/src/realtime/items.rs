@@ -27,14 +27,19 @@ impl Conn {
     }
 
     fn parse_item(&mut self, v: &Value) -> Result<Item, ParamError> {
-        let keys = &["id", "type", "object", "status", "role", "content", "call_id", "name", "arguments", "output"];
+        let keys =
+            &["id", "type", "object", "status", "role", "content", "call_id", "name", "arguments", "output"];
         let o = object_at(v, "item", keys)?;
         let id = match o.get("id") {
             Some(id) => {
                 str_at(id, "item.id")?;
                 let id = id.as_str().unwrap_or_default().to_string();
                 if self.conv.contains(&id) {
-                    return Err(ParamError::new("invalid_value", format!("Item with id '{id}' already exists."), "item.id"));
+                    return Err(ParamError::new(
+                        "invalid_value",
+                        format!("Item with id '{id}' already exists."),
+                        "item.id",
+                    ));
                 }
                 id
             }
@@ -70,7 +75,9 @@ impl Conn {
         enum_at(role, "item.role", &["user", "system", "assistant"])?;
         let role = role.as_str().unwrap_or_default().to_string();
         let content = o.get("content").ok_or_else(|| ParamError::missing("item.content"))?;
-        let arr = content.as_array().ok_or_else(|| ParamError::invalid_type("item.content", "an array", content))?;
+        let arr = content
+            .as_array()
+            .ok_or_else(|| ParamError::invalid_type("item.content", "an array", content))?;
         let assistant_text = if self.dialect == Dialect::Ga { "output_text" } else { "text" };
         let allowed: &[&str] = match role.as_str() {
             "user" => &["input_text", "input_audio", "input_image"],
@@ -83,13 +90,19 @@ impl Conn {
             let c = object_at(c, &p, &["type", "text", "audio", "transcript", "image_url", "detail"])?;
             let ty = c.get("type").ok_or_else(|| ParamError::missing(&format!("{p}.type")))?;
             enum_at(ty, &format!("{p}.type"), allowed)?;
-            let text = |k: &str| required_str(c, k).map(str::to_string).map_err(|e| prefix(e, &format!("{p}.")));
+            let text =
+                |k: &str| required_str(c, k).map(str::to_string).map_err(|e| prefix(e, &format!("{p}.")));
             parts.push(match ty.as_str().unwrap_or_default() {
                 "input_text" => Part::InputText(text("text")?),
                 "input_audio" => {
                     let bytes = text("audio")?.len() / 4 * 3;
-                    let ms = (bytes / (self.eff.input_format.sample_bytes() * self.eff.input_format.rate() as usize / 1000)) as u64;
-                    Part::InputAudio { transcript: c.get("transcript").and_then(Value::as_str).map(str::to_string), audio_ms: ms }
+                    let ms = (bytes
+                        / (self.eff.input_format.sample_bytes() * self.eff.input_format.rate() as usize
+                            / 1000)) as u64;
+                    Part::InputAudio {
+                        transcript: c.get("transcript").and_then(Value::as_str).map(str::to_string),
+                        audio_ms: ms,
+                    }
                 }
                 "input_image" => Part::InputText(String::new()),
                 _ => Part::Text(text("text")?),
@@ -126,7 +139,9 @@ impl Conn {
                 "item_id",
             ));
         }
-        let ItemKind::Message { parts, .. } = &mut item.kind else { unreachable!("role() implies a message") };
+        let ItemKind::Message { parts, .. } = &mut item.kind else {
+            unreachable!("role() implies a message")
+        };
         let Some(Part::Audio { transcript, audio_ms }) = parts.get_mut(content_index as usize) else {
             return Err(ParamError::new(
                 "invalid_value",

@@ -111,8 +111,11 @@ impl RealtimeFake {
     pub async fn bind(addr: SocketAddr, config: RealtimeFakeConfig) -> std::io::Result<RealtimeFake> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let shared =
-            Arc::new(Shared { started: Instant::now(), events: Mutex::new(Vec::new()), connections: AtomicUsize::new(0) });
+        let shared = Arc::new(Shared {
+            started: Instant::now(),
+            events: Mutex::new(Vec::new()),
+            connections: AtomicUsize::new(0),
+        });
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
         let cfg = Arc::new(config);
@@ -188,6 +191,10 @@ struct Upgrade {
     model: String,
 }
 
+#[expect(
+    clippy::result_large_err,
+    reason = "tungstenite's header callback returns its ErrorResponse by value"
+)]
 async fn serve(tcp: TcpStream, cfg: Arc<RealtimeFakeConfig>, shared: Arc<Shared>, stop: CancellationToken) {
     let _ = tcp.set_nodelay(true);
     let mut upgrade = None;
@@ -197,7 +204,9 @@ async fn serve(tcp: TcpStream, cfg: Arc<RealtimeFakeConfig>, shared: Arc<Shared>
             resp
         })
     };
-    let ws = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tokio_tungstenite::accept_hdr_async(tcp, callback)).await {
+    let ws = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tokio_tungstenite::accept_hdr_async(tcp, callback))
+        .await
+    {
         Ok(Ok(ws)) => ws,
         Ok(Err(e)) => return tracing::debug!(error = %e, "realtime fake: upgrade refused or failed"),
         Err(_) => return tracing::debug!("realtime fake: handshake timed out"),
@@ -209,7 +218,15 @@ async fn serve(tcp: TcpStream, cfg: Arc<RealtimeFakeConfig>, shared: Arc<Shared>
 }
 
 /// Checks path, model, auth and fault knobs; picks the dialect.
-fn check_upgrade(req: &Request, mut resp: Response, cfg: &RealtimeFakeConfig) -> Result<(Response, Upgrade), ErrorResponse> {
+#[expect(
+    clippy::result_large_err,
+    reason = "tungstenite's header callback returns its ErrorResponse by value"
+)]
+fn check_upgrade(
+    req: &Request,
+    mut resp: Response,
+    cfg: &RealtimeFakeConfig,
+) -> Result<(Response, Upgrade), ErrorResponse> {
     if let Some(status) = cfg.reject_with_status {
         let code = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
         let kind = if code.is_server_error() { "server_error" } else { "invalid_request_error" };
@@ -230,7 +247,13 @@ fn check_upgrade(req: &Request, mut resp: Response, cfg: &RealtimeFakeConfig) ->
         .map(str::to_string);
     let Some(model) = model else {
         let msg = "Missing required parameter: 'model'.";
-        return Err(reject(StatusCode::BAD_REQUEST, msg, "invalid_request_error", Some("missing_required_parameter"), Some("model")));
+        return Err(reject(
+            StatusCode::BAD_REQUEST,
+            msg,
+            "invalid_request_error",
+            Some("missing_required_parameter"),
+            Some("model"),
+        ));
     };
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
     let protocols: Vec<&str> = header("sec-websocket-protocol").split(',').map(str::trim).collect();
@@ -240,14 +263,26 @@ fn check_upgrade(req: &Request, mut resp: Response, cfg: &RealtimeFakeConfig) ->
     let ok = match (key, &cfg.api_key) {
         (None, _) => {
             let msg = "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).";
-            return Err(reject(StatusCode::UNAUTHORIZED, msg, "invalid_request_error", Some("invalid_api_key"), None));
+            return Err(reject(
+                StatusCode::UNAUTHORIZED,
+                msg,
+                "invalid_request_error",
+                Some("invalid_api_key"),
+                None,
+            ));
         }
         (Some(k), Some(expected)) => k == expected.0,
         (Some(_), None) => true,
     };
     if !ok {
         let msg = "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.";
-        return Err(reject(StatusCode::UNAUTHORIZED, msg, "invalid_request_error", Some("invalid_api_key"), None));
+        return Err(reject(
+            StatusCode::UNAUTHORIZED,
+            msg,
+            "invalid_request_error",
+            Some("invalid_api_key"),
+            None,
+        ));
     }
     let beta = header("openai-beta").split(',').any(|v| v.trim() == "realtime=v1")
         || protocols.contains(&"openai-beta.realtime-v1");
@@ -258,7 +293,13 @@ fn check_upgrade(req: &Request, mut resp: Response, cfg: &RealtimeFakeConfig) ->
     Ok((resp, Upgrade { dialect, model }))
 }
 
-fn reject(status: StatusCode, message: &str, kind: &str, code: Option<&str>, param: Option<&str>) -> ErrorResponse {
+fn reject(
+    status: StatusCode,
+    message: &str,
+    kind: &str,
+    code: Option<&str>,
+    param: Option<&str>,
+) -> ErrorResponse {
     let body = json!({"error": {"message": message, "type": kind, "param": param, "code": code}});
     let mut resp = ErrorResponse::new(Some(body.to_string()));
     *resp.status_mut() = status;

@@ -71,7 +71,10 @@ impl Conn {
         if let Some(active) = &self.active {
             return Err(ParamError::general(
                 "conversation_already_has_active_response",
-                format!("Conversation already has an active response in progress: {}. Wait until the response is finished before creating a new one.", active.id),
+                format!(
+                    "Conversation already has an active response in progress: {}. Wait until the response is finished before creating a new one.",
+                    active.id
+                ),
             ));
         }
         if let Some(o) = overrides {
@@ -83,10 +86,32 @@ impl Conn {
 
     fn check_overrides(&self, o: &Value) -> Result<(), ParamError> {
         let allowed: &[&str] = match self.dialect {
-            Dialect::Ga => &["conversation", "metadata", "prompt", "instructions", "audio", "output_modalities",
-                "tools", "tool_choice", "max_output_tokens", "input", "tracing"],
-            Dialect::Beta => &["conversation", "metadata", "modalities", "instructions", "voice", "output_audio_format",
-                "tools", "tool_choice", "temperature", "max_response_output_tokens", "input"],
+            Dialect::Ga => &[
+                "conversation",
+                "metadata",
+                "prompt",
+                "instructions",
+                "audio",
+                "output_modalities",
+                "tools",
+                "tool_choice",
+                "max_output_tokens",
+                "input",
+                "tracing",
+            ],
+            Dialect::Beta => &[
+                "conversation",
+                "metadata",
+                "modalities",
+                "instructions",
+                "voice",
+                "output_audio_format",
+                "tools",
+                "tool_choice",
+                "temperature",
+                "max_response_output_tokens",
+                "input",
+            ],
         };
         let o = object_at(o, "response", allowed)?;
         for (k, v) in o {
@@ -121,10 +146,11 @@ impl Conn {
             Some(m) => m.as_array().is_some_and(|m| m.iter().any(|x| x == "audio")),
             None => self.eff.audio_out,
         };
-        let format = match ov("output_audio_format").or(overrides.and_then(|o| o.pointer("/audio/output/format"))) {
-            Some(f) => AudioFormat::from_session(f),
-            None => self.eff.output_format,
-        };
+        let format =
+            match ov("output_audio_format").or(overrides.and_then(|o| o.pointer("/audio/output/format"))) {
+                Some(f) => AudioFormat::from_session(f),
+                None => self.eff.output_format,
+            };
         let (audio_ms, chars) = self.conv.input_size();
         let instructions = self.session.json()["instructions"].as_str().map_or(0, str::len);
         let now = Instant::now();
@@ -170,7 +196,11 @@ impl Conn {
         let added = json!({"type": "response.output_item.added", "response_id": rg.id, "output_index": output_index, "item": item_json});
         self.send(added).await;
         let previous = self.conv.last_id();
-        let part = if rg.audio { Part::Audio { transcript: String::new(), audio_ms: 0 } } else { Part::Text(String::new()) };
+        let part = if rg.audio {
+            Part::Audio { transcript: String::new(), audio_ms: 0 }
+        } else {
+            Part::Text(String::new())
+        };
         let part_json = super::conversation::part_json(&part, self.dialect);
         if rg.in_conversation {
             let ItemKind::Message { parts, .. } = &mut item.kind else { unreachable!() };
@@ -301,9 +331,14 @@ impl Conn {
             v.as_object_mut().expect("object").extend(extra.as_object().expect("object").clone());
             v
         };
-        let part = if rg.audio { Part::Audio { transcript: msg.transcript.clone(), audio_ms: rg.out_audio_ms } } else { Part::Text(msg.transcript.clone()) };
+        let part = if rg.audio {
+            Part::Audio { transcript: msg.transcript.clone(), audio_ms: rg.out_audio_ms }
+        } else {
+            Part::Text(msg.transcript.clone())
+        };
         if rg.audio {
-            self.send(with(json!({"type": self.name("response.output_audio.done", "response.audio.done")}))).await;
+            self.send(with(json!({"type": self.name("response.output_audio.done", "response.audio.done")})))
+                .await;
             let ty = self.name("response.output_audio_transcript.done", "response.audio_transcript.done");
             self.send(with(json!({"type": ty, "transcript": msg.transcript}))).await;
         } else {
@@ -312,7 +347,11 @@ impl Conn {
         }
         let part_json = super::conversation::part_json(&part, self.dialect);
         self.send(with(json!({"type": "response.content_part.done", "part": part_json}))).await;
-        let item = Item { id: msg.item_id.clone(), status, kind: ItemKind::Message { role: "assistant".into(), parts: vec![part] } };
+        let item = Item {
+            id: msg.item_id.clone(),
+            status,
+            kind: ItemKind::Message { role: "assistant".into(), parts: vec![part] },
+        };
         if let Some(stored) = self.conv.get_mut(&msg.item_id) {
             stored.status = status;
         }
@@ -324,7 +363,8 @@ impl Conn {
         let done = json!({"type": "response.output_item.done", "response_id": rg.id, "output_index": rg.output.len(), "item": item});
         self.send(done).await;
         if rg.in_conversation && self.dialect == Dialect::Ga {
-            self.send(json!({"type": "conversation.item.done", "previous_item_id": previous, "item": item})).await;
+            self.send(json!({"type": "conversation.item.done", "previous_item_id": previous, "item": item}))
+                .await;
         }
         rg.output.push(item);
     }
@@ -336,7 +376,11 @@ impl Conn {
         let mut item = Item {
             id: item_id.clone(),
             status: "in_progress",
-            kind: ItemKind::FunctionCall { call_id: call_id.clone(), name: call.name.clone(), arguments: String::new() },
+            kind: ItemKind::FunctionCall {
+                call_id: call_id.clone(),
+                name: call.name.clone(),
+                arguments: String::new(),
+            },
         };
         let output_index = rg.output.len();
         let added = json!({"type": "response.output_item.added", "response_id": rg.id, "output_index": output_index, "item": item.json(self.dialect)});
@@ -344,7 +388,8 @@ impl Conn {
         let previous = self.conv.last_id();
         if rg.in_conversation {
             let ty = self.name("conversation.item.added", "conversation.item.created");
-            self.send(json!({"type": ty, "previous_item_id": previous, "item": item.json(self.dialect)})).await;
+            self.send(json!({"type": ty, "previous_item_id": previous, "item": item.json(self.dialect)}))
+                .await;
         }
         let chars: Vec<char> = call.arguments.chars().collect();
         for piece in chars.chunks(5) {
@@ -388,7 +433,10 @@ impl Conn {
                 self.cancel_response("client_cancelled").await;
                 Ok(())
             }
-            _ => Err(ParamError::general("response_cancel_not_active", "Cancellation failed: no active response found.")),
+            _ => Err(ParamError::general(
+                "response_cancel_not_active",
+                "Cancellation failed: no active response found.",
+            )),
         }
     }
 

@@ -15,7 +15,8 @@ pub(crate) enum Dialect {
     Beta,
 }
 
-const VOICES: &[&str] = &["alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar"];
+const VOICES: &[&str] =
+    &["alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar"];
 const TRANSCRIPTION_MODELS: &[&str] =
     &["whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe", "gpt-4o-transcribe-diarize"];
 const GA_FIELDS: &[&str] = &[
@@ -197,7 +198,11 @@ fn turn_of(t: &Value) -> Option<TurnDetection> {
         (0.5, 300, silence)
     } else {
         let int = |k: &str, d: u64| t.get(k).and_then(Value::as_u64).unwrap_or(d);
-        (t.get("threshold").and_then(Value::as_f64).unwrap_or(0.5), int("prefix_padding_ms", 300), int("silence_duration_ms", 200))
+        (
+            t.get("threshold").and_then(Value::as_f64).unwrap_or(0.5),
+            int("prefix_padding_ms", 300),
+            int("silence_duration_ms", 200),
+        )
     };
     Some(TurnDetection {
         threshold,
@@ -253,7 +258,11 @@ fn merge_ga(next: &mut Value, update: &Value) -> Result<(), ParamError> {
 fn merge_ga_audio(next: &mut Value, audio: &Value) -> Result<(), ParamError> {
     let a = object_at(audio, "session.audio", &["input", "output"])?;
     if let Some(input) = a.get("input") {
-        let i = object_at(input, "session.audio.input", &["format", "transcription", "noise_reduction", "turn_detection"])?;
+        let i = object_at(
+            input,
+            "session.audio.input",
+            &["format", "transcription", "noise_reduction", "turn_detection"],
+        )?;
         for (k, v) in i {
             let p = format!("session.audio.input.{k}");
             let merged = match k.as_str() {
@@ -399,11 +408,20 @@ fn check_turn_detection(v: &Value, p: &str, dialect: Dialect) -> Result<Value, P
             "create_response",
             "interrupt_response",
         ],
-        Dialect::Beta => {
-            &["type", "threshold", "prefix_padding_ms", "silence_duration_ms", "create_response", "interrupt_response"]
-        }
+        Dialect::Beta => &[
+            "type",
+            "threshold",
+            "prefix_padding_ms",
+            "silence_duration_ms",
+            "create_response",
+            "interrupt_response",
+        ],
     };
-    let allowed = if kind == "semantic_vad" { &["type", "eagerness", "create_response", "interrupt_response"] } else { server };
+    let allowed = if kind == "semantic_vad" {
+        &["type", "eagerness", "create_response", "interrupt_response"]
+    } else {
+        server
+    };
     let o: &Map<String, Value> = object_at(v, p, allowed)?;
     let mut out = turn_defaults(dialect, kind.as_str().unwrap_or_default());
     for (k, x) in o {

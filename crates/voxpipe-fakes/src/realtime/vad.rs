@@ -37,7 +37,13 @@ pub(crate) struct Vad {
 
 impl Vad {
     pub(crate) fn new() -> Self {
-        Self { carry: Vec::new(), rate: 24_000, pos_ms: 0, floor_ms: 0, state: State::Idle { run: 0, run_start_ms: 0 } }
+        Self {
+            carry: Vec::new(),
+            rate: 24_000,
+            pos_ms: 0,
+            floor_ms: 0,
+            state: State::Idle { run: 0, run_start_ms: 0 },
+        }
     }
 
     /// True while the VAD is inside a speech segment.
@@ -86,7 +92,8 @@ impl Vad {
             State::Idle { run, run_start_ms } if loud => {
                 let run_start_ms = if run == 0 { start } else { run_start_ms };
                 if run + 1 >= cfg.min_speech_windows.max(1) {
-                    let audio_start_ms = run_start_ms.saturating_sub(turn.prefix_padding_ms).max(self.floor_ms);
+                    let audio_start_ms =
+                        run_start_ms.saturating_sub(turn.prefix_padding_ms).max(self.floor_ms);
                     events.push(VadEvent::Started { audio_start_ms });
                     State::Speaking { silence_ms: 0 }
                 } else {
@@ -139,6 +146,9 @@ mod tests {
         for _ in 0..100 {
             vad.push(&quiet, 24_000, &turn(), &VadConfig::default(), &mut ev);
         }
-        assert_eq!(ev, vec![VadEvent::Started { audio_start_ms: 700 }, VadEvent::Stopped { audio_end_ms: 1700 }]);
+        assert_eq!(
+            ev,
+            vec![VadEvent::Started { audio_start_ms: 700 }, VadEvent::Stopped { audio_end_ms: 1700 }]
+        );
     }
 }

@@ -67,7 +67,11 @@ fn short(v: &Value) -> String {
 }
 
 /// `v` must be an object whose keys are all in `allowed`.
-pub(crate) fn object_at<'a>(v: &'a Value, p: &str, allowed: &[&str]) -> Result<&'a Map<String, Value>, ParamError> {
+pub(crate) fn object_at<'a>(
+    v: &'a Value,
+    p: &str,
+    allowed: &[&str],
+) -> Result<&'a Map<String, Value>, ParamError> {
     let o = v.as_object().ok_or_else(|| ParamError::invalid_type(p, "an object", v))?;
     if let Some(k) = o.keys().find(|k| !allowed.contains(&k.as_str())) {
         return Err(ParamError::unknown(&format!("{p}.{k}")));
