@@ -1,0 +1,378 @@
+//! The stage loop shared by every provider: turns, streaming, tool rounds, interruption,
+//! retries and failure handling. A [`Provider`] only says how to build a request and how to
+//! read its stream.
+
+use crate::Error;
+use crate::history::{AssistantPart, History, text_of};
+use crate::http::{Abort, Signals};
+use futures_util::StreamExt;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{debug, trace, warn};
+use voxpipe_core::{
+    CallContext, Control, EventKind, Frame, Inbox, ItemId, Outbox, ResponseDone, ResponseStarted,
+    ResponseStatus, StageError, TextDelta, ToolAction, ToolCall, ToolResult, ToolSpec, Transcript, Usage,
+};
+
+/// What an accumulator made of one SSE event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// More events follow.
+    Continue,
+    /// The terminal event (`[DONE]`, `message_stop`).
+    Done,
+}
+
+/// One model response, accumulated.
+#[derive(Clone, Debug, Default)]
+pub struct RoundOutput {
+    /// Text and tool calls in the order produced.
+    pub parts: Vec<AssistantPart>,
+    /// Token usage, when reported.
+    pub usage: Option<Usage>,
+    /// `finish_reason` / `stop_reason`.
+    pub stop_reason: Option<String>,
+}
+
+/// Turns a provider's SSE events into text fragments and a [`RoundOutput`].
+pub(crate) trait Accumulate: Default + Send {
+    /// Feeds one event; text to speak goes to `deltas`.
+    fn feed(&mut self, event: &eventsource_stream::Event, deltas: &mut Vec<String>) -> Result<Step, Error>;
+    /// True once the response is complete (a stream that ends now lost nothing).
+    fn is_complete(&self) -> bool;
+    /// The text generated so far.
+    fn partial_text(&self) -> String;
+    /// The accumulated response.
+    fn finish(self) -> RoundOutput;
+}
+
+/// Settings every provider shares, converted from its config.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub stage_name: String,
+    pub max_tool_rounds: u32,
+    pub max_retries: u32,
+    pub retry_backoff: Duration,
+    pub request_timeout: Duration,
+    pub stall_timeout: Duration,
+}
+
+/// What differs between providers.
+pub(crate) trait Provider: Send + Sync + 'static {
+    /// The stream accumulator.
+    type Acc: Accumulate;
+    /// `openai` or `anthropic`, for errors.
+    const NAME: &'static str;
+    /// The shared settings.
+    fn settings(&self) -> &Settings;
+    /// The JSON request body for the conversation so far.
+    fn body(&self, history: &History, tools: &[ToolSpec], tools_enabled: bool) -> serde_json::Value;
+    /// A POST of `body` with the provider's URL and headers.
+    fn request(&self, client: &reqwest::Client, body: &serde_json::Value) -> reqwest::RequestBuilder;
+    /// How to fix an authentication failure (`check OPENAI_API_KEY`).
+    fn key_hint(&self) -> String;
+}
+
+/// A stage's state for one call.
+#[derive(Debug)]
+pub(crate) struct Driver<P> {
+    pub provider: P,
+    pub client: reqwest::Client,
+    pub history: History,
+    turns: u64,
+}
+
+/// How a round (one HTTP request and its stream) ended.
+enum Round {
+    Complete(RoundOutput),
+    Interrupted(String),
+    Failed(Error, String),
+    Stop,
+}
+
+/// Whether the stage loop goes on after a turn.
+enum Flow {
+    Continue,
+    Stop,
+}
+
+impl<P: Provider> Driver<P> {
+    pub fn new(provider: P) -> Result<Self, Error> {
+        let s = provider.settings();
+        let client = reqwest::Client::builder().connect_timeout(s.request_timeout).build().map_err(|e| {
+            Error::Config { provider: P::NAME, message: format!("cannot build the HTTP client: {e}") }
+        })?;
+        Ok(Self { provider, client, history: History::new(), turns: 0 })
+    }
+
+    /// The stage loop.
+    pub async fn run(mut self, ctx: CallContext, mut input: Inbox, out: Outbox) -> Result<(), StageError> {
+        let mut sig = Signals::new(&ctx);
+        loop {
+            let frame = tokio::select! {
+                biased;
+                () = ctx.cancel.cancelled() => return Ok(()),
+                msg = sig.control.recv() => {
+                    if let Ok(Control::Interrupt { .. }) = msg {
+                        let dropped = input.flush_interruptible();
+                        debug!(dropped, "interrupt while idle");
+                        // Hook for a later issue: cut the last assistant message to the words
+                        // the caller actually heard (`History::truncate_last_assistant`).
+                    }
+                    continue;
+                }
+                f = input.recv() => f,
+            };
+            let Some(frame) = frame else { return Ok(()) };
+            match frame {
+                Frame::UserTranscript(t) if t.is_final && !t.text.trim().is_empty() => {
+                    let text = t.text.trim().to_string();
+                    if sig.send(&out, Frame::UserTranscript(t)).await.is_err() {
+                        return Ok(());
+                    }
+                    self.history.push_user(text);
+                    match self.turn(&ctx, &mut sig, &mut input, &out).await {
+                        Ok(Flow::Continue) => {}
+                        Ok(Flow::Stop) => return Ok(()),
+                        Err(e) => {
+                            return Err(StageError::new(self.provider.settings().stage_name.clone(), e));
+                        }
+                    }
+                }
+                Frame::EndOfStream => {
+                    let _ = sig.send(&out, Frame::EndOfStream).await;
+                    return Ok(());
+                }
+                other => {
+                    if sig.send(&out, other).await.is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// One model turn: rounds of requests and tool calls until a spoken answer.
+    async fn turn(
+        &mut self,
+        ctx: &CallContext,
+        sig: &mut Signals,
+        input: &mut Inbox,
+        out: &Outbox,
+    ) -> Result<Flow, Error> {
+        self.turns += 1;
+        let reply: ItemId = format!("reply_{}", self.turns).into();
+        let started = Frame::ResponseStarted(ResponseStarted { response_id: reply.to_string() });
+        if sig.send(out, started).await.is_err() {
+            return Ok(Flow::Stop);
+        }
+        let tools: Arc<dyn voxpipe_core::ToolRuntime> = ctx.tools.clone();
+        let max_rounds = self.provider.settings().max_tool_rounds;
+        let (mut spoken, mut usage, mut end_call) = (String::new(), None::<Usage>, false);
+        let mut round = 0;
+        let (status, reason, failure) = loop {
+            let tools_enabled = !tools.specs().is_empty() && round < max_rounds;
+            if !tools.specs().is_empty() && round == max_rounds {
+                warn!(max_rounds, "tool round limit reached: asking for an answer without tools");
+            }
+            match self.round(sig, out, &reply, tools.specs(), tools_enabled).await {
+                Round::Complete(output) => {
+                    add_usage(&mut usage, output.usage.as_ref());
+                    spoken.push_str(&text_of(&output.parts));
+                    let calls: Vec<ToolCall> = output
+                        .parts
+                        .iter()
+                        .filter_map(|p| match p {
+                            AssistantPart::ToolUse { call, .. } => Some(call.clone()),
+                            _ => None,
+                        })
+                        .collect();
+                    self.history.push_assistant(output.parts);
+                    if calls.is_empty() {
+                        break (completion_status(output.stop_reason.as_deref()), output.stop_reason, None);
+                    }
+                    let Ok((results, interrupted)) =
+                        run_tools(sig, input, out, &tools, calls, tools_enabled).await
+                    else {
+                        return Ok(Flow::Stop);
+                    };
+                    end_call |= results.iter().any(|r| r.action == Some(ToolAction::EndCall));
+                    self.history.push_tool_results(results);
+                    if interrupted {
+                        break (ResponseStatus::Cancelled, Some("interrupted".into()), None);
+                    }
+                    round += 1;
+                }
+                Round::Interrupted(partial) => {
+                    let dropped = input.flush_interruptible();
+                    debug!(dropped, generated = partial.len(), "response interrupted");
+                    // What was generated so far; a later issue cuts it to the words played.
+                    self.history.push_assistant(vec![AssistantPart::Text(partial)]);
+                    break (ResponseStatus::Cancelled, Some("interrupted".into()), None);
+                }
+                Round::Failed(error, partial) => {
+                    spoken.push_str(&partial);
+                    self.history.push_assistant(vec![AssistantPart::Text(partial)]);
+                    break (ResponseStatus::Failed, Some(error.code()), Some(error));
+                }
+                Round::Stop => return Ok(Flow::Stop),
+            }
+        };
+        if let Some(error) = &failure {
+            warn!(%error, "response failed");
+            if !error.is_fatal() {
+                let stage = self.provider.settings().stage_name.clone();
+                let kind =
+                    EventKind::ProviderError { stage, code: Some(error.code()), message: error.to_string() };
+                ctx.events.emit(kind).await;
+            }
+        }
+        let mut frames = Vec::new();
+        if !spoken.is_empty() && status != ResponseStatus::Cancelled {
+            let text = Transcript { item: Some(reply.clone()), text: spoken, is_final: true };
+            frames.push(Frame::AssistantTranscript(text));
+        }
+        let done = ResponseDone { response_id: reply.to_string(), status, reason, usage };
+        frames.push(Frame::ResponseDone(done));
+        for f in frames {
+            if sig.send(out, f).await.is_err() {
+                return Ok(Flow::Stop);
+            }
+        }
+        match failure {
+            Some(e) if e.is_fatal() => return Err(e),
+            _ => {}
+        }
+        if end_call {
+            ctx.control.send(Control::EndCall);
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// One request and its stream, text deltas sent downstream as they arrive.
+    async fn round(
+        &mut self,
+        sig: &mut Signals,
+        out: &Outbox,
+        reply: &ItemId,
+        specs: &[ToolSpec],
+        tools_enabled: bool,
+    ) -> Round {
+        let body = self.provider.body(&self.history, specs, tools_enabled);
+        let response = match crate::http::send_with_retries(&self.provider, &self.client, &body, sig).await {
+            Ok(r) => r,
+            Err(Abort::Interrupted) => return Round::Interrupted(String::new()),
+            Err(Abort::Stop) => return Round::Stop,
+            Err(Abort::Failed(e)) => return Round::Failed(e, String::new()),
+        };
+        let stall = self.provider.settings().stall_timeout;
+        let mut events = eventsource_stream::Eventsource::eventsource(response.bytes_stream());
+        let mut acc = P::Acc::default();
+        let mut deltas = Vec::new();
+        loop {
+            let deadline = tokio::time::Instant::now() + stall;
+            let next = match sig.race(tokio::time::timeout_at(deadline, events.next())).await {
+                Ok(next) => next,
+                Err(Abort::Interrupted) => return Round::Interrupted(acc.partial_text()),
+                Err(_) => return Round::Stop,
+            };
+            let event = match next {
+                Err(_) => {
+                    return Round::Failed(
+                        Error::Stalled { provider: P::NAME, after: stall },
+                        acc.partial_text(),
+                    );
+                }
+                Ok(None) if acc.is_complete() => return Round::Complete(acc.finish()),
+                Ok(None) => {
+                    let e =
+                        Error::StreamBroken { provider: P::NAME, message: "the stream ended early".into() };
+                    return Round::Failed(e, acc.partial_text());
+                }
+                Ok(Some(Err(e))) => {
+                    let e = Error::StreamBroken { provider: P::NAME, message: e.to_string() };
+                    return Round::Failed(e, acc.partial_text());
+                }
+                Ok(Some(Ok(event))) => event,
+            };
+            trace!(event = %event.event, "sse event");
+            let step = match acc.feed(&event, &mut deltas) {
+                Ok(step) => step,
+                Err(e) => return Round::Failed(e, acc.partial_text()),
+            };
+            for text in deltas.drain(..) {
+                let frame = Frame::TextDelta(TextDelta { item: reply.clone(), text });
+                match sig.race(out.reserve()).await {
+                    Ok(Ok(permit)) => permit.send(frame),
+                    Err(Abort::Interrupted) => return Round::Interrupted(acc.partial_text()),
+                    Ok(Err(_)) | Err(_) => return Round::Stop,
+                }
+            }
+            if step == Step::Done {
+                return Round::Complete(acc.finish());
+            }
+        }
+    }
+}
+
+/// Runs every call of one model turn concurrently and reports them downstream. Calls made
+/// after the round limit are answered with an error without running. An interruption does
+/// not stop running tools (their results stay in history); it is returned as `true`.
+async fn run_tools(
+    sig: &mut Signals,
+    input: &mut Inbox,
+    out: &Outbox,
+    tools: &Arc<dyn voxpipe_core::ToolRuntime>,
+    calls: Vec<ToolCall>,
+    allowed: bool,
+) -> Result<(Vec<ToolResult>, bool), Abort> {
+    for call in &calls {
+        sig.send(out, Frame::ToolCall(call.clone())).await?;
+    }
+    let results = if allowed {
+        let all = futures_util::future::join_all(calls.iter().map(|c| tools.call(c)));
+        tokio::pin!(all);
+        let mut interrupted = false;
+        loop {
+            match sig.race(&mut all).await {
+                Ok(results) => break (results, interrupted),
+                Err(Abort::Interrupted) => {
+                    input.flush_interruptible();
+                    interrupted = true;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    } else {
+        let results = calls
+            .iter()
+            .map(|c| {
+                ToolResult::error(
+                    c,
+                    "tool call limit for this turn reached; answer without tools",
+                    Duration::ZERO,
+                )
+            })
+            .collect();
+        (results, false)
+    };
+    for r in &results.0 {
+        sig.send(out, Frame::ToolResult(r.clone())).await?;
+    }
+    Ok(results)
+}
+
+fn add_usage(total: &mut Option<Usage>, more: Option<&Usage>) {
+    let Some(more) = more else { return };
+    let t = total.get_or_insert_with(Usage::default);
+    t.input_tokens += more.input_tokens;
+    t.output_tokens += more.output_tokens;
+    t.cached_tokens += more.cached_tokens;
+}
+
+fn completion_status(stop_reason: Option<&str>) -> ResponseStatus {
+    match stop_reason {
+        Some("length" | "max_tokens" | "content_filter" | "refusal") => ResponseStatus::Incomplete,
+        _ => ResponseStatus::Completed,
+    }
+}

@@ -1,0 +1,162 @@
+//! The crate's error type.
+
+use std::time::Duration;
+
+/// Longest body excerpt kept in an error message, in bytes.
+const EXCERPT_BYTES: usize = 300;
+
+/// What went wrong talking to an LLM provider.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The provider rejected the credentials (HTTP 401/403). Fatal: the call ends.
+    #[error("{provider}: authentication failed (HTTP {status}): {body}; check {api_key_env}")]
+    Auth {
+        /// `openai` or `anthropic`.
+        provider: &'static str,
+        /// 401 or 403.
+        status: u16,
+        /// The start of the response body.
+        body: String,
+        /// The environment variable the key came from (or a hint when none is configured).
+        api_key_env: String,
+    },
+    /// The stage configuration cannot work (bad base URL, bad header). Fatal.
+    #[error("{provider}: invalid configuration: {message}")]
+    Config {
+        /// `openai` or `anthropic`.
+        provider: &'static str,
+        /// What is wrong, naming the key.
+        message: String,
+    },
+    /// Still rate limited (HTTP 429) after every retry.
+    #[error("{provider}: rate limited (HTTP 429) after {attempts} attempts: {body}")]
+    RateLimited {
+        /// `openai` or `anthropic`.
+        provider: &'static str,
+        /// Requests sent.
+        attempts: u32,
+        /// The start of the last response body.
+        body: String,
+    },
+    /// The provider answered with an error status (after retries for 5xx).
+    #[error("{provider}: HTTP {status} after {attempts} attempts: {body}")]
+    Status {
+        /// `openai` or `anthropic`.
+        provider: &'static str,
+        /// The HTTP status.
+        status: u16,
+        /// Requests sent.
+        attempts: u32,
+        /// The start of the response body.
+        body: String,
+    },
+    /// No response headers (connection refused, reset, timed out) after every retry.
+    #[error("{provider}: request failed after {attempts} attempts: {message}")]
+    Connect {
+        /// `openai` or `anthropic`.
+        provider: &'static str,
+        /// Requests sent.
+        attempts: u32,
+        /// The transport error.
+        message: String,
+    },
+    /// No SSE event arrived for the stall timeout.
+    #[error("{provider}: stream stalled: no event for {:?}", .after)]
+    Stalled {
+        /// `openai` or `anthropic`.
+        provider: &'static str,
+        /// The stall timeout.
+        after: Duration,
+    },
+    /// The response stream broke or ended before the response was complete.
+    #[error("{provider}: stream broken before the response completed: {message}")]
+    StreamBroken {
+        /// `openai` or `anthropic`.
+        provider: &'static str,
+        /// What broke.
+        message: String,
+    },
+    /// The provider sent an error inside the stream, or an event that does not parse.
+    #[error("{provider}: {code}: {message}")]
+    Provider {
+        /// `openai` or `anthropic`.
+        provider: &'static str,
+        /// Provider error type or code (`overloaded_error`, `invalid_event`, …).
+        code: String,
+        /// The provider's message.
+        message: String,
+    },
+}
+
+impl Error {
+    /// True when the call cannot go on (bad credentials or configuration); other errors fail
+    /// one response and the next user turn is tried again.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, Error::Auth { .. } | Error::Config { .. })
+    }
+
+    /// True when sending the same request again may succeed (rate limits, 5xx, transport).
+    /// Errors after the response body started are never retried: that would repeat speech.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::RateLimited { .. } | Error::Connect { .. })
+            || matches!(self, Error::Status { status, .. } if *status >= 500)
+    }
+
+    /// A short code for the event log.
+    pub fn code(&self) -> String {
+        match self {
+            Error::Auth { .. } => "auth".into(),
+            Error::Config { .. } => "config".into(),
+            Error::RateLimited { .. } => "rate_limited".into(),
+            Error::Status { status, .. } => format!("http_{status}"),
+            Error::Connect { .. } => "connect".into(),
+            Error::Stalled { .. } => "stalled".into(),
+            Error::StreamBroken { .. } => "stream_broken".into(),
+            Error::Provider { code, .. } => code.clone(),
+        }
+    }
+}
+
+/// The first [`EXCERPT_BYTES`] of a response body, on a character boundary, one line.
+pub(crate) fn excerpt(body: &str) -> String {
+    let body = body.trim();
+    let mut end = body.len().min(EXCERPT_BYTES);
+    while !body.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut s = body[..end].replace(['\n', '\r'], " ");
+    if end < body.len() {
+        s.push('…');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_error_names_provider_status_and_env_var() {
+        let e = Error::Auth {
+            provider: "openai",
+            status: 401,
+            body: excerpt("{\"error\":{\"code\":\"invalid_api_key\"}}"),
+            api_key_env: "OPENAI_API_KEY".into(),
+        };
+        let msg = e.to_string();
+        assert!(
+            msg.contains("openai") && msg.contains("401") && msg.contains("check OPENAI_API_KEY"),
+            "{msg}"
+        );
+        assert!(e.is_fatal());
+        assert!(!e.is_retryable());
+    }
+
+    #[test]
+    fn excerpt_cuts_long_bodies_on_a_char_boundary() {
+        let long = "é".repeat(400);
+        let e = excerpt(&long);
+        assert!(e.ends_with('…'));
+        assert!(e.len() <= EXCERPT_BYTES + '…'.len_utf8());
+    }
+}

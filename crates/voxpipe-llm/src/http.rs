@@ -1,0 +1,162 @@
+//! Sending a request with bounded retries, raced against interruption and cancellation.
+//!
+//! Retries happen only before the response body starts: 429 (honouring `Retry-After`, in
+//! seconds), 5xx and transport errors. 401/403 are fatal. Once the body has started, nothing is
+//! retried, since the text may already have been spoken.
+
+use crate::Error;
+use crate::driver::Provider;
+use crate::error::excerpt;
+use std::future::Future;
+use std::time::Duration;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+use voxpipe_core::{CallContext, Control, Frame, Outbox};
+
+/// Longest `Retry-After` honoured; a provider asking for more gets a reported error sooner.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// Why a wait ended early.
+#[derive(Debug)]
+pub(crate) enum Abort {
+    /// `Control::Interrupt` arrived.
+    Interrupted,
+    /// The call was cancelled or downstream is gone.
+    Stop,
+    /// The request failed for good.
+    Failed(Error),
+}
+
+/// The call's cancellation token and this stage's control-bus subscription.
+#[derive(Debug)]
+pub(crate) struct Signals {
+    pub cancel: CancellationToken,
+    pub control: broadcast::Receiver<Control>,
+}
+
+impl Signals {
+    pub fn new(ctx: &CallContext) -> Self {
+        Self { cancel: ctx.cancel.clone(), control: ctx.control.subscribe() }
+    }
+
+    /// Awaits `fut` unless the call is cancelled (`Abort::Stop`) or an interrupt arrives
+    /// (`Abort::Interrupted`; `fut` is dropped). Other control messages are skipped.
+    pub async fn race<F: Future>(&mut self, fut: F) -> Result<F::Output, Abort> {
+        tokio::pin!(fut);
+        loop {
+            tokio::select! {
+                biased;
+                () = self.cancel.cancelled() => return Err(Abort::Stop),
+                msg = self.control.recv() => match msg {
+                    Ok(Control::Interrupt { .. }) => return Err(Abort::Interrupted),
+                    Err(broadcast::error::RecvError::Closed) => return Err(Abort::Stop),
+                    _ => {}
+                },
+                out = &mut fut => return Ok(out),
+            }
+        }
+    }
+
+    /// Sends a frame that interruption does not discard, unless the call is cancelled.
+    pub async fn send(&self, out: &Outbox, frame: Frame) -> Result<(), Abort> {
+        tokio::select! {
+            biased;
+            () = self.cancel.cancelled() => Err(Abort::Stop),
+            r = out.send(frame) => r.map_err(|_| Abort::Stop),
+        }
+    }
+}
+
+/// Sends `body`, retrying what may succeed later, and returns a successful response whose
+/// body has not been read yet.
+pub(crate) async fn send_with_retries<P: Provider>(
+    provider: &P,
+    client: &reqwest::Client,
+    body: &serde_json::Value,
+    sig: &mut Signals,
+) -> Result<reqwest::Response, Abort> {
+    let s = provider.settings();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let request = provider.request(client, body).send();
+        let error = match sig.race(tokio::time::timeout(s.request_timeout, request)).await? {
+            Ok(Ok(response)) if response.status().is_success() => return Ok(response),
+            Ok(Ok(response)) => {
+                let (error, retry_after) = status_error(provider, response, attempt, sig).await?;
+                if error.is_fatal() || !error.is_retryable() || attempt > s.max_retries {
+                    return Err(Abort::Failed(error));
+                }
+                let wait = retry_after.unwrap_or_else(|| backoff(s.retry_backoff, attempt));
+                Some((error, wait))
+            }
+            Ok(Err(e)) => {
+                Some((connect_error::<P>(e.to_string(), attempt), backoff(s.retry_backoff, attempt)))
+            }
+            Err(_) => {
+                let message = format!("no response headers within {:?}", s.request_timeout);
+                Some((connect_error::<P>(message, attempt), backoff(s.retry_backoff, attempt)))
+            }
+        };
+        if let Some((error, wait)) = error {
+            if attempt > s.max_retries {
+                return Err(Abort::Failed(error));
+            }
+            warn!(%error, ?wait, attempt, "request failed; retrying");
+            sig.race(tokio::time::sleep(wait)).await?;
+        }
+    }
+}
+
+fn connect_error<P: Provider>(message: String, attempts: u32) -> Error {
+    Error::Connect { provider: P::NAME, attempts, message }
+}
+
+/// Exponential backoff: `base`, 2×`base`, 4×`base`… capped at 32×`base`.
+fn backoff(base: Duration, attempt: u32) -> Duration {
+    base * 2u32.pow(attempt.saturating_sub(1).min(5))
+}
+
+/// Reads an error response into an [`Error`] and its `Retry-After`, if any.
+async fn status_error<P: Provider>(
+    provider: &P,
+    response: reqwest::Response,
+    attempts: u32,
+    sig: &mut Signals,
+) -> Result<(Error, Option<Duration>), Abort> {
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(|s| Duration::from_secs_f64(s).min(MAX_RETRY_AFTER));
+    let timeout = provider.settings().request_timeout;
+    let body = match sig.race(tokio::time::timeout(timeout, response.text())).await? {
+        Ok(Ok(text)) => excerpt(&text),
+        _ => String::from("(body unreadable)"),
+    };
+    debug!(status, ?retry_after, "error response");
+    let error = match status {
+        401 | 403 => Error::Auth { provider: P::NAME, status, body, api_key_env: provider.key_hint() },
+        429 => Error::RateLimited { provider: P::NAME, attempts, body },
+        _ => Error::Status { provider: P::NAME, status, attempts, body },
+    };
+    Ok((error, retry_after))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let b = Duration::from_millis(100);
+        assert_eq!(backoff(b, 1), b);
+        assert_eq!(backoff(b, 2), b * 2);
+        assert_eq!(backoff(b, 3), b * 4);
+        assert_eq!(backoff(b, 40), b * 32);
+    }
+}

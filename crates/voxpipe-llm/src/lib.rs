@@ -1,0 +1,61 @@
+//! Streaming LLM stages for cascade pipelines (ASR → **LLM** → TTS): `llm.openai` for any
+//! OpenAI-compatible Chat Completions endpoint and `llm.anthropic` for the Messages API.
+//!
+//! # Frames
+//! - In: a final, non-empty [`Frame::UserTranscript`](voxpipe_core::Frame) starts a model
+//!   turn (the transcript itself is forwarded first, so the event log records it). Every
+//!   other frame is forwarded unchanged; [`Frame::EndOfStream`](voxpipe_core::Frame) after
+//!   the current turn.
+//! - Out, per turn: `ResponseStarted`, one `TextDelta` per streamed fragment (item
+//!   `reply_<n>`), `ToolCall`/`ToolResult` for each tool call, then a final
+//!   `AssistantTranscript` and `ResponseDone` with the summed [`Usage`](voxpipe_core::Usage).
+//!
+//! # Tools
+//! `ctx.tools.specs()` are offered to the model. All calls of one response run concurrently,
+//! their results go back in the provider's shape, and the model is asked again, up to
+//! `max_tool_rounds` times per turn; then one last request without tools. A result with
+//! [`ToolAction::EndCall`](voxpipe_core::ToolAction) sends `Control::EndCall` once the spoken
+//! reply has streamed.
+//!
+//! # Interruption
+//! On `Control::Interrupt` the in-flight HTTP stream is dropped at once, queued output is
+//! flushed, `ResponseDone` says `cancelled`, and history keeps only the text generated so far
+//! ([`History::truncate_last_assistant`] cuts it further to what was heard).
+//!
+//! # Errors
+//! 401/403 end the call ([`Error::Auth`] names the key's environment variable). 429, 5xx and
+//! transport errors before the body are retried (`max_retries`, `Retry-After` honoured). A
+//! stall or a broken stream is never retried, since its text may already be spoken: it is
+//! logged as a `provider_error` event, the response ends `failed`, and the call goes on.
+//!
+//! ```no_run
+//! use voxpipe_llm::{OpenAiChat, OpenAiChatConfig};
+//! use voxpipe_core::Secret;
+//!
+//! let config: OpenAiChatConfig = serde_json::from_str(r#"{"model": "gpt-4o-mini",
+//!     "instructions": "You are a helpful phone agent. Be brief."}"#).unwrap();
+//! let key = Secret::from_env("OPENAI_API_KEY", "stages[1].api_key_env").unwrap();
+//! let stage = OpenAiChat::new(config, Some(key)).unwrap();
+//! // Put `Box::new(stage)` between the ASR and TTS stages of a `voxpipe_core::Pipeline`.
+//! # drop(stage);
+//! ```
+//!
+//! # Layout
+//! - [`openai`]: `llm.openai` stage, config, wire rendering, [`openai::accumulate`].
+//! - [`anthropic`]: `llm.anthropic` stage, config, wire rendering, [`anthropic::accumulate`].
+//! - [`history`]: the provider-neutral conversation.
+//! - `driver`: the stage loop both providers share; `http`: retries and interruption races.
+//! - [`Error`]: what can go wrong.
+
+pub mod anthropic;
+mod driver;
+mod error;
+pub mod history;
+mod http;
+pub mod openai;
+
+pub use anthropic::{Anthropic, AnthropicConfig};
+pub use driver::{RoundOutput, Step};
+pub use error::Error;
+pub use history::{AssistantPart, History, Message};
+pub use openai::{OpenAiChat, OpenAiChatConfig};
