@@ -6,6 +6,8 @@
 //! The fakes depend on `voxpipe-core` only, never on the clients: each side is written from the
 //! published protocol, so a misreading cannot pass both.
 
-pub mod realtime;
-pub mod openai_speech;
+pub mod anthropic;
 pub mod elevenlabs;
+pub mod openai_chat;
+pub mod openai_speech;
+pub mod realtime;
