@@ -622,3 +622,50 @@ async fn the_fault_knob_drops_the_connection_without_a_close_frame_after_n_audio
     assert_eq!(deltas, 3);
     fake.shutdown().await;
 }
+
+#[test]
+fn config_loads_from_json_with_defaults_and_rejects_unknown_keys() {
+    let cfg: RealtimeFakeConfig = serde_json::from_value(json!({
+        "api_key": "sk-x", "pace": 2.0,
+        "responses": [{"text": "hi", "function_call": {"name": "f", "arguments": "{}"}}],
+        "vad": {"threshold_dbfs": -35.0}
+    }))
+    .unwrap();
+    assert_eq!(cfg.pace, 2.0);
+    assert_eq!(cfg.delta_ms, 100);
+    assert_eq!(cfg.vad.min_speech_windows, 2);
+    assert_eq!(format!("{:?}", cfg.api_key), "Some([redacted])");
+    assert!(serde_json::from_value::<RealtimeFakeConfig>(json!({"pase": 2.0})).is_err());
+    assert!(serde_json::from_value::<RealtimeFakeConfig>(json!({"responses": [{"txt": "x"}]})).is_err());
+}
+
+#[tokio::test]
+async fn g711_sessions_get_8_khz_output_and_their_input_is_decoded_for_vad() {
+    let fake =
+        RealtimeFake::start(config(vec![ScriptedResponse::say("Twenty characters!!!")])).await.unwrap();
+    let mut ws = connect(&fake, false).await;
+    let update = json!({"type": "realtime", "audio": {"input": {"format": {"type": "audio/pcmu"}},
+        "output": {"format": {"type": "audio/pcma"}}}});
+    send(&mut ws, json!({"type": "session.update", "session": update})).await;
+    assert_eq!(recv(&mut ws).await["type"], "session.updated");
+    // 400 ms of loud μ-law (alternating ±16000), then 400 ms of μ-law silence (0xFF), 20 ms appends.
+    let loud: Vec<u8> = (0..160).map(|i| if i % 2 == 0 { 0x8F } else { 0x0F }).collect();
+    for chunk in std::iter::repeat_n(&loud, 20).chain(std::iter::repeat_n(&vec![0xFFu8; 160], 20)) {
+        send(&mut ws, json!({"type": "input_audio_buffer.append", "audio": B64.encode(chunk)})).await;
+    }
+    let events = recv_until(&mut ws, "response.done").await;
+    assert_eq!(events[0]["type"], "input_audio_buffer.speech_started");
+    assert_eq!(events[0]["audio_start_ms"], 0);
+    assert_eq!(events[1]["audio_end_ms"], 600);
+    let audio: usize = events
+        .iter()
+        .filter(|e| e["type"] == "response.output_audio.delta")
+        .map(|e| B64.decode(e["delta"].as_str().unwrap()).unwrap().len())
+        .sum();
+    assert_eq!(audio, 1300 * 8, "G.711 at 8 kHz is 8 bytes per ms");
+    assert_eq!(
+        events.last().unwrap()["response"]["audio"]["output"]["format"],
+        json!({"type": "audio/pcma"})
+    );
+    fake.shutdown().await;
+}

@@ -60,6 +60,9 @@ pub(crate) struct ResponseGen {
     input: (u64, usize),
     out_chars: usize,
     out_audio_ms: u64,
+    /// Reused per-delta buffers: tone samples and encoded bytes.
+    pcm: Vec<i16>,
+    wire: Vec<u8>,
 }
 
 impl Conn {
@@ -169,6 +172,8 @@ impl Conn {
             input: (audio_ms, chars + instructions),
             out_chars: 0,
             out_audio_ms: 0,
+            pcm: Vec::new(),
+            wire: Vec::new(),
         };
         let created = json!({"type": "response.created", "response": self.response_json(&rg, "in_progress", Value::Null, Value::Null)});
         self.send(created).await;
@@ -264,14 +269,13 @@ impl Conn {
         if rg.audio {
             let from = i * msg.samples_per_delta;
             let n = msg.samples_per_delta.min(msg.total_samples - from);
-            let mut samples = Vec::with_capacity(n);
-            tone(rg.format.rate(), from, n, msg.total_samples, &mut samples);
-            let mut bytes = Vec::with_capacity(n * 2);
-            rg.format.encode(&samples, &mut bytes);
+            tone(rg.format.rate(), from, n, msg.total_samples, &mut rg.pcm);
+            rg.wire.clear();
+            rg.format.encode(&rg.pcm, &mut rg.wire);
             rg.out_audio_ms = ((from + n) as u64 * 1000) / rg.format.rate() as u64;
             let ty = self.name("response.output_audio.delta", "response.audio.delta");
             let ev = json!({"type": ty, "response_id": rid, "item_id": item_id, "output_index": rg.output.len(),
-                "content_index": 0, "delta": B64.encode(&bytes)});
+                "content_index": 0, "delta": B64.encode(&rg.wire)});
             self.send(ev).await;
             self.audio_produced = true;
             self.audio_deltas_sent += 1;

@@ -91,7 +91,7 @@ impl Session {
                 "type": "realtime", "object": "realtime.session", "id": id, "model": model,
                 "output_modalities": ["audio"], "instructions": "You are a helpful, witty, and friendly AI.",
                 "tools": [], "tool_choice": "auto", "max_output_tokens": "inf", "tracing": null,
-                "prompt": null, "expires_at": 0, "include": null, "truncation": "auto",
+                "prompt": null, "expires_at": expires_at(), "include": null, "truncation": "auto",
                 "audio": {
                     "input": {
                         "format": {"type": "audio/pcm", "rate": 24000},
@@ -169,6 +169,12 @@ impl Session {
             audio_out: modalities.as_array().is_some_and(|m| m.iter().any(|x| x == "audio")),
         }
     }
+}
+
+/// Unix time 30 minutes from now (the real service's session lifetime).
+fn expires_at() -> u64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    now.as_secs() + 30 * 60
 }
 
 fn voice_param(dialect: Dialect) -> &'static str {
