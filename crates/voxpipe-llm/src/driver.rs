@@ -201,6 +201,10 @@ impl<P: Provider> Driver<P> {
                     if interrupted {
                         break (ResponseStatus::Cancelled, Some("interrupted".into()), None);
                     }
+                    if !tools_enabled {
+                        // The model called tools although told not to: stop here.
+                        break (ResponseStatus::Incomplete, Some("tool_round_limit".into()), None);
+                    }
                     round += 1;
                 }
                 Round::Interrupted(partial) => {

@@ -1,0 +1,149 @@
+//! Failure handling against the chat-completions fake: auth, rate limits, 5xx, stalls, cuts.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use support::Harness;
+use voxpipe_core::{EventKind, NoTools, ResponseStatus, Secret};
+use voxpipe_fakes::openai_chat::{ChatFake, ChatFakeConfig, Fault, Knobs, ScriptedReply};
+use voxpipe_llm::{OpenAiChat, OpenAiChatConfig};
+
+async fn fake_with(faults: BTreeMap<usize, Fault>) -> ChatFake {
+    let knobs = Knobs { faults, ..Knobs::default() };
+    let replies = vec![ScriptedReply::text("Hello again, friend.")];
+    ChatFake::start(ChatFakeConfig { api_key: Some("sk-right".into()), replies, knobs }).await.unwrap()
+}
+
+fn stage(fake: &ChatFake, key: &str, stall_timeout_ms: u64) -> Box<OpenAiChat> {
+    let config = OpenAiChatConfig {
+        base_url: fake.base_url(),
+        retry_backoff_ms: 20,
+        stall_timeout_ms,
+        ..OpenAiChatConfig::default()
+    };
+    Box::new(OpenAiChat::new(config, Some(Secret::new(key))).unwrap())
+}
+
+fn provider_errors(events: &[EventKind]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            EventKind::ProviderError { code, .. } => code.clone(),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn http_401_is_a_fatal_error_naming_the_env_var() {
+    let fake = fake_with(BTreeMap::new()).await;
+    let mut h = Harness::start(stage(&fake, "sk-wrong", 10_000), Arc::new(NoTools));
+    h.say("Hello?").await;
+    let turn = h.turn().await;
+    assert_eq!(turn.done().status, ResponseStatus::Failed);
+    let err = tokio::time::timeout(Duration::from_secs(5), h.task).await.unwrap().unwrap().unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("llm.openai") && msg.contains("401") && msg.contains("check OPENAI_API_KEY"),
+        "{msg}"
+    );
+    assert!(msg.contains("invalid_api_key"), "body excerpt: {msg}");
+    assert!(!msg.contains("sk-wrong"), "never the key");
+    assert_eq!(fake.requests().len(), 1, "no retry on 401");
+}
+
+#[tokio::test]
+async fn http_429_with_retry_after_is_retried_once_then_succeeds() {
+    let faults = BTreeMap::from([(0, Fault::Status { status: 429, retry_after_s: Some(1) })]);
+    let fake = fake_with(faults).await;
+    let mut h = Harness::start(stage(&fake, "sk-right", 10_000), Arc::new(NoTools));
+    h.say("Hello?").await;
+    let turn = h.turn().await;
+    assert_eq!(turn.transcript().as_deref(), Some("Hello again, friend."));
+    let r = fake.requests();
+    assert_eq!(r.iter().map(|r| r.status).collect::<Vec<_>>(), [429, 200]);
+    assert!(r[1].received_at - r[0].received_at >= Duration::from_secs(1), "Retry-After honoured");
+    h.finish().await.unwrap();
+}
+
+#[tokio::test]
+async fn http_500_twice_then_success_is_retried() {
+    let e500 = Fault::Status { status: 500, retry_after_s: None };
+    let fake = fake_with(BTreeMap::from([(0, e500.clone()), (1, e500)])).await;
+    let mut h = Harness::start(stage(&fake, "sk-right", 10_000), Arc::new(NoTools));
+    h.say("Hello?").await;
+    let turn = h.turn().await;
+    assert_eq!(turn.done().status, ResponseStatus::Completed);
+    assert_eq!(fake.requests().iter().map(|r| r.status).collect::<Vec<_>>(), [500, 500, 200]);
+    h.finish().await.unwrap();
+}
+
+#[tokio::test]
+async fn http_500_past_max_retries_is_a_reported_error_and_the_call_goes_on() {
+    let e500 = Fault::Status { status: 500, retry_after_s: None };
+    let faults = (0..3).map(|i| (i, e500.clone())).collect();
+    let fake = fake_with(faults).await;
+    let mut h = Harness::start(stage(&fake, "sk-right", 10_000), Arc::new(NoTools));
+    h.say("Hello?").await;
+    assert_eq!(h.turn().await.done().status, ResponseStatus::Failed);
+    assert_eq!(provider_errors(&h.drain_events()), ["http_500"]);
+    h.say("Again?").await;
+    assert_eq!(h.turn().await.done().status, ResponseStatus::Completed);
+    assert_eq!(fake.requests().len(), 4, "1 + max_retries (2), then the next turn");
+    h.finish().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_stall_past_the_stall_timeout_is_a_provider_error_and_the_next_turn_works() {
+    let fake = fake_with(BTreeMap::from([(0, Fault::StallAfter { chunks: 2 })])).await;
+    let mut h = Harness::start(stage(&fake, "sk-right", 300), Arc::new(NoTools));
+    h.say("Hello?").await;
+    let turn = h.turn().await;
+    assert_eq!(turn.done().status, ResponseStatus::Failed);
+    assert_eq!(turn.done().reason.as_deref(), Some("stalled"));
+    assert_eq!(turn.deltas(), ["Hello"], "role chunk and one text chunk arrived before the stall");
+    assert_eq!(turn.transcript().as_deref(), Some("Hello"), "what was received is the reply");
+    assert_eq!(provider_errors(&h.drain_events()), ["stalled"]);
+
+    h.say("Still there?").await;
+    let next = h.turn().await;
+    assert_eq!(next.transcript().as_deref(), Some("Hello again, friend."));
+    let r = fake.requests();
+    assert_eq!(r.len(), 2, "the stalled request was not retried");
+    assert_eq!(r[1].body["messages"][1]["content"], "Hello", "history holds the partial reply");
+    h.finish().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_stream_cut_mid_event_is_a_provider_error_without_retry() {
+    let fake = fake_with(BTreeMap::from([(0, Fault::CutAfter { chunks: 3 })])).await;
+    let mut h = Harness::start(stage(&fake, "sk-right", 10_000), Arc::new(NoTools));
+    h.say("Hello?").await;
+    let turn = h.turn().await;
+    assert_eq!(turn.done().status, ResponseStatus::Failed);
+    assert_eq!(turn.deltas(), ["Hello", " again"]);
+    assert_eq!(turn.transcript().as_deref(), Some("Hello again"));
+    assert_eq!(provider_errors(&h.drain_events()), ["stream_broken"]);
+    assert_eq!(fake.requests().len(), 1, "no retry: it would repeat speech");
+
+    h.say("And now?").await;
+    assert_eq!(h.turn().await.done().status, ResponseStatus::Completed);
+    assert_eq!(fake.requests().len(), 2);
+    h.finish().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_missing_server_is_retried_then_reported() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base_url = format!("http://{}/v1", listener.local_addr().unwrap());
+    drop(listener);
+    let config =
+        OpenAiChatConfig { base_url, retry_backoff_ms: 10, api_key_env: None, ..OpenAiChatConfig::default() };
+    let mut h = Harness::start(Box::new(OpenAiChat::new(config, None).unwrap()), Arc::new(NoTools));
+    h.say("Anyone?").await;
+    assert_eq!(h.turn().await.done().reason.as_deref(), Some("connect"));
+    assert_eq!(provider_errors(&h.drain_events()), ["connect"]);
+    h.finish().await.unwrap();
+}
