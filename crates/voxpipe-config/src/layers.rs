@@ -59,8 +59,9 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<PipelineConfig, ConfigErr
 
 /// Loads a pipeline given as TOML text (`name` is used in errors as the file name).
 pub fn load_str(name: &Path, toml_text: &str, opts: &LoadOptions) -> Result<PipelineConfig, ConfigError> {
-    let base: Value =
-        Figment::from(Toml::string(toml_text)).extract().map_err(|e| from_figment(name, e, &BTreeMap::new()))?;
+    let base: Value = Figment::from(Toml::string(toml_text))
+        .extract()
+        .map_err(|e| from_figment(name, e, &BTreeMap::new()))?;
     layer(name, base, opts)
 }
 
@@ -70,12 +71,10 @@ fn layer(file: &Path, mut base: Value, opts: &LoadOptions) -> Result<PipelineCon
     };
     let profiles = dict.remove("profiles");
     if let Some(name) = &opts.profile {
-        let profile = profiles
-            .as_ref()
-            .and_then(|p| p.as_dict())
-            .and_then(|p| p.get(name))
-            .cloned()
-            .ok_or_else(|| ConfigError::new(file, Some(format!("profiles.{name}")), "no such profile in the file"))?;
+        let profile =
+            profiles.as_ref().and_then(|p| p.as_dict()).and_then(|p| p.get(name)).cloned().ok_or_else(
+                || ConfigError::new(file, Some(format!("profiles.{name}")), "no such profile in the file"),
+            )?;
         merge(&mut base, profile);
     }
     // Where each override came from, to name it in errors.
@@ -88,7 +87,8 @@ fn layer(file: &Path, mut base: Value, opts: &LoadOptions) -> Result<PipelineCon
             continue;
         }
         let key = display_path(&path);
-        set_path(&mut base, &path, parse_value(value)).map_err(|m| ConfigError::new(file, Some(key.clone()), format!("{m} (set by {var})")))?;
+        set_path(&mut base, &path, parse_value(value))
+            .map_err(|m| ConfigError::new(file, Some(key.clone()), format!("{m} (set by {var})")))?;
         origins.insert(key, format!("set by environment variable {var}"));
     }
     for set in &opts.sets {
@@ -97,10 +97,13 @@ fn layer(file: &Path, mut base: Value, opts: &LoadOptions) -> Result<PipelineCon
             .ok_or_else(|| ConfigError::new(file, None, format!("--set `{set}`: expected key=value")))?;
         let path = parse_key(key.trim());
         let shown = display_path(&path);
-        set_path(&mut base, &path, parse_value(value.trim())).map_err(|m| ConfigError::new(file, Some(shown.clone()), format!("{m} (--set)")))?;
+        set_path(&mut base, &path, parse_value(value.trim()))
+            .map_err(|m| ConfigError::new(file, Some(shown.clone()), format!("{m} (--set)")))?;
         origins.insert(shown, "set by --set".into());
     }
-    Figment::from(Serialized::defaults(base)).extract::<PipelineConfig>().map_err(|e| from_figment(file, e, &origins))
+    Figment::from(Serialized::defaults(base))
+        .extract::<PipelineConfig>()
+        .map_err(|e| from_figment(file, e, &origins))
 }
 
 /// `stages[0].voice` or `stages.0.voice` → `["stages", "0", "voice"]`.
@@ -137,6 +140,15 @@ fn merge(into: &mut Value, from: Value) {
                     None => {
                         a.insert(k, v);
                     }
+                }
+            }
+        }
+        // Lists merge by position, so a profile can adjust `stages[0]` without repeating it.
+        (Value::Array(_, a), Value::Array(_, b)) => {
+            for (i, v) in b.into_iter().enumerate() {
+                match a.get_mut(i) {
+                    Some(existing) => merge(existing, v),
+                    None => a.push(v),
                 }
             }
         }

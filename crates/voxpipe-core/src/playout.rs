@@ -111,13 +111,12 @@ impl PlayoutTracker {
         s.epoch += 1;
         self.epoch.store(s.epoch, Ordering::Release);
         let was_audible = std::mem::replace(&mut s.audible, false);
-        let played = match (&s.item, was_audible) {
+        match (&s.item, was_audible) {
             (Some(item), true) if s.sample_rate > 0 => {
                 Some(PlayedItem { item: item.clone(), played_ms: ms_of(s.played_samples, s.sample_rate) })
             }
             _ => None,
-        };
-        played
+        }
     }
 }
 

@@ -260,7 +260,8 @@ pub struct InvalidSetting {
     pub got: String,
 }
 
-const VOICES: &[&str] = &["alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar"];
+const VOICES: &[&str] =
+    &["alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar"];
 
 impl RealtimeConfig {
     /// Checks ranges and enumerations the type system cannot.
@@ -270,7 +271,11 @@ impl RealtimeConfig {
             return bad("append_ms", "20..=100", self.append_ms.to_string());
         }
         if !VOICES.contains(&self.voice.as_str()) && !self.voice.starts_with("voice_") {
-            return bad("voice", "one of alloy ash ballad coral echo sage shimmer verse marin cedar, or a voice_… id", self.voice.clone());
+            return bad(
+                "voice",
+                "one of alloy ash ballad coral echo sage shimmer verse marin cedar, or a voice_… id",
+                self.voice.clone(),
+            );
         }
         if let Some(s) = self.speed.filter(|s| !(0.25..=1.5).contains(s)) {
             return bad("speed", "0.25..=1.5", s.to_string());

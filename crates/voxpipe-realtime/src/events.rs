@@ -283,14 +283,20 @@ mod tests {
     #[test]
     fn ga_and_beta_names_decode_to_the_same_event() {
         for name in ["response.output_audio.delta", "response.audio.delta"] {
-            let raw = format!(r#"{{"type":"{name}","event_id":"e","response_id":"r","item_id":"i","output_index":0,"content_index":0,"delta":"AAA="}}"#);
-            assert!(matches!(serde_json::from_str::<ServerEvent>(&raw).unwrap(), ServerEvent::AudioDelta { .. }));
+            let raw = format!(
+                r#"{{"type":"{name}","event_id":"e","response_id":"r","item_id":"i","output_index":0,"content_index":0,"delta":"AAA="}}"#
+            );
+            assert!(matches!(
+                serde_json::from_str::<ServerEvent>(&raw).unwrap(),
+                ServerEvent::AudioDelta { .. }
+            ));
         }
     }
 
     #[test]
     fn unknown_events_are_other() {
-        let ev: ServerEvent = serde_json::from_str(r#"{"type":"mcp_list_tools.in_progress","event_id":"e"}"#).unwrap();
+        let ev: ServerEvent =
+            serde_json::from_str(r#"{"type":"mcp_list_tools.in_progress","event_id":"e"}"#).unwrap();
         assert!(matches!(ev, ServerEvent::Other));
     }
 

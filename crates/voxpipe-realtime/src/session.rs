@@ -183,7 +183,11 @@ mod tests {
 
     #[test]
     fn beta_session_is_flat_and_none_turn_detection_is_null() {
-        let c = RealtimeConfig { protocol: Protocol::Beta, turn_detection: TurnDetection::None, ..Default::default() };
+        let c = RealtimeConfig {
+            protocol: Protocol::Beta,
+            turn_detection: TurnDetection::None,
+            ..Default::default()
+        };
         let s = &session_update(&c, &[])["session"];
         assert_eq!(s["input_audio_format"], "pcm16");
         assert_eq!(s["voice"], "marin");

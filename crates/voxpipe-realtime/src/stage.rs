@@ -20,7 +20,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tracing::{debug, info, trace, warn};
 use voxpipe_core::audio::{StreamResampler, g711, pcm, samples_for_ms};
 use voxpipe_core::{
-    AudioChunk, CallContext, Control, EventKind, Frame, Inbox, InterruptReason, ItemId, OutputAudio, Outbox,
+    AudioChunk, CallContext, Control, EventKind, Frame, Inbox, InterruptReason, ItemId, Outbox, OutputAudio,
     ResponseDone, ResponseStarted, ResponseStatus, Samples, Secret, Stage, StageError, ToolAction, ToolCall,
     ToolResult, Transcript,
 };
@@ -53,7 +53,11 @@ fn fail(e: impl Into<Error>) -> StageError {
 }
 
 /// Opens the socket and completes the session handshake.
-async fn connect(config: &RealtimeConfig, key: &Secret, tools: &[voxpipe_core::ToolSpec]) -> Result<Ws, Error> {
+async fn connect(
+    config: &RealtimeConfig,
+    key: &Secret,
+    tools: &[voxpipe_core::ToolSpec],
+) -> Result<Ws, Error> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let sep = if config.url.contains('?') { '&' } else { '?' };
     let url = format!("{}{sep}model={}", config.url, config.model);
@@ -65,18 +69,26 @@ async fn connect(config: &RealtimeConfig, key: &Secret, tools: &[voxpipe_core::T
     let bearer = format!("Bearer {}", key.expose());
     headers.insert(
         http::header::AUTHORIZATION,
-        bearer.parse().map_err(|_| Error::Connect { url: config.url.clone(), reason: "API key is not a valid header value".into() })?,
+        bearer.parse().map_err(|_| Error::Connect {
+            url: config.url.clone(),
+            reason: "API key is not a valid header value".into(),
+        })?,
     );
     if config.protocol == Protocol::Beta {
         headers.insert("OpenAI-Beta", http::HeaderValue::from_static("realtime=v1"));
     }
     let timeout = Duration::from_millis(config.connect_timeout_ms);
-    let connected = tokio::time::timeout(timeout, tokio_tungstenite::connect_async(request))
-        .await
-        .map_err(|_| Error::Timeout(config.connect_timeout_ms, "the WebSocket handshake"))?;
+    let connected =
+        tokio::time::timeout(timeout, tokio_tungstenite::connect_async_with_config(request, None, true))
+            .await
+            .map_err(|_| Error::Timeout(config.connect_timeout_ms, "the WebSocket handshake"))?;
     let (mut ws, _) = connected.map_err(|e| match e {
         tokio_tungstenite::tungstenite::Error::Http(resp) => {
-            let body = resp.body().as_ref().map(|b| String::from_utf8_lossy(b).chars().take(300).collect()).unwrap_or_default();
+            let body = resp
+                .body()
+                .as_ref()
+                .map(|b| String::from_utf8_lossy(b).chars().take(300).collect())
+                .unwrap_or_default();
             Error::Handshake { status: resp.status().as_u16(), body }
         }
         other => Error::Connect { url: config.url.clone(), reason: other.to_string() },
@@ -85,7 +97,9 @@ async fn connect(config: &RealtimeConfig, key: &Secret, tools: &[voxpipe_core::T
     match tokio::time::timeout(timeout, next_event(&mut ws)).await {
         Err(_) => return Err(Error::Timeout(config.connect_timeout_ms, "session.created")),
         Ok(Ok(ServerEvent::SessionCreated { .. })) => {}
-        Ok(Ok(other)) => return Err(Error::WebSocket(format!("expected session.created first, got {other:?}"))),
+        Ok(Ok(other)) => {
+            return Err(Error::WebSocket(format!("expected session.created first, got {other:?}")));
+        }
         Ok(Err(e)) => return Err(e),
     }
     let update = session::session_update(config, tools);
@@ -109,7 +123,8 @@ async fn next_event(ws: &mut Ws) -> Result<ServerEvent, Error> {
             None => return Err(Error::Closed("during the handshake")),
             Some(Err(e)) => return Err(Error::WebSocket(e.to_string())),
             Some(Ok(Message::Text(t))) => {
-                return serde_json::from_str(&t).map_err(|e| Error::WebSocket(format!("undecodable server event: {e}")));
+                return serde_json::from_str(&t)
+                    .map_err(|e| Error::WebSocket(format!("undecodable server event: {e}")));
             }
             Some(Ok(Message::Close(_))) => return Err(Error::Closed("during the handshake")),
             Some(Ok(_)) => continue,
@@ -229,7 +244,16 @@ impl Stage for RealtimeStage {
                             };
                         }
                         Some(Ok(_)) => {}
-                        Some(Err(e)) => break Err(fail(Error::WebSocket(e.to_string()))),
+                        Some(Err(e)) => {
+                            use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
+                            let reset = matches!(e, WsError::ConnectionClosed | WsError::AlreadyClosed | WsError::Io(_)
+                                | WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake));
+                            break Err(fail(if reset {
+                                Error::Closed(if s.active_response.is_some() { "abruptly in the middle of a response" } else { "abruptly" })
+                            } else {
+                                Error::WebSocket(e.to_string())
+                            }));
+                        }
                         None => break if input_ended && s.idle() { Ok(()) } else {
                             Err(fail(Error::Closed(if s.active_response.is_some() { "in the middle of a response" } else { "before the call ended" })))
                         },
@@ -280,7 +304,13 @@ impl Stage for RealtimeStage {
     }
 }
 
-async fn send_append(tx: &mpsc::Sender<Message>, format: AudioFormat, samples: &[i16], encoded: &mut Vec<u8>, b64: &mut String) {
+async fn send_append(
+    tx: &mpsc::Sender<Message>,
+    format: AudioFormat,
+    samples: &[i16],
+    encoded: &mut Vec<u8>,
+    b64: &mut String,
+) {
     encoded.clear();
     match format {
         AudioFormat::Pcm => pcm::encode_pcm16le(samples, encoded),
@@ -300,7 +330,10 @@ async fn send_append(tx: &mpsc::Sender<Message>, format: AudioFormat, samples: &
 
 impl Session<'_> {
     fn idle(&self) -> bool {
-        self.active_response.is_none() && !self.awaiting_response && !self.tools_running && !self.speech_active
+        self.active_response.is_none()
+            && !self.awaiting_response
+            && !self.tools_running
+            && !self.speech_active
     }
 
     async fn send(&self, v: serde_json::Value) {
@@ -327,7 +360,11 @@ impl Session<'_> {
         }
     }
 
-    async fn on_event(&mut self, ev: ServerEvent, tool_tx: &mpsc::Sender<Vec<ToolResult>>) -> Result<(), StageError> {
+    async fn on_event(
+        &mut self,
+        ev: ServerEvent,
+        tool_tx: &mpsc::Sender<Vec<ToolResult>>,
+    ) -> Result<(), StageError> {
         match ev {
             ServerEvent::SpeechStarted { audio_start_ms, .. } => {
                 self.speech_active = true;
@@ -375,13 +412,16 @@ impl Session<'_> {
             | ServerEvent::TextDelta { response_id, item_id, delta } => {
                 if self.muted_response.as_deref() != Some(response_id.as_str()) {
                     let item = Some(self.item_id(&item_id));
-                    self.emit(Frame::AssistantTranscript(Transcript { item, text: delta, is_final: false })).await;
+                    self.emit(Frame::AssistantTranscript(Transcript { item, text: delta, is_final: false }))
+                        .await;
                 }
             }
-            ServerEvent::AudioTranscriptDone { item_id, transcript, .. } | ServerEvent::TextDone { item_id, text: transcript, .. } => {
+            ServerEvent::AudioTranscriptDone { item_id, transcript, .. }
+            | ServerEvent::TextDone { item_id, text: transcript, .. } => {
                 self.transcript.push(format!("assistant: {}", transcript.trim()));
                 let item = Some(self.item_id(&item_id));
-                self.emit(Frame::AssistantTranscript(Transcript { item, text: transcript, is_final: true })).await;
+                self.emit(Frame::AssistantTranscript(Transcript { item, text: transcript, is_final: true }))
+                    .await;
             }
             ServerEvent::FunctionArgsDelta { call_id, delta } => {
                 trace!(%call_id, bytes = delta.len(), "function arguments fragment");
@@ -400,10 +440,16 @@ impl Session<'_> {
                 warn!(code = ?error.code, message = %error.message, "realtime error event");
                 self.ctx
                     .events
-                    .emit(EventKind::ProviderError { stage: NAME.into(), code: error.code, message: error.message })
+                    .emit(EventKind::ProviderError {
+                        stage: NAME.into(),
+                        code: error.code,
+                        message: error.message,
+                    })
                     .await;
             }
-            ServerEvent::SessionCreated { .. } | ServerEvent::SessionUpdated { .. } | ServerEvent::Committed { .. } => {}
+            ServerEvent::SessionCreated { .. }
+            | ServerEvent::SessionUpdated { .. }
+            | ServerEvent::Committed { .. } => {}
             ServerEvent::Other => trace!("unhandled server event"),
         }
         Ok(())
@@ -444,7 +490,8 @@ impl Session<'_> {
             None => self.last_item.clone().filter(|i| self.items.contains_key(&**i)).map(|i| (i, 0)),
         };
         let Some((item, played_ms)) = target else { return };
-        let received_ms = self.items.get(&*item).map(|a| a.samples * 1000 / self.out_rate as u64).unwrap_or(0);
+        let received_ms =
+            self.items.get(&*item).map(|a| a.samples * 1000 / self.out_rate as u64).unwrap_or(0);
         let audio_end_ms = played_ms.min(received_ms);
         self.send(json!({
             "type": "conversation.item.truncate",
@@ -457,7 +504,11 @@ impl Session<'_> {
         self.ctx.events.emit(EventKind::Truncate { item: item.to_string(), audio_end_ms }).await;
     }
 
-    async fn on_response_done(&mut self, response: crate::events::ResponseInfo, tool_tx: &mpsc::Sender<Vec<ToolResult>>) {
+    async fn on_response_done(
+        &mut self,
+        response: crate::events::ResponseInfo,
+        tool_tx: &mpsc::Sender<Vec<ToolResult>>,
+    ) {
         let status = match response.status.as_deref() {
             Some("cancelled") => ResponseStatus::Cancelled,
             Some("failed") => ResponseStatus::Failed,

@@ -74,7 +74,11 @@ impl Source for StdinSource {
             }
             let pts = duration_of(sent, self.rate);
             sent += samples.len();
-            if out.send(Frame::InputAudio(AudioChunk::new(self.rate, pts, Samples::from_vec(samples)))).await.is_err() {
+            if out
+                .send(Frame::InputAudio(AudioChunk::new(self.rate, pts, Samples::from_vec(samples))))
+                .await
+                .is_err()
+            {
                 return Ok(());
             }
         }

@@ -133,6 +133,9 @@ pub(crate) async fn run_playout(
                     written += n as u64;
                 }
                 if queue.is_empty() {
+                    if let Some((item, played)) = playing.take() {
+                        finished(&ctx, &item, played, rate, false).await;
+                    }
                     ctx.playout.set_idle();
                     if end_of_stream {
                         break;
@@ -169,7 +172,8 @@ fn enqueue(
             Some(r) if r.from_rate() == a.chunk.sample_rate => r,
             _ => resampler.insert(StreamResampler::new(a.chunk.sample_rate, rate)?),
         };
-        let mut v = Vec::with_capacity(a.chunk.samples.len() * rate as usize / a.chunk.sample_rate as usize + 64);
+        let mut v =
+            Vec::with_capacity(a.chunk.samples.len() * rate as usize / a.chunk.sample_rate as usize + 64);
         r.push(&a.chunk.samples, &mut v)?;
         Samples::from_vec(v)
     };

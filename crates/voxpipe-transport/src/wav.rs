@@ -33,7 +33,8 @@ pub struct WavInputConfig {
 /// Reads a whole WAV file as mono PCM16 at its own rate (or `target` rate).
 pub fn read_wav(path: &Path, target: Option<SampleRate>) -> Result<(Vec<i16>, SampleRate), Error> {
     let bad = |reason: String| Error::BadWav { path: path.to_path_buf(), reason };
-    let file = std::fs::File::open(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
+    let file =
+        std::fs::File::open(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
     let mut reader = hound::WavReader::new(std::io::BufReader::new(file)).map_err(|e| match e {
         hound::Error::IoError(source) => Error::Read { path: path.to_path_buf(), source },
         other => bad(other.to_string()),
@@ -68,7 +69,9 @@ pub fn read_wav(path: &Path, target: Option<SampleRate>) -> Result<(Vec<i16>, Sa
         (hound::SampleFormat::Float, 32) => {
             for s in reader.samples::<f32>() {
                 match s {
-                    Ok(v) => push(voxpipe_core::audio::pcm::f32_to_i16(v) as i32, &mut found, &mut acc, &mut mono),
+                    Ok(v) => {
+                        push(voxpipe_core::audio::pcm::f32_to_i16(v) as i32, &mut found, &mut acc, &mut mono)
+                    }
                     Err(_) => break,
                 }
             }
@@ -230,7 +233,8 @@ impl Sink for WavSink {
         let path = self.config.path.clone();
         let fail = |e: Error| StageError::new("wav output", e);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| fail(Error::Write { path: path.clone(), source }))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|source| fail(Error::Write { path: path.clone(), source }))?;
         }
         let spec = hound::WavSpec {
             channels: 1,

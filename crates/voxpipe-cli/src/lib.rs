@@ -1,0 +1,109 @@
+//! The `voxpipe` command line: `run`, `check` and `fake`.
+//!
+//! Exposed as a library too, so end-to-end tests can run a pipeline in-process on a paused
+//! (virtual) tokio clock.
+
+mod fake;
+mod run;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+pub use run::{RunArgs, Summary, run_pipeline};
+
+/// voxpipe: voice agents from a pipeline file.
+#[derive(Debug, Parser)]
+#[command(name = "voxpipe", version, about)]
+pub struct Cli {
+    /// Log format on stderr (`RUST_LOG` sets the level, default `info`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log formats.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a pipeline on its input (a WAV file, stdin…) and write the reply and event log.
+    Run(RunArgs),
+    /// Load a pipeline file, print it resolved (secrets never appear) or a precise error.
+    Check {
+        /// The pipeline file.
+        pipeline: PathBuf,
+        /// Apply `[profiles.NAME]` of the file.
+        #[arg(long)]
+        profile: Option<String>,
+        /// Override a key: `--set stages[0].voice=ash` (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+    },
+    /// Run a local fake of a remote API for offline development.
+    Fake {
+        /// Which fake.
+        #[command(subcommand)]
+        which: fake::FakeCommand,
+    },
+}
+
+fn init_logging(format: LogFormat) {
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    // Whatever RUST_LOG says, never let HTTP/WebSocket internals log request headers: they
+    // carry API keys (tungstenite traces the whole upgrade request).
+    for directive in [
+        "tungstenite::handshake=off",
+        "tokio_tungstenite=info",
+        "hyper=info",
+        "hyper_util=info",
+        "reqwest=info",
+        "h2=info",
+        "rustls=info",
+    ] {
+        if let Ok(d) = directive.parse() {
+            filter = filter.add_directive(d);
+        }
+    }
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Run(args) => run::run_command(args).await,
+            Command::Check { pipeline, profile, sets } => run::check_command(&pipeline, profile, sets),
+            Command::Fake { which } => fake::run(which).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! The `voxpipe` binary.
+
+fn main() -> std::process::ExitCode {
+    voxpipe_cli::main()
+}

@@ -1,0 +1,159 @@
+//! `voxpipe run` and `voxpipe check`.
+
+use async_trait::async_trait;
+use clap::Args;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use voxpipe_config::{LoadOptions, PipelineConfig};
+use voxpipe_core::{Event, EventKind, EventWriter, RunOptions};
+
+/// `voxpipe run` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// The pipeline file.
+    pub pipeline: PathBuf,
+    /// Caller audio: a WAV file (overrides `[input]`).
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// Where to write the assistant's audio (WAV; overrides `[output]`).
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Where to write the JSONL event log (overrides `[events]`).
+    #[arg(long)]
+    pub events: Option<PathBuf>,
+    /// Apply `[profiles.NAME]` of the file.
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Override a key: `--set stages[0].voice=ash` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+    /// Print nothing but errors.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+impl RunArgs {
+    /// Layering options: `--input/--output/--events` are sugar for `--set`s.
+    fn load_options(&self, env: Vec<(String, String)>) -> LoadOptions {
+        let mut sets = self.sets.clone();
+        if let Some(p) = &self.input {
+            sets.push("input.kind=wav".into());
+            sets.push(format!("input.path={}", p.display()));
+        }
+        if let Some(p) = &self.output {
+            sets.push("output.kind=wav".into());
+            sets.push(format!("output.path={}", p.display()));
+        }
+        if let Some(p) = &self.events {
+            sets.push(format!("events.path={}", p.display()));
+        }
+        LoadOptions { profile: self.profile.clone(), sets, env }
+    }
+}
+
+/// What the call said and measured, for the closing printout.
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    /// `user: …` / `assistant: …` lines in order.
+    pub transcript: Vec<String>,
+    /// `(turn, name, ms)` metrics in order.
+    pub metrics: Vec<(u32, String, u64)>,
+    /// How the call ended.
+    pub end_reason: Option<String>,
+}
+
+/// Forwards events to the configured log and keeps what the summary needs.
+struct Collect {
+    inner: Option<Box<dyn EventWriter>>,
+    summary: Arc<Mutex<Summary>>,
+}
+
+#[async_trait]
+impl EventWriter for Collect {
+    async fn write(&mut self, event: &Event) -> std::io::Result<()> {
+        {
+            let mut s = self.summary.lock().unwrap_or_else(|e| e.into_inner());
+            match &event.kind {
+                EventKind::UserTranscript(t) if t.is_final => {
+                    s.transcript.push(format!("user:      {}", t.text.trim()))
+                }
+                EventKind::AssistantTranscript(t) if t.is_final => {
+                    s.transcript.push(format!("assistant: {}", t.text.trim()))
+                }
+                EventKind::Metric { name, turn, value_ms } => {
+                    s.metrics.push((*turn, name.clone(), *value_ms))
+                }
+                EventKind::CallEnded { reason } => s.end_reason = Some(reason.clone()),
+                _ => {}
+            }
+        }
+        match &mut self.inner {
+            Some(w) => w.write(event).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn finish(&mut self) -> std::io::Result<()> {
+        match &mut self.inner {
+            Some(w) => w.finish().await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// Loads, builds and runs a pipeline; returns what the call said and measured.
+pub async fn run_pipeline(
+    args: &RunArgs,
+    env: Vec<(String, String)>,
+    opts: RunOptions,
+) -> anyhow::Result<(PipelineConfig, Summary)> {
+    let secrets = voxpipe_config::Env::from_vars(env.clone());
+    let config = voxpipe_config::load(&args.pipeline, &args.load_options(env))?;
+    let mut pipeline = voxpipe_config::build(&config, &secrets)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.pipeline.display()))?;
+    let summary = Arc::new(Mutex::new(Summary::default()));
+    pipeline.events = Some(Box::new(Collect { inner: pipeline.events.take(), summary: summary.clone() }));
+    let result = pipeline.run(opts).await;
+    let summary = summary.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    result?;
+    Ok((config, summary))
+}
+
+/// `voxpipe run`.
+pub async fn run_command(args: RunArgs) -> anyhow::Result<()> {
+    let opts = RunOptions { handle_ctrl_c: true, cancel: None };
+    let (config, summary) = run_pipeline(&args, std::env::vars().collect(), opts).await?;
+    if !args.quiet {
+        print_summary(&config, &summary);
+    }
+    Ok(())
+}
+
+fn print_summary(config: &PipelineConfig, s: &Summary) {
+    println!("── {} ──", config.name);
+    for line in &s.transcript {
+        println!("{line}");
+    }
+    for (turn, name, ms) in &s.metrics {
+        println!("turn {turn}: {name} = {ms} ms");
+    }
+    if let voxpipe_config::OutputConfig::Wav(w) = &config.output {
+        println!("reply audio: {}", w.path.display());
+    }
+    if let Some(e) = &config.events {
+        println!("event log:   {}", e.path.display());
+    }
+}
+
+/// `voxpipe check`: the resolved pipeline, or the first error with file and key.
+pub fn check_command(pipeline: &Path, profile: Option<String>, sets: Vec<String>) -> anyhow::Result<()> {
+    let opts = LoadOptions { profile, sets, env: std::env::vars().collect() };
+    let config = voxpipe_config::load(pipeline, &opts)?;
+    voxpipe_config::registry::validate(&config, &voxpipe_config::Env::from_process())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", pipeline.display()))?;
+    // The config holds only the *names* of secret variables, never their values.
+    let text = toml::to_string_pretty(&config)?;
+    println!("# {} — resolved, valid", pipeline.display());
+    print!("{text}");
+    Ok(())
+}

@@ -1,0 +1,291 @@
+//! The native pipeline end to end against the in-process Realtime fake, on a virtual clock.
+
+use std::path::{Path, PathBuf};
+use voxpipe_cli::{RunArgs, run_pipeline};
+use voxpipe_core::RunOptions;
+use voxpipe_e2e::*;
+use voxpipe_fakes::realtime::{RealtimeFake, RealtimeFakeConfig, ScriptedFunctionCall, ScriptedResponse};
+
+fn args(dir: &Path, input: PathBuf, fake: &RealtimeFake, extra: &[&str]) -> RunArgs {
+    let mut sets = vec![format!("stages[0].url={}", fake.url())];
+    sets.extend(extra.iter().map(|s| s.to_string()));
+    RunArgs {
+        pipeline: repo_path("pipelines/native-fake.toml"),
+        input: Some(input),
+        output: Some(dir.join("reply.wav")),
+        events: Some(dir.join("events.jsonl")),
+        profile: None,
+        sets,
+        quiet: true,
+    }
+}
+
+fn env() -> Vec<(String, String)> {
+    vec![("OPENAI_API_KEY".into(), "sk-test-key".into())]
+}
+
+fn client_events_of(fake: &RealtimeFake, kind: &str) -> Vec<serde_json::Value> {
+    fake.client_events().into_iter().filter(|e| e.json["type"] == kind).map(|e| e.json).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_spoken_turns_get_two_replies_at_the_right_places() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = RealtimeFakeConfig {
+        responses: vec![
+            ScriptedResponse {
+                user_transcript: Some("I would like to check my order.".into()),
+                ..ScriptedResponse::say("Sure, what is the order number?")
+            },
+            ScriptedResponse {
+                user_transcript: Some("Book an appointment tomorrow.".into()),
+                ..ScriptedResponse::say("Done, see you tomorrow morning.")
+            },
+        ],
+        ..Default::default()
+    };
+    let fake = RealtimeFake::start(config).await.unwrap();
+    let a = args(dir.path(), repo_path("samples/two-turns.wav"), &fake, &[]);
+    let (_, summary) = run_pipeline(&a, env(), RunOptions::default()).await.unwrap();
+
+    let events = read_events(&dir.path().join("events.jsonl"));
+    let users: Vec<_> = events_of(&events, "user_transcript")
+        .iter()
+        .map(|e| e["text"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(users, ["I would like to check my order.", "Book an appointment tomorrow."]);
+    let assistants: Vec<_> = events_of(&events, "assistant_transcript")
+        .iter()
+        .map(|e| e["text"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(assistants, ["Sure, what is the order number?", "Done, see you tomorrow morning."]);
+    let done = events_of(&events, "response_done");
+    assert_eq!(done.len(), 2);
+    for d in &done {
+        assert_eq!(d["status"], "completed");
+        assert!(d["usage"]["output_audio_tokens"].as_u64().unwrap() > 0, "usage recorded: {d}");
+    }
+    assert_eq!(events.last().unwrap()["type"], "call_ended");
+    assert_eq!(summary.end_reason.as_deref(), Some("end_of_input"));
+
+    // The reply WAV holds exactly two assistant replies, each starting after the caller's turn
+    // ended (speech_stopped) and before the next turn began.
+    let stops: Vec<u64> =
+        events_of(&events, "speech_stopped").iter().map(|e| e["at_ms"].as_u64().unwrap()).collect();
+    let starts: Vec<u64> =
+        events_of(&events, "speech_started").iter().map(|e| e["at_ms"].as_u64().unwrap()).collect();
+    assert_eq!((starts.len(), stops.len()), (2, 2));
+    let (samples, rate) = read_wav(&dir.path().join("reply.wav"));
+    assert_eq!(rate, 24_000);
+    let regions = active_regions(&samples, rate, 500, 150);
+    assert_eq!(regions.len(), 2, "two replies in the output: {regions:?}");
+    for (i, (start, end)) in regions.iter().enumerate() {
+        assert!(*start > stops[i], "reply {i} starts at {start} ms, after the turn ended at {} ms", stops[i]);
+        assert!(*start < stops[i] + 1500, "reply {i} starts promptly: {start} ms vs {} ms", stops[i]);
+        if i == 0 {
+            assert!(*end < starts[1], "the first reply ends before the second turn");
+        }
+    }
+    let v2v: Vec<u64> = summary.metrics.iter().filter(|m| m.1 == "voice_to_voice_ms").map(|m| m.2).collect();
+    assert_eq!(v2v.len(), 2);
+    // The fake answers 500 ms of silence + 200 ms to first audio after speech ends; appends of
+    // 100 ms add up to 100 ms more. The harness must measure exactly that.
+    for ms in v2v {
+        assert!((700..=900).contains(&ms), "voice-to-voice {ms} ms");
+    }
+
+    // What went over the wire.
+    let update = &client_events_of(&fake, "session.update")[0];
+    assert_eq!(update["session"]["type"], "realtime");
+    assert_eq!(update["session"]["audio"]["input"]["format"]["rate"], 24000);
+    assert_eq!(update["session"]["tools"][0]["name"], "get_order_status");
+    assert!(client_events_of(&fake, "input_audio_buffer.append").len() > 100);
+    fake.shutdown().await;
+}
+
+/// Turn 1, then a reply of 4 s; the caller speaks again 1.2 s into it.
+fn barge_in_call(path: &Path) {
+    let rate = 16_000;
+    let mut s = silence(rate, 500);
+    s.extend(tone(rate, 300.0, 1500, 0.3)); // turn 1: 0.5..2.0 s
+    s.extend(silence(rate, 2000)); // reply starts ~2.7 s
+    s.extend(tone(rate, 300.0, 1000, 0.3)); // barge-in: 4.0..5.0 s
+    s.extend(silence(rate, 500));
+    write_wav(path, rate, &s);
+}
+
+#[tokio::test(start_paused = true)]
+async fn barge_in_stops_the_sink_and_truncates_to_what_was_played() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("barge.wav");
+    barge_in_call(&input);
+    let config = RealtimeFakeConfig {
+        responses: vec![
+            ScriptedResponse {
+                audio_ms: Some(4000),
+                ..ScriptedResponse::say("Let me tell you a long story about your order and its journey.")
+            },
+            ScriptedResponse::say("Yes?"),
+        ],
+        ..Default::default()
+    };
+    let fake = RealtimeFake::start(config).await.unwrap();
+    let a = args(dir.path(), input, &fake, &[]);
+    run_pipeline(&a, env(), RunOptions::default()).await.unwrap();
+
+    let events = read_events(&dir.path().join("events.jsonl"));
+    let interrupt = events_of(&events, "interrupt")[0].clone();
+    let truncates = client_events_of(&fake, "conversation.item.truncate");
+    assert_eq!(truncates.len(), 1, "exactly one truncate");
+    let truncate = &truncates[0];
+    assert_eq!(truncate["content_index"], 0);
+    assert_eq!(truncate["item_id"], interrupt["item"]);
+
+    // What the sink actually played of the first reply, measured in the output WAV.
+    let (samples, rate) = read_wav(&dir.path().join("reply.wav"));
+    let regions = active_regions(&samples, rate, 500, 150);
+    let (start, end) = regions[0];
+    let played_in_wav = end - start;
+    let audio_end_ms = truncate["audio_end_ms"].as_u64().unwrap();
+    assert!(
+        audio_end_ms.abs_diff(played_in_wav) <= 20,
+        "truncate at {audio_end_ms} ms, played {played_in_wav} ms"
+    );
+    assert!(audio_end_ms < 4000, "the reply was cut short");
+    // The sink went silent within one 20 ms frame of the interrupt decision.
+    let decided = interrupt["t_ms"].as_u64().unwrap();
+    assert!(end.abs_diff(decided) <= 20, "sink stopped at {end} ms, interrupt decided at {decided} ms");
+    let finished = events_of(&events, "playout_finished");
+    assert_eq!(finished[0]["interrupted"], true);
+    assert!(events_of(&events, "metric").iter().any(|m| m["name"] == "interruption_latency_ms"));
+    fake.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn function_call_round_trip_sends_output_then_response_create_after_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("one-turn.wav");
+    let mut s = silence(16_000, 500);
+    s.extend(tone(16_000, 300.0, 1200, 0.3));
+    s.extend(silence(16_000, 6000));
+    write_wav(&input, 16_000, &s);
+    let config = RealtimeFakeConfig {
+        responses: vec![
+            ScriptedResponse {
+                function_call: Some(ScriptedFunctionCall {
+                    name: "get_order_status".into(),
+                    arguments: r#"{"order_id":"A-1234"}"#.into(),
+                    call_id: Some("call_order_1".into()),
+                }),
+                ..ScriptedResponse::say("")
+            },
+            ScriptedResponse::say("Your order has shipped and arrives tomorrow."),
+        ],
+        ..Default::default()
+    };
+    let fake = RealtimeFake::start(config).await.unwrap();
+    let tool = repo_path("scripts/tools/order-status.sh");
+    let a = args(
+        dir.path(),
+        input,
+        &fake,
+        &[&format!("tools.get_order_status.handler.program={}", tool.display())],
+    );
+    run_pipeline(&a, env(), RunOptions::default()).await.unwrap();
+
+    let client = fake.client_events();
+    let pos = |pred: &dyn Fn(&serde_json::Value) -> bool| {
+        client.iter().position(|e| pred(&e.json)).expect("event sent")
+    };
+    let output_at =
+        pos(&|e| e["type"] == "conversation.item.create" && e["item"]["type"] == "function_call_output");
+    let output = &client[output_at].json["item"];
+    assert_eq!(output["call_id"], "call_order_1");
+    let result: serde_json::Value = serde_json::from_str(output["output"].as_str().unwrap()).unwrap();
+    assert_eq!(result["order_id"], "A-1234");
+    assert_eq!(result["status"], "shipped");
+    let create_at = pos(&|e| e["type"] == "response.create");
+    assert!(create_at > output_at, "response.create follows the function output");
+
+    let events = read_events(&dir.path().join("events.jsonl"));
+    assert!(
+        events_of(&events, "provider_error").is_empty(),
+        "the fake accepted every event (response.create only after response.done)"
+    );
+    let call = events_of(&events, "tool_call")[0];
+    assert_eq!(call["arguments"], r#"{"order_id":"A-1234"}"#);
+    let result = events_of(&events, "tool_result")[0];
+    assert_eq!(result["is_error"], false);
+    let spoken: Vec<_> = events_of(&events, "assistant_transcript")
+        .iter()
+        .map(|e| e["text"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(spoken, ["Your order has shipped and arrives tomorrow."]);
+    fake.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_beta_dialect_holds_the_same_conversation() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = RealtimeFake::start(RealtimeFakeConfig {
+        responses: vec![ScriptedResponse::say("Hello from the beta API.")],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let a = args(
+        dir.path(),
+        repo_path("samples/two-turns.wav"),
+        &fake,
+        &["stages[0].protocol=beta", "stages[0].model=gpt-4o-realtime-preview-2024-12-17"],
+    );
+    run_pipeline(&a, env(), RunOptions::default()).await.unwrap();
+    let update = &client_events_of(&fake, "session.update")[0];
+    assert_eq!(update["session"]["input_audio_format"], "pcm16");
+    assert!(update["session"].get("type").is_none());
+    let events = read_events(&dir.path().join("events.jsonl"));
+    assert_eq!(events_of(&events, "assistant_transcript").len(), 2);
+    assert_eq!(events_of(&events, "response_done").len(), 2);
+    assert!(events_of(&events, "provider_error").is_empty());
+    let (samples, rate) = read_wav(&dir.path().join("reply.wav"));
+    assert_eq!(active_regions(&samples, rate, 500, 150).len(), 2);
+    fake.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn telephony_pcmu_round_trips_through_g711() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = RealtimeFake::start(RealtimeFakeConfig::default()).await.unwrap();
+    let a = args(dir.path(), repo_path("samples/two-turns.wav"), &fake, &["stages[0].audio_format=pcmu"]);
+    run_pipeline(&a, env(), RunOptions::default()).await.unwrap();
+    let update = &client_events_of(&fake, "session.update")[0];
+    assert_eq!(update["session"]["audio"]["output"]["format"]["type"], "audio/pcmu");
+    let (samples, rate) = read_wav(&dir.path().join("reply.wav"));
+    assert_eq!(
+        active_regions(&samples, rate, 500, 150).len(),
+        2,
+        "8 kHz G.711 replies resampled into the 24 kHz output"
+    );
+    fake.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_socket_closed_mid_response_ends_the_run_with_a_clear_error_and_keeps_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake =
+        RealtimeFake::start(RealtimeFakeConfig { close_after_audio_deltas: Some(3), ..Default::default() })
+            .await
+            .unwrap();
+    let a = args(dir.path(), repo_path("samples/two-turns.wav"), &fake, &[]);
+    let err = run_pipeline(&a, env(), RunOptions::default()).await.unwrap_err().to_string();
+    assert!(err.contains("realtime.openai") && err.contains("closed"), "{err}");
+    let events = read_events(&dir.path().join("events.jsonl"));
+    assert_eq!(events[0]["type"], "call_started");
+    assert!(!events_of(&events, "response_started").is_empty(), "events up to the cut are on disk");
+    assert!(events_of(&events, "error").iter().any(|e| e["stage"] == "realtime.openai"));
+    assert_eq!(events.last().unwrap()["reason"], "error");
+    // The reply WAV is a valid file holding what was played.
+    let (_, rate) = read_wav(&dir.path().join("reply.wav"));
+    assert_eq!(rate, 24_000);
+    fake.shutdown().await;
+}
