@@ -248,6 +248,7 @@ fn encode(text: &str, ms_per_char: u64, (rate, ulaw): (u32, bool)) -> Vec<u8> {
     out
 }
 
+#[allow(clippy::result_large_err, reason = "fake request path: the error is the HTTP response to send")]
 fn check_voice(config: &ElevenLabsFakeConfig, voice_id: &str) -> Result<(), Response> {
     match &config.voice_ids {
         Some(ids) if !ids.iter().any(|v| v == voice_id) => Err(detail_error(
@@ -259,6 +260,7 @@ fn check_voice(config: &ElevenLabsFakeConfig, voice_id: &str) -> Result<(), Resp
     }
 }
 
+#[allow(clippy::result_large_err, reason = "fake request path: the error is the HTTP response to send")]
 fn check_body(body: &Value) -> Result<String, Response> {
     let Some(obj) = body.as_object() else {
         return Err(detail_error(
@@ -324,6 +326,7 @@ async fn http_stream(
     resp
 }
 
+#[allow(clippy::result_large_err, reason = "fake request path: the error is the HTTP response to send")]
 fn answer_http(
     shared: &Arc<Shared>,
     index: usize,

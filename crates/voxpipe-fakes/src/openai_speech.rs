@@ -205,6 +205,7 @@ fn invalid(message: &str, param: Option<&str>) -> Response {
 }
 
 /// Checks auth and body like the real endpoint; returns the input text on success.
+#[allow(clippy::result_large_err, reason = "fake request path: the error is the HTTP response to send")]
 fn validate(config: &SpeechFakeConfig, headers: &HeaderMap, body: &Value) -> Result<String, Response> {
     let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     match auth.and_then(|a| a.strip_prefix("Bearer ")) {
@@ -277,7 +278,7 @@ fn validate(config: &SpeechFakeConfig, headers: &HeaderMap, body: &Value) -> Res
                 Some("instructions"),
             ));
         }
-        if !i.as_str().is_some_and(|s| s.chars().count() <= 4096) {
+        if i.as_str().is_none_or(|s| s.chars().count() > 4096) {
             return Err(invalid(
                 "Invalid 'instructions': expected a string of at most 4096 characters.",
                 Some("instructions"),
