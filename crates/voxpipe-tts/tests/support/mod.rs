@@ -40,13 +40,14 @@ impl Harness {
         Self { ctx, input, output, events: event_rx, task }
     }
 
+    /// Sends a text delta (ignored if the stage has already stopped, e.g. on a fatal error).
     pub async fn delta(&self, item: &str, text: &str) {
-        self.input.send(Frame::TextDelta(TextDelta { item: item.into(), text: text.into() })).await.unwrap();
+        let _ = self.input.send(Frame::TextDelta(TextDelta { item: item.into(), text: text.into() })).await;
     }
 
     pub async fn final_transcript(&self, item: &str, text: &str) {
         let t = Transcript { item: Some(item.into()), text: text.into(), is_final: true };
-        self.input.send(Frame::AssistantTranscript(t)).await.unwrap();
+        let _ = self.input.send(Frame::AssistantTranscript(t)).await;
     }
 
     /// Streams `text` as deltas of `piece` characters, `gap` apart, then the final transcript.
