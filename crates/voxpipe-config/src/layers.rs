@@ -192,7 +192,19 @@ fn from_figment(file: &Path, err: figment::Error, origins: &BTreeMap<String, Str
             path.push(field.clone());
             format!("unknown key, expected one of: {}", expected.join(", "))
         }
+        figment::error::Kind::UnknownVariant(found, expected) => {
+            path.push("kind".into());
+            format!("unknown kind `{found}`, expected one of: {}", expected.join(", "))
+        }
         kind => kind.to_string(),
+    };
+    // Stage tables report the key inside them as "`inner.path`: message" (see schema.rs).
+    let message = match message.strip_prefix('`').and_then(|m| m.split_once("`: ")) {
+        Some((inner, rest)) => {
+            path.extend(inner.split('.').map(str::to_string));
+            rest.to_string()
+        }
+        None => message,
     };
     let key = (!path.is_empty()).then(|| display_path(&path));
     let origin = key.as_ref().and_then(|k| origins.get(k)).map(|o| format!(" ({o})")).unwrap_or_default();

@@ -64,7 +64,11 @@ pub struct EventsConfig {
 }
 
 /// `[[stages]]`: one stage, chosen by `kind`.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+///
+/// Deserialised by hand (kind first, then the provider's struct straight from the figment
+/// value) so that errors inside a stage keep their key path; serde's internally tagged enums
+/// buffer the content and lose it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind")]
 pub enum StageConfig {
     /// OpenAI Realtime speech-to-speech.
@@ -77,6 +81,45 @@ impl StageConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             StageConfig::RealtimeOpenAi(_) => "realtime.openai",
+        }
+    }
+}
+
+/// Every stage `kind` this build can parse.
+pub const STAGE_KINDS: &[&str] = &["realtime.openai"];
+
+impl<'de> Deserialize<'de> for StageConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut value = <figment::value::Value as Deserialize>::deserialize(deserializer)?;
+        let dict = match &mut value {
+            figment::value::Value::Dict(_, d) => d,
+            _ => return Err(D::Error::custom("expected a table with a `kind`")),
+        };
+        let kind = match dict.remove("kind") {
+            Some(figment::value::Value::String(_, k)) => k,
+            Some(_) => return Err(D::Error::custom("`kind` must be a string")),
+            None => return Err(D::Error::missing_field("kind")),
+        };
+        fn inner<T: serde::de::DeserializeOwned, E: serde::de::Error>(
+            v: &figment::value::Value,
+        ) -> Result<T, E> {
+            v.deserialize::<T>().map_err(|e| {
+                let e = e.into_iter().next().expect("a figment error holds at least one error");
+                let path = e.path.join(".");
+                match &e.kind {
+                    figment::error::Kind::UnknownField(f, expected) => E::unknown_field(f, expected),
+                    figment::error::Kind::MissingField(f) if path.is_empty() => {
+                        E::custom(format!("missing required key `{f}`"))
+                    }
+                    kind if path.is_empty() => E::custom(kind),
+                    kind => E::custom(format!("`{path}`: {kind}")),
+                }
+            })
+        }
+        match kind.as_str() {
+            "realtime.openai" => Ok(StageConfig::RealtimeOpenAi(inner(&value)?)),
+            other => Err(D::Error::unknown_variant(other, STAGE_KINDS)),
         }
     }
 }

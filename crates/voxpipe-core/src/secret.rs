@@ -11,7 +11,7 @@ pub struct Secret(String);
 
 /// The environment variable a pipeline names for a secret is not set.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-#[error("environment variable `{var}` (named by `{key}`) is not set or is empty")]
+#[error("environment variable `{var}` is not set or is empty")]
 pub struct MissingSecret {
     /// The variable.
     pub var: String,

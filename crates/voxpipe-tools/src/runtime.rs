@@ -64,7 +64,11 @@ impl Tools {
         let mut t = Self::default();
         for (name, c) in tools {
             t.insert(
-                ToolSpec { name: name.clone(), description: c.description.clone(), parameters: c.parameters.clone() },
+                ToolSpec {
+                    name: name.clone(),
+                    description: c.description.clone(),
+                    parameters: c.parameters.clone(),
+                },
                 Handler::Config(c.handler.clone()),
                 c.timeout_ms.map(Duration::from_millis).unwrap_or(DEFAULT_TIMEOUT),
             );
@@ -86,11 +90,13 @@ impl Tools {
     async fn run(entry: Entry, args: serde_json::Value) -> Result<ToolOutput, String> {
         match entry.handler {
             Handler::Code(h) => h.call(args).await,
-            Handler::Config(HandlerConfig::EndCall {}) => {
-                Ok(ToolOutput { output: r#"{"ok":true,"note":"say goodbye; the call ends after your reply"}"#.into(), action: Some(ToolAction::EndCall) })
-            }
+            Handler::Config(HandlerConfig::EndCall {}) => Ok(ToolOutput {
+                output: r#"{"ok":true,"note":"say goodbye; the call ends after your reply"}"#.into(),
+                action: Some(ToolAction::EndCall),
+            }),
             Handler::Config(HandlerConfig::Transfer { target }) => {
-                let reason = args.get("reason").and_then(|r| r.as_str()).unwrap_or("transfer requested").to_string();
+                let reason =
+                    args.get("reason").and_then(|r| r.as_str()).unwrap_or("transfer requested").to_string();
                 Ok(ToolOutput {
                     output: serde_json::json!({ "ok": true, "transferred_to": target }).to_string(),
                     action: Some(ToolAction::Handoff { reason, target }),
@@ -111,7 +117,12 @@ impl Tools {
                 let out = child.wait_with_output().await.map_err(|e| e.to_string())?;
                 if !out.status.success() {
                     let stderr = String::from_utf8_lossy(&out.stderr);
-                    return Err(format!("{} exited with {}: {}", c.program.display(), out.status, stderr.trim()));
+                    return Err(format!(
+                        "{} exited with {}: {}",
+                        c.program.display(),
+                        out.status,
+                        stderr.trim()
+                    ));
                 }
                 Ok(String::from_utf8_lossy(&out.stdout).trim().to_string().into())
             }
@@ -133,7 +144,13 @@ impl ToolRuntime for Tools {
         let args_text = if call.arguments.trim().is_empty() { "{}" } else { call.arguments.as_str() };
         let args: serde_json::Value = match serde_json::from_str(args_text) {
             Ok(v) => v,
-            Err(e) => return ToolResult::error(call, format!("arguments are not valid JSON: {e}"), start.elapsed()),
+            Err(e) => {
+                return ToolResult::error(
+                    call,
+                    format!("arguments are not valid JSON: {e}"),
+                    start.elapsed(),
+                );
+            }
         };
         let timeout = entry.timeout;
         // A separate task, so a panicking handler becomes an error result, not a dead call.

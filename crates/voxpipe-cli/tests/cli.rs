@@ -1,0 +1,141 @@
+//! The `voxpipe` binary: secrets never leak, `check` prints or fails precisely.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use voxpipe_fakes::realtime::{RealtimeFake, RealtimeFakeConfig};
+
+const SECRET: &str = "sk-test-SECRET";
+
+fn repo(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel)
+}
+
+fn voxpipe() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_voxpipe"));
+    c.current_dir(repo(""));
+    c
+}
+
+fn short_call(path: &Path) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for i in 0..16_000 * 2 {
+        let t = i as f32 / 16_000.0;
+        let v = if (0.3..1.3).contains(&t) {
+            (t * 2.0 * std::f32::consts::PI * 300.0).sin() * 9000.0
+        } else {
+            0.0
+        };
+        w.write_sample(v as i16).unwrap();
+    }
+    w.finalize().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_appear_in_no_log_line_event_or_check_output() {
+    let fake = RealtimeFake::start(RealtimeFakeConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("call.wav");
+    short_call(&input);
+    let events = dir.path().join("events.jsonl");
+    let url = fake.url();
+    let out = tokio::task::spawn_blocking({
+        let (input, events, dir) = (input.clone(), events.clone(), dir.path().to_path_buf());
+        move || {
+            voxpipe()
+                .args(["run", "pipelines/native-fake.toml", "--set"])
+                .arg(format!("stages[0].url={url}"))
+                .arg("--input")
+                .arg(&input)
+                .arg("--output")
+                .arg(dir.join("reply.wav"))
+                .arg("--events")
+                .arg(&events)
+                .env("OPENAI_API_KEY", SECRET)
+                .env("RUST_LOG", "trace")
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "run failed: {stderr}");
+    assert!(stderr.lines().count() > 50, "trace logging was on");
+    assert!(
+        stderr.contains("Authorization")
+            || stderr.contains("authorization")
+            || stderr.contains("realtime session ready")
+    );
+    assert!(!stdout.contains(SECRET) && !stderr.contains(SECRET), "the key leaked into the output");
+    let log = std::fs::read_to_string(&events).unwrap();
+    assert!(log.contains("assistant_transcript"), "the call happened");
+    assert!(!log.contains(SECRET), "the key leaked into the event log");
+
+    let check = voxpipe()
+        .args(["check", "pipelines/native-fake.toml"])
+        .env("OPENAI_API_KEY", SECRET)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    assert!(text.contains("api_key_env = \"OPENAI_API_KEY\""), "{text}");
+    assert!(!text.contains(SECRET) && !String::from_utf8_lossy(&check.stderr).contains(SECRET));
+    fake.shutdown().await;
+}
+
+#[test]
+fn check_fails_with_one_line_naming_file_key_and_expectation() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    let text = std::fs::read_to_string(repo("pipelines/native-fake.toml"))
+        .unwrap()
+        .replace("voice = \"marin\"", "voice = 7");
+    std::fs::write(&bad, text).unwrap();
+    let out = voxpipe().arg("check").arg(&bad).env("OPENAI_API_KEY", "x").output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err.lines().last().unwrap();
+    assert!(line.contains("bad.toml: key `stages[0].voice`: invalid type"), "{err}");
+
+    let out = voxpipe()
+        .args(["check", "pipelines/native-fake.toml"])
+        .env_remove("OPENAI_API_KEY")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "native-fake.toml: key `stages[0].api_key_env`: environment variable `OPENAI_API_KEY` is not set"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn run_reports_a_truncated_input_without_panicking() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("cut.wav");
+    short_call(&input);
+    let bytes = std::fs::read(&input).unwrap();
+    std::fs::write(&input, &bytes[..bytes.len() / 3]).unwrap();
+    let out = voxpipe()
+        .args(["run", "pipelines/native-fake.toml", "--input"])
+        .arg(&input)
+        .arg("--output")
+        .arg(dir.path().join("r.wav"))
+        .env("OPENAI_API_KEY", "x")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("key `input.path`") && err.contains("truncated WAV"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}

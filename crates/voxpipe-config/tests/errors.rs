@@ -1,0 +1,169 @@
+//! Bad pipeline files give one-line errors naming the file, the key path and the expectation.
+
+use std::path::Path;
+use voxpipe_config::{Env, LoadOptions, build, load, load_str};
+
+const GOOD: &str = r#"
+name = "t"
+[input]
+kind = "wav"
+path = "in.wav"
+[output]
+kind = "wav"
+path = "out.wav"
+[[stages]]
+kind = "realtime.openai"
+voice = "marin"
+"#;
+
+fn err(text: &str) -> String {
+    let e = load_str(Path::new("pipelines/bad.toml"), text, &LoadOptions::default()).unwrap_err().to_string();
+    assert!(!e.contains('\n'), "one line: {e}");
+    e
+}
+
+#[test]
+fn a_good_file_loads_with_defaults() {
+    let c = load_str(Path::new("p.toml"), GOOD, &LoadOptions::default()).unwrap();
+    assert_eq!(c.stages[0].kind(), "realtime.openai");
+}
+
+#[test]
+fn unknown_key_error_names_file_and_path() {
+    let e = err(&GOOD.replace("voice = \"marin\"", "voise = \"marin\""));
+    assert!(e.starts_with("pipelines/bad.toml: key `stages[0]"), "{e}");
+    assert!(e.contains("voise") && e.contains("voice"), "{e}");
+}
+
+#[test]
+fn wrong_type_error_names_the_key_and_expected_type() {
+    let e = err(&GOOD.replace("voice = \"marin\"", "append_ms = \"fast\""));
+    assert_eq!(
+        e,
+        r#"pipelines/bad.toml: key `stages[0].append_ms`: invalid type: found string "fast", expected u32"#
+    );
+}
+
+#[test]
+fn missing_required_field_is_named() {
+    let e = err(&GOOD.replace("path = \"out.wav\"", ""));
+    assert!(e.contains("key `output.path`") || (e.contains("output") && e.contains("path")), "{e}");
+    let e = err(&GOOD.replace("name = \"t\"", ""));
+    assert!(e.contains("key `name`: missing required key"), "{e}");
+}
+
+#[test]
+fn unknown_stage_kind_lists_the_known_ones() {
+    let e = err(&GOOD.replace("realtime.openai", "realtime.opnai"));
+    assert!(
+        e.starts_with(
+            "pipelines/bad.toml: key `stages[0].kind`: unknown kind `realtime.opnai`, expected one of:"
+        ),
+        "{e}"
+    );
+    assert!(e.contains("realtime.openai"), "{e}");
+}
+
+#[test]
+fn missing_api_key_variable_names_the_variable_and_key() {
+    let c = load_str(Path::new("p.toml"), GOOD, &LoadOptions::default()).unwrap();
+    let e = voxpipe_config::registry::validate(&c, &Env::from_vars([])).unwrap_err().to_string();
+    assert!(e.contains("key `stages[0].api_key_env`") && e.contains("OPENAI_API_KEY"), "{e}");
+}
+
+#[test]
+fn out_of_range_setting_names_key_and_range() {
+    let c = load_str(
+        Path::new("p.toml"),
+        &GOOD.replace("voice = \"marin\"", "append_ms = 500"),
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    let env = Env::from_vars([("OPENAI_API_KEY".to_string(), "k".to_string())]);
+    let e = voxpipe_config::registry::validate(&c, &env).unwrap_err().to_string();
+    assert_eq!(e, "key `stages[0].append_ms`: expected 20..=100, got 500");
+}
+
+#[test]
+fn environment_and_set_override_in_order() {
+    let opts = LoadOptions {
+        profile: None,
+        sets: vec!["stages[0].voice=cedar".into()],
+        env: vec![
+            ("VOXPIPE_STAGES__0__VOICE".into(), "ash".into()),
+            ("VOXPIPE_OUTPUT__PATH".into(), "env.wav".into()),
+            ("VOXPIPE_MODEL_DIR".into(), "/not/a/pipeline/key".into()),
+        ],
+    };
+    let c = load_str(Path::new("p.toml"), GOOD, &opts).unwrap();
+    let voxpipe_config::StageConfig::RealtimeOpenAi(r) = &c.stages[0];
+    assert_eq!(r.voice, "cedar", "--set wins over the environment");
+    let voxpipe_config::OutputConfig::Wav(w) = &c.output else { panic!() };
+    assert_eq!(w.path, Path::new("env.wav"));
+}
+
+#[test]
+fn an_override_with_a_bad_value_says_where_it_came_from() {
+    let opts = LoadOptions { sets: vec!["stages[0].append_ms=lots".into()], ..Default::default() };
+    let e = load_str(Path::new("p.toml"), GOOD, &opts).unwrap_err().to_string();
+    assert!(e.contains("stages[0]"), "{e}");
+}
+
+#[test]
+fn profiles_merge_over_the_base_by_position() {
+    let text = format!(
+        "{GOOD}\n[profiles.slow]\nstages = [{{ turn_detection = {{ type = \"server_vad\", silence_duration_ms = 900 }} }}]\n"
+    );
+    let c = load_str(
+        Path::new("p.toml"),
+        &text,
+        &LoadOptions { profile: Some("slow".into()), ..Default::default() },
+    )
+    .unwrap();
+    let voxpipe_config::StageConfig::RealtimeOpenAi(r) = &c.stages[0];
+    assert_eq!(r.voice, "marin", "the rest of the stage is kept");
+    assert!(matches!(
+        r.turn_detection,
+        voxpipe_realtime::TurnDetection::ServerVad { silence_duration_ms: 900, .. }
+    ));
+    let e = load_str(
+        Path::new("p.toml"),
+        &text,
+        &LoadOptions { profile: Some("fast".into()), ..Default::default() },
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("profiles.fast"), "{e}");
+}
+
+#[test]
+fn yaml_and_json_files_load_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("p.json");
+    std::fs::write(&json, r#"{"name":"j","input":{"kind":"wav","path":"a.wav"},"output":{"kind":"wav","path":"b.wav"},"stages":[{"kind":"realtime.openai"}]}"#).unwrap();
+    assert_eq!(load(&json, &LoadOptions::default()).unwrap().name, "j");
+    let yaml = dir.path().join("p.yaml");
+    std::fs::write(&yaml, "name: y\ninput: {kind: wav, path: a.wav}\noutput: {kind: wav, path: b.wav}\nstages:\n  - kind: realtime.openai\n").unwrap();
+    assert_eq!(load(&yaml, &LoadOptions::default()).unwrap().name, "y");
+}
+
+#[test]
+fn every_shipped_pipeline_file_loads() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pipelines");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            load(&path, &LoadOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+            n += 1;
+        }
+    }
+    assert!(n >= 1);
+}
+
+#[test]
+fn a_missing_input_file_fails_the_build_with_its_key() {
+    let c = load_str(Path::new("p.toml"), GOOD, &LoadOptions::default()).unwrap();
+    let env = Env::from_vars([("OPENAI_API_KEY".to_string(), "k".to_string())]);
+    let e = build(&c, &env).unwrap_err().to_string();
+    assert!(e.starts_with("key `input.path`: cannot read in.wav"), "{e}");
+}
