@@ -528,6 +528,12 @@ fn validate(req: &Value) -> Result<(), Box<Response>> {
             "messages",
         );
     }
+    validate_options(req)
+}
+
+/// `tools`, `tool_choice`, `stream` and `stream_options`.
+fn validate_options(req: &Value) -> Result<(), Box<Response>> {
+    let fail = |m: String, p: &str| Err(Box::new(invalid(m, Some(p))));
     if let Some(tools) = req.get("tools") {
         for (i, t) in tools.as_array().into_iter().flatten().enumerate() {
             let name_ok = t.pointer("/function/name").and_then(Value::as_str).is_some_and(|n| {

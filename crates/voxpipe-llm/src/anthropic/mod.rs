@@ -124,11 +124,6 @@ impl Anthropic {
         let provider = MessagesProvider { config, api_key, url, settings };
         Ok(Self { driver: Driver::new(provider)? })
     }
-
-    /// The conversation so far (empty until the stage runs).
-    pub fn history(&self) -> &History {
-        &self.driver.history
-    }
 }
 
 #[async_trait]

@@ -151,11 +151,6 @@ impl OpenAiChat {
         let provider = ChatProvider { config, api_key, url, settings };
         Ok(Self { driver: Driver::new(provider)? })
     }
-
-    /// The conversation so far (empty until the stage runs).
-    pub fn history(&self) -> &History {
-        &self.driver.history
-    }
 }
 
 #[async_trait]
