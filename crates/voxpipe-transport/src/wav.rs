@@ -48,7 +48,7 @@ pub fn read_wav(path: &Path, target: Option<SampleRate>) -> Result<(Vec<i16>, Sa
     let push = |s: i32, found: &mut u64, acc: &mut i32, mono: &mut Vec<i16>| {
         *acc += s;
         *found += 1;
-        if *found % channels as u64 == 0 {
+        if (*found).is_multiple_of(channels as u64) {
             mono.push((*acc / channels as i32).clamp(i16::MIN as i32, i16::MAX as i32) as i16);
             *acc = 0;
         }
