@@ -1,0 +1,82 @@
+//! The crate's error type.
+
+/// Why transcription failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The model could not be found, fetched or loaded.
+    #[error("whisper model: {0}")]
+    Model(#[from] voxpipe_models::Error),
+    /// whisper.cpp refused to load the model file.
+    #[error("whisper could not load `{path}`: {reason}")]
+    Load {
+        /// The model file.
+        path: String,
+        /// whisper-rs's message.
+        reason: String,
+    },
+    /// whisper.cpp failed while decoding.
+    #[error("whisper decode failed: {0}")]
+    Decode(String),
+    /// The decode was aborted (a newer request superseded it).
+    #[error("decode aborted")]
+    Aborted,
+    /// The configuration is invalid for this build or this model.
+    #[error("invalid ASR config: {0}")]
+    Config(String),
+    /// The API key's environment variable is not set.
+    #[error(transparent)]
+    MissingKey(#[from] voxpipe_core::MissingSecret),
+    /// The transcription API could not be reached.
+    #[error("{provider}: request failed: {reason} ({url})")]
+    Http {
+        /// Provider name.
+        provider: &'static str,
+        /// Transport error.
+        reason: String,
+        /// The URL.
+        url: String,
+    },
+    /// The transcription API answered with an error status.
+    #[error("{provider}: HTTP {status}: {body}")]
+    Status {
+        /// Provider name.
+        provider: &'static str,
+        /// HTTP status code.
+        status: u16,
+        /// The start of the response body.
+        body: String,
+    },
+    /// The transcription API answered with a body that is not the documented shape.
+    #[error("{provider}: unexpected response: {reason}: {body}")]
+    BadResponse {
+        /// Provider name.
+        provider: &'static str,
+        /// What was wrong.
+        reason: String,
+        /// The start of the response body.
+        body: String,
+    },
+    /// Resampling the input failed.
+    #[error(transparent)]
+    Resample(#[from] voxpipe_core::audio::ResampleError),
+}
+
+impl Error {
+    /// True when retrying later may succeed (network failures, 429 and 5xx).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Http { .. } => true,
+            Error::Status { status, .. } => *status == 429 || *status >= 500,
+            _ => false,
+        }
+    }
+}
+
+/// The first 300 characters of a body, for error messages.
+pub(crate) fn excerpt(body: &str) -> String {
+    let mut s: String = body.chars().take(300).collect();
+    if s.len() < body.len() {
+        s.push('…');
+    }
+    s
+}

@@ -1,0 +1,58 @@
+//! End to end: registry wheel → CTranslate2 → ggml → whisper-rs → transcripts scored by WER.
+#![cfg(feature = "whisper")]
+
+mod common;
+
+use voxpipe_asr::wer::errors_and_words;
+use voxpipe_asr::{DecodeOptions, Transcriber, WhisperConfig};
+use voxpipe_core::audio::pcm::i16_to_f32;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn converted_tiny_en_transcribes_espeak_sentences_within_15_percent_wer() {
+    let path = common::model("whisper-tiny.en").await;
+    let summary = voxpipe_models::read_ggml_summary(&path).unwrap();
+    assert_eq!(summary.n_tokens, 50_256);
+    assert_eq!(summary.hparams.n_vocab, 51_864);
+    assert_eq!(summary.n_tensors, 7 + 4 * 15 + 4 + 4 * 24);
+
+    let cfg = WhisperConfig { model: path.display().to_string(), ..Default::default() };
+    let t = tokio::task::spawn_blocking({
+        let path = path.clone();
+        move || Transcriber::load(&path, &cfg).unwrap()
+    })
+    .await
+    .unwrap();
+    let (mut errors, mut words) = (0, 0);
+    for sentence in common::SENTENCES {
+        let audio: Vec<f32> = common::espeak_16k(sentence).iter().map(|&s| i16_to_f32(s)).collect();
+        let out = t.transcribe(audio, DecodeOptions::default()).await.unwrap();
+        let (e, w) = errors_and_words(sentence, &out.text);
+        println!(
+            "ref: {sentence}\nhyp: {}\n    errors {e}/{w}, audio {:.2}s, decode {:.2}s, rtf {:.2}, audio_ctx {}",
+            out.text,
+            out.audio.as_secs_f64(),
+            out.elapsed.as_secs_f64(),
+            out.rtf(),
+            out.audio_ctx
+        );
+        errors += e;
+        words += w;
+    }
+    let wer = errors as f64 / words as f64;
+    println!("corpus WER: {:.1}% ({errors}/{words})", wer * 100.0);
+    assert!(wer <= 0.15, "WER {:.1}% exceeds 15%", wer * 100.0);
+}
+
+#[tokio::test]
+async fn a_second_pull_is_served_from_the_cache() {
+    let first = common::model("whisper-tiny.en").await;
+    let store = common::store();
+    assert_eq!(store.path("whisper-tiny.en"), Some(first.clone()));
+    let started = std::time::Instant::now();
+    let again = store.pull("whisper-tiny.en", &voxpipe_models::NoProgress).await.unwrap();
+    assert_eq!(again, first);
+    assert!(started.elapsed() < std::time::Duration::from_secs(2), "a cached pull must not download");
+    assert_eq!(store.resolve("whisper-tiny.en").unwrap(), first);
+    assert_eq!(store.resolve(first.to_str().unwrap()).unwrap(), first);
+    assert!(store.resolve("whisper-huge").is_err());
+}
