@@ -2,9 +2,14 @@
 //! pipelines so an A/B compares like with like.
 //!
 //! # Layout
+//! - [`config`]: `[turn]` of the pipeline file.
 //! - [`vad`]: the [`Vad`] trait and the model-free [`EnergyVad`].
-//! - `silero` (feature `silero`): Silero VAD on onnxruntime.
+//! - [`controller`]: the local [`TurnController`] stage.
 
+pub mod config;
+pub mod controller;
 pub mod vad;
 
-pub use vad::{EnergyVad, Vad};
+pub use config::{InterruptionConfig, TurnConfig, TurnMode, VadKind};
+pub use controller::TurnController;
+pub use vad::{EnergyVad, Vad, VadError};
