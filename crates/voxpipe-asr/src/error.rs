@@ -17,9 +17,6 @@ pub enum Error {
     /// whisper.cpp failed while decoding.
     #[error("whisper decode failed: {0}")]
     Decode(String),
-    /// The decode was aborted (a newer request superseded it).
-    #[error("decode aborted")]
-    Aborted,
     /// The configuration is invalid for this build or this model.
     #[error("invalid ASR config: {0}")]
     Config(String),

@@ -6,7 +6,6 @@ use crate::segment::{ASR_RATE, Decode, Pass, SegmentOptions, SegmentingStage};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 use voxpipe_core::{CallContext, Inbox, Outbox, Secret, Stage, StageError};
 
@@ -151,32 +150,35 @@ impl OpenAiTranscriber {
         if let Some(p) = &self.cfg.prompt {
             form = form.text("prompt", p.clone());
         }
-        let resp = self
-            .client
-            .post(&self.url)
-            .bearer_auth(self.key.expose())
-            .multipart(form)
-            .send()
-            .await
-            .map_err(|e| Error::Http { provider: PROVIDER, reason: e.without_url().to_string(), url: self.url.clone() })?;
+        let resp =
+            self.client.post(&self.url).bearer_auth(self.key.expose()).multipart(form).send().await.map_err(
+                |e| Error::Http {
+                    provider: PROVIDER,
+                    reason: e.without_url().to_string(),
+                    url: self.url.clone(),
+                },
+            )?;
         let status = resp.status();
-        let body = resp
-            .text()
-            .await
-            .map_err(|e| Error::Http { provider: PROVIDER, reason: e.without_url().to_string(), url: self.url.clone() })?;
+        let body = resp.text().await.map_err(|e| Error::Http {
+            provider: PROVIDER,
+            reason: e.without_url().to_string(),
+            url: self.url.clone(),
+        })?;
         if !status.is_success() {
             return Err(Error::Status { provider: PROVIDER, status: status.as_u16(), body: excerpt(&body) });
         }
-        let parsed: TranscriptionBody = serde_json::from_str(&body)
-            .map_err(|e| Error::BadResponse { provider: PROVIDER, reason: e.to_string(), body: excerpt(&body) })?;
+        let parsed: TranscriptionBody = serde_json::from_str(&body).map_err(|e| Error::BadResponse {
+            provider: PROVIDER,
+            reason: e.to_string(),
+            body: excerpt(&body),
+        })?;
         Ok(parsed.text)
     }
 }
 
 #[async_trait]
 impl Decode for OpenAiTranscriber {
-    async fn decode(&self, audio: Arc<[i16]>, _pass: Pass, _abort: Arc<AtomicBool>) -> Result<String, Error> {
-        // An aborted request is dropped with its task; the abort flag has nothing to stop.
+    async fn decode(&self, audio: Arc<[i16]>, _pass: Pass) -> Result<String, Error> {
         self.transcribe(&audio).await
     }
 }
@@ -196,7 +198,8 @@ impl OpenAiTranscribeStage {
     /// Builds the stage around a client.
     pub fn with_client(cfg: &OpenAiTranscribeConfig, client: OpenAiTranscriber) -> Self {
         let opts = SegmentOptions {
-            interim_interval: (cfg.interim_interval_ms > 0).then(|| Duration::from_millis(cfg.interim_interval_ms)),
+            interim_interval: (cfg.interim_interval_ms > 0)
+                .then(|| Duration::from_millis(cfg.interim_interval_ms)),
             prefix: Duration::from_millis(cfg.prefix_ms),
         };
         Self { inner: SegmentingStage::new(PROVIDER, Arc::new(client), opts) }

@@ -7,7 +7,6 @@ use crate::error::Error;
 use async_trait::async_trait;
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tracing::{debug, trace, warn};
@@ -20,7 +19,7 @@ pub const ASR_RATE: u32 = 16_000;
 /// Whether a decode is an interim or the final one of an utterance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pass {
-    /// A re-decode while the caller is still speaking; may be aborted.
+    /// A re-decode while the caller is still speaking; its result may be dropped.
     Interim,
     /// The decode after the end of speech.
     Final,
@@ -28,14 +27,16 @@ pub enum Pass {
 
 /// Turns a buffer of 16 kHz mono PCM16 audio into text.
 ///
+/// The stage runs one decode at a time per call: a final decode starts once the interim in
+/// flight has finished (its result is then dropped).
+///
 /// # Cancellation
-/// `abort` is set when the result is no longer wanted (a final decode supersedes an interim);
-/// implementations should stop early and may return [`Error::Aborted`]. The future may also be
-/// dropped.
+/// The future may be dropped at any point (end of call); work already handed to a blocking
+/// thread runs to completion and its result is discarded.
 #[async_trait]
 pub trait Decode: Send + Sync + 'static {
     /// Transcribes `audio` (16 kHz mono).
-    async fn decode(&self, audio: Arc<[i16]>, pass: Pass, abort: Arc<AtomicBool>) -> Result<String, Error>;
+    async fn decode(&self, audio: Arc<[i16]>, pass: Pass) -> Result<String, Error>;
 }
 
 /// Segmentation settings.
@@ -82,7 +83,6 @@ impl<D: Decode> SegmentingStage<D> {
 
 struct Decoding {
     handle: JoinHandle<Result<String, Error>>,
-    abort: Arc<AtomicBool>,
 }
 
 struct PendingFinal {
@@ -110,10 +110,21 @@ struct Segmenter<D> {
     held: VecDeque<Frame>,
 }
 
-fn spawn_decode<D: Decode>(decoder: &Arc<D>, audio: Arc<[i16]>, pass: Pass) -> Decoding {
-    let abort = Arc::new(AtomicBool::new(false));
-    let (d, a) = (decoder.clone(), abort.clone());
-    Decoding { handle: tokio::spawn(async move { d.decode(audio, pass, a).await }), abort }
+/// Spawns a decode that starts once `after` (an interim still running) has finished.
+fn spawn_decode<D: Decode>(
+    decoder: &Arc<D>,
+    audio: Arc<[i16]>,
+    pass: Pass,
+    after: Option<Decoding>,
+) -> Decoding {
+    let d = decoder.clone();
+    let handle = tokio::spawn(async move {
+        if let Some(prev) = after {
+            let _ = prev.handle.await;
+        }
+        d.decode(audio, pass).await
+    });
+    Decoding { handle }
 }
 
 async fn join(d: &mut Option<Decoding>) -> Result<String, Error> {
@@ -174,15 +185,13 @@ impl<D: Decode> Segmenter<D> {
         }
         self.in_speech = false;
         self.next_interim = None;
-        if let Some(i) = self.interim.take() {
-            i.abort.store(true, Ordering::Relaxed);
-            i.handle.abort();
-        }
+        // The interim in flight is superseded: the final waits for it and drops its result.
+        let after = self.interim.take();
         let audio: Arc<[i16]> = std::mem::take(&mut self.utterance).into();
         let item: ItemId = format!("user_{}", self.turn).into();
         debug!(turn = self.turn, samples = audio.len(), "final decode");
         self.final_ = Some(PendingFinal {
-            decoding: spawn_decode(&self.decoder, audio, Pass::Final),
+            decoding: spawn_decode(&self.decoder, audio, Pass::Final, after),
             item,
             turn: self.turn,
             stopped_at: tokio::time::Instant::now(),
@@ -196,7 +205,8 @@ impl<D: Decode> Segmenter<D> {
             return;
         }
         trace!(samples = self.utterance.len(), "interim decode");
-        self.interim = Some(spawn_decode(&self.decoder, self.utterance.as_slice().into(), Pass::Interim));
+        self.interim =
+            Some(spawn_decode(&self.decoder, self.utterance.as_slice().into(), Pass::Interim, None));
     }
 }
 
@@ -227,7 +237,9 @@ impl<D: Decode> Segmenter<D> {
                 return Ok(false);
             }
             let value_ms = done.stopped_at.elapsed().as_millis() as u64;
-            ctx.events.emit(EventKind::Metric { name: "asr_final_ms".into(), turn: done.turn, value_ms }).await;
+            ctx.events
+                .emit(EventKind::Metric { name: "asr_final_ms".into(), turn: done.turn, value_ms })
+                .await;
         }
         while let Some(f) = self.held.pop_front() {
             if !send(out, ctx, f).await {
@@ -244,11 +256,14 @@ impl<D: Decode> Segmenter<D> {
                 let text = text.trim().to_string();
                 if self.in_speech && !text.is_empty() && text != self.last_interim {
                     self.last_interim.clone_from(&text);
-                    let t = Transcript { item: Some(format!("user_{}", self.turn).into()), text, is_final: false };
+                    let t = Transcript {
+                        item: Some(format!("user_{}", self.turn).into()),
+                        text,
+                        is_final: false,
+                    };
                     return send(out, ctx, Frame::UserTranscript(t)).await;
                 }
             }
-            Err(Error::Aborted) => {}
             Err(e) => warn!(error = %e, "interim decode failed"),
         }
         true

@@ -78,7 +78,9 @@ impl WhisperConfig {
         {
             return bad(format!("`audio_ctx` must be 1 to 1500 frames, got {n}"));
         }
-        if self.language != "auto" && (self.language.len() != 2 || !self.language.bytes().all(|b| b.is_ascii_lowercase())) {
+        if self.language != "auto"
+            && (self.language.len() != 2 || !self.language.bytes().all(|b| b.is_ascii_lowercase()))
+        {
             return bad(format!("`language` must be a two-letter code or `auto`, got `{}`", self.language));
         }
         Ok(())
@@ -196,7 +198,9 @@ mod tests {
         assert!(e.contains("unknown field `modle`"), "{e}");
         assert!(WhisperConfig { beam_size: 0, ..Default::default() }.validate().is_err());
         assert!(WhisperConfig { language: "english".into(), ..Default::default() }.validate().is_err());
-        assert!(WhisperConfig { audio_ctx: AudioCtx::Frames(2000), ..Default::default() }.validate().is_err());
+        assert!(
+            WhisperConfig { audio_ctx: AudioCtx::Frames(2000), ..Default::default() }.validate().is_err()
+        );
         assert!(WhisperConfig::default().validate().is_ok());
     }
 

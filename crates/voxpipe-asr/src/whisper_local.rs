@@ -5,7 +5,6 @@ use crate::error::Error;
 use crate::segment::{Decode, Pass, SegmentOptions, SegmentingStage};
 use async_trait::async_trait;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tracing::debug;
@@ -17,6 +16,11 @@ use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextPar
 /// whisper.cpp skips input shorter than 1 s; shorter utterances are padded with silence.
 const MIN_SAMPLES: usize = 16_800;
 
+/// Token cap for `samples` of 16 kHz audio: 10 tokens a second plus 16.
+fn max_tokens(samples: usize) -> i32 {
+    (samples as f64 / 16_000.0 * 10.0).ceil() as i32 + 16
+}
+
 /// Per-decode options.
 #[derive(Debug, Clone, Default)]
 pub struct DecodeOptions {
@@ -24,8 +28,6 @@ pub struct DecodeOptions {
     pub audio_ctx: Option<AudioCtx>,
     /// Disables whisper's temperature fallback (faster, for interims).
     pub no_fallback: bool,
-    /// Set to stop the decode early; it then returns [`Error::Aborted`].
-    pub abort: Option<Arc<AtomicBool>>,
 }
 
 /// A transcription and what it cost.
@@ -89,7 +91,11 @@ impl Transcriber {
 
     /// Resolves `cfg.model` in `store` (pulling a catalog model that is not installed yet,
     /// reporting to `progress`) and loads it on a blocking thread.
-    pub async fn from_config(cfg: &WhisperConfig, store: &ModelStore, progress: &dyn Progress) -> Result<Self, Error> {
+    pub async fn from_config(
+        cfg: &WhisperConfig,
+        store: &ModelStore,
+        progress: &dyn Progress,
+    ) -> Result<Self, Error> {
         cfg.validate()?;
         let path = store.resolve_or_pull(&cfg.model, progress).await?;
         let cfg = cfg.clone();
@@ -106,7 +112,7 @@ impl Transcriber {
     /// Transcribes 16 kHz mono audio in `[-1, 1]` on the current thread (blocking).
     ///
     /// # Errors
-    /// [`Error::Aborted`] if `opts.abort` was set, [`Error::Decode`] if whisper.cpp fails.
+    /// [`Error::Decode`] if whisper.cpp fails.
     pub fn transcribe_blocking(&self, audio: &[f32], opts: &DecodeOptions) -> Result<Transcription, Error> {
         let started = Instant::now();
         let cfg = &self.inner.cfg;
@@ -139,20 +145,21 @@ impl Transcriber {
         if audio_ctx < super::FULL_FRAMES {
             params.set_audio_ctx(audio_ctx as i32);
         }
+        // Speech runs at most ~6 tokens a second: a cap stops runaway repetition (a known
+        // whisper failure on clipped audio) from decoding up to the 224-token limit.
+        params.set_max_tokens(max_tokens(audio.len()));
         if opts.no_fallback {
             params.set_temperature_inc(0.0);
         }
-        if let Some(flag) = opts.abort.clone() {
-            params.set_abort_callback_safe(move || flag.load(Ordering::Relaxed));
-        }
+        // No abort callback: whisper-rs 0.16's `set_abort_callback_safe` hands whisper.cpp a
+        // pointer to a boxed trait object but reads it back as the bare closure (undefined
+        // behaviour). Decodes are short and serialised instead.
         let mut state = match self.inner.states.lock().expect("state pool lock poisoned").pop() {
             Some(s) => s,
             None => self.inner.ctx.create_state().map_err(|e| Error::Decode(format!("create state: {e}")))?,
         };
         let result = state.full(params, input);
-        let aborted = opts.abort.as_ref().is_some_and(|f| f.load(Ordering::Relaxed));
         let text = match result {
-            _ if aborted => Err(Error::Aborted),
             Err(e) => Err(Error::Decode(e.to_string())),
             Ok(()) => {
                 let mut text = String::new();
@@ -165,7 +172,12 @@ impl Transcriber {
         self.inner.states.lock().expect("state pool lock poisoned").push(state);
         let elapsed = started.elapsed();
         let text = text?;
-        debug!(audio_ms = audio.len() / 16, audio_ctx, elapsed_ms = elapsed.as_millis() as u64, "whisper decode");
+        debug!(
+            audio_ms = audio.len() / 16,
+            audio_ctx,
+            elapsed_ms = elapsed.as_millis() as u64,
+            "whisper decode"
+        );
         Ok(Transcription {
             text,
             audio: Duration::from_secs_f64(audio.len() as f64 / 16_000.0),
@@ -185,9 +197,9 @@ impl Transcriber {
 
 #[async_trait]
 impl Decode for Transcriber {
-    async fn decode(&self, audio: Arc<[i16]>, pass: Pass, abort: Arc<AtomicBool>) -> Result<String, Error> {
+    async fn decode(&self, audio: Arc<[i16]>, pass: Pass) -> Result<String, Error> {
         let me = self.clone();
-        let opts = DecodeOptions { audio_ctx: None, no_fallback: pass == Pass::Interim, abort: Some(abort) };
+        let opts = DecodeOptions { audio_ctx: None, no_fallback: pass == Pass::Interim };
         tokio::task::spawn_blocking(move || {
             let pcm: Vec<f32> = audio.iter().map(|&s| i16_to_f32(s)).collect();
             me.transcribe_blocking(&pcm, &opts)
@@ -211,14 +223,19 @@ impl WhisperStage {
     pub fn new(transcriber: Transcriber) -> Self {
         let cfg = transcriber.config();
         let opts = SegmentOptions {
-            interim_interval: (cfg.interim_interval_ms > 0).then(|| Duration::from_millis(cfg.interim_interval_ms)),
+            interim_interval: (cfg.interim_interval_ms > 0)
+                .then(|| Duration::from_millis(cfg.interim_interval_ms)),
             prefix: Duration::from_millis(cfg.prefix_ms),
         };
         Self { inner: SegmentingStage::new("asr.whisper", Arc::new(transcriber), opts) }
     }
 
     /// Loads the configured model (see [`Transcriber::from_config`]) and builds the stage.
-    pub async fn from_config(cfg: &WhisperConfig, store: &ModelStore, progress: &dyn Progress) -> Result<Self, Error> {
+    pub async fn from_config(
+        cfg: &WhisperConfig,
+        store: &ModelStore,
+        progress: &dyn Progress,
+    ) -> Result<Self, Error> {
         Ok(Self::new(Transcriber::from_config(cfg, store, progress).await?))
     }
 }

@@ -11,3 +11,4 @@ pub mod elevenlabs;
 pub mod openai_chat;
 pub mod openai_speech;
 pub mod realtime;
+pub mod transcription;

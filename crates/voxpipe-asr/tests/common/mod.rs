@@ -18,7 +18,8 @@ pub const SENTENCES: &[&str] = &[
 pub fn espeak_16k(text: &str) -> Vec<i16> {
     let dir = std::env::temp_dir().join(format!("voxpipe-asr-tts-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{:x}.wav", text.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64))));
+    let path = dir
+        .join(format!("{:x}.wav", text.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64))));
     let status = Command::new("espeak-ng")
         .args(["-v", "en-us", "-s", "150", "-w"])
         .arg(&path)
@@ -43,4 +44,41 @@ pub fn store() -> voxpipe_models::ModelStore {
 /// Pulls (once) and returns the ggml path of `id`.
 pub async fn model(id: &str) -> PathBuf {
     store().pull(id, &voxpipe_models::NoProgress).await.unwrap()
+}
+
+/// A call context for driving a stage directly, and the receiving end of its event log.
+pub fn call_context() -> (voxpipe_core::CallContext, tokio::sync::mpsc::Receiver<voxpipe_core::Event>) {
+    let clock = voxpipe_core::Clock::start_now();
+    let (events, rx) = voxpipe_core::EventSender::channel(clock);
+    let ctx = voxpipe_core::CallContext {
+        clock,
+        cancel: tokio_util::sync::CancellationToken::new(),
+        control: voxpipe_core::ControlBus::new(),
+        playout: std::sync::Arc::new(voxpipe_core::PlayoutTracker::new()),
+        events,
+        tools: std::sync::Arc::new(voxpipe_core::NoTools),
+    };
+    (ctx, rx)
+}
+
+/// 20 ms chunks of `samples` at `rate`, starting at `pts_ms`.
+pub fn chunks(samples: &[i16], rate: u32, pts_ms: u64) -> Vec<voxpipe_core::Frame> {
+    let n = (rate / 50) as usize;
+    let all = voxpipe_core::Samples::from_vec(samples.to_vec());
+    all.chunks(n)
+        .enumerate()
+        .map(|(i, s)| {
+            let pts = std::time::Duration::from_millis(pts_ms + 20 * i as u64);
+            voxpipe_core::Frame::InputAudio(voxpipe_core::AudioChunk::new(rate, pts, s))
+        })
+        .collect()
+}
+
+/// Drains every frame the stage sent until it closes its outbox.
+pub async fn collect(mut inbox: voxpipe_core::Inbox) -> Vec<voxpipe_core::Frame> {
+    let mut out = Vec::new();
+    while let Some(f) = inbox.recv().await {
+        out.push(f);
+    }
+    out
 }
