@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 /// Top-level keys the environment layer may set (`VOXPIPE_MODEL_DIR` and other `VOXPIPE_*`
 /// settings of the tools themselves are not pipeline keys).
-const TOP_LEVEL_KEYS: &[&str] = &["name", "description", "input", "output", "events", "stages", "tools"];
+const TOP_LEVEL_KEYS: &[&str] =
+    &["name", "description", "input", "output", "events", "turn", "stages", "tools"];
 
 /// How to layer the file.
 #[derive(Debug, Clone, Default)]

@@ -4,6 +4,7 @@
 use crate::schema::{InputConfig, OutputConfig, PipelineConfig, StageConfig};
 use std::sync::Arc;
 use voxpipe_core::{Pipeline, Secret, Sink, Source, Stage};
+use voxpipe_turn::TurnMode;
 
 /// The pipeline could not be built (a missing secret, an invalid setting, an unreadable input).
 #[derive(Debug, thiserror::Error)]
@@ -21,9 +22,9 @@ impl BuildError {
     }
 }
 
-/// Every stage `kind` this build knows.
+/// Every stage `kind` the pipeline file accepts (some need a cargo feature to run).
 pub fn kinds() -> &'static [&'static str] {
-    &["realtime.openai"]
+    crate::schema::STAGE_KINDS
 }
 
 /// The environment secrets are read from (the process environment, or a map in tests).
@@ -54,7 +55,44 @@ impl Env {
 
 fn build_stage(i: usize, stage: &StageConfig, env: &Env) -> Result<Box<dyn Stage>, BuildError> {
     let key = |k: &str| format!("stages[{i}].{k}");
+    let whole = || format!("stages[{i}]");
     match stage {
+        StageConfig::AsrWhisper(c) => build_whisper(c).map_err(|m| BuildError::new(key("model"), m)),
+        StageConfig::AsrOpenAi(c) => {
+            let api_key = env.secret(&c.api_key_env, key("api_key_env"))?;
+            let client = voxpipe_asr::OpenAiTranscriber::with_key(c, api_key);
+            Ok(Box::new(voxpipe_asr::OpenAiTranscribeStage::with_client(c, client)))
+        }
+        StageConfig::LlmOpenAi(c) => {
+            let api_key = match &c.api_key_env {
+                Some(var) => Some(env.secret(var, key("api_key_env"))?),
+                None => None,
+            };
+            Ok(Box::new(
+                voxpipe_llm::OpenAiChat::new(c.clone(), api_key).map_err(|e| BuildError::new(whole(), e))?,
+            ))
+        }
+        StageConfig::LlmAnthropic(c) => {
+            let api_key = env.secret(&c.api_key_env, key("api_key_env"))?;
+            Ok(Box::new(
+                voxpipe_llm::Anthropic::new(c.clone(), api_key).map_err(|e| BuildError::new(whole(), e))?,
+            ))
+        }
+        StageConfig::TtsOpenAi(c) => {
+            let api_key = match &c.api_key_env {
+                Some(var) => Some(env.secret(var, key("api_key_env"))?),
+                None => None,
+            };
+            let tts = voxpipe_tts::OpenAiSpeech::new(c.clone(), api_key)
+                .map_err(|e| BuildError::new(whole(), e))?;
+            Ok(Box::new(tts.into_stage()))
+        }
+        StageConfig::TtsElevenLabs(c) => {
+            let api_key = env.secret(&c.api_key_env, key("api_key_env"))?;
+            let tts =
+                voxpipe_tts::ElevenLabs::new(c.clone(), api_key).map_err(|e| BuildError::new(whole(), e))?;
+            Ok(Box::new(tts.into_stage()))
+        }
         StageConfig::RealtimeOpenAi(c) => {
             let api_key = env.secret(&c.api_key_env, key("api_key_env"))?;
             let stage = voxpipe_realtime::RealtimeStage::new(c.clone(), api_key).map_err(|e| match e {
@@ -64,6 +102,64 @@ fn build_stage(i: usize, stage: &StageConfig, env: &Env) -> Result<Box<dyn Stage
                 other => BuildError::new(format!("stages[{i}]"), other),
             })?;
             Ok(Box::new(stage))
+        }
+    }
+}
+
+#[cfg(feature = "whisper")]
+fn build_whisper(c: &voxpipe_asr::WhisperConfig) -> Result<Box<dyn Stage>, String> {
+    let store = voxpipe_models::ModelStore::from_env().map_err(|e| e.to_string())?;
+    let path = store.resolve(&c.model).map_err(|e| e.to_string())?;
+    let transcriber = voxpipe_asr::Transcriber::load(&path, c).map_err(|e| e.to_string())?;
+    Ok(Box::new(voxpipe_asr::WhisperStage::new(transcriber)))
+}
+
+#[cfg(not(feature = "whisper"))]
+fn build_whisper(_: &voxpipe_asr::WhisperConfig) -> Result<Box<dyn Stage>, String> {
+    Err("`asr.whisper` needs a build with feature `whisper` (cargo build --features whisper)".into())
+}
+
+/// Who detects turns for this pipeline.
+pub fn turn_mode(config: &PipelineConfig) -> Result<TurnMode, BuildError> {
+    let realtime = config.stages.iter().find_map(|s| match s {
+        StageConfig::RealtimeOpenAi(r) => Some(r),
+        _ => None,
+    });
+    match (config.turn.mode, realtime) {
+        (Some(TurnMode::Server), None) => Err(BuildError::new(
+            "turn.mode",
+            "`server` needs a realtime stage; a cascade uses `local` or `push_to_talk`",
+        )),
+        (Some(TurnMode::Server), Some(r)) if r.turn_detection == voxpipe_realtime::TurnDetection::None => {
+            Err(BuildError::new(
+                "turn.mode",
+                "`server` needs the realtime stage's turn_detection to be server_vad or semantic_vad",
+            ))
+        }
+        (Some(TurnMode::Local), Some(r)) if r.turn_detection != voxpipe_realtime::TurnDetection::None => {
+            Err(BuildError::new(
+                "turn.mode",
+                "`local` turns for a realtime stage need its `turn_detection = { type = \"none\" }`",
+            ))
+        }
+        (Some(mode), _) => Ok(mode),
+        (None, Some(r)) if r.turn_detection != voxpipe_realtime::TurnDetection::None => Ok(TurnMode::Server),
+        (None, _) => Ok(TurnMode::Local),
+    }
+}
+
+fn turn_controller(config: &PipelineConfig) -> Result<Option<Box<dyn Stage>>, BuildError> {
+    match turn_mode(config)? {
+        TurnMode::Server => Ok(None),
+        TurnMode::PushToTalk => Err(BuildError::new("turn.mode", "`push_to_talk` is not available yet")),
+        TurnMode::Local => {
+            let vad: Box<dyn voxpipe_turn::Vad> = match config.turn.vad {
+                voxpipe_turn::VadKind::Energy => Box::new(voxpipe_turn::EnergyVad::new(16_000)),
+                voxpipe_turn::VadKind::Silero => {
+                    return Err(BuildError::new("turn.vad", "`silero` needs a build with feature `silero`"));
+                }
+            };
+            Ok(Some(Box::new(voxpipe_turn::TurnController::new(config.turn.clone(), vad))))
         }
     }
 }
@@ -79,12 +175,11 @@ pub fn build(config: &PipelineConfig, env: &Env) -> Result<Pipeline, BuildError>
         ),
         InputConfig::Stdin(c) => Box::new(voxpipe_transport::pcm::StdinSource::new(c)),
     };
-    let stages = config
-        .stages
-        .iter()
-        .enumerate()
-        .map(|(i, s)| build_stage(i, s, env))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut stages = Vec::with_capacity(config.stages.len() + 1);
+    stages.extend(turn_controller(config)?);
+    for (i, s) in config.stages.iter().enumerate() {
+        stages.push(build_stage(i, s, env)?);
+    }
     let sink: Box<dyn Sink> = match &config.output {
         OutputConfig::Wav(c) => Box::new(voxpipe_transport::wav::WavSink::new(c.clone())),
         OutputConfig::Stdout(c) => Box::new(voxpipe_transport::pcm::StdoutSink::new(c)),
@@ -107,6 +202,7 @@ pub fn validate(config: &PipelineConfig, env: &Env) -> Result<(), BuildError> {
     if config.stages.is_empty() {
         return Err(BuildError::new("stages", "expected at least one stage"));
     }
+    turn_mode(config)?;
     for (i, s) in config.stages.iter().enumerate() {
         build_stage(i, s, env)?;
     }

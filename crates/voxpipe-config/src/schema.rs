@@ -3,10 +3,14 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use voxpipe_asr::{OpenAiTranscribeConfig, WhisperConfig};
+use voxpipe_llm::{AnthropicConfig, OpenAiChatConfig};
 use voxpipe_realtime::RealtimeConfig;
 use voxpipe_tools::ToolConfig;
 use voxpipe_transport::pcm::{StdinConfig, StdoutConfig};
 use voxpipe_transport::wav::{WavInputConfig, WavOutputConfig};
+use voxpipe_tts::{ElevenLabsConfig, OpenAiSpeechConfig};
+use voxpipe_turn::TurnConfig;
 
 /// A whole pipeline file.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -24,6 +28,10 @@ pub struct PipelineConfig {
     /// The event log. Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub events: Option<EventsConfig>,
+    /// Turn-taking and interruption. Default: server VAD for a Realtime stage that has one,
+    /// the local controller otherwise.
+    #[serde(default)]
+    pub turn: TurnConfig,
     /// The stages, in order: one `realtime.*` stage, or `asr.*` → `llm.*` → `tts.*`.
     pub stages: Vec<StageConfig>,
     /// Tools the model may call, by name.
@@ -74,6 +82,24 @@ pub enum StageConfig {
     /// OpenAI Realtime speech-to-speech.
     #[serde(rename = "realtime.openai")]
     RealtimeOpenAi(RealtimeConfig),
+    /// Local whisper.cpp ASR.
+    #[serde(rename = "asr.whisper")]
+    AsrWhisper(WhisperConfig),
+    /// OpenAI `/audio/transcriptions`.
+    #[serde(rename = "asr.openai")]
+    AsrOpenAi(OpenAiTranscribeConfig),
+    /// OpenAI-compatible chat completions (OpenAI, vLLM, Ollama, llama.cpp server, Groq…).
+    #[serde(rename = "llm.openai")]
+    LlmOpenAi(OpenAiChatConfig),
+    /// Anthropic Messages.
+    #[serde(rename = "llm.anthropic")]
+    LlmAnthropic(AnthropicConfig),
+    /// OpenAI `/audio/speech`.
+    #[serde(rename = "tts.openai")]
+    TtsOpenAi(OpenAiSpeechConfig),
+    /// ElevenLabs (HTTP stream or stream-input WebSocket).
+    #[serde(rename = "tts.elevenlabs")]
+    TtsElevenLabs(ElevenLabsConfig),
 }
 
 impl StageConfig {
@@ -81,12 +107,26 @@ impl StageConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             StageConfig::RealtimeOpenAi(_) => "realtime.openai",
+            StageConfig::AsrWhisper(_) => "asr.whisper",
+            StageConfig::AsrOpenAi(_) => "asr.openai",
+            StageConfig::LlmOpenAi(_) => "llm.openai",
+            StageConfig::LlmAnthropic(_) => "llm.anthropic",
+            StageConfig::TtsOpenAi(_) => "tts.openai",
+            StageConfig::TtsElevenLabs(_) => "tts.elevenlabs",
         }
     }
 }
 
 /// Every stage `kind` this build can parse.
-pub const STAGE_KINDS: &[&str] = &["realtime.openai"];
+pub const STAGE_KINDS: &[&str] = &[
+    "realtime.openai",
+    "asr.whisper",
+    "asr.openai",
+    "llm.openai",
+    "llm.anthropic",
+    "tts.openai",
+    "tts.elevenlabs",
+];
 
 impl<'de> Deserialize<'de> for StageConfig {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -119,6 +159,12 @@ impl<'de> Deserialize<'de> for StageConfig {
         }
         match kind.as_str() {
             "realtime.openai" => Ok(StageConfig::RealtimeOpenAi(inner(&value)?)),
+            "asr.whisper" => Ok(StageConfig::AsrWhisper(inner(&value)?)),
+            "asr.openai" => Ok(StageConfig::AsrOpenAi(inner(&value)?)),
+            "llm.openai" => Ok(StageConfig::LlmOpenAi(inner(&value)?)),
+            "llm.anthropic" => Ok(StageConfig::LlmAnthropic(inner(&value)?)),
+            "tts.openai" => Ok(StageConfig::TtsOpenAi(inner(&value)?)),
+            "tts.elevenlabs" => Ok(StageConfig::TtsElevenLabs(inner(&value)?)),
             other => Err(D::Error::unknown_variant(other, STAGE_KINDS)),
         }
     }

@@ -96,7 +96,7 @@ fn environment_and_set_override_in_order() {
         ],
     };
     let c = load_str(Path::new("p.toml"), GOOD, &opts).unwrap();
-    let voxpipe_config::StageConfig::RealtimeOpenAi(r) = &c.stages[0];
+    let voxpipe_config::StageConfig::RealtimeOpenAi(r) = &c.stages[0] else { panic!("a realtime stage") };
     assert_eq!(r.voice, "cedar", "--set wins over the environment");
     let voxpipe_config::OutputConfig::Wav(w) = &c.output else { panic!() };
     assert_eq!(w.path, Path::new("env.wav"));
@@ -120,7 +120,7 @@ fn profiles_merge_over_the_base_by_position() {
         &LoadOptions { profile: Some("slow".into()), ..Default::default() },
     )
     .unwrap();
-    let voxpipe_config::StageConfig::RealtimeOpenAi(r) = &c.stages[0];
+    let voxpipe_config::StageConfig::RealtimeOpenAi(r) = &c.stages[0] else { panic!("a realtime stage") };
     assert_eq!(r.voice, "marin", "the rest of the stage is kept");
     assert!(matches!(
         r.turn_detection,

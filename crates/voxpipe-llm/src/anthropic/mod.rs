@@ -13,7 +13,7 @@ use std::time::Duration;
 use voxpipe_core::{CallContext, Inbox, Outbox, Secret, Stage, StageError, ToolSpec};
 
 /// Configuration of an `llm.anthropic` stage (`[[stages]] kind = "llm.anthropic"`).
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AnthropicConfig {
     /// Model name. Default: `claude-3-5-haiku-latest`.

@@ -14,7 +14,7 @@ use std::time::Duration;
 use voxpipe_core::{CallContext, Inbox, Outbox, Secret, Stage, StageError, ToolSpec};
 
 /// Configuration of an `llm.openai` stage (`[[stages]] kind = "llm.openai"`).
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OpenAiChatConfig {
     /// Model name. Default: `gpt-4o-mini`.
