@@ -1,9 +1,10 @@
 //! `voxpipe fake …`: local fakes of the remote APIs, for offline development.
 
 use anyhow::Context;
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use voxpipe_fakes::{anthropic, elevenlabs, openai_chat, openai_speech, realtime, transcription};
 
 /// Which fake to run.
 #[derive(Debug, Subcommand)]
@@ -17,6 +18,62 @@ pub enum FakeCommand {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// OpenAI-compatible chat completions (SSE) at http://127.0.0.1:PORT/v1; replies echo the
+    /// caller ("You said: …").
+    Llm(LlmArgs),
+    /// Anthropic Messages (SSE) at http://127.0.0.1:PORT/v1.
+    Anthropic(LlmArgs),
+    /// OpenAI speech (`/v1/audio/speech`, raw PCM) at http://127.0.0.1:PORT/v1.
+    Tts(TtsArgs),
+    /// ElevenLabs TTS (HTTP stream and stream-input WebSocket) at http://127.0.0.1:PORT/v1.
+    Elevenlabs(TtsArgs),
+    /// OpenAI transcription (`/v1/audio/transcriptions`) at http://127.0.0.1:PORT/v1.
+    Transcription {
+        /// Port on 127.0.0.1.
+        #[arg(long, default_value_t = 8792)]
+        port: u16,
+        /// The API key to require.
+        #[arg(long, default_value = "sk-fake")]
+        api_key: String,
+    },
+    /// Every fake at once, on consecutive ports from `--base-port` (realtime, llm, anthropic,
+    /// tts, elevenlabs, transcription), as the `*-fake.toml` pipelines expect.
+    All {
+        /// The first port.
+        #[arg(long, default_value_t = 8787)]
+        base_port: u16,
+    },
+}
+
+/// Knobs of the LLM fakes.
+#[derive(Debug, Args)]
+pub struct LlmArgs {
+    /// Port on 127.0.0.1.
+    #[arg(long, default_value_t = 8788)]
+    port: u16,
+    /// Delay before the first token (ms).
+    #[arg(long, default_value_t = 300)]
+    time_to_first_token_ms: u64,
+    /// Delay between tokens (ms).
+    #[arg(long, default_value_t = 30)]
+    token_interval_ms: u64,
+}
+
+/// Knobs of the TTS fakes.
+#[derive(Debug, Args)]
+pub struct TtsArgs {
+    /// Port on 127.0.0.1.
+    #[arg(long, default_value_t = 8790)]
+    port: u16,
+    /// The API key to require.
+    #[arg(long, default_value = "sk-fake")]
+    api_key: String,
+    /// Delay before the first audio byte (ms).
+    #[arg(long, default_value_t = 150)]
+    time_to_first_byte_ms: u64,
+    /// Audio seconds streamed per wall-clock second.
+    #[arg(long, default_value_t = 5.0)]
+    real_time_factor: f64,
 }
 
 fn load_toml<T: serde::de::DeserializeOwned + Default>(path: Option<&Path>) -> anyhow::Result<T> {
@@ -29,19 +86,135 @@ fn load_toml<T: serde::de::DeserializeOwned + Default>(path: Option<&Path>) -> a
     }
 }
 
-/// Runs a fake until Ctrl-C.
-pub async fn run(which: FakeCommand) -> anyhow::Result<()> {
-    match which {
-        FakeCommand::Realtime { port, config } => {
-            let config = load_toml(config.as_deref())?;
-            let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-            let fake = voxpipe_fakes::realtime::RealtimeFake::bind(addr, config)
-                .await
-                .with_context(|| format!("cannot listen on {addr}"))?;
-            println!("realtime fake listening on {}", fake.url());
-            tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
-            fake.shutdown().await;
-            Ok(())
+fn at(port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
+}
+
+fn knobs(a: &LlmArgs) -> openai_chat::Knobs {
+    openai_chat::Knobs {
+        time_to_first_token_ms: a.time_to_first_token_ms,
+        token_interval_ms: a.token_interval_ms,
+        ..Default::default()
+    }
+}
+
+fn speech(a: &TtsArgs) -> openai_speech::SpeechFakeConfig {
+    openai_speech::SpeechFakeConfig {
+        api_key: a.api_key.clone(),
+        time_to_first_byte_ms: a.time_to_first_byte_ms,
+        real_time_factor: a.real_time_factor,
+        ..Default::default()
+    }
+}
+
+fn eleven(a: &TtsArgs) -> elevenlabs::ElevenLabsFakeConfig {
+    elevenlabs::ElevenLabsFakeConfig {
+        api_key: a.api_key.clone(),
+        time_to_first_byte_ms: a.time_to_first_byte_ms,
+        real_time_factor: a.real_time_factor,
+        ..Default::default()
+    }
+}
+
+/// A started fake, kept alive until Ctrl-C.
+enum Running {
+    Realtime(realtime::RealtimeFake),
+    Chat(openai_chat::ChatFake),
+    Anthropic(anthropic::AnthropicFake),
+    Speech(openai_speech::SpeechFake),
+    ElevenLabs(elevenlabs::ElevenLabsFake),
+    Transcription(transcription::TranscriptionFake),
+}
+
+impl Running {
+    fn describe(&self) -> String {
+        match self {
+            Running::Realtime(f) => format!("realtime fake listening on {}", f.url()),
+            Running::Chat(f) => format!("chat-completions fake listening on {}", f.base_url()),
+            Running::Anthropic(f) => format!("anthropic fake listening on {}", f.base_url()),
+            Running::Speech(f) => format!("openai speech fake listening on {}", f.base_url()),
+            Running::ElevenLabs(f) => {
+                format!("elevenlabs fake listening on {} and {}", f.base_url(), f.ws_url())
+            }
+            Running::Transcription(f) => format!("transcription fake listening on {}", f.base_url()),
         }
     }
+}
+
+async fn start(which: FakeCommand) -> anyhow::Result<Vec<Running>> {
+    let ctx = |port: u16| format!("cannot listen on 127.0.0.1:{port}");
+    Ok(match which {
+        FakeCommand::Realtime { port, config } => {
+            let config = load_toml(config.as_deref())?;
+            vec![Running::Realtime(
+                realtime::RealtimeFake::bind(at(port), config).await.with_context(|| ctx(port))?,
+            )]
+        }
+        FakeCommand::Llm(a) => {
+            let config = openai_chat::ChatFakeConfig { knobs: knobs(&a), ..Default::default() };
+            vec![Running::Chat(
+                openai_chat::ChatFake::start_on(at(a.port), config).await.with_context(|| ctx(a.port))?,
+            )]
+        }
+        FakeCommand::Anthropic(a) => {
+            let config = anthropic::AnthropicFakeConfig { knobs: knobs(&a), ..Default::default() };
+            vec![Running::Anthropic(
+                anthropic::AnthropicFake::start_on(at(a.port), config).await.with_context(|| ctx(a.port))?,
+            )]
+        }
+        FakeCommand::Tts(a) => {
+            vec![Running::Speech(
+                openai_speech::SpeechFake::start_on(at(a.port), speech(&a))
+                    .await
+                    .with_context(|| ctx(a.port))?,
+            )]
+        }
+        FakeCommand::Elevenlabs(a) => {
+            vec![Running::ElevenLabs(
+                elevenlabs::ElevenLabsFake::start_on(at(a.port), eleven(&a))
+                    .await
+                    .with_context(|| ctx(a.port))?,
+            )]
+        }
+        FakeCommand::Transcription { port, api_key } => {
+            let config = transcription::TranscriptionFakeConfig { api_key, ..Default::default() };
+            vec![Running::Transcription(
+                transcription::TranscriptionFake::start_on(at(port), config)
+                    .await
+                    .with_context(|| ctx(port))?,
+            )]
+        }
+        FakeCommand::All { base_port: b } => {
+            let mut all = Vec::new();
+            let llm = |port| LlmArgs { port, time_to_first_token_ms: 300, token_interval_ms: 30 };
+            let tts = |port| TtsArgs {
+                port,
+                api_key: "sk-fake".into(),
+                time_to_first_byte_ms: 150,
+                real_time_factor: 5.0,
+            };
+            for cmd in [
+                FakeCommand::Realtime { port: b, config: None },
+                FakeCommand::Llm(llm(b + 1)),
+                FakeCommand::Anthropic(llm(b + 2)),
+                FakeCommand::Tts(tts(b + 3)),
+                FakeCommand::Elevenlabs(tts(b + 4)),
+                FakeCommand::Transcription { port: b + 5, api_key: "sk-fake".into() },
+            ] {
+                all.extend(Box::pin(start(cmd)).await?);
+            }
+            all
+        }
+    })
+}
+
+/// Runs fakes until Ctrl-C.
+pub async fn run(which: FakeCommand) -> anyhow::Result<()> {
+    let running = start(which).await?;
+    for r in &running {
+        println!("{}", r.describe());
+    }
+    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    drop(running);
+    Ok(())
 }

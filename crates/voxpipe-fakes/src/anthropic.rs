@@ -8,9 +8,7 @@
 //! `message_stop`. Scripting, pacing, faults and recording are shared with
 //! [`crate::openai_chat`].
 
-use crate::openai_chat::{
-    Knobs, RecordedRequest, ScriptedReply, Shared, serve, split_fragments, split_tokens,
-};
+use crate::openai_chat::{Knobs, RecordedRequest, ScriptedReply, Shared, split_fragments, split_tokens};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -52,6 +50,11 @@ pub struct AnthropicFake {
 impl AnthropicFake {
     /// Starts the fake on `127.0.0.1:0`.
     pub async fn start(config: AnthropicFakeConfig) -> std::io::Result<Self> {
+        Self::start_on(crate::server::any_port(), config).await
+    }
+
+    /// Starts the fake on `addr`.
+    pub async fn start_on(addr: std::net::SocketAddr, config: AnthropicFakeConfig) -> std::io::Result<Self> {
         let shutdown = CancellationToken::new();
         let knobs = config.knobs.clone();
         let shared = Arc::new(Shared {
@@ -63,7 +66,7 @@ impl AnthropicFake {
             shutdown: shutdown.clone(),
         });
         let router = Router::new().route("/v1/messages", post(handle)).with_state(shared.clone());
-        let (addr, task) = serve(router, shutdown).await?;
+        let (addr, task) = crate::server::serve(addr, router, shutdown).await?;
         Ok(Self { addr, shared, task: Some(task) })
     }
 

@@ -167,6 +167,11 @@ pub struct ElevenLabsFake {
 impl ElevenLabsFake {
     /// Starts the fake on `127.0.0.1:0`.
     pub async fn start(config: ElevenLabsFakeConfig) -> std::io::Result<Self> {
+        Self::start_on(crate::server::any_port(), config).await
+    }
+
+    /// Starts the fake on `addr`.
+    pub async fn start_on(addr: std::net::SocketAddr, config: ElevenLabsFakeConfig) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             config,
             start: Instant::now(),
@@ -178,16 +183,8 @@ impl ElevenLabsFake {
             .route("/v1/text-to-speech/{voice_id}/stream/with-timestamps", post(http_stream))
             .route("/v1/text-to-speech/{voice_id}/stream-input", any(ws_upgrade))
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
         let stop = CancellationToken::new();
-        let token = stop.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = axum::serve(listener, app) => {}
-                () = token.cancelled() => {}
-            }
-        });
+        let (addr, _task) = crate::server::serve(addr, app, stop.clone()).await?;
         Ok(Self { addr, shared, stop })
     }
 

@@ -11,4 +11,5 @@ pub mod elevenlabs;
 pub mod openai_chat;
 pub mod openai_speech;
 pub mod realtime;
+mod server;
 pub mod transcription;

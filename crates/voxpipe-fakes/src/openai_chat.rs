@@ -267,19 +267,6 @@ impl<C> Shared<C> {
     }
 }
 
-/// Binds `127.0.0.1:0` and serves `router` until the token is cancelled.
-pub(crate) async fn serve(
-    router: Router,
-    shutdown: CancellationToken,
-) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).await;
-    });
-    Ok((addr, task))
-}
-
 /// Splits text into token-like pieces: words with their leading space, punctuation apart.
 pub fn split_tokens(text: &str) -> Vec<String> {
     let mut pieces: Vec<String> = Vec::new();
@@ -317,6 +304,11 @@ pub struct ChatFake {
 impl ChatFake {
     /// Starts the fake on `127.0.0.1:0`.
     pub async fn start(config: ChatFakeConfig) -> std::io::Result<Self> {
+        Self::start_on(crate::server::any_port(), config).await
+    }
+
+    /// Starts the fake on `addr`.
+    pub async fn start_on(addr: SocketAddr, config: ChatFakeConfig) -> std::io::Result<Self> {
         let shutdown = CancellationToken::new();
         let knobs = config.knobs.clone();
         let shared = Arc::new(Shared {
@@ -328,7 +320,7 @@ impl ChatFake {
             shutdown: shutdown.clone(),
         });
         let router = Router::new().route("/v1/chat/completions", post(handle)).with_state(shared.clone());
-        let (addr, task) = serve(router, shutdown).await?;
+        let (addr, task) = crate::server::serve(addr, router, shutdown).await?;
         Ok(Self { addr, shared, task: Some(task) })
     }
 

@@ -151,19 +151,15 @@ impl std::fmt::Debug for Shared {
 impl SpeechFake {
     /// Starts the fake on `127.0.0.1:0`.
     pub async fn start(config: SpeechFakeConfig) -> std::io::Result<Self> {
+        Self::start_on(crate::server::any_port(), config).await
+    }
+
+    /// Starts the fake on `addr`.
+    pub async fn start_on(addr: std::net::SocketAddr, config: SpeechFakeConfig) -> std::io::Result<Self> {
         let shared = Arc::new(Shared { config, start: Instant::now(), requests: Mutex::new(Vec::new()) });
         let app = Router::new().route("/v1/audio/speech", post(speech)).with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
         let stop = CancellationToken::new();
-        let token = stop.clone();
-        tokio::spawn(async move {
-            let serve = axum::serve(listener, app);
-            tokio::select! {
-                _ = serve => {}
-                () = token.cancelled() => {}
-            }
-        });
+        let (addr, _task) = crate::server::serve(addr, app, stop.clone()).await?;
         Ok(Self { addr, shared, stop })
     }
 

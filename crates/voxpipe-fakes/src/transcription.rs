@@ -125,6 +125,14 @@ pub struct TranscriptionFake {
 impl TranscriptionFake {
     /// Starts the fake on `127.0.0.1:0`.
     pub async fn start(config: TranscriptionFakeConfig) -> std::io::Result<Self> {
+        Self::start_on(crate::server::any_port(), config).await
+    }
+
+    /// Starts the fake on `addr`.
+    pub async fn start_on(
+        addr: std::net::SocketAddr,
+        config: TranscriptionFakeConfig,
+    ) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             config,
             start: Instant::now(),
@@ -135,16 +143,8 @@ impl TranscriptionFake {
             .route("/v1/audio/transcriptions", post(transcribe))
             .layer(axum::extract::DefaultBodyLimit::max(MAX_FILE_BYTES + 1024 * 1024))
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
         let stop = CancellationToken::new();
-        let token = stop.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = axum::serve(listener, app) => {}
-                () = token.cancelled() => {}
-            }
-        });
+        let (addr, _task) = crate::server::serve(addr, app, stop.clone()).await?;
         Ok(Self { addr, shared, stop })
     }
 

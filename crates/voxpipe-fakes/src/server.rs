@@ -1,0 +1,28 @@
+//! Serving a fake's router on loopback.
+
+use axum::Router;
+use std::net::SocketAddr;
+use tokio_util::sync::CancellationToken;
+
+/// The address fakes bind by default: loopback, a free port.
+pub(crate) fn any_port() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// Binds `addr` and serves `router` until `stop` is cancelled (open streams are cut then: a
+/// fake that is stopped mid-call behaves like a server that went away).
+pub(crate) async fn serve(
+    addr: SocketAddr,
+    router: Router,
+    stop: CancellationToken,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        tokio::select! {
+            _ = axum::serve(listener, router) => {}
+            () = stop.cancelled() => {}
+        }
+    });
+    Ok((addr, task))
+}
