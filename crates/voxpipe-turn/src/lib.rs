@@ -10,6 +10,11 @@ pub mod config;
 pub mod controller;
 pub mod vad;
 
+#[cfg(feature = "silero")]
+pub mod ort_env;
+#[cfg(feature = "silero")]
+pub mod silero;
+
 pub use config::{InterruptionConfig, TurnConfig, TurnMode, VadKind};
 pub use controller::TurnController;
 pub use vad::{EnergyVad, Vad, VadError};

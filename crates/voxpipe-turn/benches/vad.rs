@@ -1,0 +1,2 @@
+//! VAD cost per frame (placeholder).
+fn main() {}
