@@ -11,6 +11,8 @@
 //! |---|---|---|
 //! | `tts.openai` | [`OpenAiSpeech`] | [`OpenAiSpeechConfig`] |
 //! | `tts.elevenlabs` | [`ElevenLabs`] (HTTP stream or `stream-input` WebSocket) | [`ElevenLabsConfig`] |
+//! | `tts.piper` (feature `piper`) | `Piper`: a local Piper VITS voice on onnxruntime | `PiperConfig` |
+//! | `tts.espeak` (feature `espeak`) | `Espeak`: local espeak-ng | `EspeakConfig` |
 //!
 //! ```no_run
 //! use voxpipe_core::Secret;
@@ -28,15 +30,20 @@
 //! - [`chunker`]: sentence chunking of streamed text.
 //! - [`synth`]: the [`Synthesizer`] trait providers implement.
 //! - [`stage`]: the shared stage: sessions, ordering, interruption, word attribution.
-//! - [`openai`], [`elevenlabs`]: the providers.
+//! - [`openai`], [`elevenlabs`]: the providers; `piper` and `espeak` (behind features) the
+//!   local ones.
 //! - `segment`, `codec`, `http`: resampling and slicing, audio decoding, HTTP plumbing.
 
 pub mod chunker;
 mod codec;
 pub mod elevenlabs;
 mod error;
+#[cfg(feature = "espeak")]
+pub mod espeak;
 mod http;
 pub mod openai;
+#[cfg(feature = "piper")]
+pub mod piper;
 mod segment;
 pub mod stage;
 pub mod synth;
@@ -44,7 +51,11 @@ pub mod synth;
 pub use chunker::SentenceChunker;
 pub use elevenlabs::{ElevenLabs, ElevenLabsConfig, OutputFormat, Transport, VoiceSettings};
 pub use error::Error;
+#[cfg(feature = "espeak")]
+pub use espeak::{Espeak, EspeakConfig};
 pub use openai::{OpenAiSpeech, OpenAiSpeechConfig, SpeechVoice};
+#[cfg(feature = "piper")]
+pub use piper::{Piper, PiperConfig};
 pub use segment::{HOLD_MS, MAX_PIECE_MS};
 pub use stage::{StageOptions, TtsStage};
 pub use synth::{Alignment, SynthEvent, Synthesizer, TextChunk};

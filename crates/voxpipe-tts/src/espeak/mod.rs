@@ -1,0 +1,196 @@
+//! `tts.espeak`: local synthesis with libespeak-ng. Robotic but instant, no model files; also
+//! the phonemizer behind `tts.piper`.
+//!
+//! Every chunk of a reply is synthesized as soon as the stage cuts it and goes out whole
+//! (espeak-ng needs a few milliseconds per sentence), so audio streams sentence by sentence.
+
+pub(crate) mod engine;
+
+use crate::Error;
+use crate::chunker::{DEFAULT_MAX_CHUNK_CHARS, DEFAULT_MIN_CHUNK_CHARS};
+use crate::stage::{StageOptions, TtsStage};
+use crate::synth::{SynthEvent, Synthesizer, TextChunk};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::debug;
+use voxpipe_core::SampleRate;
+
+/// Stage name.
+const NAME: &str = "tts.espeak";
+
+/// Configuration of `tts.espeak`.
+///
+/// ```toml
+/// [[stages]]
+/// kind = "tts.espeak"
+/// voice = "en-us"
+/// rate_wpm = 175
+/// pitch = 50
+/// sample_rate = 24000
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EspeakConfig {
+    /// espeak-ng voice name (`espeak-ng --voices` lists them), e.g. `en-us`, `en-gb`, `fr`.
+    /// Default: `en-us`.
+    #[serde(default = "defaults::voice")]
+    pub voice: String,
+    /// Speaking rate, words per minute, 80 to 450. Default: 175.
+    #[serde(default = "defaults::rate_wpm")]
+    pub rate_wpm: u32,
+    /// Pitch, 0 to 100 (50 is the voice's normal pitch). Default: 50.
+    #[serde(default = "defaults::pitch")]
+    pub pitch: u32,
+    /// Output sample rate in Hz; espeak-ng's 22,050 Hz audio is resampled. Default: 24000.
+    #[serde(default = "defaults::sample_rate")]
+    pub sample_rate: SampleRate,
+    /// Minimum chunk length in characters: shorter sentences merge with the next. Default: 20.
+    #[serde(default = "defaults::min_chunk_chars")]
+    pub min_chunk_chars: usize,
+    /// Length in characters beyond which a sentence is cut at a clause boundary. Default: 150.
+    #[serde(default = "defaults::max_chunk_chars")]
+    pub max_chunk_chars: usize,
+}
+
+mod defaults {
+    pub fn voice() -> String {
+        "en-us".into()
+    }
+    pub fn rate_wpm() -> u32 {
+        175
+    }
+    pub fn pitch() -> u32 {
+        50
+    }
+    pub use crate::openai::defaults::{max_chunk_chars, min_chunk_chars, sample_rate};
+}
+
+impl Default for EspeakConfig {
+    fn default() -> Self {
+        Self {
+            voice: defaults::voice(),
+            rate_wpm: defaults::rate_wpm(),
+            pitch: defaults::pitch(),
+            sample_rate: defaults::sample_rate(),
+            min_chunk_chars: DEFAULT_MIN_CHUNK_CHARS,
+            max_chunk_chars: DEFAULT_MAX_CHUNK_CHARS,
+        }
+    }
+}
+
+impl EspeakConfig {
+    /// The stage settings.
+    pub fn stage_options(&self) -> StageOptions {
+        StageOptions {
+            sample_rate: self.sample_rate,
+            min_chunk_chars: self.min_chunk_chars,
+            max_chunk_chars: self.max_chunk_chars,
+        }
+    }
+}
+
+/// The espeak-ng synthesizer.
+#[derive(Debug)]
+pub struct Espeak {
+    config: EspeakConfig,
+    engine: &'static engine::Engine,
+}
+
+impl Espeak {
+    /// Checks `config`, starts the process-wide espeak thread if needed and checks the voice.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an unknown voice, a rate or pitch out of range, a zero sample
+    /// rate, or when libespeak-ng cannot start (its data is missing).
+    pub async fn new(config: EspeakConfig) -> Result<Self, Error> {
+        if !engine::RATE_WPM_RANGE.contains(&config.rate_wpm) {
+            let detail = format!("expected 80 to 450 words per minute, got {}", config.rate_wpm);
+            return Err(Error::Config { field: "rate_wpm", detail });
+        }
+        if !engine::PITCH_RANGE.contains(&config.pitch) {
+            let detail = format!("expected 0 to 100, got {}", config.pitch);
+            return Err(Error::Config { field: "pitch", detail });
+        }
+        if config.sample_rate == 0 {
+            return Err(Error::Config { field: "sample_rate", detail: "must be > 0".into() });
+        }
+        let engine = start_engine().await?;
+        engine.check_voice(&config.voice).await.map_err(|detail| Error::Config { field: "voice", detail })?;
+        Ok(Self { config, engine })
+    }
+
+    /// The pipeline stage speaking through this synthesizer.
+    pub fn into_stage(self) -> TtsStage<Self> {
+        let opts = self.config.stage_options();
+        TtsStage::new(self, opts)
+    }
+
+    /// Synthesizes `text` at once (PCM16 at [`Synthesizer::sample_rate`]), outside a pipeline.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when espeak-ng fails.
+    pub async fn synthesize(&self, text: &str) -> Result<Vec<i16>, Error> {
+        let c = &self.config;
+        self.engine.synthesize(text, &c.voice, c.rate_wpm, c.pitch).await.map_err(engine_error(NAME))
+    }
+}
+
+/// The espeak engine, started off the async runtime's worker (once per process).
+pub(crate) async fn start_engine() -> Result<&'static engine::Engine, Error> {
+    let started = tokio::task::spawn_blocking(engine::engine)
+        .await
+        .map_err(|e| Error::Config { field: "voice", detail: format!("espeak start-up panicked: {e}") })?;
+    started.map_err(|detail| Error::Config { field: "voice", detail: format!("libespeak-ng: {detail}") })
+}
+
+/// Maps an engine failure on one chunk to a non-fatal provider error.
+pub(crate) fn engine_error(provider: &'static str) -> impl Fn(String) -> Error {
+    move |detail| Error::Unavailable { provider, attempts: 1, detail }
+}
+
+#[async_trait]
+impl Synthesizer for Espeak {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+    fn sample_rate(&self) -> SampleRate {
+        self.engine.sample_rate()
+    }
+    async fn speak_reply(
+        &self,
+        mut text: mpsc::Receiver<TextChunk>,
+        events: mpsc::Sender<SynthEvent>,
+    ) -> Result<(), Error> {
+        while let Some(chunk) = text.recv().await {
+            if !chunk.text.is_empty() {
+                let requested_at = Instant::now();
+                let start = SynthEvent::SegmentStart { requested_at, text: Some(chunk.text.clone()) };
+                if events.send(start).await.is_err() {
+                    return Ok(());
+                }
+                let sent = match self.synthesize(&chunk.text).await {
+                    Ok(samples) => {
+                        debug!(
+                            chars = chunk.text.len(),
+                            samples = samples.len(),
+                            ms = requested_at.elapsed().as_millis() as u64,
+                            "espeak chunk synthesized"
+                        );
+                        let audio = SynthEvent::Audio { samples, alignment: None };
+                        events.send(audio).await.is_ok() && events.send(SynthEvent::SegmentEnd).await.is_ok()
+                    }
+                    Err(e) => events.send(SynthEvent::Failed(e)).await.is_ok(),
+                };
+                if !sent {
+                    return Ok(());
+                }
+            }
+            if chunk.is_last {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
