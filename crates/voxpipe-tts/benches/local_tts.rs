@@ -40,7 +40,8 @@ fn print_table(name: &str, rows: &[Row]) {
     }
     let n = rows.len() as f64;
     let ttfa = rows.iter().map(|r| r.first_audio_ms).sum::<f64>() / n;
-    let rtf = rows.iter().map(|r| r.total_ms).sum::<f64>() / 1000.0 / rows.iter().map(|r| r.audio_s).sum::<f64>();
+    let rtf =
+        rows.iter().map(|r| r.total_ms).sum::<f64>() / 1000.0 / rows.iter().map(|r| r.audio_s).sum::<f64>();
     println!("| mean | {ttfa:.0} | | | {rtf:.3} |");
 }
 

@@ -34,7 +34,9 @@ async fn a_streamed_reply_becomes_plausible_non_silent_audio_carrying_every_word
     assert!(rms(&all) > 500.0, "RMS {:.0}: silent", rms(&all));
     assert_eq!(words(&spoken_text(&frames)), words(REPLY));
     let events = h.drain_events();
-    assert!(events.iter().any(|e| matches!(e, EventKind::Metric { name, .. } if name == "tts_first_audio_ms")));
+    assert!(
+        events.iter().any(|e| matches!(e, EventKind::Metric { name, .. } if name == "tts_first_audio_ms"))
+    );
     assert!(!events.iter().any(|e| matches!(e, EventKind::ProviderError { .. })), "{events:?}");
 }
 
@@ -67,7 +69,8 @@ async fn a_faster_rate_gives_shorter_audio() {
 
 #[tokio::test]
 async fn an_unknown_voice_is_a_configuration_error() {
-    let err = Espeak::new(EspeakConfig { voice: "zz-nonexistent".into(), ..Default::default() }).await.unwrap_err();
+    let err =
+        Espeak::new(EspeakConfig { voice: "zz-nonexistent".into(), ..Default::default() }).await.unwrap_err();
     assert!(matches!(err, Error::Config { field: "voice", .. }), "{err}");
     assert!(err.is_fatal());
     assert!(err.to_string().contains("espeak-ng --voices"), "{err}");
@@ -87,4 +90,11 @@ fn config_fills_defaults_and_rejects_unknown_fields() {
     assert_eq!(c, EspeakConfig { voice: "en-gb".into(), ..Default::default() });
     assert_eq!((c.rate_wpm, c.pitch, c.sample_rate), (175, 50, 24_000));
     assert!(serde_json::from_str::<EspeakConfig>(r#"{"kind": "tts.espeak"}"#).is_err());
+}
+
+#[tokio::test]
+async fn phonemes_come_in_ipa_one_string_per_sentence() {
+    let e = Espeak::new(EspeakConfig::default()).await.unwrap();
+    let s = e.phonemize("Hello, world. Fine: yes!").await.unwrap();
+    assert_eq!(s, vec!["həlˈoʊ, wˈɜːld.".to_string(), "fˈaɪn: jˈɛs!".to_string()]);
 }

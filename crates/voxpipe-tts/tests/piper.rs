@@ -72,7 +72,9 @@ async fn a_streamed_reply_is_resampled_to_the_configured_rate_with_every_word_in
     assert!(rms(&all) > 1_000.0);
     assert_eq!(words(&spoken_text(&frames)), words(reply));
     let events = h.drain_events();
-    assert!(events.iter().any(|e| matches!(e, EventKind::Metric { name, .. } if name == "tts_first_audio_ms")));
+    assert!(
+        events.iter().any(|e| matches!(e, EventKind::Metric { name, .. } if name == "tts_first_audio_ms"))
+    );
     assert!(!events.iter().any(|e| matches!(e, EventKind::ProviderError { .. })), "{events:?}");
 }
 
@@ -94,9 +96,10 @@ async fn sentence_silence_is_appended_after_each_sentence() {
 
 #[tokio::test]
 async fn a_missing_voice_file_names_the_pull_command() {
-    let err = Piper::new(PiperConfig { voice: "/nonexistent/en_US-nobody.onnx".into(), ..Default::default() })
-        .await
-        .unwrap_err();
+    let err =
+        Piper::new(PiperConfig { voice: "/nonexistent/en_US-nobody.onnx".into(), ..Default::default() })
+            .await
+            .unwrap_err();
     assert!(matches!(err, Error::Config { field: "voice", .. }), "{err}");
     assert!(err.is_fatal());
     assert!(err.to_string().contains("voxpipe models pull piper-joe"), "{err}");
@@ -106,7 +109,7 @@ async fn a_missing_voice_file_names_the_pull_command() {
 async fn a_voice_without_its_json_config_names_the_pull_command() {
     let store = voxpipe_models::ModelStore::from_env().unwrap();
     let lib = store.pull("onnxruntime", &voxpipe_models::NoProgress).await.unwrap();
-    let env = tokio::task::spawn_blocking(move || voxpipe_tts::piper::init_onnxruntime(&lib).map(|e| e.clone()))
+    let env = tokio::task::spawn_blocking(move || voxpipe_tts::piper::init_onnxruntime(&lib).cloned())
         .await
         .unwrap()
         .unwrap();

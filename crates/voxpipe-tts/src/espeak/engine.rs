@@ -81,7 +81,8 @@ fn start() -> Result<Engine, String> {
         .name("espeak".into())
         .spawn(move || worker(rx, ready_tx))
         .map_err(|e| format!("cannot start the espeak thread: {e}"))?;
-    let sample_rate = ready_rx.recv().map_err(|_| "the espeak thread exited during start-up".to_string())??;
+    let sample_rate =
+        ready_rx.recv().map_err(|_| "the espeak thread exited during start-up".to_string())??;
     debug!(sample_rate, "espeak-ng initialised");
     Ok(Engine { jobs, sample_rate })
 }
@@ -117,7 +118,10 @@ impl Engine {
         self.call(|reply| Job::Phonemize { text, voice, reply }).await
     }
 
-    async fn call<T>(&self, job: impl FnOnce(oneshot::Sender<Result<T, String>>) -> Job) -> Result<T, String> {
+    async fn call<T>(
+        &self,
+        job: impl FnOnce(oneshot::Sender<Result<T, String>>) -> Job,
+    ) -> Result<T, String> {
         let (tx, rx) = oneshot::channel();
         self.jobs.send(job(tx)).await.map_err(|_| "the espeak thread has stopped".to_string())?;
         rx.await.map_err(|_| "the espeak thread dropped the request".to_string())?

@@ -135,6 +135,15 @@ impl Espeak {
         let c = &self.config;
         self.engine.synthesize(text, &c.voice, c.rate_wpm, c.pitch).await.map_err(engine_error(NAME))
     }
+
+    /// The IPA phonemes of `text` in the configured voice, one string per sentence, clause
+    /// punctuation kept (the phonemizer Piper voices are trained on).
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when espeak-ng fails.
+    pub async fn phonemize(&self, text: &str) -> Result<Vec<String>, Error> {
+        self.engine.phonemize(text, &self.config.voice).await.map_err(engine_error(NAME))
+    }
 }
 
 /// The espeak engine, started off the async runtime's worker (once per process).

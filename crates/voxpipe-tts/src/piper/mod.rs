@@ -116,9 +116,11 @@ impl PiperConfig {
     }
 
     fn check(&self) -> Result<(), Error> {
-        for (field, value) in
-            [("length_scale", self.length_scale), ("noise_scale", self.noise_scale), ("noise_w", self.noise_w)]
-        {
+        for (field, value) in [
+            ("length_scale", self.length_scale),
+            ("noise_scale", self.noise_scale),
+            ("noise_w", self.noise_w),
+        ] {
             if let Some(v) = value
                 && !(v.is_finite() && (0.0..=10.0).contains(&v))
             {
@@ -164,7 +166,8 @@ impl Piper {
     /// onnxruntime` when a file is missing and cannot be fetched, or for bad settings.
     pub async fn new(config: PiperConfig) -> Result<Self, Error> {
         config.check()?;
-        let store = ModelStore::from_env().map_err(|e| Error::Config { field: "voice", detail: e.to_string() })?;
+        let store =
+            ModelStore::from_env().map_err(|e| Error::Config { field: "voice", detail: e.to_string() })?;
         let model_path = resolve(&store, &config.voice, "voice", DEFAULT_VOICE).await?;
         let lib = resolve(&store, ONNXRUNTIME_ID, "onnxruntime", ONNXRUNTIME_ID).await?;
         let env = blocking(move || init_onnxruntime(&lib)).await?;
@@ -177,7 +180,11 @@ impl Piper {
     /// # Errors
     /// [`Error::Config`] for a missing or unreadable voice file, an unknown espeak-ng voice,
     /// or bad settings.
-    pub async fn with_environment(config: PiperConfig, model_path: &Path, env: &Environment) -> Result<Self, Error> {
+    pub async fn with_environment(
+        config: PiperConfig,
+        model_path: &Path,
+        env: &Environment,
+    ) -> Result<Self, Error> {
         config.check()?;
         if !model_path.is_file() {
             return Err(missing_voice(&model_path.display().to_string()));
@@ -185,7 +192,10 @@ impl Piper {
         let json = PathBuf::from(format!("{}.json", model_path.display()));
         let voice = Arc::new(blocking(move || VoiceFile::load(&json)).await?);
         let espeak = start_engine().await?;
-        espeak.check_voice(&voice.espeak.voice).await.map_err(|detail| Error::Config { field: "voice", detail })?;
+        espeak
+            .check_voice(&voice.espeak.voice)
+            .await
+            .map_err(|detail| Error::Config { field: "voice", detail })?;
         let (env, path) = (env.clone(), model_path.to_path_buf());
         let started = Instant::now();
         let model = blocking(move || VoiceModel::load_shared(&env, &path)).await?;
@@ -313,7 +323,12 @@ impl Synthesizer for Piper {
 }
 
 /// A model id or path from the store, pulled when it is a known id not yet installed.
-async fn resolve(store: &ModelStore, name: &str, field: &'static str, pull_id: &str) -> Result<PathBuf, Error> {
+async fn resolve(
+    store: &ModelStore,
+    name: &str,
+    field: &'static str,
+    pull_id: &str,
+) -> Result<PathBuf, Error> {
     store.resolve_or_pull(name, &NoProgress).await.map_err(|e| {
         let hint = if field == "voice" { " or point `voice` at a Piper .onnx file" } else { "" };
         let detail = format!("{name}: {e}; run `voxpipe models pull {pull_id}`{hint}");
@@ -329,7 +344,9 @@ fn missing_voice(path: &str) -> Error {
     Error::Config { field: "voice", detail }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Error> + Send + 'static) -> Result<T, Error> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
     tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
         Err(Error::Config { field: "voice", detail: format!("Piper start-up task failed: {e}") })
     })

@@ -179,10 +179,7 @@ impl VoiceModel {
             field: "voice",
             detail: format!("onnxruntime cannot load the Piper voice {}: {e}", path.display()),
         };
-        let session = Session::builder(env)
-            .map_err(config)?
-            .commit_from_file(path)
-            .map_err(|e| config(e.into()))?;
+        let session = Session::builder(env).map_err(config)?.commit_from_file(path).map_err(config)?;
         let model = Arc::new(Self { session: Mutex::new(session), path: key.clone() });
         models.push((key, Arc::downgrade(&model)));
         Ok(model)
