@@ -4,6 +4,7 @@
 //! (virtual) tokio clock.
 
 mod fake;
+mod models;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -49,6 +50,12 @@ pub enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
     },
+    /// Manage the local model cache (`list`, `pull ID…`, `path ID`).
+    Models {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: models::ModelsCommand,
+    },
     /// Run a local fake of a remote API for offline development.
     Fake {
         /// Which fake.
@@ -58,7 +65,10 @@ pub enum Command {
 }
 
 fn init_logging(format: LogFormat) {
-    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    // whisper.cpp and llama.cpp narrate every model load at INFO; keep them to warnings unless
+    // RUST_LOG asks for them.
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,whisper_rs=warn,llama_cpp_2=warn".into());
     // Whatever RUST_LOG says, never let HTTP/WebSocket internals log request headers: they
     // carry API keys (tungstenite traces the whole upgrade request).
     for directive in [
@@ -97,6 +107,7 @@ pub fn main() -> ExitCode {
             Command::Run(args) => run::run_command(args).await,
             Command::Check { pipeline, profile, sets } => run::check_command(&pipeline, profile, sets),
             Command::Fake { which } => fake::run(which).await,
+            Command::Models { cmd } => models::run(cmd).await,
         }
     });
     match result {

@@ -53,30 +53,48 @@ impl Env {
     }
 }
 
-fn build_stage(i: usize, stage: &StageConfig, env: &Env) -> Result<Box<dyn Stage>, BuildError> {
+/// Whether building a stage may load model weights (`check` only resolves their paths).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Load {
+    Models,
+    PathsOnly,
+}
+
+fn build_stage(
+    i: usize,
+    stage: &StageConfig,
+    env: &Env,
+    load: Load,
+) -> Result<Option<Box<dyn Stage>>, BuildError> {
     let key = |k: &str| format!("stages[{i}].{k}");
     let whole = || format!("stages[{i}]");
-    match stage {
-        StageConfig::AsrWhisper(c) => build_whisper(c).map_err(|m| BuildError::new(key("model"), m)),
+    Ok(Some(match stage {
+        StageConfig::AsrWhisper(c) => {
+            if load == Load::PathsOnly {
+                resolve_model(&c.model).map_err(|m| BuildError::new(key("model"), m))?;
+                return Ok(None);
+            }
+            build_whisper(c).map_err(|m| BuildError::new(key("model"), m))?
+        }
         StageConfig::AsrOpenAi(c) => {
             let api_key = env.secret(&c.api_key_env, key("api_key_env"))?;
             let client = voxpipe_asr::OpenAiTranscriber::with_key(c, api_key);
-            Ok(Box::new(voxpipe_asr::OpenAiTranscribeStage::with_client(c, client)))
+            Box::new(voxpipe_asr::OpenAiTranscribeStage::with_client(c, client))
         }
         StageConfig::LlmOpenAi(c) => {
             let api_key = match &c.api_key_env {
                 Some(var) => Some(env.secret(var, key("api_key_env"))?),
                 None => None,
             };
-            Ok(Box::new(
+            Box::new(
                 voxpipe_llm::OpenAiChat::new(c.clone(), api_key).map_err(|e| BuildError::new(whole(), e))?,
-            ))
+            )
         }
         StageConfig::LlmAnthropic(c) => {
             let api_key = env.secret(&c.api_key_env, key("api_key_env"))?;
-            Ok(Box::new(
+            Box::new(
                 voxpipe_llm::Anthropic::new(c.clone(), api_key).map_err(|e| BuildError::new(whole(), e))?,
-            ))
+            )
         }
         StageConfig::TtsOpenAi(c) => {
             let api_key = match &c.api_key_env {
@@ -85,13 +103,13 @@ fn build_stage(i: usize, stage: &StageConfig, env: &Env) -> Result<Box<dyn Stage
             };
             let tts = voxpipe_tts::OpenAiSpeech::new(c.clone(), api_key)
                 .map_err(|e| BuildError::new(whole(), e))?;
-            Ok(Box::new(tts.into_stage()))
+            Box::new(tts.into_stage())
         }
         StageConfig::TtsElevenLabs(c) => {
             let api_key = env.secret(&c.api_key_env, key("api_key_env"))?;
             let tts =
                 voxpipe_tts::ElevenLabs::new(c.clone(), api_key).map_err(|e| BuildError::new(whole(), e))?;
-            Ok(Box::new(tts.into_stage()))
+            Box::new(tts.into_stage())
         }
         StageConfig::RealtimeOpenAi(c) => {
             let api_key = env.secret(&c.api_key_env, key("api_key_env"))?;
@@ -101,15 +119,19 @@ fn build_stage(i: usize, stage: &StageConfig, env: &Env) -> Result<Box<dyn Stage
                 }
                 other => BuildError::new(format!("stages[{i}]"), other),
             })?;
-            Ok(Box::new(stage))
+            Box::new(stage)
         }
-    }
+    }))
+}
+
+fn resolve_model(name: &str) -> Result<std::path::PathBuf, String> {
+    let store = voxpipe_models::ModelStore::from_env().map_err(|e| e.to_string())?;
+    store.resolve(name).map_err(|e| e.to_string())
 }
 
 #[cfg(feature = "whisper")]
 fn build_whisper(c: &voxpipe_asr::WhisperConfig) -> Result<Box<dyn Stage>, String> {
-    let store = voxpipe_models::ModelStore::from_env().map_err(|e| e.to_string())?;
-    let path = store.resolve(&c.model).map_err(|e| e.to_string())?;
+    let path = resolve_model(&c.model)?;
     let transcriber = voxpipe_asr::Transcriber::load(&path, c).map_err(|e| e.to_string())?;
     Ok(Box::new(voxpipe_asr::WhisperStage::new(transcriber)))
 }
@@ -178,7 +200,7 @@ pub fn build(config: &PipelineConfig, env: &Env) -> Result<Pipeline, BuildError>
     let mut stages = Vec::with_capacity(config.stages.len() + 1);
     stages.extend(turn_controller(config)?);
     for (i, s) in config.stages.iter().enumerate() {
-        stages.push(build_stage(i, s, env)?);
+        stages.extend(build_stage(i, s, env, Load::Models)?);
     }
     let sink: Box<dyn Sink> = match &config.output {
         OutputConfig::Wav(c) => Box::new(voxpipe_transport::wav::WavSink::new(c.clone())),
@@ -204,7 +226,7 @@ pub fn validate(config: &PipelineConfig, env: &Env) -> Result<(), BuildError> {
     }
     turn_mode(config)?;
     for (i, s) in config.stages.iter().enumerate() {
-        build_stage(i, s, env)?;
+        build_stage(i, s, env, Load::PathsOnly)?;
     }
     Ok(())
 }
