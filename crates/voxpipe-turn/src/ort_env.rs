@@ -7,6 +7,12 @@
 //! [`Environment`] it returns; the first call loads the library, later calls return the same
 //! environment.
 //!
+//! `ort` allows one [`Environment`] per process, ever, and has no getter for it: a component
+//! that builds its own (today `voxpipe-tts`'s Piper has a twin of this module) makes this
+//! initialiser fail with [`OrtInitError::Environment`]. Share one instead: build it here and
+//! hand it to `Piper::with_environment`, or build it there and hand it to
+//! [`SileroVad::with_environment`](crate::silero::SileroVad::with_environment).
+//!
 //! ```no_run
 //! # fn demo() -> Result<(), voxpipe_turn::ort_env::OrtInitError> {
 //! let lib = std::path::Path::new("/home/me/.cache/voxpipe/models/onnxruntime/libonnxruntime.so.1.32.0");
@@ -44,7 +50,15 @@ pub enum OrtInitError {
         /// The loader's message.
         reason: String,
     },
-    /// The library loaded but the runtime refused to start or to build a session.
+    /// The library loaded but the environment could not be created. `ort` allows one
+    /// environment per process, ever: this is what happens when another component (e.g.
+    /// `voxpipe-tts`'s Piper voice) created it through its own initialiser.
+    #[error(
+        "cannot create the ONNX Runtime environment: {0}; ort allows one per process, so if \
+         another component created it, pass that environment to `SileroVad::with_environment`"
+    )]
+    Environment(#[source] ort::Error),
+    /// The runtime failed after start-up (building a session).
     #[error("ONNX Runtime failed: {0}")]
     Runtime(#[from] ort::Error),
 }
@@ -58,17 +72,18 @@ impl From<OrtInitError> for crate::vad::VadError {
 /// Loads ONNX Runtime from `lib_path` (once per process) and returns the shared environment.
 ///
 /// Idempotent: after the first success every call returns the same environment, whatever
-/// path it is given (a process holds one onnxruntime). If another crate already loaded the
-/// library through `ort` directly, that library is used and this still succeeds. A failed
-/// call leaves nothing behind, so a later call with a good path can succeed.
+/// path it is given (a process holds one onnxruntime). If another component already loaded
+/// the library through `ort`, that library is used. A failed call leaves nothing behind, so a
+/// later call with a good path can succeed.
 ///
 /// Blocking (it opens a ~20 MB shared library the first time): call it from start-up code or
 /// `spawn_blocking`, not from an async task's hot path.
 ///
 /// # Errors
 /// [`OrtInitError::LibraryMissing`] when the file is absent (the message says how to fetch
-/// it), [`OrtInitError::Load`] when it cannot be opened, [`OrtInitError::Runtime`] when the
-/// environment cannot be created.
+/// it), [`OrtInitError::Load`] when it cannot be opened, [`OrtInitError::Environment`] when
+/// the environment cannot be created (for instance because another component of the process
+/// already created one: `ort` allows only one, and offers no way to fetch it).
 pub fn init_onnxruntime(lib_path: &Path) -> Result<&'static Environment, OrtInitError> {
     if let Some(env) = ENV.get() {
         return Ok(env);
@@ -83,7 +98,8 @@ pub fn init_onnxruntime(lib_path: &Path) -> Result<&'static Environment, OrtInit
     // A no-op (returning a fresh builder) when `ort` already holds a library.
     let builder = ort::init_from(lib_path)
         .map_err(|e| OrtInitError::Load { path: lib_path.to_path_buf(), reason: e.to_string() })?;
-    let env = builder.with_name("voxpipe").with_telemetry(false).build()?;
+    let env =
+        builder.with_name("voxpipe").with_telemetry(false).build().map_err(OrtInitError::Environment)?;
     tracing::info!(library = %lib_path.display(), "ONNX Runtime loaded");
     Ok(ENV.get_or_init(|| env))
 }

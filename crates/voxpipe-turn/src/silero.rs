@@ -21,6 +21,7 @@
 
 use crate::ort_env::init_onnxruntime;
 use crate::vad::{Vad, VadError};
+use ort::environment::Environment;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session};
 use ort::value::Tensor;
@@ -79,16 +80,20 @@ impl SileroVad {
     /// `voxpipe models pull` command to run), an unsupported rate, a file that is not a Silero
     /// v5/v6 model, or an ONNX Runtime failure.
     pub fn load(model_path: &Path, onnxruntime_lib_path: &Path, rate: u32) -> Result<Self, VadError> {
-        let (window, context) = match rate {
-            16_000 => (512, 64),
-            8_000 => (256, 32),
-            other => {
-                return Err(VadError::Load(format!(
-                    "Silero VAD runs at 8000 or 16000 Hz, not {other} Hz: resample first"
-                )));
-            }
-        };
+        window_and_context(rate)?;
         let env = init_onnxruntime(onnxruntime_lib_path)?;
+        Self::with_environment(env, model_path, rate)
+    }
+
+    /// Like [`load`](Self::load), on an ONNX Runtime environment the caller already has.
+    ///
+    /// `ort` allows one environment per process, ever: when another component built it (e.g.
+    /// `voxpipe-tts`'s Piper voice), hand that environment here instead of calling `load`.
+    ///
+    /// # Errors
+    /// As [`load`](Self::load), minus the library errors.
+    pub fn with_environment(env: &Environment, model_path: &Path, rate: u32) -> Result<Self, VadError> {
+        let (window, context) = window_and_context(rate)?;
         if !model_path.is_file() {
             return Err(VadError::Load(format!(
                 "the Silero VAD model {} does not exist: run `voxpipe models pull {SILERO_MODEL_ID}`",
@@ -157,9 +162,20 @@ impl SileroVad {
     }
 }
 
+/// Samples per window and of context at `rate`.
+fn window_and_context(rate: u32) -> Result<(usize, usize), VadError> {
+    match rate {
+        16_000 => Ok((512, 64)),
+        8_000 => Ok((256, 32)),
+        other => Err(VadError::Load(format!(
+            "Silero VAD runs at 8000 or 16000 Hz, not {other} Hz: resample first"
+        ))),
+    }
+}
+
 /// One session on one thread without spinning: Silero is tiny, and a spinning pool would burn
 /// a core per call between frames.
-fn build_session(env: &ort::environment::Environment, model_path: &Path) -> ort::Result<Session> {
+fn build_session(env: &Environment, model_path: &Path) -> ort::Result<Session> {
     let session = Session::builder(env)?
         .with_optimization_level(GraphOptimizationLevel::Level3)?
         .with_intra_threads(1)?

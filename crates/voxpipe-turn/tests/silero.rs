@@ -357,3 +357,17 @@ fn probabilities_match_the_reference_python_loop_at_both_rates() {
         }
     }
 }
+
+#[test]
+fn a_vad_built_on_an_environment_from_elsewhere_matches_the_reference() {
+    let env = voxpipe_turn::ort_env::init_onnxruntime(&models().lib).expect("environment");
+    let mut vad = SileroVad::with_environment(env, &models().model, 16_000).expect("load on shared env");
+    let probs = probabilities(&mut vad, &synthetic_vowel(16_000));
+    assert!(probs.iter().zip(REFERENCE_16K).all(|(p, r)| (p - r).abs() < 1e-4), "{probs:?}");
+    // Building a second environment is what `ort` refuses; the initialiser hands out the first.
+    let again =
+        voxpipe_turn::ort_env::init_onnxruntime(std::path::Path::new("/nonexistent")).expect("same env");
+    assert!(std::ptr::eq(env, again));
+    let second = ort::init_from(&models().lib).expect("library already loaded").build();
+    assert!(second.is_err(), "ort allows one environment per process");
+}
