@@ -57,7 +57,7 @@ async fn prefix_audio_interims_and_final_follow_the_speech_frames() {
         in_tx.send(chunk(i)).await.unwrap();
     }
     in_tx.send(Frame::SpeechStarted { at: Duration::from_millis(1000) }).await.unwrap();
-    ctx.control.send(Control::Interrupt { reason: InterruptReason::BargeIn, onset: None });
+    ctx.control.send(Control::Interrupt { reason: InterruptReason::BargeIn, onset: None, played: None });
     for i in 50..110 {
         in_tx.send(chunk(i)).await.unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
