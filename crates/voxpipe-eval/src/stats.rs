@@ -1,0 +1,117 @@
+//! Percentiles and the bootstrap confidence interval of a difference of medians.
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+/// Seed of the report's bootstrap, so a report is reproducible from its inputs.
+pub const BOOTSTRAP_SEED: u64 = 0x766f_7870_6970_65; // "voxpipe"
+/// Resamples of the report's bootstrap.
+pub const BOOTSTRAP_RESAMPLES: usize = 2000;
+
+/// The `p`-th percentile (0..=100) of `values` by linear interpolation between closest ranks
+/// (numpy's default); `None` for no values.
+pub fn percentile(values: &[f64], p: f64) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    Some(percentile_sorted(&v, p))
+}
+
+fn percentile_sorted(v: &[f64], p: f64) -> f64 {
+    let rank = (p.clamp(0.0, 100.0) / 100.0) * (v.len() - 1) as f64;
+    let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
+    v[lo] + (v[hi] - v[lo]) * (rank - lo as f64)
+}
+
+/// A difference `B − A` of medians with its bootstrap confidence interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct DiffCi {
+    /// `median(B) − median(A)`.
+    pub diff: f64,
+    /// Lower bound of the interval.
+    pub low: f64,
+    /// Upper bound.
+    pub high: f64,
+}
+
+impl DiffCi {
+    /// True when the interval lies entirely on one side of zero.
+    pub fn excludes_zero(&self) -> bool {
+        self.low > 0.0 || self.high < 0.0
+    }
+}
+
+/// Percentile bootstrap of `median(b) − median(a)`: `resamples` times, resample each group
+/// with replacement (independently) and take the difference of medians; the interval is the
+/// `(1−level)/2` and `(1+level)/2` percentiles of those differences. Deterministic for a seed.
+/// `None` when either group is empty.
+pub fn bootstrap_median_diff(a: &[f64], b: &[f64], resamples: usize, level: f64, seed: u64) -> Option<DiffCi> {
+    let diff = percentile(b, 50.0)? - percentile(a, 50.0)?;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (mut ra, mut rb) = (vec![0.0; a.len()], vec![0.0; b.len()]);
+    let mut diffs = Vec::with_capacity(resamples.max(1));
+    for _ in 0..resamples.max(1) {
+        for x in ra.iter_mut() {
+            *x = a[rng.random_range(0..a.len())];
+        }
+        for x in rb.iter_mut() {
+            *x = b[rng.random_range(0..b.len())];
+        }
+        ra.sort_by(|x, y| x.total_cmp(y));
+        rb.sort_by(|x, y| x.total_cmp(y));
+        diffs.push(percentile_sorted(&rb, 50.0) - percentile_sorted(&ra, 50.0));
+    }
+    diffs.sort_by(|x, y| x.total_cmp(y));
+    let tail = (1.0 - level.clamp(0.0, 1.0)) / 2.0 * 100.0;
+    Some(DiffCi { diff, low: percentile_sorted(&diffs, tail), high: percentile_sorted(&diffs, 100.0 - tail) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_interpolate_between_ranks() {
+        let v = [4.0, 1.0, 3.0, 2.0, 5.0];
+        assert_eq!(percentile(&v, 50.0), Some(3.0));
+        assert_eq!(percentile(&v, 0.0), Some(1.0));
+        assert_eq!(percentile(&v, 100.0), Some(5.0));
+        assert_eq!(percentile(&v, 90.0), Some(4.6));
+        assert_eq!(percentile(&[10.0, 20.0], 50.0), Some(15.0));
+        assert_eq!(percentile(&[7.0], 95.0), Some(7.0));
+        assert_eq!(percentile(&[], 50.0), None);
+    }
+
+    fn noisy(base: f64, n: usize) -> Vec<f64> {
+        (0..n).map(|i| base + ((i * 37) % 23) as f64 - 11.0).collect()
+    }
+
+    #[test]
+    fn a_clear_difference_has_an_interval_that_excludes_zero() {
+        let (a, b) = (noisy(800.0, 30), noisy(1000.0, 30));
+        let ci = bootstrap_median_diff(&a, &b, 2000, 0.95, 1).unwrap();
+        assert!((ci.diff - 200.0).abs() < 1e-9, "{ci:?}");
+        assert!(ci.excludes_zero() && ci.low > 150.0 && ci.high < 250.0, "{ci:?}");
+        assert!(ci.low <= ci.diff && ci.diff <= ci.high);
+    }
+
+    #[test]
+    fn identical_samples_give_an_interval_around_zero() {
+        let a = noisy(800.0, 30);
+        let ci = bootstrap_median_diff(&a, &a.clone(), 2000, 0.95, 1).unwrap();
+        assert_eq!(ci.diff, 0.0);
+        assert!(!ci.excludes_zero(), "{ci:?}");
+        assert!(ci.low < 0.0 && ci.high > 0.0, "{ci:?}");
+    }
+
+    #[test]
+    fn the_bootstrap_is_deterministic_for_a_seed() {
+        let (a, b) = (noisy(500.0, 12), noisy(520.0, 9));
+        let x = bootstrap_median_diff(&a, &b, 500, 0.95, 42);
+        assert_eq!(x, bootstrap_median_diff(&a, &b, 500, 0.95, 42));
+        assert!(bootstrap_median_diff(&[], &b, 500, 0.95, 42).is_none());
+    }
+}
