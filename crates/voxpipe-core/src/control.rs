@@ -29,6 +29,8 @@ pub enum Control {
         reason: InterruptReason,
         /// Input-timeline time of the speech onset that caused it, when known.
         onset: Option<Duration>,
+        /// What the caller had heard of the item that was playing, if one was audible.
+        played: Option<crate::playout::PlayedItem>,
     },
     /// Push-to-talk: the caller pressed the talk button.
     UserTurnStart,

@@ -17,6 +17,9 @@ pub struct PlayedItem {
     pub item: ItemId,
     /// Milliseconds of its audio actually played.
     pub played_ms: u64,
+    /// The words whose audio was played completely (when producers tag audio with its words,
+    /// as cascade TTS does); empty otherwise.
+    pub heard: String,
 }
 
 #[derive(Debug, Default)]
@@ -27,6 +30,8 @@ struct State {
     sample_rate: SampleRate,
     /// True while the sink has audio of the current epoch queued or playing.
     audible: bool,
+    /// Words of `item` played completely so far.
+    heard: String,
 }
 
 /// Shared between the sink (which records) and stages (which ask and interrupt).
@@ -63,11 +68,28 @@ impl PlayoutTracker {
         if s.item.as_ref() != Some(item) {
             s.item = Some(item.clone());
             s.played_samples = 0;
+            s.heard.clear();
         }
         s.sample_rate = rate;
         s.played_samples += samples as u64;
         s.audible = true;
         true
+    }
+
+    /// Called by the sink when a chunk of `item` carrying `words` has been played completely.
+    pub fn record_heard(&self, item: &ItemId, epoch: u64, words: &str) {
+        let mut s = self.lock();
+        if epoch != s.epoch || s.item.as_ref() != Some(item) {
+            return;
+        }
+        let words = words.trim();
+        if words.is_empty() {
+            return;
+        }
+        if !s.heard.is_empty() {
+            s.heard.push(' ');
+        }
+        s.heard.push_str(words);
     }
 
     /// Called by the sink when its queue runs dry: the caller hears nothing now.
@@ -101,7 +123,11 @@ impl PlayoutTracker {
     pub fn current(&self) -> Option<PlayedItem> {
         let s = self.lock();
         let item = s.item.clone()?;
-        (s.sample_rate > 0).then(|| PlayedItem { item, played_ms: ms_of(s.played_samples, s.sample_rate) })
+        (s.sample_rate > 0).then(|| PlayedItem {
+            item,
+            played_ms: ms_of(s.played_samples, s.sample_rate),
+            heard: s.heard.clone(),
+        })
     }
 
     /// Closes the current epoch: everything queued or in flight stops playing. Returns what had
@@ -112,9 +138,11 @@ impl PlayoutTracker {
         self.epoch.store(s.epoch, Ordering::Release);
         let was_audible = std::mem::replace(&mut s.audible, false);
         match (&s.item, was_audible) {
-            (Some(item), true) if s.sample_rate > 0 => {
-                Some(PlayedItem { item: item.clone(), played_ms: ms_of(s.played_samples, s.sample_rate) })
-            }
+            (Some(item), true) if s.sample_rate > 0 => Some(PlayedItem {
+                item: item.clone(),
+                played_ms: ms_of(s.played_samples, s.sample_rate),
+                heard: s.heard.clone(),
+            }),
             _ => None,
         }
     }
@@ -129,10 +157,13 @@ mod tests {
         let t = PlayoutTracker::new();
         let item: ItemId = "item_1".into();
         assert!(t.record_played(&item, 0, 480, 24_000));
+        t.record_heard(&item, 0, "Hello there,");
         assert!(t.record_played(&item, 0, 480, 24_000));
         assert_eq!(t.played_ms("item_1"), Some(40));
         let played = t.interrupt().unwrap();
-        assert_eq!(played, PlayedItem { item: item.clone(), played_ms: 40 });
+        assert_eq!(played, PlayedItem { item: item.clone(), played_ms: 40, heard: "Hello there,".into() });
+        t.record_heard(&item, 0, "how are you");
+        assert_eq!(t.current().unwrap().heard, "Hello there,", "words from a closed epoch are not heard");
         assert!(!t.record_played(&item, 0, 480, 24_000), "audio from the closed epoch");
         assert_eq!(t.played_ms("item_1"), Some(40));
         assert!(!t.is_audible());

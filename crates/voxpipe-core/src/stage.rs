@@ -74,7 +74,11 @@ impl CallContext {
         onset: Option<Duration>,
     ) -> Option<crate::playout::PlayedItem> {
         let played = self.playout.interrupt();
-        self.control.send(crate::control::Control::Interrupt { reason: reason.clone(), onset });
+        self.control.send(crate::control::Control::Interrupt {
+            reason: reason.clone(),
+            onset,
+            played: played.clone(),
+        });
         self.events
             .emit(EventKind::Interrupt {
                 reason,

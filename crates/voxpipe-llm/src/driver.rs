@@ -85,7 +85,8 @@ pub(crate) struct Driver<P> {
 /// How a round (one HTTP request and its stream) ended.
 enum Round {
     Complete(RoundOutput),
-    Interrupted(String),
+    /// Interrupted: the text generated so far, and what the caller heard of the item playing.
+    Interrupted(String, Option<voxpipe_core::PlayedItem>),
     Failed(Error, String),
     Stop,
 }
@@ -113,11 +114,16 @@ impl<P: Provider> Driver<P> {
                 biased;
                 () = ctx.cancel.cancelled() => return Ok(()),
                 msg = sig.control.recv() => {
-                    if let Ok(Control::Interrupt { .. }) = msg {
+                    if let Ok(Control::Interrupt { played, .. }) = msg {
                         let dropped = input.flush_interruptible();
-                        debug!(dropped, "interrupt while idle");
-                        // Hook for a later issue: cut the last assistant message to the words
-                        // the caller actually heard (`History::truncate_last_assistant`).
+                        // The reply finished streaming but was still playing: cut it in history
+                        // to the words the caller heard.
+                        let last: ItemId = format!("reply_{}", self.turns).into();
+                        if played.as_ref().is_some_and(|p| p.item == last) {
+                            let heard = heard_of(&last, played.as_ref());
+                            self.history.truncate_last_assistant(&heard);
+                            debug!(dropped, %heard, "interrupt during playout: history cut to what was heard");
+                        }
                     }
                     continue;
                 }
@@ -207,11 +213,15 @@ impl<P: Provider> Driver<P> {
                     }
                     round += 1;
                 }
-                Round::Interrupted(partial) => {
+                Round::Interrupted(partial, played) => {
                     let dropped = input.flush_interruptible();
-                    debug!(dropped, generated = partial.len(), "response interrupted");
-                    // What was generated so far; a later issue cuts it to the words played.
-                    self.history.push_assistant(vec![AssistantPart::Text(partial)]);
+                    // History keeps only the words the caller heard of this reply: none if its
+                    // audio had not started playing.
+                    let heard = heard_of(&reply, played.as_ref());
+                    debug!(dropped, generated = partial.len(), heard = %heard, "response interrupted");
+                    if !heard.is_empty() {
+                        self.history.push_assistant(vec![AssistantPart::Text(heard)]);
+                    }
                     break (ResponseStatus::Cancelled, Some("interrupted".into()), None);
                 }
                 Round::Failed(error, partial) => {
@@ -265,7 +275,7 @@ impl<P: Provider> Driver<P> {
         let body = self.provider.body(&self.history, specs, tools_enabled);
         let response = match crate::http::send_with_retries(&self.provider, &self.client, &body, sig).await {
             Ok(r) => r,
-            Err(Abort::Interrupted) => return Round::Interrupted(String::new()),
+            Err(Abort::Interrupted(played)) => return Round::Interrupted(String::new(), played),
             Err(Abort::Stop) => return Round::Stop,
             Err(Abort::Failed(e)) => return Round::Failed(e, String::new()),
         };
@@ -277,7 +287,7 @@ impl<P: Provider> Driver<P> {
             let deadline = tokio::time::Instant::now() + stall;
             let next = match sig.race(tokio::time::timeout_at(deadline, events.next())).await {
                 Ok(next) => next,
-                Err(Abort::Interrupted) => return Round::Interrupted(acc.partial_text()),
+                Err(Abort::Interrupted(played)) => return Round::Interrupted(acc.partial_text(), played),
                 Err(_) => return Round::Stop,
             };
             let event = match next {
@@ -308,7 +318,7 @@ impl<P: Provider> Driver<P> {
                 let frame = Frame::TextDelta(TextDelta { item: reply.clone(), text });
                 match sig.race(out.reserve()).await {
                     Ok(Ok(permit)) => permit.send(frame),
-                    Err(Abort::Interrupted) => return Round::Interrupted(acc.partial_text()),
+                    Err(Abort::Interrupted(played)) => return Round::Interrupted(acc.partial_text(), played),
                     Ok(Err(_)) | Err(_) => return Round::Stop,
                 }
             }
@@ -340,7 +350,7 @@ async fn run_tools(
         loop {
             match sig.race(&mut all).await {
                 Ok(results) => break (results, interrupted),
-                Err(Abort::Interrupted) => {
+                Err(Abort::Interrupted(_)) => {
                     input.flush_interruptible();
                     interrupted = true;
                 }
@@ -378,5 +388,14 @@ fn completion_status(stop_reason: Option<&str>) -> ResponseStatus {
     match stop_reason {
         Some("length" | "max_tokens" | "content_filter" | "refusal") => ResponseStatus::Incomplete,
         _ => ResponseStatus::Completed,
+    }
+}
+
+/// The words of `reply` the caller heard, per the sink's report (empty when another item, or
+/// nothing, was playing).
+fn heard_of(reply: &ItemId, played: Option<&voxpipe_core::PlayedItem>) -> String {
+    match played {
+        Some(p) if &p.item == reply => p.heard.clone(),
+        _ => String::new(),
     }
 }

@@ -20,8 +20,8 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// Why a wait ended early.
 #[derive(Debug)]
 pub(crate) enum Abort {
-    /// `Control::Interrupt` arrived.
-    Interrupted,
+    /// `Control::Interrupt` arrived, with what the caller had heard of the item playing.
+    Interrupted(Option<voxpipe_core::PlayedItem>),
     /// The call was cancelled or downstream is gone.
     Stop,
     /// The request failed for good.
@@ -49,7 +49,7 @@ impl Signals {
                 biased;
                 () = self.cancel.cancelled() => return Err(Abort::Stop),
                 msg = self.control.recv() => match msg {
-                    Ok(Control::Interrupt { .. }) => return Err(Abort::Interrupted),
+                    Ok(Control::Interrupt { played, .. }) => return Err(Abort::Interrupted(played)),
                     Err(broadcast::error::RecvError::Closed) => return Err(Abort::Stop),
                     _ => {}
                 },

@@ -31,6 +31,8 @@ struct Queued {
     epoch: u64,
     samples: Samples,
     offset: usize,
+    /// Words this audio carries; heard once it has played completely.
+    text: Option<std::sync::Arc<str>>,
 }
 
 /// Per-turn latency bookkeeping done at the sink, where "first audio" really happens.
@@ -124,6 +126,9 @@ pub(crate) async fn run_playout(
                     scratch.extend_from_slice(&front.samples[front.offset..front.offset + n]);
                     front.offset += n;
                     if front.offset == front.samples.len() {
+                        if let Some(words) = &front.text {
+                            ctx.playout.record_heard(&front.item, front.epoch, words);
+                        }
                         queue.pop_front();
                     }
                     if let Some((_, played)) = playing.as_mut() {
@@ -178,7 +183,7 @@ fn enqueue(
         Samples::from_vec(v)
     };
     ctx.playout.set_pending(a.epoch);
-    queue.push_back(Queued { item: a.item, epoch: a.epoch, samples, offset: 0 });
+    queue.push_back(Queued { item: a.item, epoch: a.epoch, samples, offset: 0, text: a.text });
     Ok(())
 }
 

@@ -123,7 +123,12 @@ impl Stage for TurnController {
         NAME
     }
 
-    async fn run(mut self: Box<Self>, ctx: CallContext, mut input: Inbox, out: Outbox) -> Result<(), StageError> {
+    async fn run(
+        mut self: Box<Self>,
+        ctx: CallContext,
+        mut input: Inbox,
+        out: Outbox,
+    ) -> Result<(), StageError> {
         let rate = self.vad.sample_rate();
         let frame = self.vad.frame_samples();
         let frame_len = duration_of(frame, rate);
@@ -144,7 +149,10 @@ impl Stage for TurnController {
                 Frame::InputAudio(chunk) => {
                     let r = match &mut resampler {
                         Some(r) if r.from_rate() == chunk.sample_rate => r,
-                        r => r.insert(StreamResampler::new(chunk.sample_rate, rate).map_err(|e| StageError::new(NAME, e))?),
+                        r => r.insert(
+                            StreamResampler::new(chunk.sample_rate, rate)
+                                .map_err(|e| StageError::new(NAME, e))?,
+                        ),
                     };
                     r.push(&chunk.samples, &mut buf).map_err(|e| StageError::new(NAME, e))?;
                     if out.send(Frame::InputAudio(chunk)).await.is_err() {
@@ -238,8 +246,16 @@ mod tests {
                 t += f;
             }
         }
-        assert_eq!(decisions[0], (ms(340), Decision::Started { onset: ms(200) }), "150 ms of speech confirm the onset");
-        assert_eq!(decisions[1], (ms(1680), Decision::Stopped { end: ms(1200) }), "500 ms of silence end the turn");
+        assert_eq!(
+            decisions[0],
+            (ms(340), Decision::Started { onset: ms(200) }),
+            "150 ms of speech confirm the onset"
+        );
+        assert_eq!(
+            decisions[1],
+            (ms(1680), Decision::Stopped { end: ms(1200) }),
+            "500 ms of silence end the turn"
+        );
         assert_eq!(decisions.len(), 2);
     }
 
