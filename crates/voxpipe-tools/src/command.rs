@@ -1,0 +1,76 @@
+//! The `command` handler: a program run directly (no shell), the arguments as JSON on stdin,
+//! the result from stdout. The process is killed when the call is dropped (timeout, hang-up).
+
+use crate::Error;
+use crate::config::CommandHandlerConfig;
+use crate::error::{EXCERPT_BYTES, excerpt};
+use std::path::PathBuf;
+use std::process::Stdio;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+
+/// A configured program.
+#[derive(Debug)]
+pub(crate) struct CommandHandler {
+    program: PathBuf,
+    args: Vec<String>,
+    /// Stop keeping stdout past this many bytes (the rest is drained and discarded).
+    max_stdout_bytes: usize,
+}
+
+impl CommandHandler {
+    pub(crate) fn new(c: &CommandHandlerConfig, max_stdout_bytes: usize) -> Self {
+        Self { program: c.program.clone(), args: c.args.clone(), max_stdout_bytes }
+    }
+
+    /// Runs the program once.
+    ///
+    /// # Cancellation
+    /// Dropping the future kills the process (`kill_on_drop`).
+    pub(crate) async fn call(&self, args: &serde_json::Value) -> Result<String, Error> {
+        let program = self.program.display().to_string();
+        let mut child = tokio::process::Command::new(&self.program)
+            .args(&self.args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| Error::CommandStart { program: program.clone(), message: e.to_string() })?;
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let input = args.to_string();
+        // Write, read and wait together: a program that writes before reading all of its
+        // input must not deadlock against us.
+        let write = async move {
+            // A program that exits without reading its input is not an error here; its exit
+            // status says how it went.
+            let _ = stdin.write_all(input.as_bytes()).await;
+            drop(stdin);
+        };
+        let (_, out, err, status) = tokio::join!(
+            write,
+            read_capped(stdout, self.max_stdout_bytes),
+            read_capped(stderr, EXCERPT_BYTES),
+            child.wait()
+        );
+        let status =
+            status.map_err(|e| Error::CommandStart { program: program.clone(), message: e.to_string() })?;
+        if !status.success() {
+            return Err(Error::CommandFailed {
+                program,
+                status: status.to_string(),
+                stderr: excerpt(&String::from_utf8_lossy(&err)),
+            });
+        }
+        Ok(String::from_utf8_lossy(&out).trim().to_string())
+    }
+}
+
+/// Reads up to `cap + 1` bytes, then drains the rest so the writer never blocks on a full pipe.
+async fn read_capped(mut r: impl AsyncRead + Unpin, cap: usize) -> Vec<u8> {
+    let mut kept = Vec::new();
+    let _ = (&mut r).take(cap as u64 + 1).read_to_end(&mut kept).await;
+    let _ = tokio::io::copy(&mut r, &mut tokio::io::sink()).await;
+    kept
+}
