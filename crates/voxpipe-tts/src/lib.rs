@@ -41,6 +41,7 @@ mod error;
 #[cfg(feature = "espeak")]
 pub mod espeak;
 mod http;
+pub mod local_config;
 pub mod openai;
 #[cfg(feature = "piper")]
 pub mod piper;
@@ -52,10 +53,11 @@ pub use chunker::SentenceChunker;
 pub use elevenlabs::{ElevenLabs, ElevenLabsConfig, OutputFormat, Transport, VoiceSettings};
 pub use error::Error;
 #[cfg(feature = "espeak")]
-pub use espeak::{Espeak, EspeakConfig};
+pub use espeak::Espeak;
+pub use local_config::{EspeakConfig, PiperConfig};
 pub use openai::{OpenAiSpeech, OpenAiSpeechConfig, SpeechVoice};
 #[cfg(feature = "piper")]
-pub use piper::{Piper, PiperConfig};
+pub use piper::Piper;
 pub use segment::{HOLD_MS, MAX_PIECE_MS};
 pub use stage::{StageOptions, TtsStage};
 pub use synth::{Alignment, SynthEvent, Synthesizer, TextChunk};

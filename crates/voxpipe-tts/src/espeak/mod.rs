@@ -7,11 +7,9 @@
 pub(crate) mod engine;
 
 use crate::Error;
-use crate::chunker::{DEFAULT_MAX_CHUNK_CHARS, DEFAULT_MIN_CHUNK_CHARS};
-use crate::stage::{StageOptions, TtsStage};
+use crate::stage::TtsStage;
 use crate::synth::{SynthEvent, Synthesizer, TextChunk};
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::debug;
@@ -20,76 +18,7 @@ use voxpipe_core::SampleRate;
 /// Stage name.
 const NAME: &str = "tts.espeak";
 
-/// Configuration of `tts.espeak`.
-///
-/// ```toml
-/// [[stages]]
-/// kind = "tts.espeak"
-/// voice = "en-us"
-/// rate_wpm = 175
-/// pitch = 50
-/// sample_rate = 24000
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct EspeakConfig {
-    /// espeak-ng voice name (`espeak-ng --voices` lists them), e.g. `en-us`, `en-gb`, `fr`.
-    /// Default: `en-us`.
-    #[serde(default = "defaults::voice")]
-    pub voice: String,
-    /// Speaking rate, words per minute, 80 to 450. Default: 175.
-    #[serde(default = "defaults::rate_wpm")]
-    pub rate_wpm: u32,
-    /// Pitch, 0 to 100 (50 is the voice's normal pitch). Default: 50.
-    #[serde(default = "defaults::pitch")]
-    pub pitch: u32,
-    /// Output sample rate in Hz; espeak-ng's 22,050 Hz audio is resampled. Default: 24000.
-    #[serde(default = "defaults::sample_rate")]
-    pub sample_rate: SampleRate,
-    /// Minimum chunk length in characters: shorter sentences merge with the next. Default: 20.
-    #[serde(default = "defaults::min_chunk_chars")]
-    pub min_chunk_chars: usize,
-    /// Length in characters beyond which a sentence is cut at a clause boundary. Default: 150.
-    #[serde(default = "defaults::max_chunk_chars")]
-    pub max_chunk_chars: usize,
-}
-
-mod defaults {
-    pub fn voice() -> String {
-        "en-us".into()
-    }
-    pub fn rate_wpm() -> u32 {
-        175
-    }
-    pub fn pitch() -> u32 {
-        50
-    }
-    pub use crate::openai::defaults::{max_chunk_chars, min_chunk_chars, sample_rate};
-}
-
-impl Default for EspeakConfig {
-    fn default() -> Self {
-        Self {
-            voice: defaults::voice(),
-            rate_wpm: defaults::rate_wpm(),
-            pitch: defaults::pitch(),
-            sample_rate: defaults::sample_rate(),
-            min_chunk_chars: DEFAULT_MIN_CHUNK_CHARS,
-            max_chunk_chars: DEFAULT_MAX_CHUNK_CHARS,
-        }
-    }
-}
-
-impl EspeakConfig {
-    /// The stage settings.
-    pub fn stage_options(&self) -> StageOptions {
-        StageOptions {
-            sample_rate: self.sample_rate,
-            min_chunk_chars: self.min_chunk_chars,
-            max_chunk_chars: self.max_chunk_chars,
-        }
-    }
-}
+pub use crate::local_config::EspeakConfig;
 
 /// The espeak-ng synthesizer.
 #[derive(Debug)]

@@ -1,0 +1,183 @@
+//! Settings of the local voices (`tts.piper`, `tts.espeak`). They compile without the
+//! `piper`/`espeak` features so a pipeline file can be checked by any build.
+
+use crate::Error;
+use crate::chunker::{DEFAULT_MAX_CHUNK_CHARS, DEFAULT_MIN_CHUNK_CHARS};
+use crate::stage::StageOptions;
+use serde::{Deserialize, Serialize};
+use voxpipe_core::SampleRate;
+
+/// Configuration of `tts.espeak`.
+///
+/// ```toml
+/// [[stages]]
+/// kind = "tts.espeak"
+/// voice = "en-us"
+/// rate_wpm = 175
+/// pitch = 50
+/// sample_rate = 24000
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EspeakConfig {
+    /// espeak-ng voice name (`espeak-ng --voices` lists them), e.g. `en-us`, `en-gb`, `fr`.
+    /// Default: `en-us`.
+    #[serde(default = "espeak_defaults::voice")]
+    pub voice: String,
+    /// Speaking rate, words per minute, 80 to 450. Default: 175.
+    #[serde(default = "espeak_defaults::rate_wpm")]
+    pub rate_wpm: u32,
+    /// Pitch, 0 to 100 (50 is the voice's normal pitch). Default: 50.
+    #[serde(default = "espeak_defaults::pitch")]
+    pub pitch: u32,
+    /// Output sample rate in Hz; espeak-ng's 22,050 Hz audio is resampled. Default: 24000.
+    #[serde(default = "espeak_defaults::sample_rate")]
+    pub sample_rate: SampleRate,
+    /// Minimum chunk length in characters: shorter sentences merge with the next. Default: 20.
+    #[serde(default = "espeak_defaults::min_chunk_chars")]
+    pub min_chunk_chars: usize,
+    /// Length in characters beyond which a sentence is cut at a clause boundary. Default: 150.
+    #[serde(default = "espeak_defaults::max_chunk_chars")]
+    pub max_chunk_chars: usize,
+}
+
+mod espeak_defaults {
+    pub fn voice() -> String {
+        "en-us".into()
+    }
+    pub fn rate_wpm() -> u32 {
+        175
+    }
+    pub fn pitch() -> u32 {
+        50
+    }
+    pub use crate::openai::defaults::{max_chunk_chars, min_chunk_chars, sample_rate};
+}
+
+impl Default for EspeakConfig {
+    fn default() -> Self {
+        Self {
+            voice: espeak_defaults::voice(),
+            rate_wpm: espeak_defaults::rate_wpm(),
+            pitch: espeak_defaults::pitch(),
+            sample_rate: espeak_defaults::sample_rate(),
+            min_chunk_chars: DEFAULT_MIN_CHUNK_CHARS,
+            max_chunk_chars: DEFAULT_MAX_CHUNK_CHARS,
+        }
+    }
+}
+
+impl EspeakConfig {
+    /// The stage settings.
+    pub fn stage_options(&self) -> StageOptions {
+        StageOptions {
+            sample_rate: self.sample_rate,
+            min_chunk_chars: self.min_chunk_chars,
+            max_chunk_chars: self.max_chunk_chars,
+        }
+    }
+}
+
+/// Configuration of `tts.piper`.
+///
+/// ```toml
+/// [[stages]]
+/// kind = "tts.piper"
+/// voice = "piper-joe"       # or "/path/to/en_US-lessac-medium.onnx"
+/// length_scale = 0.9        # a little faster
+/// sentence_silence_ms = 150
+/// sample_rate = 24000
+/// ```
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PiperConfig {
+    /// Voice: a model id of the store (`piper-joe`) or the path of a Piper `.onnx` file with
+    /// its `.onnx.json` beside it. Default: `piper-joe`.
+    #[serde(default = "piper_defaults::voice")]
+    pub voice: String,
+    /// Speaker of a multi-speaker voice. Default: none (speaker 0 when the voice has several).
+    #[serde(default)]
+    pub speaker_id: Option<i64>,
+    /// Phoneme duration multiplier: below 1 speaks faster, above 1 slower. Default: the
+    /// voice's `inference.length_scale` (1.0).
+    #[serde(default)]
+    pub length_scale: Option<f32>,
+    /// Generator noise (expressiveness). Default: the voice's `inference.noise_scale` (0.667).
+    #[serde(default)]
+    pub noise_scale: Option<f32>,
+    /// Duration-predictor noise. Default: the voice's `inference.noise_w` (0.8).
+    #[serde(default)]
+    pub noise_w: Option<f32>,
+    /// Silence appended after every sentence, ms. Default: 0.
+    #[serde(default)]
+    pub sentence_silence_ms: u32,
+    /// Output sample rate in Hz; the voice's audio (22,050 Hz) is resampled. Default: 24000.
+    #[serde(default = "piper_defaults::sample_rate")]
+    pub sample_rate: SampleRate,
+    /// Minimum chunk length in characters: shorter sentences merge with the next. Default: 20.
+    #[serde(default = "piper_defaults::min_chunk_chars")]
+    pub min_chunk_chars: usize,
+    /// Length in characters beyond which a sentence is cut at a clause boundary. Default: 150.
+    #[serde(default = "piper_defaults::max_chunk_chars")]
+    pub max_chunk_chars: usize,
+}
+
+mod piper_defaults {
+    pub fn voice() -> String {
+        "piper-joe".into()
+    }
+    pub use crate::openai::defaults::{max_chunk_chars, min_chunk_chars, sample_rate};
+}
+
+impl Default for PiperConfig {
+    fn default() -> Self {
+        Self {
+            voice: piper_defaults::voice(),
+            speaker_id: None,
+            length_scale: None,
+            noise_scale: None,
+            noise_w: None,
+            sentence_silence_ms: 0,
+            sample_rate: piper_defaults::sample_rate(),
+            min_chunk_chars: DEFAULT_MIN_CHUNK_CHARS,
+            max_chunk_chars: DEFAULT_MAX_CHUNK_CHARS,
+        }
+    }
+}
+
+impl PiperConfig {
+    /// The stage settings.
+    pub fn stage_options(&self) -> StageOptions {
+        StageOptions {
+            sample_rate: self.sample_rate,
+            min_chunk_chars: self.min_chunk_chars,
+            max_chunk_chars: self.max_chunk_chars,
+        }
+    }
+
+    /// Checks ranges the type system cannot.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the field.
+    pub fn check(&self) -> Result<(), Error> {
+        for (field, value) in [
+            ("length_scale", self.length_scale),
+            ("noise_scale", self.noise_scale),
+            ("noise_w", self.noise_w),
+        ] {
+            if let Some(v) = value
+                && !(v.is_finite() && (0.0..=10.0).contains(&v))
+            {
+                return Err(Error::Config { field, detail: format!("expected 0 to 10, got {v}") });
+            }
+        }
+        if self.length_scale == Some(0.0) {
+            return Err(Error::Config { field: "length_scale", detail: "must be > 0".into() });
+        }
+        if self.sample_rate == 0 {
+            return Err(Error::Config { field: "sample_rate", detail: "must be > 0".into() });
+        }
+        Ok(())
+    }
+}
+
