@@ -105,7 +105,7 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Run(args) => run::run_command(args).await,
-            Command::Check { pipeline, profile, sets } => run::check_command(&pipeline, profile, sets),
+            Command::Check { pipeline, profile, sets } => run::check_command(&pipeline, profile, sets).await,
             Command::Fake { which } => fake::run(which).await,
             Command::Models { cmd } => models::run(cmd).await,
         }

@@ -110,6 +110,7 @@ pub async fn run_pipeline(
     let secrets = voxpipe_config::Env::from_vars(env.clone());
     let config = voxpipe_config::load(&args.pipeline, &args.load_options(env))?;
     let mut pipeline = voxpipe_config::build(&config, &secrets)
+        .await
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.pipeline.display()))?;
     let summary = Arc::new(Mutex::new(Summary::default()));
     pipeline.events = Some(Box::new(Collect { inner: pipeline.events.take(), summary: summary.clone() }));
@@ -146,10 +147,15 @@ fn print_summary(config: &PipelineConfig, s: &Summary) {
 }
 
 /// `voxpipe check`: the resolved pipeline, or the first error with file and key.
-pub fn check_command(pipeline: &Path, profile: Option<String>, sets: Vec<String>) -> anyhow::Result<()> {
+pub async fn check_command(
+    pipeline: &Path,
+    profile: Option<String>,
+    sets: Vec<String>,
+) -> anyhow::Result<()> {
     let opts = LoadOptions { profile, sets, env: std::env::vars().collect() };
     let config = voxpipe_config::load(pipeline, &opts)?;
     voxpipe_config::registry::validate(&config, &voxpipe_config::Env::from_process())
+        .await
         .map_err(|e| anyhow::anyhow!("{}: {e}", pipeline.display()))?;
     // The config holds only the *names* of secret variables, never their values.
     let text = toml::to_string_pretty(&config)?;

@@ -60,7 +60,7 @@ enum Load {
     PathsOnly,
 }
 
-fn build_stage(
+async fn build_stage(
     i: usize,
     stage: &StageConfig,
     env: &Env,
@@ -111,6 +111,21 @@ fn build_stage(
                 voxpipe_tts::ElevenLabs::new(c.clone(), api_key).map_err(|e| BuildError::new(whole(), e))?;
             Box::new(tts.into_stage())
         }
+        StageConfig::TtsPiper(c) => {
+            if load == Load::PathsOnly {
+                c.check().map_err(|e| BuildError::new(whole(), e))?;
+                resolve_model(&c.voice).map_err(|m| BuildError::new(key("voice"), m))?;
+                resolve_model("onnxruntime").map_err(|m| BuildError::new(key("voice"), m))?;
+                return Ok(None);
+            }
+            build_piper(c).await.map_err(|m| BuildError::new(whole(), m))?
+        }
+        StageConfig::TtsEspeak(c) => {
+            if load == Load::PathsOnly {
+                return Ok(None);
+            }
+            build_espeak(c).await.map_err(|m| BuildError::new(whole(), m))?
+        }
         StageConfig::RealtimeOpenAi(c) => {
             let api_key = env.secret(&c.api_key_env, key("api_key_env"))?;
             let stage = voxpipe_realtime::RealtimeStage::new(c.clone(), api_key).map_err(|e| match e {
@@ -139,6 +154,37 @@ fn build_whisper(c: &voxpipe_asr::WhisperConfig) -> Result<Box<dyn Stage>, Strin
 #[cfg(not(feature = "whisper"))]
 fn build_whisper(_: &voxpipe_asr::WhisperConfig) -> Result<Box<dyn Stage>, String> {
     Err("`asr.whisper` needs a build with feature `whisper` (cargo build --features whisper)".into())
+}
+
+#[cfg(feature = "piper")]
+async fn build_piper(c: &voxpipe_tts::PiperConfig) -> Result<Box<dyn Stage>, String> {
+    Ok(Box::new(voxpipe_tts::Piper::new(c.clone()).await.map_err(|e| e.to_string())?.into_stage()))
+}
+
+#[cfg(not(feature = "piper"))]
+async fn build_piper(_: &voxpipe_tts::PiperConfig) -> Result<Box<dyn Stage>, String> {
+    Err("`tts.piper` needs a build with feature `piper`".into())
+}
+
+#[cfg(feature = "espeak")]
+async fn build_espeak(c: &voxpipe_tts::EspeakConfig) -> Result<Box<dyn Stage>, String> {
+    Ok(Box::new(voxpipe_tts::Espeak::new(c.clone()).await.map_err(|e| e.to_string())?.into_stage()))
+}
+
+#[cfg(not(feature = "espeak"))]
+async fn build_espeak(_: &voxpipe_tts::EspeakConfig) -> Result<Box<dyn Stage>, String> {
+    Err("`tts.espeak` needs a build with feature `espeak`".into())
+}
+
+#[cfg(feature = "silero")]
+fn silero_vad() -> Result<Box<dyn voxpipe_turn::Vad>, String> {
+    let store = voxpipe_models::ModelStore::from_env().map_err(|e| e.to_string())?;
+    Ok(Box::new(voxpipe_turn::silero::SileroVad::from_store(&store, 16_000).map_err(|e| e.to_string())?))
+}
+
+#[cfg(not(feature = "silero"))]
+fn silero_vad() -> Result<Box<dyn voxpipe_turn::Vad>, String> {
+    Err("`silero` needs a build with feature `silero`".into())
 }
 
 /// Who detects turns for this pipeline.
@@ -177,9 +223,7 @@ fn turn_controller(config: &PipelineConfig) -> Result<Option<Box<dyn Stage>>, Bu
         TurnMode::Local => {
             let vad: Box<dyn voxpipe_turn::Vad> = match config.turn.vad {
                 voxpipe_turn::VadKind::Energy => Box::new(voxpipe_turn::EnergyVad::new(16_000)),
-                voxpipe_turn::VadKind::Silero => {
-                    return Err(BuildError::new("turn.vad", "`silero` needs a build with feature `silero`"));
-                }
+                voxpipe_turn::VadKind::Silero => silero_vad().map_err(|m| BuildError::new("turn.vad", m))?,
             };
             Ok(Some(Box::new(voxpipe_turn::TurnController::new(config.turn.clone(), vad))))
         }
@@ -187,7 +231,7 @@ fn turn_controller(config: &PipelineConfig) -> Result<Option<Box<dyn Stage>>, Bu
 }
 
 /// Builds the source, stages, sinks, event log and tools of `config`.
-pub fn build(config: &PipelineConfig, env: &Env) -> Result<Pipeline, BuildError> {
+pub async fn build(config: &PipelineConfig, env: &Env) -> Result<Pipeline, BuildError> {
     if config.stages.is_empty() {
         return Err(BuildError::new("stages", "expected at least one stage"));
     }
@@ -200,7 +244,7 @@ pub fn build(config: &PipelineConfig, env: &Env) -> Result<Pipeline, BuildError>
     let mut stages = Vec::with_capacity(config.stages.len() + 1);
     stages.extend(turn_controller(config)?);
     for (i, s) in config.stages.iter().enumerate() {
-        stages.extend(build_stage(i, s, env, Load::Models)?);
+        stages.extend(build_stage(i, s, env, Load::Models).await?);
     }
     let sink: Box<dyn Sink> = match &config.output {
         OutputConfig::Wav(c) => Box::new(voxpipe_transport::wav::WavSink::new(c.clone())),
@@ -220,13 +264,13 @@ pub fn build(config: &PipelineConfig, env: &Env) -> Result<Pipeline, BuildError>
 }
 
 /// Checks every secret and setting without opening files or connections (for `voxpipe check`).
-pub fn validate(config: &PipelineConfig, env: &Env) -> Result<(), BuildError> {
+pub async fn validate(config: &PipelineConfig, env: &Env) -> Result<(), BuildError> {
     if config.stages.is_empty() {
         return Err(BuildError::new("stages", "expected at least one stage"));
     }
     turn_mode(config)?;
     for (i, s) in config.stages.iter().enumerate() {
-        build_stage(i, s, env, Load::PathsOnly)?;
+        build_stage(i, s, env, Load::PathsOnly).await?;
     }
     Ok(())
 }

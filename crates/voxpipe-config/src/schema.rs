@@ -9,7 +9,7 @@ use voxpipe_realtime::RealtimeConfig;
 use voxpipe_tools::ToolConfig;
 use voxpipe_transport::pcm::{StdinConfig, StdoutConfig};
 use voxpipe_transport::wav::{WavInputConfig, WavOutputConfig};
-use voxpipe_tts::{ElevenLabsConfig, OpenAiSpeechConfig};
+use voxpipe_tts::{ElevenLabsConfig, EspeakConfig, OpenAiSpeechConfig, PiperConfig};
 use voxpipe_turn::TurnConfig;
 
 /// A whole pipeline file.
@@ -100,6 +100,12 @@ pub enum StageConfig {
     /// ElevenLabs (HTTP stream or stream-input WebSocket).
     #[serde(rename = "tts.elevenlabs")]
     TtsElevenLabs(ElevenLabsConfig),
+    /// Local Piper voice (onnxruntime).
+    #[serde(rename = "tts.piper")]
+    TtsPiper(PiperConfig),
+    /// Local espeak-ng voice.
+    #[serde(rename = "tts.espeak")]
+    TtsEspeak(EspeakConfig),
 }
 
 impl StageConfig {
@@ -113,6 +119,8 @@ impl StageConfig {
             StageConfig::LlmAnthropic(_) => "llm.anthropic",
             StageConfig::TtsOpenAi(_) => "tts.openai",
             StageConfig::TtsElevenLabs(_) => "tts.elevenlabs",
+            StageConfig::TtsPiper(_) => "tts.piper",
+            StageConfig::TtsEspeak(_) => "tts.espeak",
         }
     }
 }
@@ -165,6 +173,8 @@ impl<'de> Deserialize<'de> for StageConfig {
             "llm.anthropic" => Ok(StageConfig::LlmAnthropic(inner(&value)?)),
             "tts.openai" => Ok(StageConfig::TtsOpenAi(inner(&value)?)),
             "tts.elevenlabs" => Ok(StageConfig::TtsElevenLabs(inner(&value)?)),
+            "tts.piper" => Ok(StageConfig::TtsPiper(inner(&value)?)),
+            "tts.espeak" => Ok(StageConfig::TtsEspeak(inner(&value)?)),
             other => Err(D::Error::unknown_variant(other, STAGE_KINDS)),
         }
     }

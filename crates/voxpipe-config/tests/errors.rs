@@ -3,6 +3,10 @@
 use std::path::Path;
 use voxpipe_config::{Env, LoadOptions, build, load, load_str};
 
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+}
+
 const GOOD: &str = r#"
 name = "t"
 [input]
@@ -67,7 +71,7 @@ fn unknown_stage_kind_lists_the_known_ones() {
 #[test]
 fn missing_api_key_variable_names_the_variable_and_key() {
     let c = load_str(Path::new("p.toml"), GOOD, &LoadOptions::default()).unwrap();
-    let e = voxpipe_config::registry::validate(&c, &Env::from_vars([])).unwrap_err().to_string();
+    let e = block_on(voxpipe_config::registry::validate(&c, &Env::from_vars([]))).unwrap_err().to_string();
     assert!(e.contains("key `stages[0].api_key_env`") && e.contains("OPENAI_API_KEY"), "{e}");
 }
 
@@ -80,7 +84,7 @@ fn out_of_range_setting_names_key_and_range() {
     )
     .unwrap();
     let env = Env::from_vars([("OPENAI_API_KEY".to_string(), "k".to_string())]);
-    let e = voxpipe_config::registry::validate(&c, &env).unwrap_err().to_string();
+    let e = block_on(voxpipe_config::registry::validate(&c, &env)).unwrap_err().to_string();
     assert_eq!(e, "key `stages[0].append_ms`: expected 20..=100, got 500");
 }
 
@@ -164,6 +168,6 @@ fn every_shipped_pipeline_file_loads() {
 fn a_missing_input_file_fails_the_build_with_its_key() {
     let c = load_str(Path::new("p.toml"), GOOD, &LoadOptions::default()).unwrap();
     let env = Env::from_vars([("OPENAI_API_KEY".to_string(), "k".to_string())]);
-    let e = build(&c, &env).unwrap_err().to_string();
+    let e = block_on(build(&c, &env)).unwrap_err().to_string();
     assert!(e.starts_with("key `input.path`: cannot read in.wav"), "{e}");
 }
