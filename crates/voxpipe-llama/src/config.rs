@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 /// stop = ["\nUser:"]
 /// tools = false
 /// ```
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LocalLlmConfig {
     /// A model id of the `voxpipe models` catalog (pulled on first use) or a path to a GGUF file.

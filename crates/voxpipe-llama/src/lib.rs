@@ -39,14 +39,17 @@
 //!
 //! # Shared library
 //! The crate links llama.cpp dynamically (`llama-cpp-2`'s `dynamic-link` feature), so it can
-//! live in one process with whisper-rs, which links its own static ggml. The build places
-//! `libllama.so`, `libggml*.so` next to the binaries in `target/<profile>/` and in
-//! `target/<profile>/deps/`; `cargo run`/`cargo test` find them there. A binary run on its own
-//! needs them beside it with an rpath of `$ORIGIN` (give the binary's crate a build script
-//! with `cargo:rustc-link-arg-bins=-Wl,-rpath,$ORIGIN`, as this crate does for its tests and
-//! bench), or a directory holding them on `LD_LIBRARY_PATH`. Without them the dynamic loader
-//! refuses to start the program (`error while loading shared libraries: libllama.so`), before
-//! any voxpipe code runs.
+//! live in one process with whisper-rs, which links its own static ggml. A binary then needs
+//! `libllama.so.0`, `libggml.so.0`, `libggml-base.so.0` and `libggml-cpu.so.0` at run time.
+//! This crate's build script copies them into `target/<profile>/` and `target/<profile>/deps/`
+//! (next to binaries, tests and benches). `cargo run`/`cargo test` find them anyway (cargo puts
+//! the build's library directories on `LD_LIBRARY_PATH`); a binary started on its own finds
+//! them through an rpath of `$ORIGIN`: the binary's crate needs a build script line
+//! `println!("cargo:rustc-link-arg-bins=-Wl,--disable-new-dtags,-rpath,$ORIGIN");` (this crate sets it for its
+//! tests and bench). To ship `target/release/voxpipe`, copy those four files beside it (or
+//! into a directory on `LD_LIBRARY_PATH`). Without them the dynamic loader refuses to start
+//! the program (`error while loading shared libraries: libllama.so.0`) before any voxpipe
+//! code runs, so no voxpipe error can be printed then.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), voxpipe_llama::Error> {
@@ -58,12 +61,12 @@
 //! ```
 //!
 //! # Layout
-//! - [`config`]: [`LocalLlmConfig`].
-//! - [`model`]: model resolution and the per-process model cache.
-//! - `engine`: the generation thread (KV reuse, sampling, stop flag).
-//! - [`text`]: incremental UTF-8, stop strings, `<tool_call>` scanning and parsing.
-//! - [`prompt`]: history → chat messages, the tool prompt.
-//! - `stage`: the [`LocalLlm`] stage loop.
+//! - [`config`] has [`LocalLlmConfig`].
+//! - [`model`] resolves models and caches them per process.
+//! - `engine` is the generation thread (KV reuse, sampling, stop flag).
+//! - [`text`] does incremental UTF-8, stop strings, `<tool_call>` scanning and parsing.
+//! - [`prompt`] turns history into chat messages and writes the tool prompt.
+//! - `stage` is the [`LocalLlm`] stage loop.
 
 pub mod config;
 mod engine;
