@@ -66,11 +66,19 @@ type ResultCache = Mutex<HashMap<(String, String), Arc<OnceCell<ToolOutput>>>>;
 /// Calls run concurrently (`&self`; nothing is locked while a handler runs). Holds the
 /// idempotency cache of this call: cloning gives the same tools with an empty cache, so build
 /// (or clone) one `Tools` per call.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Tools {
     specs: Vec<ToolSpec>,
     entries: BTreeMap<String, Arc<Entry>>,
     cache: ResultCache,
+}
+
+impl std::fmt::Debug for Tools {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Cached results may hold personal data: show how many, not what.
+        let cached = self.cache.lock().map(|c| c.len()).unwrap_or(0);
+        f.debug_struct("Tools").field("entries", &self.entries).field("cached_results", &cached).finish()
+    }
 }
 
 impl Clone for Tools {
