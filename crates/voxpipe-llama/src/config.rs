@@ -28,7 +28,9 @@ pub struct LocalLlmConfig {
     /// System prompt. Default: none.
     #[serde(default)]
     pub instructions: String,
-    /// CPU threads for generation and prompt processing. Default: 2.
+    /// CPU threads for generation and prompt processing. Default: 2. llama.cpp's OpenMP threads
+    /// spin while waiting, so on an oversubscribed machine (ASR and TTS busy on the same cores)
+    /// 1 can be ten times faster than 2: measure with `cargo bench -p voxpipe-llama`.
     #[serde(default = "defaults::threads")]
     pub threads: u32,
     /// Context window in tokens (prompt, history and reply together). Older turns are dropped
