@@ -36,8 +36,15 @@ pub enum FakeCommand {
         #[arg(long, default_value = "sk-fake")]
         api_key: String,
     },
+    /// A small order/appointment/handoff HTTP API for the example tools
+    /// (pipelines/tools.example.toml) at http://127.0.0.1:PORT.
+    Tools {
+        /// Port on 127.0.0.1.
+        #[arg(long, default_value_t = 8793)]
+        port: u16,
+    },
     /// Every fake at once, on consecutive ports from `--base-port` (realtime, llm, anthropic,
-    /// tts, elevenlabs, transcription), as the `*-fake.toml` pipelines expect.
+    /// tts, elevenlabs, transcription, tools), as the `*-fake.toml` pipelines expect.
     All {
         /// The first port.
         #[arg(long, default_value_t = 8787)]
@@ -124,6 +131,7 @@ enum Running {
     Speech(openai_speech::SpeechFake),
     ElevenLabs(elevenlabs::ElevenLabsFake),
     Transcription(transcription::TranscriptionFake),
+    ToolServer(voxpipe_fakes::tool_server::ToolServer),
 }
 
 impl Running {
@@ -137,6 +145,7 @@ impl Running {
                 format!("elevenlabs fake listening on {} and {}", f.base_url(), f.ws_url())
             }
             Running::Transcription(f) => format!("transcription fake listening on {}", f.base_url()),
+            Running::ToolServer(f) => format!("example tool server listening on {}", f.base_url()),
         }
     }
 }
@@ -184,6 +193,13 @@ async fn start(which: FakeCommand) -> anyhow::Result<Vec<Running>> {
                     .with_context(|| ctx(port))?,
             )]
         }
+        FakeCommand::Tools { port } => {
+            vec![Running::ToolServer(
+                voxpipe_fakes::tool_server::ToolServer::start_on(at(port))
+                    .await
+                    .with_context(|| ctx(port))?,
+            )]
+        }
         FakeCommand::All { base_port: b } => {
             let mut all = Vec::new();
             let llm = |port| LlmArgs { port, time_to_first_token_ms: 300, token_interval_ms: 30 };
@@ -200,6 +216,7 @@ async fn start(which: FakeCommand) -> anyhow::Result<Vec<Running>> {
                 FakeCommand::Tts(tts(b + 3)),
                 FakeCommand::Elevenlabs(tts(b + 4)),
                 FakeCommand::Transcription { port: b + 5, api_key: "sk-fake".into() },
+                FakeCommand::Tools { port: b + 6 },
             ] {
                 all.extend(Box::pin(start(cmd)).await?);
             }

@@ -44,6 +44,11 @@ impl Env {
         Self { vars: vars.into_iter().collect() }
     }
 
+    /// The value of `var`, if set.
+    pub fn var(&self, var: &str) -> Option<String> {
+        self.vars.get(var).cloned()
+    }
+
     /// Reads the secret named by config key `key` from variable `var`.
     pub fn secret(&self, var: &str, key: String) -> Result<Secret, BuildError> {
         match self.vars.get(var) {
@@ -110,6 +115,14 @@ async fn build_stage(
             let tts =
                 voxpipe_tts::ElevenLabs::new(c.clone(), api_key).map_err(|e| BuildError::new(whole(), e))?;
             Box::new(tts.into_stage())
+        }
+        #[cfg(feature = "llama")]
+        StageConfig::LlmLocal(c) => {
+            if load == Load::PathsOnly {
+                resolve_model(&c.model).map_err(|m| BuildError::new(key("model"), m))?;
+                return Ok(None);
+            }
+            Box::new(voxpipe_llama::LocalLlm::load(c.clone()).await.map_err(|e| BuildError::new(whole(), e))?)
         }
         StageConfig::TtsPiper(c) => {
             if load == Load::PathsOnly {
@@ -230,6 +243,12 @@ fn turn_controller(config: &PipelineConfig) -> Result<Option<Box<dyn Stage>>, Bu
     }
 }
 
+/// The call's tools: schemas compiled, secret headers read from `env`.
+fn build_tools(config: &PipelineConfig, env: &Env) -> Result<voxpipe_tools::Tools, BuildError> {
+    voxpipe_tools::Tools::from_config_with_env(&config.tools, |v| env.var(v))
+        .map_err(|e| BuildError::new("tools", e))
+}
+
 /// Builds the source, stages, sinks, event log and tools of `config`.
 pub async fn build(config: &PipelineConfig, env: &Env) -> Result<Pipeline, BuildError> {
     if config.stages.is_empty() {
@@ -259,7 +278,7 @@ pub async fn build(config: &PipelineConfig, env: &Env) -> Result<Pipeline, Build
     };
     let mut pipeline = Pipeline::new(config.name.clone(), source, stages, vec![sink]);
     pipeline.events = events;
-    pipeline.tools = Arc::new(voxpipe_tools::Tools::from_config(&config.tools));
+    pipeline.tools = Arc::new(build_tools(config, env)?);
     Ok(pipeline)
 }
 
@@ -269,6 +288,7 @@ pub async fn validate(config: &PipelineConfig, env: &Env) -> Result<(), BuildErr
         return Err(BuildError::new("stages", "expected at least one stage"));
     }
     turn_mode(config)?;
+    build_tools(config, env)?;
     for (i, s) in config.stages.iter().enumerate() {
         build_stage(i, s, env, Load::PathsOnly).await?;
     }

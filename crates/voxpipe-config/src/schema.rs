@@ -94,6 +94,10 @@ pub enum StageConfig {
     /// Anthropic Messages.
     #[serde(rename = "llm.anthropic")]
     LlmAnthropic(AnthropicConfig),
+    /// In-process llama.cpp (feature `llama`).
+    #[cfg(feature = "llama")]
+    #[serde(rename = "llm.local")]
+    LlmLocal(voxpipe_llama::LocalLlmConfig),
     /// OpenAI `/audio/speech`.
     #[serde(rename = "tts.openai")]
     TtsOpenAi(OpenAiSpeechConfig),
@@ -117,6 +121,8 @@ impl StageConfig {
             StageConfig::AsrOpenAi(_) => "asr.openai",
             StageConfig::LlmOpenAi(_) => "llm.openai",
             StageConfig::LlmAnthropic(_) => "llm.anthropic",
+            #[cfg(feature = "llama")]
+            StageConfig::LlmLocal(_) => "llm.local",
             StageConfig::TtsOpenAi(_) => "tts.openai",
             StageConfig::TtsElevenLabs(_) => "tts.elevenlabs",
             StageConfig::TtsPiper(_) => "tts.piper",
@@ -171,6 +177,10 @@ impl<'de> Deserialize<'de> for StageConfig {
             "asr.openai" => Ok(StageConfig::AsrOpenAi(inner(&value)?)),
             "llm.openai" => Ok(StageConfig::LlmOpenAi(inner(&value)?)),
             "llm.anthropic" => Ok(StageConfig::LlmAnthropic(inner(&value)?)),
+            #[cfg(feature = "llama")]
+            "llm.local" => Ok(StageConfig::LlmLocal(inner(&value)?)),
+            #[cfg(not(feature = "llama"))]
+            "llm.local" => Err(D::Error::custom("`llm.local` needs a build with feature `llama`")),
             "tts.openai" => Ok(StageConfig::TtsOpenAi(inner(&value)?)),
             "tts.elevenlabs" => Ok(StageConfig::TtsElevenLabs(inner(&value)?)),
             "tts.piper" => Ok(StageConfig::TtsPiper(inner(&value)?)),
