@@ -11,6 +11,6 @@ pub mod elevenlabs;
 pub mod openai_chat;
 pub mod openai_speech;
 pub mod realtime;
-pub mod tool_server;
 mod server;
+pub mod tool_server;
 pub mod transcription;

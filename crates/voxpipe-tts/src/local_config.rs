@@ -180,4 +180,3 @@ impl PiperConfig {
         Ok(())
     }
 }
-
