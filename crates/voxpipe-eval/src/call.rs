@@ -131,10 +131,7 @@ pub struct CallInput<'a> {
 /// Runs one call; a failure anywhere is recorded in the returned record, never raised.
 pub async fn run_call(p: &PipelineUnderTest, c: CallInput<'_>) -> (CallRecord, Vec<serde_json::Value>) {
     let events = Arc::new(Mutex::new(Vec::new()));
-    let error = match run_inner(p, &c, events.clone()).await {
-        Ok(()) => None,
-        Err(e) => Some(e),
-    };
+    let error = run_inner(p, &c, events.clone()).await.err();
     let events = std::mem::take(&mut *events.lock().unwrap_or_else(|e| e.into_inner()));
     let turns = measure(&events, &c.rendered.spans, &c.scenario.scenario.turns);
     let record = CallRecord {
@@ -156,7 +153,11 @@ async fn run_inner(
 ) -> Result<(), String> {
     std::fs::create_dir_all(&c.dir).map_err(|e| format!("{}: {e}", c.dir.display()))?;
     let fakes = if c.start_fakes {
-        Some(CallFakes::start(&p.stages, &c.scenario.scenario.fake, p.fake_delay).await.map_err(|e| e.to_string())?)
+        Some(
+            CallFakes::start(&p.stages, &c.scenario.scenario.fake, p.fake_delay)
+                .await
+                .map_err(|e| e.to_string())?,
+        )
     } else {
         None
     };
@@ -192,8 +193,10 @@ async fn build_and_run(
     events: Arc<Mutex<Vec<serde_json::Value>>>,
 ) -> Result<(), String> {
     let secrets = voxpipe_config::Env::from_vars(env.clone());
-    let config = voxpipe_config::load(path, &LoadOptions { profile: None, sets, env }).map_err(|e| e.to_string())?;
-    let mut pipeline = voxpipe_config::build(&config, &secrets).map_err(|e| format!("{}: {e}", path.display()))?;
+    let config =
+        voxpipe_config::load(path, &LoadOptions { profile: None, sets, env }).map_err(|e| e.to_string())?;
+    let mut pipeline =
+        voxpipe_config::build(&config, &secrets).await.map_err(|e| format!("{}: {e}", path.display()))?;
     pipeline.events = Some(Box::new(Collect { inner: pipeline.events.take(), events }));
     pipeline.run(RunOptions::default()).await.map(|_| ()).map_err(|e| e.to_string())
 }

@@ -46,7 +46,8 @@ impl CallFakes {
         script: &FakeScript,
         delay: FakeDelay,
     ) -> Result<Self, EvalError> {
-        let mut me = CallFakes { realtime: None, chat: None, speech: None, sets: Vec::new(), env: Vec::new() };
+        let mut me =
+            CallFakes { realtime: None, chat: None, speech: None, sets: Vec::new(), env: Vec::new() };
         for (i, (kind, stage)) in stages.iter().enumerate() {
             if let Some(var) = stage.get("api_key_env").and_then(|v| v.as_str()) {
                 me.env.push((var.to_string(), FAKE_KEY.to_string()));
@@ -66,16 +67,18 @@ impl CallFakes {
                     if !script.llm.is_empty() {
                         cfg.replies = script.llm.iter().map(chat_reply).collect();
                     }
-                    let fake =
-                        ChatFake::start(cfg).await.map_err(|source| EvalError::Fake { fake: "chat", source })?;
+                    let fake = ChatFake::start(cfg)
+                        .await
+                        .map_err(|source| EvalError::Fake { fake: "chat", source })?;
                     me.sets.push(format!("stages[{i}].base_url={}", fake.base_url()));
                     me.chat = Some(fake);
                 }
                 "tts.openai" => {
                     let mut cfg = SpeechFakeConfig { api_key: FAKE_KEY.into(), ..Default::default() };
                     cfg.time_to_first_byte_ms = add(cfg.time_to_first_byte_ms, delay.first_audio_ms);
-                    let fake =
-                        SpeechFake::start(cfg).await.map_err(|source| EvalError::Fake { fake: "speech", source })?;
+                    let fake = SpeechFake::start(cfg)
+                        .await
+                        .map_err(|source| EvalError::Fake { fake: "speech", source })?;
                     me.sets.push(format!("stages[{i}].base_url={}", fake.base_url()));
                     me.speech = Some(fake);
                 }

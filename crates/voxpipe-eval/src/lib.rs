@@ -102,9 +102,9 @@ pub fn parse_per_pipeline(arg: &str, pipelines: usize) -> Result<(usize, String)
         EvalError::Options(format!("`{arg}`: expected LABEL=VALUE or LABEL:VALUE with LABEL one of A, B…"))
     })?;
     let (name, value) = (&arg[..at], &arg[at + 1..]);
-    let index = (0..pipelines)
-        .find(|i| label(*i).eq_ignore_ascii_case(name))
-        .ok_or_else(|| EvalError::Options(format!("`{arg}`: no pipeline labelled `{name}` (have {pipelines})")))?;
+    let index = (0..pipelines).find(|i| label(*i).eq_ignore_ascii_case(name)).ok_or_else(|| {
+        EvalError::Options(format!("`{arg}`: no pipeline labelled `{name}` (have {pipelines})"))
+    })?;
     Ok((index, value.to_string()))
 }
 
@@ -165,9 +165,18 @@ pub async fn run_ab(opts: AbOptions) -> Result<AbReport, EvalError> {
                 let start_fakes = opts.start_fakes;
                 tasks.spawn(async move {
                     let (scenarios, rendered, pipelines) = &*shared;
-                    let input =
-                        CallInput { scenario: &scenarios[si], rendered: &rendered[si], run, dir, env: &env, start_fakes };
-                    bar.set_message(format!("{} · {} · run {run}", pipelines[pi].label, scenarios[si].scenario.name));
+                    let input = CallInput {
+                        scenario: &scenarios[si],
+                        rendered: &rendered[si],
+                        run,
+                        dir,
+                        env: &env,
+                        start_fakes,
+                    };
+                    bar.set_message(format!(
+                        "{} · {} · run {run}",
+                        pipelines[pi].label, scenarios[si].scenario.name
+                    ));
                     let (record, _events) = run_call(&pipelines[pi], input).await;
                     bar.inc(1);
                     drop(permit);
@@ -195,7 +204,14 @@ pub async fn run_ab(opts: AbOptions) -> Result<AbReport, EvalError> {
             c.turn_costs = c.turns.iter().map(|t| table.turn_cost(&models, t).ok()).collect();
         }
     }
-    let ctx = report::ReportInput { pipelines, scenarios, rendered, calls: &calls, pricing: pricing.as_ref(), runs };
+    let ctx = report::ReportInput {
+        pipelines,
+        scenarios,
+        rendered,
+        calls: &calls,
+        pricing: pricing.as_ref(),
+        runs,
+    };
     report::write(&opts.out_dir, &ctx)
 }
 
@@ -208,7 +224,9 @@ fn progress_bar(visible: bool, total: u64) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(total);
-    if let Ok(style) = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} calls  {msg}") {
+    if let Ok(style) =
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} calls  {msg}")
+    {
         bar.set_style(style);
     }
     bar
@@ -221,7 +239,10 @@ mod tests {
     #[test]
     fn per_pipeline_arguments_name_their_pipeline_by_label() {
         assert_eq!(parse_per_pipeline("B=+200", 2).unwrap(), (1, "+200".into()));
-        assert_eq!(parse_per_pipeline("a:stages[0].voice=ash", 2).unwrap(), (0, "stages[0].voice=ash".into()));
+        assert_eq!(
+            parse_per_pipeline("a:stages[0].voice=ash", 2).unwrap(),
+            (0, "stages[0].voice=ash".into())
+        );
         assert!(parse_per_pipeline("C=1", 2).unwrap_err().to_string().contains("no pipeline labelled `C`"));
         assert_eq!(parse_delay_ms("+200").unwrap(), 200);
         assert_eq!(parse_delay_ms("-50").unwrap(), -50);

@@ -45,7 +45,12 @@ impl Tokens {
     fn add_usage(&mut self, u: &Value) {
         let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
         let (input, output) = (n("input_tokens"), n("output_tokens"));
-        let (it, ia, ot, oa) = (n("input_text_tokens"), n("input_audio_tokens"), n("output_text_tokens"), n("output_audio_tokens"));
+        let (it, ia, ot, oa) = (
+            n("input_text_tokens"),
+            n("input_audio_tokens"),
+            n("output_text_tokens"),
+            n("output_audio_tokens"),
+        );
         // Providers that do not break usage down (chat completions) report text only.
         self.input_text += if it + ia == 0 { input } else { it };
         self.input_audio += ia;
@@ -121,7 +126,14 @@ fn kind(e: &Value) -> &str {
     e["type"].as_str().unwrap_or("")
 }
 
-fn measure_turn(n: usize, span: &TurnSpan, end: u64, window: &[&Value], all: &[Value], turn: &Turn) -> TurnMetrics {
+fn measure_turn(
+    n: usize,
+    span: &TurnSpan,
+    end: u64,
+    window: &[&Value],
+    all: &[Value],
+    turn: &Turn,
+) -> TurnMetrics {
     let mut m = TurnMetrics { turn: n, user_audio_ms: span.end_ms - span.start_ms, ..Default::default() };
     // VAD events are on the input timeline and may be logged after the window (a slow ASR
     // path), so they are looked up by `at_ms` over the whole log.
@@ -132,7 +144,11 @@ fn measure_turn(n: usize, span: &TurnSpan, end: u64, window: &[&Value], all: &[V
         .filter(|at| (span.start_ms..end).contains(at))
         .max();
     let metric = |name: &str| {
-        window.iter().filter(|e| kind(e) == "metric" && e["name"] == name).filter_map(|e| e["value_ms"].as_u64()).last()
+        window
+            .iter()
+            .rev()
+            .filter(|e| kind(e) == "metric" && e["name"] == name)
+            .find_map(|e| e["value_ms"].as_u64())
     };
     m.asr_final_ms = metric("asr_final_ms");
     m.tts_first_audio_ms = metric("tts_first_audio_ms");
@@ -216,7 +232,10 @@ mod tests {
         assert_eq!(m[0].response_to_audio_ms, Some(250));
         assert_eq!(m[0].wer.unwrap().errors, 0);
         assert!(m[0].reply_check.as_ref().unwrap().passed());
-        assert_eq!(m[0].tokens, Tokens { input_text: 10, input_audio: 20, cached: 0, output_text: 5, output_audio: 45 });
+        assert_eq!(
+            m[0].tokens,
+            Tokens { input_text: 10, input_audio: 20, cached: 0, output_text: 5, output_audio: 45 }
+        );
         assert_eq!(m[0].played_ms, 1150);
         assert_eq!(m[1].voice_to_voice_ms, Some(860), "computed from playout_started");
         assert_eq!(m[1].wer.unwrap().errors, 1, "no transcript: one deletion");

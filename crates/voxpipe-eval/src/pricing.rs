@@ -76,7 +76,8 @@ impl PriceTable {
     /// Reads a table.
     pub fn load(path: &Path) -> Result<Self, EvalError> {
         let text = std::fs::read_to_string(path).map_err(|e| EvalError::io(path, e))?;
-        toml::from_str(&text).map_err(|e| EvalError::Pricing { path: path.to_path_buf(), message: e.to_string() })
+        toml::from_str(&text)
+            .map_err(|e| EvalError::Pricing { path: path.to_path_buf(), message: e.to_string() })
     }
 
     /// The cost of one turn for a pipeline with these `(kind, model)` stages, or the name of

@@ -54,7 +54,8 @@ pub async fn render(s: &LoadedScenario, out: &Path) -> Result<Rendered, EvalErro
         add_noise(&mut samples, dbfs, seed_of(&s.scenario.name));
     }
     let duration_ms = ms(samples.len());
-    write_wav(out, &samples).map_err(|e| EvalError::Render { scenario: s.scenario.name.clone(), message: e })?;
+    write_wav(out, &samples)
+        .map_err(|e| EvalError::Render { scenario: s.scenario.name.clone(), message: e })?;
     Ok(Rendered { wav: out.to_path_buf(), spans, duration_ms })
 }
 
@@ -116,8 +117,8 @@ static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0)
 /// A WAV file as 16 kHz mono PCM16.
 fn read_clip(scenario: &str, path: &Path) -> Result<Vec<i16>, EvalError> {
     let fail = |message: String| EvalError::Render { scenario: scenario.to_string(), message };
-    let (samples, rate) = voxpipe_transport::wav::read_wav(path, None)
-        .map_err(|e| fail(format!("{}: {e}", path.display())))?;
+    let (samples, rate) =
+        voxpipe_transport::wav::read_wav(path, None).map_err(|e| fail(format!("{}: {e}", path.display())))?;
     if rate == RENDER_RATE {
         return Ok(samples);
     }

@@ -7,7 +7,10 @@ use crate::plot::{self, Series};
 use crate::pricing::PriceTable;
 use crate::render::Rendered;
 use crate::scenario::LoadedScenario;
-use crate::stats::{BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, DiffCi, bootstrap_median_diff, percentile};
+use crate::stats::{
+    BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, DiffCi, bootstrap_median_diff, bootstrap_paired_median_diff,
+    percentile,
+};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -56,6 +59,9 @@ pub struct Comparison {
     /// `median(other) − median(A)` with its 95 % bootstrap interval (none when a side has no
     /// values).
     pub ci: Option<DiffCi>,
+    /// Turns measured in both pipelines (same scenario, run and turn); when there are any, the
+    /// interval is a paired bootstrap over them, else an unpaired one over all turns.
+    pub pairs: usize,
 }
 
 /// What `run_ab` produced.
@@ -108,6 +114,25 @@ pub fn write(out: &Path, r: &ReportInput<'_>) -> Result<AbReport, EvalError> {
     Ok(AbReport { out_dir: out.to_path_buf(), report, results, plots, calls: r.calls.to_vec(), comparisons })
 }
 
+/// `(a, b)` values of the same turn (scenario, run, turn) where both calls succeeded.
+fn paired(calls: &[CallRecord], a: &str, b: &str, f: Extract) -> Vec<(f64, f64)> {
+    let mut out = Vec::new();
+    for ca in calls.iter().filter(|c| c.pipeline == a && c.error.is_none()) {
+        let Some(cb) = calls
+            .iter()
+            .find(|c| c.pipeline == b && c.error.is_none() && c.scenario == ca.scenario && c.run == ca.run)
+        else {
+            continue;
+        };
+        for (ta, tb) in ca.turns.iter().zip(&cb.turns) {
+            if let (Some(x), Some(y)) = (f(ta), f(tb)) {
+                out.push((x, y));
+            }
+        }
+    }
+    out
+}
+
 fn compare(r: &ReportInput<'_>) -> Vec<Comparison> {
     let base = &r.pipelines[0].label;
     let mut out = Vec::new();
@@ -115,8 +140,14 @@ fn compare(r: &ReportInput<'_>) -> Vec<Comparison> {
         let a = values(r.calls, base, *f);
         for p in &r.pipelines[1..] {
             let b = values(r.calls, &p.label, *f);
-            let ci = bootstrap_median_diff(&a, &b, BOOTSTRAP_RESAMPLES, 0.95, BOOTSTRAP_SEED);
-            out.push(Comparison { metric: name.to_string(), baseline: base.clone(), other: p.label.clone(), ci });
+            let pairs = paired(r.calls, base, &p.label, *f);
+            let ci = if pairs.is_empty() {
+                bootstrap_median_diff(&a, &b, BOOTSTRAP_RESAMPLES, 0.95, BOOTSTRAP_SEED)
+            } else {
+                bootstrap_paired_median_diff(&pairs, BOOTSTRAP_RESAMPLES, 0.95, BOOTSTRAP_SEED)
+            };
+            let (metric, baseline, other) = (name.to_string(), base.clone(), p.label.clone());
+            out.push(Comparison { metric, baseline, other, ci, pairs: pairs.len() });
         }
     }
     out
@@ -186,7 +217,8 @@ fn markdown(r: &ReportInput<'_>, comparisons: &[Comparison], plots: &[PathBuf]) 
         s,
         "\n{} scenarios × {} run(s) × {} pipelines = {} calls, {} failed. Differences are \
          median(X) − median(A) over turns, with a 95 % percentile-bootstrap interval \
-         ({BOOTSTRAP_RESAMPLES} resamples, fixed seed); failed calls are left out of the statistics.\n",
+         ({BOOTSTRAP_RESAMPLES} resamples, fixed seed), paired by (scenario, run, turn) where a turn \
+         was measured in both pipelines; failed calls are left out of the statistics.\n",
         r.scenarios.len(),
         r.runs,
         r.pipelines.len(),
@@ -228,7 +260,14 @@ fn markdown(r: &ReportInput<'_>, comparisons: &[Comparison], plots: &[PathBuf]) 
     }
     for c in r.calls.iter().filter(|c| c.error.is_some()) {
         let msg = c.error.as_deref().unwrap_or("").replace('\n', " ");
-        let _ = writeln!(s, "- {} · `{}` · run {}: {msg} (files: {})", c.pipeline, c.scenario, c.run, c.dir.display());
+        let _ = writeln!(
+            s,
+            "- {} · `{}` · run {}: {msg} (files: {})",
+            c.pipeline,
+            c.scenario,
+            c.run,
+            c.dir.display()
+        );
     }
     s
 }
@@ -280,11 +319,14 @@ fn quality_table(s: &mut String, r: &ReportInput<'_>) {
     );
     let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|");
     for p in r.pipelines {
-        let calls: Vec<&CallRecord> = r.calls.iter().filter(|c| c.pipeline == p.label && c.error.is_none()).collect();
+        let calls: Vec<&CallRecord> =
+            r.calls.iter().filter(|c| c.pipeline == p.label && c.error.is_none()).collect();
         let turns: Vec<&TurnMetrics> = calls.iter().flat_map(|c| c.turns.iter()).collect();
-        let (errs, words) = turns.iter().filter_map(|t| t.wer).fold((0, 0), |(e, w), x| (e + x.errors, w + x.words));
+        let (errs, words) =
+            turns.iter().filter_map(|t| t.wer).fold((0, 0), |(e, w), x| (e + x.errors, w + x.words));
         let tools: Vec<bool> = turns.iter().filter_map(|t| t.tool.as_ref().map(|v| v.is_correct())).collect();
-        let replies: Vec<bool> = turns.iter().filter_map(|t| t.reply_check.as_ref().map(|c| c.passed())).collect();
+        let replies: Vec<bool> =
+            turns.iter().filter_map(|t| t.reply_check.as_ref().map(|c| c.passed())).collect();
         let sum = |f: fn(&TurnMetrics) -> u64| turns.iter().map(|t| f(t)).sum::<u64>();
         let costs: Vec<Option<f64>> = calls.iter().flat_map(|c| c.turn_costs.iter().copied()).collect();
         let cost = match (r.pricing, costs.iter().all(Option::is_some) && !costs.is_empty()) {
@@ -292,7 +334,11 @@ fn quality_table(s: &mut String, r: &ReportInput<'_>) {
             (Some(_), false) => "unpriced model".into(),
             (None, _) => "no price table".into(),
         };
-        let wer = if words == 0 { "–".into() } else { format!("{:.1} % ({errs}/{words})", errs as f64 * 100.0 / words as f64) };
+        let wer = if words == 0 {
+            "–".into()
+        } else {
+            format!("{:.1} % ({errs}/{words})", errs as f64 * 100.0 / words as f64)
+        };
         let _ = writeln!(
             s,
             "| {} | {wer} | {}/{} | {}/{} | {} / {} | {} / {} | {:.1} | {cost} |",
@@ -309,7 +355,11 @@ fn quality_table(s: &mut String, r: &ReportInput<'_>) {
         );
     }
     if let Some(t) = r.pricing {
-        let _ = writeln!(s, "\nPrices: example table dated {} ({}); edit it to match your contracts.", t.date, t.currency);
+        let _ = writeln!(
+            s,
+            "\nPrices: example table dated {} ({}); edit it to match your contracts.",
+            t.date, t.currency
+        );
     }
 }
 
@@ -341,7 +391,11 @@ fn settings_diff(s: &mut String, pipelines: &[PipelineUnderTest]) {
             continue;
         }
         any = true;
-        let _ = writeln!(s, "| `{k}` | {} |", vals.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(" | "));
+        let _ = writeln!(
+            s,
+            "| `{k}` | {} |",
+            vals.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(" | ")
+        );
     }
     if !any {
         let _ = writeln!(s, "| (none: same turn, stage and tool settings) |{}", " |".repeat(pipelines.len()));
@@ -351,7 +405,9 @@ fn settings_diff(s: &mut String, pipelines: &[PipelineUnderTest]) {
 fn flatten(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, String>) {
     match v {
         serde_json::Value::Object(o) => o.iter().for_each(|(k, v)| flatten(&format!("{prefix}.{k}"), v, out)),
-        serde_json::Value::Array(a) => a.iter().enumerate().for_each(|(i, v)| flatten(&format!("{prefix}[{i}]"), v, out)),
+        serde_json::Value::Array(a) => {
+            a.iter().enumerate().for_each(|(i, v)| flatten(&format!("{prefix}[{i}]"), v, out))
+        }
         serde_json::Value::Null => {}
         other => {
             out.insert(prefix.to_string(), other.to_string().trim_matches('"').to_string());

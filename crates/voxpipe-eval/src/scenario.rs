@@ -186,8 +186,8 @@ pub struct LoadedScenario {
 pub fn load_scenario(dir: &Path) -> Result<LoadedScenario, EvalError> {
     let path = dir.join(SCENARIO_FILE);
     let text = std::fs::read_to_string(&path).map_err(|e| EvalError::io(&path, e))?;
-    let mut scenario: Scenario =
-        toml::from_str(&text).map_err(|e| EvalError::Scenario { path: path.clone(), message: e.to_string() })?;
+    let mut scenario: Scenario = toml::from_str(&text)
+        .map_err(|e| EvalError::Scenario { path: path.clone(), message: e.to_string() })?;
     if scenario.name.is_empty() {
         scenario.name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     }
@@ -198,7 +198,9 @@ pub fn load_scenario(dir: &Path) -> Result<LoadedScenario, EvalError> {
     for (i, t) in scenario.turns.iter().enumerate() {
         match (&t.say, &t.wav) {
             (Some(_), Some(_)) => return Err(bad(format!("turns[{i}]: give `say` or `wav`, not both"))),
-            (None, None) => return Err(bad(format!("turns[{i}]: needs `say = \"text\"` or `wav = \"file.wav\"`"))),
+            (None, None) => {
+                return Err(bad(format!("turns[{i}]: needs `say = \"text\"` or `wav = \"file.wav\"`")));
+            }
             _ => {}
         }
         if t.barge_in_ms.is_some() && i == 0 {
@@ -233,7 +235,10 @@ pub fn load_scenarios(root: &Path) -> Result<Vec<LoadedScenario>, EvalError> {
     let mut names: Vec<&str> = all.iter().map(|s| s.scenario.name.as_str()).collect();
     names.sort_unstable();
     if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
-        return Err(EvalError::Scenario { path: root.to_path_buf(), message: format!("two scenarios named `{}`", w[0]) });
+        return Err(EvalError::Scenario {
+            path: root.to_path_buf(),
+            message: format!("two scenarios named `{}`", w[0]),
+        });
     }
     Ok(all)
 }

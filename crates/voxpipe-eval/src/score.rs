@@ -77,7 +77,9 @@ pub fn json_subset(expected: &Value, actual: &Value) -> bool {
         (Value::Object(e), Value::Object(a)) => {
             e.iter().all(|(k, ev)| a.get(k).is_some_and(|av| json_subset(ev, av)))
         }
-        (Value::Array(e), Value::Array(a)) => e.len() == a.len() && e.iter().zip(a).all(|(x, y)| json_subset(x, y)),
+        (Value::Array(e), Value::Array(a)) => {
+            e.len() == a.len() && e.iter().zip(a).all(|(x, y)| json_subset(x, y))
+        }
         _ => expected == actual,
     }
 }
@@ -135,7 +137,10 @@ mod tests {
     #[test]
     fn exact_tool_match_needs_equal_arguments() {
         let e = expect("get_order_status", json!({"order_id": "A-1234"}), ArgMatch::Exact);
-        assert_eq!(score_tool(&e, &[call("get_order_status", r#"{"order_id":"A-1234"}"#)]), ToolVerdict::Correct);
+        assert_eq!(
+            score_tool(&e, &[call("get_order_status", r#"{"order_id":"A-1234"}"#)]),
+            ToolVerdict::Correct
+        );
         let extra = r#"{"order_id":"A-1234","verbose":true}"#;
         assert_eq!(
             score_tool(&e, &[call("get_order_status", extra)]),
@@ -162,7 +167,10 @@ mod tests {
             ToolVerdict::WrongName(vec!["get_order_status".into()])
         );
         assert_eq!(score_tool(&e, &[]), ToolVerdict::NotCalled);
-        assert!(score_tool(&e, &[call("get_order_status", "{}"), call("transfer_to_human", r#"{"x":1}"#)]).is_correct());
+        assert!(
+            score_tool(&e, &[call("get_order_status", "{}"), call("transfer_to_human", r#"{"x":1}"#)])
+                .is_correct()
+        );
     }
 
     #[test]

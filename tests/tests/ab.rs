@@ -1,0 +1,147 @@
+//! `voxpipe ab` end to end: the native pipeline twice against in-process fakes, one of them
+//! 200 ms slower to first audio, on a virtual clock.
+
+use std::path::Path;
+use voxpipe_e2e::*;
+use voxpipe_eval::{AbOptions, FakeDelay, run_ab};
+
+fn scenario(root: &Path, name: &str, text: &str) {
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("scenario.toml"), text).unwrap();
+}
+
+// The scripted tool is one the pipeline does not define: the runtime answers "unknown tool" at
+// once. A `command` tool would run a real process, and the paused clock jumps ahead while it
+// runs, so that turn's latency would not be reproducible.
+const ORDER: &str = r#"
+[[turns]]
+say = "Hi, I would like to check the status of my order."
+tool = { name = "lookup_order", arguments = { order_id = "A-1234" } }
+reply_must_contain = ["shipped"]
+
+[[fake.realtime.responses]]
+user_transcript = "Hi, I would like to check the status of my order."
+function_call = { name = "lookup_order", arguments = '{"order_id":"A-1234"}' }
+
+[[fake.realtime.responses]]
+text = "Your order has shipped."
+"#;
+
+const TWO_TURNS: &str = r#"
+[[turns]]
+say = "Hello, I need to book an appointment."
+[[turns]]
+say = "Tomorrow morning, please."
+gap_ms = 5000
+reply_must_contain = ["tomorrow"]
+
+[[fake.realtime.responses]]
+user_transcript = "Hello, I need to book an appointment."
+text = "Sure, when?"
+[[fake.realtime.responses]]
+user_transcript = "Tomorrow morning please."
+text = "Booked for tomorrow morning."
+"#;
+
+fn options(scenarios: &Path, out: &Path) -> AbOptions {
+    let pipeline = repo_path("pipelines/native-fake.toml");
+    let tool = format!(
+        "tools.get_order_status.handler.program={}",
+        repo_path("scripts/tools/order-status.sh").display()
+    );
+    let mut opts =
+        AbOptions::new(vec![pipeline.clone(), pipeline], scenarios.to_path_buf(), out.to_path_buf());
+    opts.sets = vec![vec![tool.clone()], vec![tool]];
+    opts.start_fakes = true;
+    opts.progress = false;
+    opts
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fake_200_ms_slower_to_first_audio_shows_up_as_200_ms_in_the_voice_to_voice_difference() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenarios = dir.path().join("scenarios");
+    scenario(&scenarios, "order", ORDER);
+    scenario(&scenarios, "booking", TWO_TURNS);
+    let out = dir.path().join("out");
+    let mut opts = options(&scenarios, &out);
+    opts.fake_delays = vec![FakeDelay::default(), FakeDelay { first_audio_ms: 200 }];
+    let report = run_ab(opts).await.unwrap();
+
+    assert_eq!(report.failures().count(), 0, "{:?}", report.failures().collect::<Vec<_>>());
+    assert_eq!(report.calls.len(), 4);
+    // Interleaved: A, B for a scenario before the next one.
+    let order: Vec<_> = report.calls.iter().map(|c| (c.scenario.as_str(), c.pipeline.as_str())).collect();
+    assert_eq!(order, [("booking", "A"), ("booking", "B"), ("order", "A"), ("order", "B")]);
+    let v2v = report.comparison("voice_to_voice_ms", "B").unwrap().ci.unwrap();
+    let per_turn: Vec<_> = report
+        .calls
+        .iter()
+        .map(|c| {
+            (
+                &c.pipeline,
+                &c.scenario,
+                c.turns.iter().map(|t| (t.speech_end_ms, t.voice_to_voice_ms)).collect::<Vec<_>>(),
+            )
+        })
+        .collect();
+    assert!((v2v.diff - 200.0).abs() <= 40.0, "B−A voice-to-voice {v2v:?}: {per_turn:?}");
+    assert!(v2v.excludes_zero(), "{v2v:?}: {per_turn:?}");
+    let a: Vec<u64> = report
+        .calls
+        .iter()
+        .filter(|c| c.pipeline == "A")
+        .flat_map(|c| c.turns.iter().filter_map(|t| t.voice_to_voice_ms))
+        .collect();
+    assert_eq!(a.len(), 3, "every turn answered: {a:?}");
+
+    // Scoring ran on what the fake did: the order lookup is correct, the reply checks pass.
+    let order_a = report.calls.iter().find(|c| c.scenario == "order" && c.pipeline == "A").unwrap();
+    assert!(order_a.turns[0].tool.as_ref().unwrap().is_correct(), "{:?}", order_a.turns[0]);
+    assert!(order_a.turns[0].reply_check.as_ref().unwrap().passed(), "{:?}", order_a.turns[0].reply);
+    assert_eq!(order_a.turns[0].wer.unwrap().errors, 0);
+
+    let md = std::fs::read_to_string(&report.report).unwrap();
+    assert!(md.contains("| voice_to_voice_ms |"), "{md}");
+    assert!(md.contains("`voice_to_voice_ms`: B is higher than A"), "{md}");
+    let lines = std::fs::read_to_string(&report.results).unwrap();
+    assert_eq!(lines.lines().count(), 6, "one line per turn per call");
+    let first: serde_json::Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
+    assert_eq!(first["pipeline"], "A");
+    for plot in &report.plots {
+        let svg = std::fs::read_to_string(plot).unwrap();
+        assert!(svg.starts_with("<svg") || svg.contains("<svg"), "{}", plot.display());
+        assert!(md.contains(plot.file_name().unwrap().to_str().unwrap()), "plot linked from the report");
+    }
+    assert_eq!(report.plots.len(), 2);
+    assert!(out.join("A/order/1/events.jsonl").is_file());
+    assert!(out.join("B/booking/1/reply.wav").is_file());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_that_fails_mid_call_is_reported_with_its_error_and_the_others_still_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenarios = dir.path().join("scenarios");
+    scenario(&scenarios, "booking", TWO_TURNS);
+    let dropped = format!("[fake.realtime]\nclose_after_audio_deltas = 2\n{TWO_TURNS}");
+    scenario(&scenarios, "dropped", &dropped);
+    let out = dir.path().join("out");
+    let report = run_ab(options(&scenarios, &out)).await.unwrap();
+
+    let failed: Vec<_> = report.failures().collect();
+    assert_eq!(failed.len(), 2, "both pipelines lose the socket in `dropped`");
+    for f in &failed {
+        assert_eq!(f.scenario, "dropped");
+        let err = f.error.as_deref().unwrap();
+        assert!(err.contains("realtime.openai") && err.contains("closed"), "{err}");
+    }
+    let ok: Vec<_> = report.calls.iter().filter(|c| c.error.is_none()).collect();
+    assert_eq!(ok.len(), 2);
+    assert!(
+        ok.iter().all(|c| c.scenario == "booking" && c.turns.iter().all(|t| t.voice_to_voice_ms.is_some()))
+    );
+    let md = std::fs::read_to_string(&report.report).unwrap();
+    let failures = &md[md.find("## Failures").unwrap()..];
+    assert!(failures.contains("A · `dropped` · run 1") && failures.contains("closed"), "{failures}");
+}
