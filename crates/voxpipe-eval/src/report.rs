@@ -374,6 +374,12 @@ fn settings_diff(s: &mut String, pipelines: &[PipelineUnderTest]) {
             for key in ["turn", "stages", "tools"] {
                 flatten(key, &v[key], &mut m);
             }
+            if p.fake_delay.first_audio_ms != 0 {
+                m.insert(
+                    "(offline fakes) first_audio_ms offset".into(),
+                    format!("{:+}", p.fake_delay.first_audio_ms),
+                );
+            }
             m
         })
         .collect();
