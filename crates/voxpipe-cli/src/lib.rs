@@ -3,6 +3,7 @@
 //! Exposed as a library too, so end-to-end tests can run a pipeline in-process on a paused
 //! (virtual) tokio clock.
 
+mod ab;
 mod fake;
 mod models;
 mod run;
@@ -50,6 +51,8 @@ pub enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
     },
+    /// Compare pipelines on recorded scenarios: latency, WER, tool correctness, cost.
+    Ab(ab::AbArgs),
     /// Manage the local model cache (`list`, `pull ID…`, `path ID`).
     Models {
         /// What to do.
@@ -108,6 +111,7 @@ pub fn main() -> ExitCode {
             Command::Check { pipeline, profile, sets } => run::check_command(&pipeline, profile, sets).await,
             Command::Fake { which } => fake::run(which).await,
             Command::Models { cmd } => models::run(cmd).await,
+            Command::Ab(args) => ab::run(args).await,
         }
     });
     match result {

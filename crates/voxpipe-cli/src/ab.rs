@@ -1,0 +1,66 @@
+//! `voxpipe ab`: run every scenario through two or more pipelines and compare them.
+
+use anyhow::Context;
+use clap::Args;
+use std::path::PathBuf;
+use voxpipe_eval::{AbOptions, FakeDelay, parse_delay_ms, parse_per_pipeline, run_ab};
+
+/// `voxpipe ab` arguments.
+#[derive(Debug, Args)]
+pub struct AbArgs {
+    /// Pipeline files, labelled A, B, C… in this order (A is the baseline).
+    #[arg(required = true, num_args = 2..)]
+    pub pipelines: Vec<PathBuf>,
+    /// A scenario directory, or a directory of them.
+    #[arg(long, default_value = "scenarios")]
+    pub scenarios: PathBuf,
+    /// Runs of every scenario per pipeline.
+    #[arg(long, default_value_t = 1)]
+    pub runs: usize,
+    /// Where report.md, results.jsonl, the plots and per-call files go.
+    #[arg(long, default_value = "out/ab")]
+    pub out: PathBuf,
+    /// Calls running at once.
+    #[arg(long, default_value_t = 1)]
+    pub concurrency: usize,
+    /// Per-pipeline override, `A:stages[0].voice=ash` (repeatable).
+    #[arg(long = "set", value_name = "LABEL:KEY=VALUE")]
+    pub sets: Vec<String>,
+    /// Start the Realtime, chat and speech fakes in-process and point the pipelines at them.
+    #[arg(long)]
+    pub fakes: bool,
+    /// Extra time to first audio for a pipeline's fakes, `B=+200` (with `--fakes`).
+    #[arg(long = "fake-delay", value_name = "LABEL=MS")]
+    pub fake_delays: Vec<String>,
+    /// Price table (default: `<scenarios>/pricing.toml` when present).
+    #[arg(long)]
+    pub pricing: Option<PathBuf>,
+}
+
+/// Runs the comparison and prints where the report is.
+pub async fn run(args: AbArgs) -> anyhow::Result<()> {
+    let n = args.pipelines.len();
+    let mut opts = AbOptions::new(args.pipelines.clone(), args.scenarios.clone(), args.out.clone());
+    opts.runs = args.runs.max(1);
+    opts.concurrency = args.concurrency.max(1);
+    opts.env = std::env::vars().collect();
+    opts.start_fakes = args.fakes;
+    opts.pricing = args.pricing.clone();
+    opts.sets = vec![Vec::new(); n];
+    for s in &args.sets {
+        let (i, v) = parse_per_pipeline(s, n)?;
+        opts.sets[i].push(v);
+    }
+    opts.fake_delays = vec![FakeDelay::default(); n];
+    for d in &args.fake_delays {
+        let (i, v) = parse_per_pipeline(d, n)?;
+        opts.fake_delays[i].first_audio_ms = parse_delay_ms(&v)?;
+    }
+    let report = run_ab(opts).await.context("A/B run failed")?;
+    println!("report:  {}", report.report.display());
+    println!("results: {}", report.results.display());
+    for p in &report.plots {
+        println!("plot:    {}", p.display());
+    }
+    Ok(())
+}
