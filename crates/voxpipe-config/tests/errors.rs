@@ -156,7 +156,9 @@ fn every_shipped_pipeline_file_loads() {
     let mut n = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "toml") {
+        // `*.example.toml` are snippets to paste into a pipeline (e.g. a `[tools]` block).
+        let snippet = path.to_string_lossy().ends_with(".example.toml");
+        if path.extension().is_some_and(|e| e == "toml") && !snippet {
             let text = std::fs::read_to_string(&path).unwrap();
             if cfg!(not(feature = "llama")) && text.contains("\"llm.local\"") {
                 let e = load(&path, &LoadOptions::default()).unwrap_err().to_string();
