@@ -58,7 +58,6 @@ pub(crate) async fn run_playout(
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut queue: VecDeque<Queued> = VecDeque::new();
     let mut resampler: Option<StreamResampler> = None;
-    let mut scratch: Vec<i16> = Vec::with_capacity(4096);
     let silence = vec![0i16; voxpipe_core::audio::samples_for_ms(rate, 200)];
     let mut written: u64 = 0;
     let mut playing: Option<(ItemId, u64)> = None;
@@ -122,8 +121,9 @@ pub(crate) async fn run_playout(
                         playing = Some((front.item.clone(), 0));
                         started(&ctx, &front.item, &mut metrics).await;
                     }
-                    scratch.clear();
-                    scratch.extend_from_slice(&front.samples[front.offset..front.offset + n]);
+                    // Played straight from the shared buffer: no copy per tick.
+                    out.write(&front.samples[front.offset..front.offset + n]).await.map_err(fail)?;
+                    written += n as u64;
                     front.offset += n;
                     if front.offset == front.samples.len() {
                         if let Some(words) = &front.text {
@@ -134,8 +134,6 @@ pub(crate) async fn run_playout(
                     if let Some((_, played)) = playing.as_mut() {
                         *played += n as u64;
                     }
-                    out.write(&scratch).await.map_err(fail)?;
-                    written += n as u64;
                 }
                 if queue.is_empty() {
                     if let Some((item, played)) = playing.take() {

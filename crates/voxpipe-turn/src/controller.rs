@@ -137,6 +137,7 @@ impl Stage for TurnController {
         let mut buf: Vec<i16> = Vec::with_capacity(frame * 4);
         let mut processed: usize = 0;
         let mut interrupted_this_turn = false;
+        let mut turn: u32 = 0;
         let interrupt_after = Duration::from_millis(self.config.interruption.min_speech_ms as u64);
         loop {
             let frame_in = tokio::select! {
@@ -179,11 +180,12 @@ impl Stage for TurnController {
                                 }
                             }
                             Decision::Stopped { end } => {
-                                debug!(?end, "end of turn");
+                                turn += 1;
+                                debug!(?end, turn, "end of turn");
                                 ctx.events
                                     .emit(EventKind::Metric {
                                         name: "end_of_turn_delay_ms".into(),
-                                        turn: 0,
+                                        turn,
                                         value_ms: (start + frame_len).saturating_sub(end).as_millis() as u64,
                                     })
                                     .await;

@@ -42,16 +42,18 @@ pub const fn ms_of(samples: u64, rate: SampleRate) -> u64 {
 /// decode a whole file once and hand out 20 ms views of it.
 #[derive(Clone)]
 pub struct Samples {
-    buf: Arc<[i16]>,
+    // `Arc<Vec>` rather than `Arc<[i16]>`: wrapping a decoded buffer moves it instead of copying
+    // every sample into a new allocation.
+    buf: Arc<Vec<i16>>,
     start: usize,
     len: usize,
 }
 
 impl Samples {
-    /// Wraps an owned vector (one allocation for the `Arc`, done once per buffer).
+    /// Wraps an owned vector without copying it (one small allocation for the `Arc`).
     pub fn from_vec(v: Vec<i16>) -> Self {
         let len = v.len();
-        Self { buf: v.into(), start: 0, len }
+        Self { buf: Arc::new(v), start: 0, len }
     }
 
     /// A view of `range` within this view.
