@@ -57,6 +57,37 @@ pub(crate) struct Settings {
     pub stall_timeout: Duration,
 }
 
+impl Settings {
+    /// Settings from a provider config's shared keys (all durations in ms).
+    pub(crate) fn from_ms(
+        stage_name: &str,
+        max_tool_rounds: u32,
+        max_retries: u32,
+        retry_backoff_ms: u64,
+        request_timeout_ms: u64,
+        stall_timeout_ms: u64,
+    ) -> Self {
+        Self {
+            stage_name: stage_name.into(),
+            max_tool_rounds,
+            max_retries,
+            retry_backoff: Duration::from_millis(retry_backoff_ms),
+            request_timeout: Duration::from_millis(request_timeout_ms),
+            stall_timeout: Duration::from_millis(stall_timeout_ms),
+        }
+    }
+}
+
+/// `base_url` + `path`, refusing a base URL that is not http(s).
+pub(crate) fn endpoint(provider: &'static str, base_url: &str, path: &str) -> Result<String, Error> {
+    let base = base_url.trim_end_matches('/');
+    if !(base.starts_with("http://") || base.starts_with("https://")) {
+        let message = format!("base_url must start with http:// or https://, got `{base_url}`");
+        return Err(Error::Config { provider, message });
+    }
+    Ok(format!("{base}/{path}"))
+}
+
 /// What differs between providers.
 pub(crate) trait Provider: Send + Sync + 'static {
     /// The stream accumulator.

@@ -9,7 +9,6 @@ use crate::openai::defaults;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use std::time::Duration;
 use voxpipe_core::{CallContext, Inbox, Outbox, Secret, Stage, StageError, ToolSpec};
 
 /// Configuration of an `llm.anthropic` stage (`[[stages]] kind = "llm.anthropic"`).
@@ -103,24 +102,19 @@ impl Anthropic {
     /// # Errors
     /// [`Error::Config`] for a base URL that is not http(s) or a `max_tokens` of 0.
     pub fn new(config: AnthropicConfig, api_key: Secret) -> Result<Self, Error> {
-        let base = config.base_url.trim_end_matches('/');
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            let message = format!("base_url must start with http:// or https://, got `{}`", config.base_url);
-            return Err(Error::Config { provider: MessagesProvider::NAME, message });
-        }
+        let url = crate::driver::endpoint(MessagesProvider::NAME, &config.base_url, "messages")?;
         if config.max_tokens == 0 {
             let message = "max_tokens must be at least 1".to_string();
             return Err(Error::Config { provider: MessagesProvider::NAME, message });
         }
-        let settings = Settings {
-            stage_name: "llm.anthropic".into(),
-            max_tool_rounds: config.max_tool_rounds,
-            max_retries: config.max_retries,
-            retry_backoff: Duration::from_millis(config.retry_backoff_ms),
-            request_timeout: Duration::from_millis(config.request_timeout_ms),
-            stall_timeout: Duration::from_millis(config.stall_timeout_ms),
-        };
-        let url = format!("{base}/messages");
+        let settings = Settings::from_ms(
+            "llm.anthropic",
+            config.max_tool_rounds,
+            config.max_retries,
+            config.retry_backoff_ms,
+            config.request_timeout_ms,
+            config.stall_timeout_ms,
+        );
         let provider = MessagesProvider { config, api_key, url, settings };
         Ok(Self { driver: Driver::new(provider)? })
     }
@@ -257,7 +251,7 @@ mod tests {
             name: "get_weather".into(),
             output: "{\"error\":\"down\"}".into(),
             is_error: true,
-            duration: Duration::ZERO,
+            duration: std::time::Duration::ZERO,
             action: None,
         }]);
         h.push_user("Hello?");

@@ -10,7 +10,6 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::time::Duration;
 use voxpipe_core::{CallContext, Inbox, Outbox, Secret, Stage, StageError, ToolSpec};
 
 /// Configuration of an `llm.openai` stage (`[[stages]] kind = "llm.openai"`).
@@ -126,11 +125,7 @@ impl OpenAiChat {
     /// # Errors
     /// [`Error::Config`] for a base URL that is not http(s) or an invalid extra header.
     pub fn new(config: OpenAiChatConfig, api_key: Option<Secret>) -> Result<Self, Error> {
-        let base = config.base_url.trim_end_matches('/');
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            let message = format!("base_url must start with http:// or https://, got `{}`", config.base_url);
-            return Err(Error::Config { provider: ChatProvider::NAME, message });
-        }
+        let url = crate::driver::endpoint(ChatProvider::NAME, &config.base_url, "chat/completions")?;
         for (name, value) in &config.extra_headers {
             let ok = reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_ok()
                 && reqwest::header::HeaderValue::from_str(value).is_ok();
@@ -139,15 +134,14 @@ impl OpenAiChat {
                 return Err(Error::Config { provider: ChatProvider::NAME, message });
             }
         }
-        let settings = Settings {
-            stage_name: "llm.openai".into(),
-            max_tool_rounds: config.max_tool_rounds,
-            max_retries: config.max_retries,
-            retry_backoff: Duration::from_millis(config.retry_backoff_ms),
-            request_timeout: Duration::from_millis(config.request_timeout_ms),
-            stall_timeout: Duration::from_millis(config.stall_timeout_ms),
-        };
-        let url = format!("{base}/chat/completions");
+        let settings = Settings::from_ms(
+            "llm.openai",
+            config.max_tool_rounds,
+            config.max_retries,
+            config.retry_backoff_ms,
+            config.request_timeout_ms,
+            config.stall_timeout_ms,
+        );
         let provider = ChatProvider { config, api_key, url, settings };
         Ok(Self { driver: Driver::new(provider)? })
     }
@@ -287,7 +281,7 @@ mod tests {
             name: "get_weather".into(),
             output: "sunny".into(),
             is_error: false,
-            duration: Duration::ZERO,
+            duration: std::time::Duration::ZERO,
             action: None,
         }]);
         let m = messages("Be brief.", &h);
