@@ -98,6 +98,13 @@ pub trait ToolRuntime: Send + Sync + std::fmt::Debug {
     fn specs(&self) -> &[ToolSpec];
     /// Runs one call.
     async fn call(&self, call: &ToolCall) -> ToolResult;
+    /// Filler speech for tool `name`: what the assistant says if a call of it is still running
+    /// after the returned delay ("One moment while I check."), so the caller does not sit in
+    /// silence. Default: none.
+    fn filler(&self, name: &str) -> Option<(String, Duration)> {
+        let _ = name;
+        None
+    }
 }
 
 /// A runtime with no tools; any call is answered with an "unknown tool" error.

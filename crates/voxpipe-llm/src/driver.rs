@@ -8,11 +8,19 @@ use crate::http::{Abort, Signals};
 use futures_util::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::{debug, trace, warn};
+use tokio::time::Instant;
+use tracing::{debug, info, trace, warn};
 use voxpipe_core::{
-    CallContext, Control, EventKind, Frame, Inbox, ItemId, Outbox, ResponseDone, ResponseStarted,
-    ResponseStatus, StageError, TextDelta, ToolAction, ToolCall, ToolResult, ToolSpec, Transcript, Usage,
+    CallContext, Control, EventKind, EventSender, Frame, Inbox, ItemId, Outbox, ResponseDone,
+    ResponseStarted, ResponseStatus, StageError, TextDelta, ToolAction, ToolCall, ToolResult, ToolSpec,
+    Transcript, Usage,
 };
+
+/// Longest wait for the goodbye of an `end_call` turn to start playing before the call is
+/// ended anyway (a TTS that never answers must not keep the call open).
+const GOODBYE_START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the playout position is checked while waiting for the goodbye.
+const GOODBYE_POLL: Duration = Duration::from_millis(20);
 
 /// What an accumulator made of one SSE event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -199,6 +207,9 @@ impl<P: Provider> Driver<P> {
     ) -> Result<Flow, Error> {
         self.turns += 1;
         let reply: ItemId = format!("reply_{}", self.turns).into();
+        // Filler speech is its own item, so the TTS closes and speaks it at once.
+        let filler_item: ItemId = format!("filler_{}", self.turns).into();
+        let mut first_token_pending = true;
         let started = Frame::ResponseStarted(ResponseStarted { response_id: reply.to_string() });
         if sig.send(out, started).await.is_err() {
             return Ok(Flow::Stop);
@@ -212,7 +223,14 @@ impl<P: Provider> Driver<P> {
             if !tools.specs().is_empty() && round == max_rounds {
                 warn!(max_rounds, "tool round limit reached: asking for an answer without tools");
             }
-            match self.round(sig, out, &reply, tools.specs(), tools_enabled).await {
+            let first_token = first_token_pending.then_some(&ctx.events);
+            let outcome = self.round(sig, out, &reply, tools.specs(), tools_enabled, first_token).await;
+            if let Round::Complete(o) = &outcome
+                && !text_of(&o.parts).is_empty()
+            {
+                first_token_pending = false;
+            }
+            match outcome {
                 Round::Complete(output) => {
                     add_usage(&mut usage, output.usage.as_ref());
                     spoken.push_str(&text_of(&output.parts));
@@ -228,12 +246,24 @@ impl<P: Provider> Driver<P> {
                     if calls.is_empty() {
                         break (completion_status(output.stop_reason.as_deref()), output.stop_reason, None);
                     }
-                    let Ok((results, interrupted)) =
-                        run_tools(sig, input, out, &tools, calls, tools_enabled).await
+                    let Ok(ToolRun { results, interrupted, filler }) =
+                        run_tools(sig, input, out, &tools, calls, tools_enabled, &filler_item).await
                     else {
                         return Ok(Flow::Stop);
                     };
+                    if let Some(filler) = filler {
+                        // Said while the tools ran: part of what the caller heard of this turn.
+                        self.history.append_to_last_assistant(&filler);
+                    }
                     end_call |= results.iter().any(|r| r.action == Some(ToolAction::EndCall));
+                    for r in &results {
+                        if let Some(ToolAction::Handoff { reason, target }) = &r.action {
+                            let transcript = self.history.transcript();
+                            info!(tool = %r.name, %reason, ?target, lines = transcript.len(), "handoff");
+                            let (reason, target) = (reason.clone(), target.clone());
+                            ctx.events.emit(EventKind::Handoff { reason, target, transcript }).await;
+                        }
+                    }
                     self.history.push_tool_results(results);
                     if interrupted {
                         break (ResponseStatus::Cancelled, Some("interrupted".into()), None);
@@ -273,7 +303,8 @@ impl<P: Provider> Driver<P> {
             }
         }
         let mut frames = Vec::new();
-        if !spoken.is_empty() && status != ResponseStatus::Cancelled {
+        let speaks = !spoken.is_empty() && status != ResponseStatus::Cancelled;
+        if speaks {
             let text = Transcript { item: Some(reply.clone()), text: spoken, is_final: true };
             frames.push(Frame::AssistantTranscript(text));
         }
@@ -289,12 +320,15 @@ impl<P: Provider> Driver<P> {
             _ => {}
         }
         if end_call {
-            ctx.control.send(Control::EndCall);
+            // The reply is on its way to TTS; end the call once it has played.
+            tokio::spawn(end_call_after_goodbye(ctx.clone(), speaks.then_some(reply)));
         }
         Ok(Flow::Continue)
     }
 
-    /// One request and its stream, text deltas sent downstream as they arrive.
+    /// One request and its stream, text deltas sent downstream as they arrive. With
+    /// `first_token`, the time from the request to the first text is logged as the turn's
+    /// `llm_first_token_ms` metric.
     async fn round(
         &mut self,
         sig: &mut Signals,
@@ -302,8 +336,10 @@ impl<P: Provider> Driver<P> {
         reply: &ItemId,
         specs: &[ToolSpec],
         tools_enabled: bool,
+        mut first_token: Option<&EventSender>,
     ) -> Round {
         let body = self.provider.body(&self.history, specs, tools_enabled);
+        let requested_at = Instant::now();
         let response = match crate::http::send_with_retries(&self.provider, &self.client, &body, sig).await {
             Ok(r) => r,
             Err(Abort::Interrupted(played)) => return Round::Interrupted(String::new(), played),
@@ -345,6 +381,14 @@ impl<P: Provider> Driver<P> {
                 Ok(step) => step,
                 Err(e) => return Round::Failed(e, acc.partial_text()),
             };
+            if !deltas.is_empty()
+                && let Some(events) = first_token.take()
+            {
+                let value_ms = requested_at.elapsed().as_millis() as u64;
+                let turn = u32::try_from(self.turns).unwrap_or(u32::MAX);
+                debug!(value_ms, "first token");
+                events.emit(EventKind::Metric { name: "llm_first_token_ms".into(), turn, value_ms }).await;
+            }
             for text in deltas.drain(..) {
                 let frame = Frame::TextDelta(TextDelta { item: reply.clone(), text });
                 match sig.race(out.reserve()).await {
@@ -360,9 +404,25 @@ impl<P: Provider> Driver<P> {
     }
 }
 
+/// What running the tool calls of one model response gave.
+struct ToolRun {
+    /// One result per call, in call order.
+    results: Vec<ToolResult>,
+    /// The caller barged in while the tools ran.
+    interrupted: bool,
+    /// The filler spoken while they ran, if any.
+    filler: Option<String>,
+}
+
 /// Runs every call of one model turn concurrently and reports them downstream. Calls made
 /// after the round limit are answered with an error without running. An interruption does
-/// not stop running tools (their results stay in history); it is returned as `true`.
+/// not stop running tools (their results stay in history); it is reported in
+/// [`ToolRun::interrupted`].
+///
+/// Filler: when a called tool has one ([`ToolRuntime::filler`](voxpipe_core::ToolRuntime))
+/// and the calls are still running after its delay, its text is sent to TTS as item
+/// `filler_item` (the shortest delay among the calls wins; at most one filler per response;
+/// none after a barge-in).
 async fn run_tools(
     sig: &mut Signals,
     input: &mut Inbox,
@@ -370,26 +430,49 @@ async fn run_tools(
     tools: &Arc<dyn voxpipe_core::ToolRuntime>,
     calls: Vec<ToolCall>,
     allowed: bool,
-) -> Result<(Vec<ToolResult>, bool), Abort> {
+    filler_item: &ItemId,
+) -> Result<ToolRun, Abort> {
     for call in &calls {
         sig.send(out, Frame::ToolCall(call.clone())).await?;
     }
-    let results = if allowed {
+    let mut run = ToolRun { results: Vec::new(), interrupted: false, filler: None };
+    if allowed {
+        let started = Instant::now();
+        let filler = calls
+            .iter()
+            .filter_map(|c| tools.filler(&c.name).map(|(text, after)| (c.name.as_str(), text, after)))
+            .filter(|(_, text, _)| !text.trim().is_empty())
+            .min_by_key(|(_, _, after)| *after);
         let all = futures_util::future::join_all(calls.iter().map(|c| tools.call(c)));
         tokio::pin!(all);
-        let mut interrupted = false;
-        loop {
-            match sig.race(&mut all).await {
-                Ok(results) => break (results, interrupted),
-                Err(Abort::Interrupted(_)) => {
-                    input.flush_interruptible();
-                    interrupted = true;
+        run.results = loop {
+            let due = filler.as_ref().filter(|_| run.filler.is_none() && !run.interrupted);
+            let due_at = due.map(|(_, _, after)| started + *after);
+            tokio::select! {
+                biased;
+                r = sig.race(&mut all) => match r {
+                    Ok(results) => break results,
+                    Err(Abort::Interrupted(_)) => {
+                        input.flush_interruptible();
+                        run.interrupted = true;
+                    }
+                    Err(e) => return Err(e),
+                },
+                () = sleep_until(due_at) => {
+                    let (tool, text, after) = due.expect("the filler is due only when there is one");
+                    let text = text.trim().to_string();
+                    info!(tool, after_ms = after.as_millis() as u64, filler = %text, "tool still running: speaking the filler");
+                    let delta = TextDelta { item: filler_item.clone(), text: text.clone() };
+                    sig.send(out, Frame::TextDelta(delta)).await?;
+                    let item = Some(filler_item.clone());
+                    let done = Transcript { item, text: text.clone(), is_final: true };
+                    sig.send(out, Frame::AssistantTranscript(done)).await?;
+                    run.filler = Some(text);
                 }
-                Err(e) => return Err(e),
             }
-        }
+        };
     } else {
-        let results = calls
+        run.results = calls
             .iter()
             .map(|c| {
                 ToolResult::error(
@@ -399,12 +482,40 @@ async fn run_tools(
                 )
             })
             .collect();
-        (results, false)
-    };
-    for r in &results.0 {
+    }
+    for r in &run.results {
         sig.send(out, Frame::ToolResult(r.clone())).await?;
     }
-    Ok(results)
+    Ok(run)
+}
+
+/// Sleeps until `at`; forever when there is no `at`.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sends `Control::EndCall` once the goodbye `reply` has started playing (the runner then ends
+/// the call when playout goes quiet), or at once when the turn said nothing. Gives up waiting
+/// after [`GOODBYE_START_TIMEOUT`].
+async fn end_call_after_goodbye(ctx: CallContext, reply: Option<ItemId>) {
+    if let Some(reply) = reply {
+        let deadline = Instant::now() + GOODBYE_START_TIMEOUT;
+        while ctx.playout.current().is_none_or(|p| p.item != reply) {
+            if Instant::now() >= deadline {
+                warn!(item = %reply, "end_call: the goodbye did not start playing; ending the call anyway");
+                break;
+            }
+            tokio::select! {
+                () = ctx.cancel.cancelled() => return,
+                () = tokio::time::sleep(GOODBYE_POLL) => {}
+            }
+        }
+    }
+    info!("end_call: ending the call once the goodbye has played");
+    ctx.control.send(Control::EndCall);
 }
 
 fn add_usage(total: &mut Option<Usage>, more: Option<&Usage>) {

@@ -78,6 +78,44 @@ impl History {
         }
     }
 
+    /// Adds `text` to what the last assistant message said (after its text, before its tool
+    /// calls), e.g. the filler spoken while its tools ran, so the model knows it was said.
+    /// Returns false when the last message is not an assistant message.
+    pub fn append_to_last_assistant(&mut self, text: &str) -> bool {
+        let Some(Message::Assistant(parts)) = self.messages.last_mut() else {
+            return false;
+        };
+        let text = text.trim();
+        if text.is_empty() {
+            return true;
+        }
+        let existing = text_of(parts);
+        let piece = if existing.is_empty() || existing.ends_with(char::is_whitespace) {
+            text.to_string()
+        } else {
+            format!(" {text}")
+        };
+        let at = parts.iter().rposition(|p| matches!(p, AssistantPart::Text(_))).map_or(0, |i| i + 1);
+        parts.insert(at, AssistantPart::Text(piece));
+        true
+    }
+
+    /// The conversation so far as lines `user: …` / `assistant: …` (spoken text only), as the
+    /// handoff event carries it.
+    pub fn transcript(&self) -> Vec<String> {
+        self.messages
+            .iter()
+            .filter_map(|m| match m {
+                Message::User(t) => Some(format!("user: {}", t.trim())),
+                Message::Assistant(parts) => {
+                    let text = text_of(parts);
+                    (!text.trim().is_empty()).then(|| format!("assistant: {}", text.trim()))
+                }
+                Message::ToolResults(_) => None,
+            })
+            .collect()
+    }
+
     /// Replaces the text of the last assistant message with `heard_text` (what the caller
     /// actually heard before an interruption), keeping its tool calls. With empty
     /// `heard_text` and no tool calls the message is removed. Returns false when the last
@@ -138,6 +176,42 @@ mod tests {
         assert!(h.truncate_last_assistant(""));
         assert_eq!(h.messages(), &[Message::User("hi".into())]);
         assert!(!h.truncate_last_assistant("x"), "last message is the user's");
+    }
+
+    #[test]
+    fn appended_text_goes_after_the_text_and_before_the_tool_calls() {
+        let mut h = History::new();
+        h.push_user("where is my order");
+        h.push_assistant(vec![call()]);
+        assert!(h.append_to_last_assistant("One moment."));
+        assert_eq!(
+            h.messages()[1],
+            Message::Assistant(vec![AssistantPart::Text("One moment.".into()), call()])
+        );
+        h.push_assistant(vec![AssistantPart::Text("Let me see.".into()), call()]);
+        assert!(h.append_to_last_assistant("One moment."));
+        assert_eq!(
+            text_of(match &h.messages()[2] {
+                Message::Assistant(p) => p,
+                _ => unreachable!(),
+            }),
+            "Let me see. One moment."
+        );
+        assert!(
+            matches!(&h.messages()[2], Message::Assistant(p) if matches!(p[2], AssistantPart::ToolUse { .. }))
+        );
+        h.push_tool_results(Vec::new());
+        h.push_user("thanks");
+        assert!(!h.append_to_last_assistant("x"), "the last message is the user's");
+    }
+
+    #[test]
+    fn transcript_lists_spoken_lines_in_order() {
+        let mut h = History::new();
+        h.push_user(" I want a human ");
+        h.push_assistant(vec![call()]);
+        h.push_assistant(vec![AssistantPart::Text("Transferring you now.".into())]);
+        assert_eq!(h.transcript(), ["user: I want a human", "assistant: Transferring you now."]);
     }
 
     #[test]

@@ -5,7 +5,9 @@ mod support;
 use serde_json::json;
 use std::time::Duration;
 use support::{Harness, RecordingTools};
-use voxpipe_core::{Control, Frame, InterruptReason, NoTools, PlayedItem, ResponseStatus, Secret};
+use voxpipe_core::{
+    Control, EventKind, Frame, InterruptReason, ItemId, NoTools, PlayedItem, ResponseStatus, Secret,
+};
 use voxpipe_fakes::openai_chat::{ChatFake, ChatFakeConfig, Knobs, ScriptedReply, ScriptedToolCall};
 use voxpipe_llm::{OpenAiChat, OpenAiChatConfig};
 
@@ -192,7 +194,13 @@ async fn an_end_call_tool_result_ends_the_call_after_the_reply() {
     h.say("That's all, thanks.").await;
     let turn = h.turn().await;
     assert_eq!(turn.transcript().as_deref(), Some("Goodbye!Bye."));
-    assert_eq!(control.try_recv().unwrap(), Control::EndCall);
+    // The call ends once the goodbye plays, not while it is still on its way to TTS.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(control.try_recv().is_err(), "no EndCall before the goodbye starts playing");
+    let reply: ItemId = "reply_1".into();
+    assert!(h.ctx.playout.record_played(&reply, h.ctx.playout.epoch(), 480, 24_000));
+    let msg = tokio::time::timeout(Duration::from_secs(2), control.recv()).await.unwrap().unwrap();
+    assert_eq!(msg, Control::EndCall);
     // The chat shape keeps the text beside the tool calls.
     let messages = fake.requests()[1].body["messages"].clone();
     assert_eq!(messages[2]["content"], "Goodbye!");
@@ -216,5 +224,130 @@ async fn tool_rounds_are_capped_and_the_last_request_forbids_tools() {
     assert_eq!(tools.runs().len(), 2, "calls made past the cap are answered without running");
     assert!(turn.tool_results().last().unwrap().is_error);
     assert_eq!(turn.done().status, ResponseStatus::Incomplete);
+    h.finish().await.unwrap();
+}
+
+/// The frames of `turn` for item `item`: (text deltas joined, final transcript).
+fn item_text(turn: &support::Turn, item: &str) -> (String, Option<String>) {
+    let mut deltas = String::new();
+    let mut fin = None;
+    for (_, f) in &turn.frames {
+        match f {
+            Frame::TextDelta(d) if &*d.item == item => deltas.push_str(&d.text),
+            Frame::AssistantTranscript(t) if t.is_final && t.item.as_deref() == Some(item) => {
+                fin = Some(t.text.clone())
+            }
+            _ => {}
+        }
+    }
+    (deltas, fin)
+}
+
+#[tokio::test]
+async fn a_slow_tool_gets_its_filler_spoken_before_its_result_and_the_filler_is_in_history() {
+    let replies =
+        vec![ScriptedReply::tool_call("get_weather", json!({"city": "Rome"})), ScriptedReply::text("Sunny.")];
+    let fake = ChatFake::start(fake_config(replies)).await.unwrap();
+    let tools = RecordingTools::with_filler(
+        Duration::from_millis(600),
+        "One moment please.",
+        Duration::from_millis(150),
+    );
+    let mut h = Harness::start(stage(&fake), tools);
+    h.say("Weather in Rome?").await;
+    let turn = h.turn().await;
+    assert_eq!(
+        item_text(&turn, "filler_1"),
+        ("One moment please.".into(), Some("One moment please.".into()))
+    );
+    assert_eq!(item_text(&turn, "reply_1").1.as_deref(), Some("Sunny."));
+    let pos = |pred: &dyn Fn(&Frame) -> bool| turn.frames.iter().position(|(_, f)| pred(f)).unwrap();
+    let filler_at = pos(&|f| matches!(f, Frame::TextDelta(d) if &*d.item == "filler_1"));
+    let call_at = pos(&|f| matches!(f, Frame::ToolCall(_)));
+    let result_at = pos(&|f| matches!(f, Frame::ToolResult(_)));
+    assert!(call_at < filler_at && filler_at < result_at, "{:?}", turn.kinds());
+    // Spoken 150 ms into the 600 ms call.
+    let started = turn.frames[call_at].0;
+    let spoken = turn.frames[filler_at].0 - started;
+    assert!(spoken >= Duration::from_millis(140) && spoken < Duration::from_millis(500), "{spoken:?}");
+    // The model is told it said it, beside its tool call.
+    let messages = fake.requests()[1].body["messages"].clone();
+    assert_eq!(messages[2]["content"], "One moment please.");
+    assert_eq!(messages[2]["tool_calls"][0]["function"]["name"], "get_weather");
+    let events = h.drain_events();
+    let first_token: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            EventKind::Metric { name, turn, value_ms } if name == "llm_first_token_ms" => {
+                Some((*turn, *value_ms))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(first_token.len(), 1, "one time to first token per turn: {first_token:?}");
+    assert_eq!(first_token[0].0, 1);
+    h.finish().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_fast_tool_gets_no_filler() {
+    let replies =
+        vec![ScriptedReply::tool_call("get_weather", json!({"city": "Rome"})), ScriptedReply::text("Sunny.")];
+    let fake = ChatFake::start(fake_config(replies)).await.unwrap();
+    let tools = RecordingTools::with_filler(
+        Duration::from_millis(20),
+        "One moment please.",
+        Duration::from_millis(300),
+    );
+    let mut h = Harness::start(stage(&fake), tools);
+    h.say("Weather in Rome?").await;
+    let turn = h.turn().await;
+    assert_eq!(item_text(&turn, "filler_1"), (String::new(), None), "{:?}", turn.kinds());
+    assert_eq!(turn.transcript().as_deref(), Some("Sunny."));
+    let messages = fake.requests()[1].body["messages"].clone();
+    assert!(messages[2]["content"].is_null(), "nothing was said beside the call: {}", messages[2]);
+    h.finish().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_transfer_logs_the_handoff_with_the_transcript_so_far() {
+    let replies = vec![
+        ScriptedReply::text("I can help with orders."),
+        ScriptedReply::ToolCalls {
+            text: Some("Let me transfer you.".into()),
+            calls: vec![ScriptedToolCall {
+                name: "transfer".into(),
+                arguments: json!({"reason": "wants a human"}),
+            }],
+        },
+        ScriptedReply::text("Transferring now."),
+    ];
+    let fake = ChatFake::start(fake_config(replies)).await.unwrap();
+    let mut h = Harness::start(stage(&fake), RecordingTools::new(Duration::ZERO));
+    h.say("Hello.").await;
+    h.turn().await;
+    h.say("I want a human.").await;
+    h.turn().await;
+    let handoffs: Vec<_> = h
+        .drain_events()
+        .into_iter()
+        .filter_map(|e| match e {
+            EventKind::Handoff { reason, target, transcript } => Some((reason, target, transcript)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(handoffs.len(), 1);
+    let (reason, target, transcript) = &handoffs[0];
+    assert_eq!(reason, "wants a human");
+    assert_eq!(target.as_deref(), Some("support"));
+    assert_eq!(
+        transcript,
+        &[
+            "user: Hello.",
+            "assistant: I can help with orders.",
+            "user: I want a human.",
+            "assistant: Let me transfer you.",
+        ]
+    );
     h.finish().await.unwrap();
 }

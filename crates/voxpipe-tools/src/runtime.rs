@@ -353,6 +353,10 @@ impl ToolRuntime for Tools {
         &self.specs
     }
 
+    fn filler(&self, name: &str) -> Option<(String, Duration)> {
+        self.filler_for(name)
+    }
+
     async fn call(&self, call: &ToolCall) -> ToolResult {
         let start = Instant::now();
         let outcome = self.run_call(call).await;

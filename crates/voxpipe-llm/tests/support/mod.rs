@@ -27,16 +27,28 @@ pub struct ToolRun {
     pub ended: Instant,
 }
 
-/// Tools `get_weather` and `get_time`, each taking `delay`; `end_call` ends the call.
+/// Tools `get_weather` and `get_time`, each taking `delay`; `end_call` ends the call;
+/// `transfer` hands off. `get_weather` may have a filler.
 #[derive(Debug)]
 pub struct RecordingTools {
     specs: Vec<ToolSpec>,
     delay: Duration,
+    filler: Option<(String, Duration)>,
     pub runs: Mutex<Vec<ToolRun>>,
 }
 
 impl RecordingTools {
     pub fn new(delay: Duration) -> Arc<Self> {
+        Self::build(delay, None)
+    }
+
+    /// Like [`RecordingTools::new`], with `filler` spoken when `get_weather` runs longer than
+    /// `after`.
+    pub fn with_filler(delay: Duration, filler: &str, after: Duration) -> Arc<Self> {
+        Self::build(delay, Some((filler.to_string(), after)))
+    }
+
+    fn build(delay: Duration, filler: Option<(String, Duration)>) -> Arc<Self> {
         let schema = |prop: &str| serde_json::json!({"type": "object", "properties": {prop: {"type": "string"}}, "required": [prop]});
         let specs = vec![
             ToolSpec {
@@ -54,8 +66,13 @@ impl RecordingTools {
                 description: "Hang up".into(),
                 parameters: serde_json::json!({"type": "object", "properties": {}}),
             },
+            ToolSpec {
+                name: "transfer".into(),
+                description: "Hand the caller to a human".into(),
+                parameters: schema("reason"),
+            },
         ];
-        Arc::new(Self { specs, delay, runs: Mutex::new(Vec::new()) })
+        Arc::new(Self { specs, delay, filler, runs: Mutex::new(Vec::new()) })
     }
 
     pub fn runs(&self) -> Vec<ToolRun> {
@@ -74,12 +91,23 @@ impl ToolRuntime for RecordingTools {
     fn specs(&self) -> &[ToolSpec] {
         &self.specs
     }
+    fn filler(&self, name: &str) -> Option<(String, Duration)> {
+        self.filler.clone().filter(|_| name == "get_weather")
+    }
     async fn call(&self, call: &ToolCall) -> ToolResult {
         let started = Instant::now();
         tokio::time::sleep(self.delay).await;
         let ended = Instant::now();
         self.runs.lock().unwrap().push(ToolRun { call: call.clone(), started, ended });
-        let action = (call.name == "end_call").then_some(ToolAction::EndCall);
+        let args: serde_json::Value = serde_json::from_str(&call.arguments).unwrap_or_default();
+        let action = match call.name.as_str() {
+            "end_call" => Some(ToolAction::EndCall),
+            "transfer" => Some(ToolAction::Handoff {
+                reason: args["reason"].as_str().unwrap_or_default().to_string(),
+                target: Some("support".into()),
+            }),
+            _ => None,
+        };
         ToolResult {
             call_id: call.call_id.clone(),
             name: call.name.clone(),
