@@ -54,7 +54,8 @@ pub struct SegmentOptions {
 /// Consumes [`Frame::InputAudio`] (any rate; resampled to 16 kHz) and does not forward it.
 /// Forwards `SpeechStarted`, `SpeechStopped` and every other frame; emits
 /// [`Frame::UserTranscript`] interims (`is_final: false`, the whole hypothesis so far, not a
-/// delta) and one final per utterance with non-empty text, after the `SpeechStopped` frame.
+/// delta) and one final per utterance after its `SpeechStopped` frame (with empty text when
+/// nothing was recognised: consumers skip those).
 /// Logs metric `asr_final_ms` (end of speech → final transcript).
 ///
 /// # Interruption
@@ -230,12 +231,15 @@ impl<D: Decode> Segmenter<D> {
         let done = self.final_.take().expect("called only when a final is pending");
         let text = res?.trim().to_string();
         if text.is_empty() {
-            debug!(turn = done.turn, "no speech recognised; no final transcript");
-        } else {
-            let t = Transcript { item: Some(done.item), text, is_final: true };
-            if !send(out, ctx, Frame::UserTranscript(t)).await {
-                return Ok(false);
-            }
+            debug!(turn = done.turn, "no speech recognised; empty final transcript");
+        }
+        // Sent even when empty, so the turn gate knows the utterance is over.
+        let recognised = !text.is_empty();
+        let t = Transcript { item: Some(done.item), text, is_final: true };
+        if !send(out, ctx, Frame::UserTranscript(t)).await {
+            return Ok(false);
+        }
+        if recognised {
             let value_ms = done.stopped_at.elapsed().as_millis() as u64;
             ctx.events
                 .emit(EventKind::Metric { name: "asr_final_ms".into(), turn: done.turn, value_ms })

@@ -217,10 +217,15 @@ pub fn turn_mode(config: &PipelineConfig) -> Result<TurnMode, BuildError> {
                 "`server` needs the realtime stage's turn_detection to be server_vad or semantic_vad",
             ))
         }
-        (Some(TurnMode::Local), Some(r)) if r.turn_detection != voxpipe_realtime::TurnDetection::None => {
+        (Some(mode @ (TurnMode::Local | TurnMode::PushToTalk)), Some(r))
+            if r.turn_detection != voxpipe_realtime::TurnDetection::None =>
+        {
             Err(BuildError::new(
                 "turn.mode",
-                "`local` turns for a realtime stage need its `turn_detection = { type = \"none\" }`",
+                format!(
+                    "`{}` turns for a realtime stage need its `turn_detection = {{ type = \"none\" }}`",
+                    if mode == TurnMode::Local { "local" } else { "push_to_talk" }
+                ),
             ))
         }
         (Some(mode), _) => Ok(mode),
@@ -229,18 +234,51 @@ pub fn turn_mode(config: &PipelineConfig) -> Result<TurnMode, BuildError> {
     }
 }
 
-fn turn_controller(config: &PipelineConfig) -> Result<Option<Box<dyn Stage>>, BuildError> {
-    match turn_mode(config)? {
-        TurnMode::Server => Ok(None),
-        TurnMode::PushToTalk => Err(BuildError::new("turn.mode", "`push_to_talk` is not available yet")),
-        TurnMode::Local => {
-            let vad: Box<dyn voxpipe_turn::Vad> = match config.turn.vad {
-                voxpipe_turn::VadKind::Energy => Box::new(voxpipe_turn::EnergyVad::new(16_000)),
-                voxpipe_turn::VadKind::Silero => silero_vad().map_err(|m| BuildError::new("turn.vad", m))?,
-            };
-            Ok(Some(Box::new(voxpipe_turn::TurnController::new(config.turn.clone(), vad))))
-        }
+/// The local turn controller (first stage) and, for a cascade, its gate (right after the ASR).
+type TurnStages = (Option<Box<dyn Stage>>, Option<Box<dyn Stage>>);
+
+fn turn_stages(config: &PipelineConfig) -> Result<TurnStages, BuildError> {
+    if turn_mode(config)? == TurnMode::Server {
+        return Ok((None, None));
     }
+    let vad: Box<dyn voxpipe_turn::Vad> = match config.turn.vad {
+        voxpipe_turn::VadKind::Energy => Box::new(voxpipe_turn::EnergyVad::new(16_000)),
+        voxpipe_turn::VadKind::Silero => silero_vad().map_err(|m| BuildError::new("turn.vad", m))?,
+    };
+    let turn = config.turn.clone();
+    if asr_index(config).is_some() {
+        let (controller, gate) = voxpipe_turn::TurnController::with_gate(turn, vad);
+        Ok((Some(Box::new(controller)), Some(Box::new(gate))))
+    } else {
+        Ok((Some(Box::new(voxpipe_turn::TurnController::new(turn, vad))), None))
+    }
+}
+
+/// Recorded push-to-talk presses must be in order, each released before the next press.
+fn check_presses(config: &PipelineConfig) -> Result<(), BuildError> {
+    let InputConfig::Wav(c) = &config.input else { return Ok(()) };
+    let mut last = None;
+    for (i, [down, up]) in c.push_to_talk.iter().enumerate() {
+        if down >= up || last.is_some_and(|l| *down < l) {
+            return Err(BuildError::new(
+                format!("input.push_to_talk[{i}]"),
+                format!("expected [press_ms, release_ms] after the previous release, found [{down}, {up}]"),
+            ));
+        }
+        last = Some(*up);
+    }
+    if !c.push_to_talk.is_empty() && config.turn.mode != Some(TurnMode::PushToTalk) {
+        return Err(BuildError::new(
+            "input.push_to_talk",
+            "recorded presses need `turn.mode = \"push_to_talk\"`",
+        ));
+    }
+    Ok(())
+}
+
+/// Index of the cascade's ASR stage.
+fn asr_index(config: &PipelineConfig) -> Option<usize> {
+    config.stages.iter().position(|s| matches!(s, StageConfig::AsrWhisper(_) | StageConfig::AsrOpenAi(_)))
 }
 
 /// The call's tools: schemas compiled, secret headers read from `env`.
@@ -260,10 +298,16 @@ pub async fn build(config: &PipelineConfig, env: &Env) -> Result<Pipeline, Build
         ),
         InputConfig::Stdin(c) => Box::new(voxpipe_transport::pcm::StdinSource::new(c)),
     };
-    let mut stages = Vec::with_capacity(config.stages.len() + 1);
-    stages.extend(turn_controller(config)?);
+    check_presses(config)?;
+    let mut stages = Vec::with_capacity(config.stages.len() + 2);
+    let (controller, mut gate) = turn_stages(config)?;
+    stages.extend(controller);
+    let asr = asr_index(config);
     for (i, s) in config.stages.iter().enumerate() {
         stages.extend(build_stage(i, s, env, Load::Models).await?);
+        if Some(i) == asr {
+            stages.extend(gate.take());
+        }
     }
     let sink: Box<dyn Sink> = match &config.output {
         OutputConfig::Wav(c) => Box::new(voxpipe_transport::wav::WavSink::new(c.clone())),
@@ -288,6 +332,7 @@ pub async fn validate(config: &PipelineConfig, env: &Env) -> Result<(), BuildErr
         return Err(BuildError::new("stages", "expected at least one stage"));
     }
     turn_mode(config)?;
+    check_presses(config)?;
     build_tools(config, env)?;
     for (i, s) in config.stages.iter().enumerate() {
         build_stage(i, s, env, Load::PathsOnly).await?;

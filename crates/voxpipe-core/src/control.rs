@@ -33,9 +33,15 @@ pub enum Control {
         played: Option<crate::playout::PlayedItem>,
     },
     /// Push-to-talk: the caller pressed the talk button.
-    UserTurnStart,
+    UserTurnStart {
+        /// When, on the input timeline (a transport that knows it); `None`: now.
+        at: Option<Duration>,
+    },
     /// Push-to-talk: the caller released the talk button.
-    UserTurnEnd,
+    UserTurnEnd {
+        /// When, on the input timeline; `None`: now.
+        at: Option<Duration>,
+    },
     /// End the call after the current assistant reply has played (tool `end_call`).
     EndCall,
 }

@@ -84,6 +84,40 @@ pub enum EventKind {
         /// True when cut short by an interruption.
         interrupted: bool,
     },
+    /// Playout was held while the turn controller decides whether caller speech over the
+    /// assistant is a real interruption.
+    PlayoutPaused {
+        /// Input-timeline ms of the speech onset that caused it.
+        onset_ms: u64,
+    },
+    /// Held playout continued where it stopped: the speech was not an interruption.
+    PlayoutResumed {
+        /// How long playout was held, ms.
+        held_ms: u64,
+    },
+    /// Caller sound over the assistant that the turn controller did not count as an
+    /// interruption (a false interruption avoided).
+    FalseInterruption {
+        /// `too_short`, `echo_warmup`, `backchannel`, `too_few_words` or `no_words`.
+        reason: String,
+        /// What the caller said, when transcribed.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+        /// Input-timeline ms of the onset.
+        onset_ms: u64,
+    },
+    /// The turn controller decided the caller's turn is over.
+    TurnEnded {
+        /// Turn number, from 1.
+        turn: u32,
+        /// Input-timeline ms of the end of the caller's speech; the event's `t_ms` is the
+        /// decision, so `t_ms - speech_end_ms` is the end-of-turn wait.
+        speech_end_ms: u64,
+        /// How the end-of-turn policy read the transcript (`complete`, `unsure`,
+        /// `incomplete`), when a transcript policy decided.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        completeness: Option<String>,
+    },
     /// A per-turn measurement.
     Metric {
         /// Metric name (`voice_to_voice_ms`, `first_audio_ms`, …).
@@ -134,7 +168,9 @@ impl EventKind {
     /// The event a frame leaves in the log, if any (audio and deltas leave none).
     pub fn from_frame(frame: &Frame) -> Option<Self> {
         Some(match frame {
-            Frame::UserTranscript(t) if t.is_final => EventKind::UserTranscript(t.clone()),
+            Frame::UserTranscript(t) if t.is_final && !t.text.is_empty() => {
+                EventKind::UserTranscript(t.clone())
+            }
             Frame::AssistantTranscript(t) if t.is_final => EventKind::AssistantTranscript(t.clone()),
             Frame::ResponseStarted(r) => EventKind::ResponseStarted(r.clone()),
             Frame::ResponseDone(r) => EventKind::ResponseDone(r.clone()),

@@ -32,6 +32,8 @@ struct State {
     audible: bool,
     /// Words of `item` played completely so far.
     heard: String,
+    /// Playout held (see [`PlayoutTracker::pause`]): the sink plays silence and keeps its place.
+    paused: bool,
 }
 
 /// Shared between the sink (which records) and stages (which ask and interrupt).
@@ -130,10 +132,35 @@ impl PlayoutTracker {
         })
     }
 
+    /// Holds playout where it is: the sink plays silence, keeps the queued audio and resumes
+    /// from the same sample on [`resume`](Self::resume). Used while the turn controller decides
+    /// whether uncertain caller speech is a real interruption. Returns false if nothing was
+    /// audible (there is nothing to hold) or playout was already held.
+    pub fn pause(&self) -> bool {
+        let mut s = self.lock();
+        if !s.audible || s.paused {
+            return false;
+        }
+        s.paused = true;
+        true
+    }
+
+    /// Lets held playout continue. Returns false if it was not held.
+    pub fn resume(&self) -> bool {
+        std::mem::replace(&mut self.lock().paused, false)
+    }
+
+    /// True while playout is held by [`pause`](Self::pause).
+    pub fn is_paused(&self) -> bool {
+        self.lock().paused
+    }
+
     /// Closes the current epoch: everything queued or in flight stops playing. Returns what had
-    /// been played of the item that was audible, or `None` if nothing was audible.
+    /// been played of the item that was audible, or `None` if nothing was audible. Clears a
+    /// [`pause`](Self::pause).
     pub fn interrupt(&self) -> Option<PlayedItem> {
         let mut s = self.lock();
+        s.paused = false;
         s.epoch += 1;
         self.epoch.store(s.epoch, Ordering::Release);
         let was_audible = std::mem::replace(&mut s.audible, false);
@@ -171,5 +198,21 @@ mod tests {
         let next: ItemId = "item_2".into();
         assert!(t.record_played(&next, t.epoch(), 240, 24_000));
         assert_eq!(t.current().unwrap().played_ms, 10);
+    }
+
+    #[test]
+    fn pause_holds_the_place_and_interrupt_clears_it() {
+        let t = PlayoutTracker::new();
+        assert!(!t.pause(), "nothing audible, nothing to hold");
+        let item: ItemId = "item_1".into();
+        assert!(t.record_played(&item, 0, 480, 24_000));
+        assert!(t.pause());
+        assert!(!t.pause(), "already held");
+        assert!(t.is_paused() && t.is_audible());
+        assert!(t.resume());
+        assert!(!t.resume(), "not held any more");
+        assert!(t.pause());
+        t.interrupt();
+        assert!(!t.is_paused(), "an interruption ends the hold");
     }
 }

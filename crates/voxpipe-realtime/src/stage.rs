@@ -21,8 +21,8 @@ use tracing::{debug, info, trace, warn};
 use voxpipe_core::audio::{StreamResampler, g711, pcm, samples_for_ms};
 use voxpipe_core::{
     AudioChunk, CallContext, Control, EventKind, Frame, Inbox, InterruptReason, ItemId, Outbox, OutputAudio,
-    ResponseDone, ResponseStarted, ResponseStatus, Samples, Secret, Stage, StageError, ToolAction, ToolCall,
-    ToolResult, Transcript,
+    PlayedItem, ResponseDone, ResponseStarted, ResponseStatus, Samples, Secret, Stage, StageError,
+    ToolAction, ToolCall, ToolResult, Transcript,
 };
 
 const NAME: &str = "realtime.openai";
@@ -155,6 +155,9 @@ struct Session<'a> {
     pending_calls: Vec<ToolCall>,
     tools_running: bool,
     end_after_response: bool,
+    /// Local turns: a turn ended while a response was still running; ask for the next reply
+    /// when it is done.
+    respond_after_done: bool,
     speech_active: bool,
     transcript: Vec<String>,
     decoded: Vec<u8>,
@@ -197,6 +200,8 @@ impl Stage for RealtimeStage {
         let mut drain_deadline = None;
         let mut last_server_event = tokio::time::Instant::now();
         let mut settle = tokio::time::interval(Duration::from_millis(100));
+        // `turn_detection: none`: voxpipe's controller decides turns (local or push-to-talk).
+        let local_turns = config.turn_detection == TurnDetection::None;
 
         let mut s = Session {
             config: &config,
@@ -214,6 +219,7 @@ impl Stage for RealtimeStage {
             pending_calls: Vec::new(),
             tools_running: false,
             end_after_response: false,
+            respond_after_done: false,
             speech_active: false,
             transcript: Vec::new(),
             decoded: Vec::new(),
@@ -224,9 +230,13 @@ impl Stage for RealtimeStage {
                 biased;
                 () = ctx.cancel.cancelled() => break Ok(()),
                 msg = control.recv() => match msg {
-                    Ok(Control::Interrupt { .. }) => {
-                        // Someone else (a local turn controller) interrupted: mute the reply.
-                        s.muted_response = s.active_response.clone();
+                    Ok(Control::Interrupt { played, .. }) => {
+                        // The local turn controller interrupted: the reply stops here.
+                        if local_turns {
+                            s.cut(played).await;
+                        } else {
+                            s.muted_response = s.active_response.clone();
+                        }
                     }
                     Ok(_) | Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => {}
                 },
@@ -281,6 +291,21 @@ impl Stage for RealtimeStage {
                         }
                         input_ended = true;
                         drain_deadline = Some(tokio::time::Instant::now() + Duration::from_millis(config.drain_timeout_ms));
+                    }
+                    Some(f @ Frame::SpeechStarted { .. }) if local_turns => {
+                        s.speech_active = true;
+                        let _ = s.out.send(f).await;
+                    }
+                    Some(f @ Frame::SpeechStopped { .. }) if local_turns => {
+                        // The local controller ended the turn: everything heard so far goes in
+                        // the buffer, then commit and ask for the reply.
+                        if !append_buf.is_empty() {
+                            send_append(&s.tx, config.audio_format, &append_buf, &mut encoded, &mut b64).await;
+                            append_buf.clear();
+                        }
+                        s.speech_active = false;
+                        let _ = s.out.send(f).await;
+                        s.end_of_turn().await;
                     }
                     Some(other) => { let _ = s.out.send(other).await; }
                 },
@@ -476,7 +501,8 @@ impl Session<'_> {
         self.emit(Frame::OutputAudio(OutputAudio { item, epoch, chunk, text: None })).await;
     }
 
-    /// The caller spoke over the assistant: stop playout and cut the item to what was heard.
+    /// The caller spoke over the assistant (server VAD): stop playout and cut the item to what
+    /// was heard. The server cancels its own response.
     async fn barge_in(&mut self, onset: Duration) {
         let generating = self.active_response.is_some() && self.muted_response != self.active_response;
         if !self.ctx.playout.is_audible() && !generating {
@@ -484,6 +510,25 @@ impl Session<'_> {
         }
         let played = self.ctx.interrupt(InterruptReason::BargeIn, Some(onset)).await;
         self.muted_response = self.active_response.clone();
+        self.truncate(played).await;
+    }
+
+    /// A local interruption: cancel the response still being generated (the server does not
+    /// know the caller spoke) and cut the item to what was heard.
+    async fn cut(&mut self, played: Option<PlayedItem>) {
+        if let Some(id) = self.active_response.clone()
+            && self.muted_response.as_ref() != Some(&id)
+        {
+            self.send(json!({ "type": "response.cancel", "response_id": id })).await;
+            debug!(response = %id, "cancelled the interrupted response");
+        }
+        self.muted_response = self.active_response.clone();
+        self.respond_after_done = false;
+        self.truncate(played).await;
+    }
+
+    /// `conversation.item.truncate` to what the caller heard.
+    async fn truncate(&mut self, played: Option<PlayedItem>) {
         let target = match played {
             Some(p) => Some((p.item, p.played_ms)),
             // Audio was on its way but nothing played yet: the caller heard none of it.
@@ -502,6 +547,18 @@ impl Session<'_> {
         .await;
         info!(item = %item, audio_end_ms, "barge-in: truncated the assistant item to what was heard");
         self.ctx.events.emit(EventKind::Truncate { item: item.to_string(), audio_end_ms }).await;
+    }
+
+    /// Local turns: the caller's turn is over. Commit the buffer and ask for a reply (after the
+    /// response in progress, if one still runs: the server allows one at a time).
+    async fn end_of_turn(&mut self) {
+        self.send(json!({ "type": "input_audio_buffer.commit" })).await;
+        if self.active_response.is_some() && self.muted_response != self.active_response {
+            self.respond_after_done = true;
+        } else {
+            self.awaiting_response = true;
+            self.send(json!({ "type": "response.create" })).await;
+        }
     }
 
     async fn on_response_done(
@@ -532,6 +589,11 @@ impl Session<'_> {
         }))
         .await;
         let calls = std::mem::take(&mut self.pending_calls);
+        // With tool calls the reply to the caller's new turn comes after their results.
+        if std::mem::take(&mut self.respond_after_done) && calls.is_empty() {
+            self.awaiting_response = true;
+            self.send(json!({ "type": "response.create" })).await;
+        }
         if !calls.is_empty() && status == ResponseStatus::Completed {
             // Run the calls concurrently, off the event loop; results come back on tool_tx.
             self.tools_running = true;

@@ -5,7 +5,9 @@
 //! assistant's side of the conversation on the same timeline as the caller's input. Every block
 //! it plays is recorded in the [`PlayoutTracker`](voxpipe_core::PlayoutTracker) before it is
 //! written; an interruption closes the epoch and the next tick writes silence, so the sink goes
-//! quiet within one tick (20 ms) of the decision.
+//! quiet within one tick (20 ms) of the decision. A held tracker
+//! ([`PlayoutTracker::pause`](voxpipe_core::PlayoutTracker::pause)) makes the engine write
+//! silence without consuming the queue, so resuming continues at the same sample.
 
 use async_trait::async_trait;
 use std::collections::VecDeque;
@@ -100,9 +102,12 @@ pub(crate) async fn run_playout(
             },
             _ = ticker.tick() => {
                 let due = (ctx.clock.elapsed().as_nanos() * rate as u128 / 1_000_000_000) as u64;
+                // Held playout (uncertain caller speech): silence, and the queue keeps its place.
+                let held = ctx.playout.is_paused();
                 while written < due {
                     let want = (due - written) as usize;
-                    let Some(front) = queue.front_mut() else {
+                    let front = if held { None } else { queue.front_mut() };
+                    let Some(front) = front else {
                         let n = want.min(silence.len());
                         out.write(&silence[..n]).await.map_err(fail)?;
                         written += n as u64;

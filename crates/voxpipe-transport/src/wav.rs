@@ -8,7 +8,9 @@ use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use voxpipe_core::audio::{CHUNK_MS, SampleRate, duration_of, resample_all, samples_for_ms};
-use voxpipe_core::{AudioChunk, CallContext, Frame, Inbox, Outbox, Samples, Sink, Source, StageError};
+use voxpipe_core::{
+    AudioChunk, CallContext, Control, Frame, Inbox, Outbox, Samples, Sink, Source, StageError,
+};
 
 fn default_tail_silence_ms() -> u64 {
     1500
@@ -28,6 +30,10 @@ pub struct WavInputConfig {
     /// Silence appended after the file so the last turn can end (ms). Default 1500.
     #[serde(default = "default_tail_silence_ms")]
     pub tail_silence_ms: u64,
+    /// Push-to-talk button presses recorded with the call, as `[press_ms, release_ms]` pairs on
+    /// the file's timeline (for `turn.mode = "push_to_talk"`). Default: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub push_to_talk: Vec<[u64; 2]>,
 }
 
 /// Reads a whole WAV file as mono PCM16 at its own rate (or `target` rate).
@@ -96,6 +102,7 @@ pub fn read_wav(path: &Path, target: Option<SampleRate>) -> Result<(Vec<i16>, Sa
 pub struct WavSource {
     samples: Samples,
     rate: SampleRate,
+    presses: Vec<[u64; 2]>,
 }
 
 impl WavSource {
@@ -103,12 +110,12 @@ impl WavSource {
     pub fn open(config: &WavInputConfig) -> Result<Self, Error> {
         let (mut samples, rate) = read_wav(&config.path, config.sample_rate)?;
         samples.resize(samples.len() + samples_for_ms(rate, config.tail_silence_ms), 0);
-        Ok(Self { samples: Samples::from_vec(samples), rate })
+        Ok(Self { samples: Samples::from_vec(samples), rate, presses: config.push_to_talk.clone() })
     }
 
     /// A source over samples already in memory.
     pub fn from_samples(samples: Vec<i16>, rate: SampleRate) -> Self {
-        Self { samples: Samples::from_vec(samples), rate }
+        Self { samples: Samples::from_vec(samples), rate, presses: Vec::new() }
     }
 
     /// Duration of the input, including the appended silence.
@@ -124,7 +131,28 @@ impl Source for WavSource {
     }
 
     async fn run(self: Box<Self>, ctx: CallContext, out: Outbox) -> Result<(), StageError> {
+        // Recorded button presses go on the control bus when their time comes, stamped with
+        // their place on the input timeline.
+        let presses = (!self.presses.is_empty()).then(|| {
+            let (ctx, presses) = (ctx.clone(), self.presses.clone());
+            tokio::spawn(async move {
+                for [down, up] in presses {
+                    for (ms, press) in [(down, true), (up, false)] {
+                        let at = Duration::from_millis(ms);
+                        tokio::time::sleep_until(ctx.clock.at(at)).await;
+                        ctx.control.send(if press {
+                            Control::UserTurnStart { at: Some(at) }
+                        } else {
+                            Control::UserTurnEnd { at: Some(at) }
+                        });
+                    }
+                }
+            })
+        });
         send_paced(&ctx, &out, &self.samples, self.rate).await;
+        if let Some(p) = presses {
+            p.abort();
+        }
         let _ = out.send(Frame::EndOfStream).await;
         Ok(())
     }

@@ -41,7 +41,49 @@ fn default_interrupt_min_speech_ms() -> u32 {
     300
 }
 
-/// `[turn.interruption]`: when caller speech interrupts the assistant.
+fn default_echo_warmup_ms() -> u32 {
+    200
+}
+fn default_resume_after_ms() -> u32 {
+    1500
+}
+fn default_backchannels() -> Vec<String> {
+    [
+        "uh-huh",
+        "uh huh",
+        "mm-hmm",
+        "mm hmm",
+        "mhm",
+        "mm",
+        "hmm",
+        "yeah",
+        "yep",
+        "yes",
+        "okay",
+        "ok",
+        "right",
+        "sure",
+        "i see",
+        "got it",
+        "alright",
+        "all right",
+        "ah",
+        "oh",
+        "uh",
+        "um",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// `[turn.interruption]`: when caller speech over the assistant interrupts it.
+///
+/// Guards against false interruptions, in the order they apply: speech in the first
+/// `echo_warmup_ms` of a reply is taken for echo; shorter than `min_speech_ms` is a noise or a
+/// cough; with a transcript (cascade), fewer than `min_words` words, or only words from
+/// `backchannels`, is listening, not interrupting. While the controller is unsure, playout is
+/// held (`pause_on_uncertain`) and resumes where it stopped if no real words follow.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct InterruptionConfig {
@@ -52,11 +94,104 @@ pub struct InterruptionConfig {
     /// Default 300.
     #[serde(default = "default_interrupt_min_speech_ms")]
     pub min_speech_ms: u32,
+    /// Words needed before speech interrupts, when a transcript is available (cascade).
+    /// Default 1; 0 interrupts on duration alone.
+    #[serde(default = "one")]
+    pub min_words: u32,
+    /// Utterances made only of these words and phrases never interrupt (case and punctuation
+    /// are ignored). Default: "uh-huh", "mm-hmm", "yeah", "okay", "right", …
+    #[serde(default = "default_backchannels")]
+    pub backchannels: Vec<String>,
+    /// Caller speech that starts within this many ms of the start of an assistant reply is
+    /// taken for echo of the reply and ignored. Default 200; 0 disables.
+    #[serde(default = "default_echo_warmup_ms")]
+    pub echo_warmup_ms: u32,
+    /// Hold playout while deciding whether speech is an interruption, instead of talking over
+    /// it. Default true.
+    #[serde(default = "yes")]
+    pub pause_on_uncertain: bool,
+    /// Held playout resumes after this many ms if no interrupting words arrived. Default 1500.
+    #[serde(default = "default_resume_after_ms")]
+    pub resume_after_ms: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl Default for InterruptionConfig {
     fn default() -> Self {
-        Self { enabled: true, min_speech_ms: default_interrupt_min_speech_ms() }
+        Self {
+            enabled: true,
+            min_speech_ms: default_interrupt_min_speech_ms(),
+            min_words: one(),
+            backchannels: default_backchannels(),
+            echo_warmup_ms: default_echo_warmup_ms(),
+            pause_on_uncertain: true,
+            resume_after_ms: default_resume_after_ms(),
+        }
+    }
+}
+
+/// How readily the transcript policy ends a turn.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Eagerness {
+    /// Waits longer: fewer cut-offs, slower replies.
+    Low,
+    /// The default.
+    #[default]
+    Medium,
+    /// Answers sooner: faster replies, more cut-offs.
+    High,
+}
+
+/// Which end-of-turn policy decides.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyKind {
+    /// Reads the transcript (cascade): a complete thought ends the turn sooner, a trailing
+    /// "and", "um" or a number being read out waits longer. Default; falls back to `silence`
+    /// where there is no transcript (native).
+    #[default]
+    Text,
+    /// `min_silence_ms` of silence ends the turn.
+    Silence,
+}
+
+fn default_max_wait_ms() -> u32 {
+    3000
+}
+
+/// `[turn.end_of_turn]`: when the caller's turn is over.
+///
+/// With `policy = "text"` the wait after the end of speech depends on how the transcript
+/// reads, as a multiple of `min_silence_ms` set by `eagerness`:
+///
+/// | eagerness | complete | unsure | incomplete |
+/// |---|---|---|---|
+/// | high | 0.5× | 0.8× | 2× |
+/// | medium | 0.6× | 1× | 3× |
+/// | low | 1× | 1.5× | 4× |
+///
+/// capped at `max_wait_ms`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndOfTurnConfig {
+    /// `text` (default) or `silence`.
+    #[serde(default)]
+    pub policy: PolicyKind,
+    /// `low`, `medium` (default) or `high`.
+    #[serde(default)]
+    pub eagerness: Eagerness,
+    /// The longest wait after the end of speech, ms. Default 3000.
+    #[serde(default = "default_max_wait_ms")]
+    pub max_wait_ms: u32,
+}
+
+impl Default for EndOfTurnConfig {
+    fn default() -> Self {
+        Self { policy: PolicyKind::Text, eagerness: Eagerness::Medium, max_wait_ms: default_max_wait_ms() }
     }
 }
 
@@ -77,9 +212,12 @@ pub struct TurnConfig {
     /// Speech needed to start a turn (ms). Default 150.
     #[serde(default = "default_min_speech_ms")]
     pub min_speech_ms: u32,
-    /// Silence that ends a turn (ms). Default 500.
+    /// Silence that ends a turn (ms); the transcript policy scales it. Default 500.
     #[serde(default = "default_min_silence_ms")]
     pub min_silence_ms: u32,
+    /// End-of-turn policy.
+    #[serde(default)]
+    pub end_of_turn: EndOfTurnConfig,
     /// Interruption rules.
     #[serde(default)]
     pub interruption: InterruptionConfig,
@@ -93,6 +231,7 @@ impl Default for TurnConfig {
             threshold: default_threshold(),
             min_speech_ms: default_min_speech_ms(),
             min_silence_ms: default_min_silence_ms(),
+            end_of_turn: EndOfTurnConfig::default(),
             interruption: InterruptionConfig::default(),
         }
     }

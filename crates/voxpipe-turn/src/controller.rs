@@ -1,14 +1,32 @@
 //! The local turn controller: a stage that sits right after the source, runs the VAD on the
 //! caller's audio, puts `SpeechStarted`/`SpeechStopped` on the data path at the decided
 //! moments, and interrupts the assistant when the caller talks over it.
+//!
+//! Speech that starts while the assistant is audible is an *overlap*, and the false-interruption
+//! guards apply: an onset inside the echo warm-up of a reply is ignored; otherwise playout is
+//! held (`pause_on_uncertain`) while the controller decides. Without a transcript (native
+//! pipelines, or `min_words = 0`) it decides on duration: `interruption.min_speech_ms` of speech
+//! interrupts and the turn goes on as usual; speech that ends sooner resumes the held reply and
+//! never reaches the model. With a transcript the [`TurnGate`](crate::TurnGate) after the ASR
+//! decides on words.
+//!
+//! In `push_to_talk` mode the VAD is off: `Control::UserTurnStart`/`UserTurnEnd` delimit turns,
+//! and a press while the assistant is audible interrupts it.
 
-use crate::config::TurnConfig;
+use crate::config::{PolicyKind, TurnConfig, TurnMode};
+use crate::gate::{Shared, TurnGate};
+use crate::policy::Waits;
 use crate::vad::Vad;
 use async_trait::async_trait;
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
 use tracing::{debug, warn};
 use voxpipe_core::audio::{StreamResampler, duration_of};
-use voxpipe_core::{CallContext, EventKind, Frame, Inbox, InterruptReason, Outbox, Stage, StageError};
+use voxpipe_core::{
+    CallContext, Control, EventKind, Frame, Inbox, InterruptReason, Outbox, Stage, StageError,
+};
 
 const NAME: &str = "turn";
 
@@ -22,6 +40,10 @@ enum State {
 pub struct TurnController {
     config: TurnConfig,
     vad: Box<dyn Vad>,
+    /// Shared with the gate when there is one: the gate then judges overlaps on words.
+    gate: Option<Arc<Shared>>,
+    /// Silence that ends speech.
+    silence: Duration,
 }
 
 impl std::fmt::Debug for TurnController {
@@ -31,10 +53,44 @@ impl std::fmt::Debug for TurnController {
 }
 
 impl TurnController {
-    /// A controller using `vad`.
+    /// A controller using `vad` that decides turns and interruptions on its own, from the
+    /// audio: for pipelines without a transcript before the model (native), or with
+    /// `min_words = 0`.
     pub fn new(config: TurnConfig, vad: Box<dyn Vad>) -> Self {
-        Self { config, vad }
+        let silence = Duration::from_millis(config.min_silence_ms as u64);
+        Self { config, vad, gate: None, silence }
     }
+
+    /// A controller and the [`TurnGate`] that goes right after the ASR stage, for cascades:
+    /// the gate applies the transcript policy for end of turn and the word guards for
+    /// interruptions. The controller then ends *speech* after the policy's shortest wait and
+    /// leaves the rest of the wait to the gate.
+    pub fn with_gate(config: TurnConfig, vad: Box<dyn Vad>) -> (Self, TurnGate) {
+        let waits = Waits::new(config.min_silence_ms, &config.end_of_turn);
+        let silence = match config.end_of_turn.policy {
+            PolicyKind::Text => waits.complete,
+            PolicyKind::Silence => Duration::from_millis(config.min_silence_ms as u64),
+        };
+        let shared = Arc::new(Shared::default());
+        let gate = TurnGate::new(config.clone(), shared.clone(), silence);
+        // Without a word threshold the words add nothing: decide overlaps on duration here.
+        let judge_words = config.interruption.min_words > 0;
+        (Self { config, vad, gate: judge_words.then_some(shared), silence }, gate)
+    }
+}
+
+/// What the controller made of the caller's current utterance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Utterance {
+    /// Nothing is being said.
+    None,
+    /// An ordinary turn (or an overlap that became an interruption).
+    Turn,
+    /// Speech over the assistant, not yet an interruption. `forwarded`: its `SpeechStarted`
+    /// went downstream (the gate judges it); otherwise it is held here.
+    Overlap { forwarded: bool },
+    /// Taken for echo of the assistant: ignored.
+    Echo,
 }
 
 /// The controller's decisions, separate from I/O so they can be unit-tested frame by frame.
@@ -49,6 +105,8 @@ struct Detector {
     silence_run: Duration,
     onset: Duration,
     last_speech_end: Duration,
+    /// Voiced time since the onset of the current speech (pauses excluded).
+    voiced: Duration,
 }
 
 /// What a frame decided.
@@ -60,18 +118,19 @@ enum Decision {
 }
 
 impl Detector {
-    fn new(c: &TurnConfig) -> Self {
+    fn new(c: &TurnConfig, min_silence: Duration) -> Self {
         Self {
             state: State::Quiet,
             threshold: c.threshold,
             // Hysteresis: speech must fall clearly below the threshold to count as silence.
             release: (c.threshold - 0.15).max(0.05),
             min_speech: Duration::from_millis(c.min_speech_ms as u64),
-            min_silence: Duration::from_millis(c.min_silence_ms as u64),
+            min_silence,
             speech_run: Duration::ZERO,
             silence_run: Duration::ZERO,
             onset: Duration::ZERO,
             last_speech_end: Duration::ZERO,
+            voiced: Duration::ZERO,
         }
     }
 
@@ -86,6 +145,7 @@ impl Detector {
                     self.speech_run += len;
                     if self.speech_run >= self.min_speech {
                         self.state = State::Speaking;
+                        self.voiced = self.speech_run;
                         self.silence_run = Duration::ZERO;
                         self.last_speech_end = start + len;
                         return Decision::Started { onset: self.onset };
@@ -105,15 +165,16 @@ impl Detector {
                 } else {
                     self.silence_run = Duration::ZERO;
                     self.last_speech_end = start + len;
+                    self.voiced += len;
                 }
             }
         }
         Decision::None
     }
 
-    /// How long the caller has been speaking in the current turn.
-    fn speaking_for(&self, now: Duration) -> Duration {
-        if self.state == State::Speaking { now.saturating_sub(self.onset) } else { Duration::ZERO }
+    /// How much voiced audio the current speech has had (0 when quiet).
+    fn voiced(&self) -> Duration {
+        if self.state == State::Speaking { self.voiced } else { Duration::ZERO }
     }
 }
 
@@ -129,25 +190,57 @@ impl Stage for TurnController {
         mut input: Inbox,
         out: Outbox,
     ) -> Result<(), StageError> {
-        let rate = self.vad.sample_rate();
-        let frame = self.vad.frame_samples();
+        let TurnController { config, mut vad, gate, silence } = *self;
+        let ptt = config.mode == Some(TurnMode::PushToTalk);
+        let mut control = ctx.control.subscribe();
+        let rate = vad.sample_rate();
+        let frame = vad.frame_samples();
         let frame_len = duration_of(frame, rate);
-        let mut det = Detector::new(&self.config);
+        let mut run = Run {
+            det: Detector::new(&config, silence),
+            utterance: Utterance::None,
+            turn: 0,
+            paused_at: None,
+            position: Duration::ZERO,
+            presses: VecDeque::new(),
+        };
         let mut resampler: Option<StreamResampler> = None;
         let mut buf: Vec<i16> = Vec::with_capacity(frame * 4);
         let mut processed: usize = 0;
-        let mut interrupted_this_turn = false;
-        let mut turn: u32 = 0;
-        let interrupt_after = Duration::from_millis(self.config.interruption.min_speech_ms as u64);
+        // Everything the decisions need, without the VAD (which is not `Sync`).
+        let this = Rules { config, gate };
         loop {
             let frame_in = tokio::select! {
                 biased;
                 () = ctx.cancel.cancelled() => return Ok(()),
+                msg = control.recv(), if ptt => {
+                    match msg {
+                        Ok(Control::UserTurnStart { at }) => run.presses.push_back((true, at)),
+                        Ok(Control::UserTurnEnd { at }) => run.presses.push_back((false, at)),
+                        Ok(_) | Err(RecvError::Lagged(_)) => {}
+                        Err(RecvError::Closed) => {}
+                    }
+                    // Presses stamped "now" (or already passed) apply at once.
+                    if !this.apply_presses(&ctx, &out, &mut run).await {
+                        return Ok(());
+                    }
+                    continue;
+                }
                 f = input.recv() => f,
             };
             let Some(f) = frame_in else { return Ok(()) };
             match f {
                 Frame::InputAudio(chunk) => {
+                    run.position = chunk.pts + duration_of(chunk.samples.len(), chunk.sample_rate);
+                    if ptt {
+                        if out.send(Frame::InputAudio(chunk)).await.is_err() {
+                            return Ok(());
+                        }
+                        if !this.apply_presses(&ctx, &out, &mut run).await {
+                            return Ok(());
+                        }
+                        continue;
+                    }
                     let r = match &mut resampler {
                         Some(r) if r.from_rate() == chunk.sample_rate => r,
                         r => r.insert(
@@ -162,7 +255,7 @@ impl Stage for TurnController {
                     let mut offset = 0;
                     while buf.len() - offset >= frame {
                         let start = duration_of(processed, rate);
-                        let p = match self.vad.process(&buf[offset..offset + frame]) {
+                        let p = match vad.process(&buf[offset..offset + frame]) {
                             Ok(p) => p,
                             Err(e) => {
                                 warn!(error = %e, "VAD failed on a frame; treating it as silence");
@@ -171,45 +264,21 @@ impl Stage for TurnController {
                         };
                         offset += frame;
                         processed += frame;
-                        match det.step(p, start, frame_len) {
-                            Decision::Started { onset } => {
-                                debug!(?onset, "caller started speaking");
-                                interrupted_this_turn = false;
-                                if out.send(Frame::SpeechStarted { at: onset }).await.is_err() {
-                                    return Ok(());
-                                }
-                            }
-                            Decision::Stopped { end } => {
-                                turn += 1;
-                                debug!(?end, turn, "end of turn");
-                                ctx.events
-                                    .emit(EventKind::Metric {
-                                        name: "end_of_turn_delay_ms".into(),
-                                        turn,
-                                        value_ms: (start + frame_len).saturating_sub(end).as_millis() as u64,
-                                    })
-                                    .await;
-                                if out.send(Frame::SpeechStopped { at: end }).await.is_err() {
-                                    return Ok(());
-                                }
-                            }
-                            Decision::None => {}
-                        }
-                        let now = start + frame_len;
-                        if self.config.interruption.enabled
-                            && !interrupted_this_turn
-                            && det.speaking_for(now) >= interrupt_after
-                            && ctx.playout.is_audible()
-                        {
-                            interrupted_this_turn = true;
-                            ctx.interrupt(InterruptReason::BargeIn, Some(det.onset)).await;
+                        let decision = run.det.step(p, start, frame_len);
+                        if !this.on_frame(&ctx, &out, &mut run, decision, start + frame_len).await {
+                            return Ok(());
                         }
                     }
                     buf.drain(..offset);
                 }
                 Frame::EndOfStream => {
-                    if det.state == State::Speaking {
-                        let _ = out.send(Frame::SpeechStopped { at: det.last_speech_end }).await;
+                    if run.det.state == State::Speaking
+                        && matches!(run.utterance, Utterance::Turn | Utterance::Overlap { forwarded: true })
+                    {
+                        let _ = out.send(Frame::SpeechStopped { at: run.det.last_speech_end }).await;
+                    }
+                    if run.paused_at.is_some() {
+                        resume(&ctx, &mut run).await;
                     }
                     let _ = out.send(Frame::EndOfStream).await;
                     return Ok(());
@@ -224,6 +293,192 @@ impl Stage for TurnController {
     }
 }
 
+/// Per-call state of the controller.
+struct Run {
+    det: Detector,
+    utterance: Utterance,
+    turn: u32,
+    /// Call-clock ms at which this controller held playout, while it is held.
+    paused_at: Option<u64>,
+    /// Input timeline position: the end of the last audio received.
+    position: Duration,
+    /// Push-to-talk presses (true) and releases (false) not yet applied, with their
+    /// input-timeline time (`None`: now).
+    presses: VecDeque<(bool, Option<Duration>)>,
+}
+
+async fn resume(ctx: &CallContext, run: &mut Run) {
+    if let Some(at) = run.paused_at.take()
+        && ctx.playout.resume()
+    {
+        let held_ms = ctx.clock.now_ms().saturating_sub(at);
+        debug!(held_ms, "resumed the held reply");
+        ctx.events.emit(EventKind::PlayoutResumed { held_ms }).await;
+    }
+}
+
+async fn false_interruption(ctx: &CallContext, reason: &str, onset: Duration) {
+    debug!(reason, ?onset, "not an interruption");
+    ctx.events
+        .emit(EventKind::FalseInterruption {
+            reason: reason.into(),
+            text: None,
+            onset_ms: onset.as_millis() as u64,
+        })
+        .await;
+}
+
+/// The controller's settings, apart from the VAD.
+struct Rules {
+    config: TurnConfig,
+    gate: Option<Arc<Shared>>,
+}
+
+impl Rules {
+    /// Acts on one VAD frame's decision; `now` is the input time at the end of the frame.
+    /// Returns false once downstream is gone.
+    async fn on_frame(
+        &self,
+        ctx: &CallContext,
+        out: &Outbox,
+        run: &mut Run,
+        d: Decision,
+        now: Duration,
+    ) -> bool {
+        let guard = &self.config.interruption;
+        match d {
+            Decision::Started { onset } => {
+                debug!(?onset, "caller started speaking");
+                let overlap = guard.enabled && ctx.playout.is_audible();
+                run.utterance = if !overlap {
+                    Utterance::Turn
+                } else if ctx.playout.current().is_some_and(|c| {
+                    // How far into the reply the onset fell.
+                    let into = Duration::from_millis(c.played_ms).saturating_sub(now.saturating_sub(onset));
+                    into < Duration::from_millis(guard.echo_warmup_ms as u64)
+                }) {
+                    false_interruption(ctx, "echo_warmup", onset).await;
+                    Utterance::Echo
+                } else {
+                    if guard.pause_on_uncertain && ctx.playout.pause() {
+                        run.paused_at = Some(ctx.clock.now_ms());
+                        ctx.events
+                            .emit(EventKind::PlayoutPaused { onset_ms: onset.as_millis() as u64 })
+                            .await;
+                    }
+                    Utterance::Overlap { forwarded: self.gate.is_some() }
+                };
+                match run.utterance {
+                    Utterance::Turn => {
+                        if let Some(g) = &self.gate {
+                            g.push_onset(false);
+                        }
+                        out.send(Frame::SpeechStarted { at: onset }).await.is_ok()
+                    }
+                    Utterance::Overlap { forwarded: true } => {
+                        if let Some(g) = &self.gate {
+                            g.push_onset(true);
+                        }
+                        out.send(Frame::SpeechStarted { at: onset }).await.is_ok()
+                    }
+                    _ => true,
+                }
+            }
+            Decision::Stopped { end } => {
+                let utterance = std::mem::replace(&mut run.utterance, Utterance::None);
+                match utterance {
+                    Utterance::Turn | Utterance::Overlap { forwarded: true } => {
+                        if utterance == Utterance::Turn {
+                            run.turn += 1;
+                            debug!(?end, turn = run.turn, "end of speech");
+                            if self.gate.is_none() {
+                                ctx.events
+                                    .emit(EventKind::TurnEnded {
+                                        turn: run.turn,
+                                        speech_end_ms: end.as_millis() as u64,
+                                        completeness: None,
+                                    })
+                                    .await;
+                                ctx.events
+                                    .emit(EventKind::Metric {
+                                        name: "end_of_turn_delay_ms".into(),
+                                        turn: run.turn,
+                                        value_ms: now.saturating_sub(end).as_millis() as u64,
+                                    })
+                                    .await;
+                            }
+                        }
+                        out.send(Frame::SpeechStopped { at: end }).await.is_ok()
+                    }
+                    Utterance::Overlap { forwarded: false } => {
+                        // Ended before it counted: a cough, a click, a short "mm".
+                        false_interruption(ctx, "too_short", run.det.onset).await;
+                        resume(ctx, run).await;
+                        true
+                    }
+                    Utterance::Echo | Utterance::None => true,
+                }
+            }
+            Decision::None => {
+                // Duration rule for overlaps held here.
+                if run.utterance == (Utterance::Overlap { forwarded: false })
+                    && run.det.voiced() >= Duration::from_millis(guard.min_speech_ms as u64)
+                {
+                    run.utterance = Utterance::Turn;
+                    run.paused_at = None;
+                    let onset = run.det.onset;
+                    ctx.interrupt(InterruptReason::BargeIn, Some(onset)).await;
+                    return out.send(Frame::SpeechStarted { at: onset }).await.is_ok();
+                }
+                true
+            }
+        }
+    }
+
+    /// Applies push-to-talk presses that are due at the current input position.
+    async fn apply_presses(&self, ctx: &CallContext, out: &Outbox, run: &mut Run) -> bool {
+        while let Some(&(down, at)) = run.presses.front() {
+            let at = match at {
+                Some(at) if at > run.position => return true,
+                Some(at) => at,
+                None => run.position,
+            };
+            run.presses.pop_front();
+            match (down, run.utterance) {
+                (true, Utterance::None) => {
+                    run.utterance = Utterance::Turn;
+                    if self.config.interruption.enabled && ctx.playout.is_audible() {
+                        ctx.interrupt(InterruptReason::Requested, Some(at)).await;
+                    }
+                    if let Some(g) = &self.gate {
+                        g.push_onset(false);
+                    }
+                    if out.send(Frame::SpeechStarted { at }).await.is_err() {
+                        return false;
+                    }
+                }
+                (false, Utterance::Turn) => {
+                    run.utterance = Utterance::None;
+                    run.turn += 1;
+                    ctx.events
+                        .emit(EventKind::TurnEnded {
+                            turn: run.turn,
+                            speech_end_ms: at.as_millis() as u64,
+                            completeness: None,
+                        })
+                        .await;
+                    if out.send(Frame::SpeechStopped { at }).await.is_err() {
+                        return false;
+                    }
+                }
+                // A second press while held, or a release without a press.
+                _ => {}
+            }
+        }
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,7 +489,7 @@ mod tests {
 
     #[test]
     fn a_turn_starts_after_min_speech_and_ends_after_min_silence() {
-        let mut d = Detector::new(&TurnConfig::default());
+        let mut d = Detector::new(&TurnConfig::default(), ms(500));
         let f = ms(20);
         let mut t = Duration::ZERO;
         let mut decisions = Vec::new();
@@ -263,7 +518,7 @@ mod tests {
 
     #[test]
     fn short_blips_and_short_pauses_are_ignored() {
-        let mut d = Detector::new(&TurnConfig::default());
+        let mut d = Detector::new(&TurnConfig::default(), ms(500));
         let f = ms(20);
         let mut t = Duration::ZERO;
         let mut n_decisions = 0;

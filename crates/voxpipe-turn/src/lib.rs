@@ -4,10 +4,18 @@
 //! # Layout
 //! - [`config`]: `[turn]` of the pipeline file.
 //! - [`vad`]: the [`Vad`] trait and the model-free [`EnergyVad`].
-//! - [`controller`]: the local [`TurnController`] stage.
+//! - [`controller`]: the local [`TurnController`] stage (VAD, speech boundaries, duration
+//!   guards, push-to-talk).
+//! - [`gate`]: the [`TurnGate`] after a cascade's ASR (transcript end-of-turn policy, word
+//!   guards).
+//! - [`policy`]: the [`EndOfTurnPolicy`] trait and the shipped [`TextPolicy`].
+//! - [`guard`]: the minimum-words and backchannel guards.
 
 pub mod config;
 pub mod controller;
+pub mod gate;
+pub mod guard;
+pub mod policy;
 pub mod vad;
 
 #[cfg(feature = "silero")]
@@ -15,6 +23,9 @@ pub mod ort_env;
 #[cfg(feature = "silero")]
 pub mod silero;
 
-pub use config::{InterruptionConfig, TurnConfig, TurnMode, VadKind};
+pub use config::{Eagerness, EndOfTurnConfig, InterruptionConfig, PolicyKind, TurnConfig, TurnMode, VadKind};
 pub use controller::TurnController;
+pub use gate::TurnGate;
+pub use guard::{Verdict, WordGuard};
+pub use policy::{Completeness, EndOfTurnPolicy, TextPolicy, Waits};
 pub use vad::{EnergyVad, Vad, VadError};

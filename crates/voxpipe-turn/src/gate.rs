@@ -1,0 +1,381 @@
+//! The turn gate: the second half of the local controller in a cascade, placed right after the
+//! ASR stage, where the caller's words are known.
+//!
+//! - **End of turn.** The controller ends *speech* after a short silence; the gate reads the
+//!   final transcript with an [`EndOfTurnPolicy`] and waits the rest: a complete sentence is
+//!   answered soon, a trailing "and…" or half a phone number waits longer. If the caller speaks
+//!   again before the wait is over, the two utterances become one turn. Downstream sees one
+//!   `SpeechStarted`, one `SpeechStopped` and one final transcript per turn, at the decision.
+//! - **Interruptions.** Speech the controller flagged as overlapping the assistant is judged
+//!   on its words ([`WordGuard`]): the first transcript with real words interrupts (and the
+//!   utterance becomes a turn); a final made only of backchannels, too few words or no words is
+//!   a false interruption: the held reply resumes and the model never sees it. Held playout
+//!   also resumes after `resume_after_ms` without real words.
+
+use crate::config::{PolicyKind, TurnConfig, TurnMode};
+use crate::guard::{Verdict, WordGuard};
+use crate::policy::{Completeness, EndOfTurnPolicy, TextPolicy, Waits};
+use async_trait::async_trait;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+use tracing::debug;
+use voxpipe_core::{
+    CallContext, EventKind, Frame, Inbox, InterruptReason, ItemId, Outbox, Stage, StageError, Transcript,
+};
+
+const NAME: &str = "turn.gate";
+
+/// How long the gate waits for the ASR's final transcript after the end of speech before it
+/// gives up on it (a decoder that never answers must not stall the call).
+const FINAL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// State the controller shares with its gate.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    /// One entry per `SpeechStarted` the controller sent: whether it overlapped the assistant.
+    onsets: Mutex<VecDeque<bool>>,
+}
+
+impl Shared {
+    pub(crate) fn push_onset(&self, overlap: bool) {
+        self.onsets.lock().unwrap_or_else(|e| e.into_inner()).push_back(overlap);
+    }
+
+    fn pop_onset(&self) -> bool {
+        self.onsets.lock().unwrap_or_else(|e| e.into_inner()).pop_front().unwrap_or(false)
+    }
+}
+
+/// The gate stage. Made by [`TurnController::with_gate`](crate::TurnController::with_gate).
+pub struct TurnGate {
+    config: TurnConfig,
+    shared: Arc<Shared>,
+    policy: Box<dyn EndOfTurnPolicy>,
+    waits: Waits,
+    guard: WordGuard,
+}
+
+impl std::fmt::Debug for TurnGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TurnGate").field("policy", &self.policy).field("waits", &self.waits).finish()
+    }
+}
+
+impl TurnGate {
+    pub(crate) fn new(config: TurnConfig, shared: Arc<Shared>, vad_silence: Duration) -> Self {
+        let mut waits = Waits::new(config.min_silence_ms, &config.end_of_turn);
+        let ptt = config.mode == Some(TurnMode::PushToTalk);
+        if ptt || config.end_of_turn.policy == PolicyKind::Silence {
+            // The button, or the controller's silence, already ended the turn.
+            waits = Waits { complete: Duration::ZERO, unsure: Duration::ZERO, incomplete: Duration::ZERO };
+        }
+        let _ = vad_silence;
+        let guard = WordGuard::new(&config.interruption);
+        Self { config, shared, policy: Box::new(TextPolicy), waits, guard }
+    }
+
+    /// Replaces the transcript policy (a model-based end-of-turn detector, say).
+    pub fn with_policy(mut self, policy: Box<dyn EndOfTurnPolicy>) -> Self {
+        self.policy = policy;
+        self
+    }
+}
+
+/// Speech over the assistant, not yet judged.
+#[derive(Debug)]
+struct Overlap {
+    onset: Duration,
+    /// When the gate heard of it; held playout resumes `resume_after_ms` later.
+    since: Instant,
+    /// The end of speech, once the controller sent it.
+    end: Option<Duration>,
+    resumed: bool,
+}
+
+/// A turn whose end is being decided.
+#[derive(Debug)]
+struct Pending {
+    item: Option<ItemId>,
+    text: String,
+    onset: Duration,
+    speech_end: Option<Duration>,
+    /// True between the end of an utterance and its final transcript.
+    awaiting_final: Option<Instant>,
+    /// Set once the final is in: when the turn ends unless the caller speaks again.
+    deadline: Option<Instant>,
+    completeness: Option<Completeness>,
+}
+
+/// What the caller is doing now.
+#[derive(Debug)]
+enum Current {
+    Quiet,
+    Overlap(Overlap),
+    Turn,
+}
+
+struct Gate<'a> {
+    g: &'a TurnGate,
+    ctx: CallContext,
+    out: Outbox,
+    current: Current,
+    pending: Option<Pending>,
+    turn: u32,
+}
+
+async fn sleep_until(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[async_trait]
+impl Stage for TurnGate {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    async fn run(self: Box<Self>, ctx: CallContext, mut input: Inbox, out: Outbox) -> Result<(), StageError> {
+        let mut s = Gate { g: &self, ctx: ctx.clone(), out, current: Current::Quiet, pending: None, turn: 0 };
+        loop {
+            let resume_at = match &s.current {
+                Current::Overlap(o) if !o.resumed => {
+                    Some(o.since + Duration::from_millis(self.config.interruption.resume_after_ms as u64))
+                }
+                _ => None,
+            };
+            let decide_at =
+                s.pending.as_ref().and_then(|p| match (&s.current, p.deadline, p.awaiting_final) {
+                    (Current::Quiet, Some(d), None) => Some(d),
+                    (_, _, Some(since)) => Some(since + FINAL_TIMEOUT),
+                    _ => None,
+                });
+            let ok = tokio::select! {
+                biased;
+                () = ctx.cancel.cancelled() => return Ok(()),
+                () = sleep_until(resume_at) => {
+                    if let Current::Overlap(o) = &mut s.current {
+                        o.resumed = true;
+                        resume(&ctx, o.since).await;
+                    }
+                    true
+                }
+                () = sleep_until(decide_at) => {
+                    if let Some(p) = &mut s.pending && let Some(since) = p.awaiting_final.take() {
+                        debug!(waited = ?since.elapsed(), "no final transcript came; deciding without it");
+                        p.deadline = Some(Instant::now());
+                        true
+                    } else {
+                        s.commit().await
+                    }
+                }
+                f = input.recv() => match f {
+                    None => return Ok(()),
+                    Some(Frame::EndOfStream) => {
+                        if let Current::Overlap(o) = &s.current && !o.resumed {
+                            resume(&ctx, o.since).await;
+                        }
+                        if s.pending.is_some() {
+                            s.commit().await;
+                        }
+                        let _ = s.out.send(Frame::EndOfStream).await;
+                        return Ok(());
+                    }
+                    Some(f) => s.on_frame(f).await,
+                },
+            };
+            if !ok {
+                return Ok(());
+            }
+        }
+    }
+}
+
+async fn resume(ctx: &CallContext, since: Instant) {
+    if ctx.playout.resume() {
+        let held_ms = since.elapsed().as_millis() as u64;
+        debug!(held_ms, "resumed the held reply");
+        ctx.events.emit(EventKind::PlayoutResumed { held_ms }).await;
+    }
+}
+
+impl Gate<'_> {
+    async fn send(&self, f: Frame) -> bool {
+        self.out.send(f).await.is_ok()
+    }
+
+    /// Handles one frame; false once downstream is gone.
+    async fn on_frame(&mut self, f: Frame) -> bool {
+        match f {
+            Frame::SpeechStarted { at } => {
+                let overlap = self.g.shared.pop_onset();
+                if let Some(p) = &mut self.pending {
+                    // The caller went on before the turn was over: one turn, not two.
+                    debug!(?at, "caller continued the turn");
+                    p.deadline = None;
+                    self.current = Current::Turn;
+                    true
+                } else if overlap {
+                    self.current = Current::Overlap(Overlap {
+                        onset: at,
+                        since: Instant::now(),
+                        end: None,
+                        resumed: false,
+                    });
+                    true
+                } else {
+                    self.start_turn(at);
+                    self.send(f).await
+                }
+            }
+            Frame::UserTranscript(t) if !t.is_final => match &self.current {
+                Current::Overlap(o) => {
+                    if self.g.guard.judge(&t.text) == Verdict::Interrupt {
+                        let (onset, end) = (o.onset, o.end);
+                        if !self.promote(onset).await {
+                            return false;
+                        }
+                        if let (Some(p), Some(end)) = (&mut self.pending, end) {
+                            p.speech_end = Some(end);
+                            p.awaiting_final = Some(Instant::now());
+                        }
+                        return self.send(Frame::UserTranscript(t)).await;
+                    }
+                    true
+                }
+                _ => self.send(Frame::UserTranscript(t)).await,
+            },
+            Frame::SpeechStopped { at } => match &mut self.current {
+                Current::Overlap(o) => {
+                    o.end = Some(at);
+                    true
+                }
+                _ => {
+                    self.current = Current::Quiet;
+                    if let Some(p) = &mut self.pending {
+                        p.speech_end = Some(at);
+                        p.awaiting_final = Some(Instant::now());
+                    }
+                    true
+                }
+            },
+            Frame::UserTranscript(t) => {
+                // A final.
+                if let Current::Overlap(o) = &self.current {
+                    let verdict = self.g.guard.judge(&t.text);
+                    if verdict != Verdict::Interrupt {
+                        let (onset, since, resumed) = (o.onset, o.since, o.resumed);
+                        self.current = Current::Quiet;
+                        debug!(reason = verdict.reason(), text = %t.text, "not an interruption");
+                        self.ctx
+                            .events
+                            .emit(EventKind::FalseInterruption {
+                                reason: verdict.reason().into(),
+                                text: Some(t.text.clone()).filter(|s| !s.is_empty()),
+                                onset_ms: onset.as_millis() as u64,
+                            })
+                            .await;
+                        if !resumed {
+                            resume(&self.ctx, since).await;
+                        }
+                        return true;
+                    }
+                    let (onset, end) = (o.onset, o.end);
+                    self.current = Current::Quiet;
+                    if !self.promote(onset).await {
+                        return false;
+                    }
+                    if let Some(p) = &mut self.pending {
+                        p.speech_end = end;
+                    }
+                }
+                self.on_final(t).await
+            }
+            other => self.send(other).await,
+        }
+    }
+
+    fn start_turn(&mut self, onset: Duration) {
+        self.current = Current::Turn;
+        self.pending = Some(Pending {
+            item: None,
+            text: String::new(),
+            onset,
+            speech_end: None,
+            awaiting_final: None,
+            deadline: None,
+            completeness: None,
+        });
+    }
+
+    /// Speech over the assistant turned out to be real words: interrupt, and make it a turn.
+    async fn promote(&mut self, onset: Duration) -> bool {
+        debug!(?onset, "interruption confirmed by the transcript");
+        self.ctx.interrupt(InterruptReason::BargeIn, Some(onset)).await;
+        self.start_turn(onset);
+        self.send(Frame::SpeechStarted { at: onset }).await
+    }
+
+    async fn on_final(&mut self, t: Transcript) -> bool {
+        let Some(p) = &mut self.pending else {
+            // A transcript outside any turn the gate knows of: pass it on.
+            return self.send(Frame::UserTranscript(t)).await;
+        };
+        p.awaiting_final = None;
+        let text = t.text.trim();
+        if !text.is_empty() {
+            if !p.text.is_empty() {
+                p.text.push(' ');
+            }
+            p.text.push_str(text);
+        }
+        if p.item.is_none() {
+            p.item = t.item;
+        }
+        let c = self.g.policy.classify(&p.text);
+        p.completeness = Some(c);
+        let wait = self.g.waits.for_(c);
+        let end = p.speech_end.unwrap_or(p.onset);
+        p.deadline = Some(self.ctx.clock.at(end + wait));
+        debug!(completeness = c.as_str(), ?wait, text = %p.text, "end-of-turn policy");
+        if matches!(self.current, Current::Quiet) && p.deadline.is_some_and(|d| d <= Instant::now()) {
+            return self.commit().await;
+        }
+        true
+    }
+
+    /// The turn is over: send its end and its transcript downstream.
+    async fn commit(&mut self) -> bool {
+        let Some(p) = self.pending.take() else { return true };
+        self.turn += 1;
+        let end = p.speech_end.unwrap_or(p.onset);
+        let decided = self.ctx.clock.elapsed();
+        self.ctx
+            .events
+            .emit(EventKind::TurnEnded {
+                turn: self.turn,
+                speech_end_ms: end.as_millis() as u64,
+                completeness: p.completeness.map(|c| c.as_str().to_string()),
+            })
+            .await;
+        self.ctx
+            .events
+            .emit(EventKind::Metric {
+                name: "end_of_turn_delay_ms".into(),
+                turn: self.turn,
+                value_ms: decided.saturating_sub(end).as_millis() as u64,
+            })
+            .await;
+        if !self.send(Frame::SpeechStopped { at: end }).await {
+            return false;
+        }
+        if p.text.is_empty() {
+            debug!(turn = self.turn, "no words in this turn; nothing to answer");
+            return true;
+        }
+        self.send(Frame::UserTranscript(Transcript { item: p.item, text: p.text, is_final: true })).await
+    }
+}
