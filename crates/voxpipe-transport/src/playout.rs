@@ -17,6 +17,9 @@ use tokio::time::MissedTickBehavior;
 use voxpipe_core::audio::{CHUNK_MS, SampleRate, StreamResampler};
 use voxpipe_core::{CallContext, Control, EventKind, Frame, Inbox, ItemId, OutputAudio, Samples, StageError};
 
+/// How long the queue may run dry in the middle of an item before the item counts as over.
+const UNDERRUN_GRACE_MS: u64 = 200;
+
 /// Where played audio goes: a file, stdout, a socket.
 #[async_trait]
 pub trait AudioOut: Send {
@@ -66,6 +69,7 @@ pub(crate) async fn run_playout(
     let mut metrics = TurnMetrics::default();
     let mut end_of_stream = false;
     let mut last_flush = 0u64;
+    let mut dry_ms = 0u64;
 
     loop {
         tokio::select! {
@@ -140,14 +144,22 @@ pub(crate) async fn run_playout(
                         *played += n as u64;
                     }
                 }
-                if queue.is_empty() {
-                    if let Some((item, played)) = playing.take() {
-                        finished(&ctx, &item, played, rate, false).await;
+                if queue.is_empty() && !held {
+                    // A producer streaming at about real time leaves the queue empty between
+                    // chunks: an underrun shorter than the grace is a gap in the same item,
+                    // not its end (the caller still hears the assistant mid-sentence).
+                    dry_ms += CHUNK_MS;
+                    if playing.is_none() || dry_ms > UNDERRUN_GRACE_MS || end_of_stream {
+                        if let Some((item, played)) = playing.take() {
+                            finished(&ctx, &item, played, rate, false).await;
+                        }
+                        ctx.playout.set_idle();
+                        if end_of_stream {
+                            break;
+                        }
                     }
-                    ctx.playout.set_idle();
-                    if end_of_stream {
-                        break;
-                    }
+                } else {
+                    dry_ms = 0;
                 }
                 if written - last_flush >= rate as u64 {
                     out.flush().await.map_err(fail)?;

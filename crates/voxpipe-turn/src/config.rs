@@ -110,7 +110,8 @@ pub struct InterruptionConfig {
     /// it. Default true.
     #[serde(default = "yes")]
     pub pause_on_uncertain: bool,
-    /// Held playout resumes after this many ms if no interrupting words arrived. Default 1500.
+    /// Held playout resumes if no interrupting words arrived this many ms after the speech
+    /// ended (a transcript that never comes must not silence the assistant). Default 1500.
     #[serde(default = "default_resume_after_ms")]
     pub resume_after_ms: u32,
 }

@@ -40,8 +40,10 @@ enum State {
 pub struct TurnController {
     config: TurnConfig,
     vad: Box<dyn Vad>,
-    /// Shared with the gate when there is one: the gate then judges overlaps on words.
+    /// Shared with the gate when there is one.
     gate: Option<Arc<Shared>>,
+    /// The gate judges overlaps on their words (otherwise this controller does, on duration).
+    judge_words: bool,
     /// Silence that ends speech.
     silence: Duration,
 }
@@ -58,7 +60,7 @@ impl TurnController {
     /// `min_words = 0`.
     pub fn new(config: TurnConfig, vad: Box<dyn Vad>) -> Self {
         let silence = Duration::from_millis(config.min_silence_ms as u64);
-        Self { config, vad, gate: None, silence }
+        Self { config, vad, gate: None, judge_words: false, silence }
     }
 
     /// A controller and the [`TurnGate`] that goes right after the ASR stage, for cascades:
@@ -75,7 +77,7 @@ impl TurnController {
         let gate = TurnGate::new(config.clone(), shared.clone(), silence);
         // Without a word threshold the words add nothing: decide overlaps on duration here.
         let judge_words = config.interruption.min_words > 0;
-        (Self { config, vad, gate: judge_words.then_some(shared), silence }, gate)
+        (Self { config, vad, gate: Some(shared), judge_words, silence }, gate)
     }
 }
 
@@ -190,7 +192,7 @@ impl Stage for TurnController {
         mut input: Inbox,
         out: Outbox,
     ) -> Result<(), StageError> {
-        let TurnController { config, mut vad, gate, silence } = *self;
+        let TurnController { config, mut vad, gate, judge_words, silence } = *self;
         let ptt = config.mode == Some(TurnMode::PushToTalk);
         let mut control = ctx.control.subscribe();
         let rate = vad.sample_rate();
@@ -208,7 +210,7 @@ impl Stage for TurnController {
         let mut buf: Vec<i16> = Vec::with_capacity(frame * 4);
         let mut processed: usize = 0;
         // Everything the decisions need, without the VAD (which is not `Sync`).
-        let this = Rules { config, gate };
+        let this = Rules { config, gate, judge_words };
         loop {
             let frame_in = tokio::select! {
                 biased;
@@ -332,6 +334,7 @@ async fn false_interruption(ctx: &CallContext, reason: &str, onset: Duration) {
 struct Rules {
     config: TurnConfig,
     gate: Option<Arc<Shared>>,
+    judge_words: bool,
 }
 
 impl Rules {
@@ -366,7 +369,7 @@ impl Rules {
                             .emit(EventKind::PlayoutPaused { onset_ms: onset.as_millis() as u64 })
                             .await;
                     }
-                    Utterance::Overlap { forwarded: self.gate.is_some() }
+                    Utterance::Overlap { forwarded: self.judge_words }
                 };
                 match run.utterance {
                     Utterance::Turn => {
@@ -428,6 +431,9 @@ impl Rules {
                     run.paused_at = None;
                     let onset = run.det.onset;
                     ctx.interrupt(InterruptReason::BargeIn, Some(onset)).await;
+                    if let Some(g) = &self.gate {
+                        g.push_onset(false);
+                    }
                     return out.send(Frame::SpeechStarted { at: onset }).await.is_ok();
                 }
                 true

@@ -10,7 +10,7 @@
 //!   on its words ([`WordGuard`]): the first transcript with real words interrupts (and the
 //!   utterance becomes a turn); a final made only of backchannels, too few words or no words is
 //!   a false interruption: the held reply resumes and the model never sees it. Held playout
-//!   also resumes after `resume_after_ms` without real words.
+//!   also resumes if no transcript came `resume_after_ms` after the speech ended.
 
 use crate::config::{PolicyKind, TurnConfig, TurnMode};
 use crate::guard::{Verdict, WordGuard};
@@ -45,6 +45,12 @@ impl Shared {
 
     fn pop_onset(&self) -> bool {
         self.onsets.lock().unwrap_or_else(|e| e.into_inner()).pop_front().unwrap_or(false)
+    }
+
+    /// True when the controller has sent a `SpeechStarted` the gate has not seen yet: the
+    /// caller is talking again (the frame waits behind a final decode in the ASR).
+    fn caller_resumed(&self) -> bool {
+        !self.onsets.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
     }
 }
 
@@ -141,10 +147,13 @@ impl Stage for TurnGate {
     async fn run(self: Box<Self>, ctx: CallContext, mut input: Inbox, out: Outbox) -> Result<(), StageError> {
         let mut s = Gate { g: &self, ctx: ctx.clone(), out, current: Current::Quiet, pending: None, turn: 0 };
         loop {
+            // Held playout waits for the words while the caller speaks, and at most
+            // `resume_after_ms` after the speech ended.
             let resume_at = match &s.current {
-                Current::Overlap(o) if !o.resumed => {
-                    Some(o.since + Duration::from_millis(self.config.interruption.resume_after_ms as u64))
-                }
+                Current::Overlap(Overlap { end: Some(end), resumed: false, .. }) => Some(
+                    ctx.clock.at(*end)
+                        + Duration::from_millis(self.config.interruption.resume_after_ms as u64),
+                ),
                 _ => None,
             };
             let decide_at =
@@ -169,7 +178,7 @@ impl Stage for TurnGate {
                         p.deadline = Some(Instant::now());
                         true
                     } else {
-                        s.commit().await
+                        s.decide().await
                     }
                 }
                 f = input.recv() => match f {
@@ -342,9 +351,21 @@ impl Gate<'_> {
         p.deadline = Some(self.ctx.clock.at(end + wait));
         debug!(completeness = c.as_str(), ?wait, text = %p.text, "end-of-turn policy");
         if matches!(self.current, Current::Quiet) && p.deadline.is_some_and(|d| d <= Instant::now()) {
-            return self.commit().await;
+            return self.decide().await;
         }
         true
+    }
+
+    /// The wait is over: end the turn, unless the caller has started talking again.
+    async fn decide(&mut self) -> bool {
+        if self.g.shared.caller_resumed() {
+            if let Some(p) = &mut self.pending {
+                debug!("the caller is talking again; the turn goes on");
+                p.deadline = None;
+            }
+            return true;
+        }
+        self.commit().await
     }
 
     /// The turn is over: send its end and its transcript downstream.
