@@ -80,3 +80,73 @@ pub fn read_events(path: &Path) -> Vec<serde_json::Value> {
 pub fn events_of<'a>(events: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
     events.iter().filter(|e| e["type"] == kind).collect()
 }
+
+/// Sample rate of scripted calls.
+pub const CALL_RATE: u32 = 16_000;
+const RATE: u32 = CALL_RATE;
+
+/// A scripted call: segments placed one after another, with the known time of each.
+#[derive(Debug, Default)]
+pub struct Call {
+    /// The caller's audio.
+    pub samples: Vec<i16>,
+    /// (label, start ms, end ms) of each sound placed.
+    pub marks: Vec<(String, u64, u64)>,
+}
+
+impl Call {
+    /// Where the next sound goes, in ms.
+    pub fn now_ms(&self) -> u64 {
+        self.samples.len() as u64 * 1000 / RATE as u64
+    }
+    /// Appends silence.
+    pub fn silence(mut self, ms: u64) -> Self {
+        self.samples.extend(silence(RATE, ms));
+        self
+    }
+    /// Appends a 300 Hz tone labelled `label` (energy VADs hear it as speech).
+    pub fn tone(mut self, label: &str, ms: u64) -> Self {
+        let start = self.now_ms();
+        self.samples.extend(tone(RATE, 300.0, ms, 0.3));
+        self.marks.push((label.into(), start, start + ms));
+        self
+    }
+    /// espeak-ng speech, trimmed to its voiced part so the marks are the speech boundaries.
+    pub fn say(mut self, label: &str, text: &str) -> Self {
+        let speech = espeak(text);
+        let start = self.now_ms();
+        self.marks.push((label.into(), start, start + speech.len() as u64 * 1000 / RATE as u64));
+        self.samples.extend(speech);
+        self
+    }
+    /// (start, end) ms of the sound labelled `label`.
+    pub fn mark(&self, label: &str) -> (u64, u64) {
+        let m = self.marks.iter().find(|m| m.0 == label).unwrap_or_else(|| panic!("no mark {label}"));
+        (m.1, m.2)
+    }
+    /// Writes the call as a 16 kHz WAV.
+    pub fn write(&self, path: &Path) {
+        write_wav(path, RATE, &self.samples);
+    }
+}
+
+/// `text` spoken by espeak-ng at 16 kHz, with leading and trailing silence removed.
+pub fn espeak(text: &str) -> Vec<i16> {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("say.wav");
+    let status = std::process::Command::new("espeak-ng")
+        .args(["-v", "en-us", "-s", "165", "-w"])
+        .arg(&wav)
+        .arg(text)
+        .status()
+        .expect("espeak-ng runs (installed by scripts/setup.sh)");
+    assert!(status.success(), "espeak-ng failed");
+    let reader = hound::WavReader::open(&wav).unwrap();
+    let rate = reader.spec().sample_rate;
+    let s: Vec<i16> = reader.into_samples::<i16>().map(Result::unwrap).collect();
+    let s = voxpipe_core::audio::resample_all(&s, rate, RATE).unwrap();
+    let loud = |x: &i16| x.unsigned_abs() > 300;
+    let a = s.iter().position(loud).unwrap();
+    let b = s.iter().rposition(loud).unwrap();
+    s[a..=b].to_vec()
+}

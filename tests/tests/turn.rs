@@ -13,68 +13,6 @@ use voxpipe_fakes::openai_speech::{SpeechFake, SpeechFakeConfig};
 use voxpipe_fakes::realtime::{RealtimeFake, RealtimeFakeConfig, ScriptedResponse};
 use voxpipe_fakes::transcription::{TranscriptionFake, TranscriptionFakeConfig};
 
-const RATE: u32 = 16_000;
-
-/// A scripted call: segments placed one after another, with the known time of each.
-#[derive(Default)]
-struct Call {
-    samples: Vec<i16>,
-    /// (label, start ms, end ms) of each sound placed.
-    marks: Vec<(String, u64, u64)>,
-}
-
-impl Call {
-    fn now_ms(&self) -> u64 {
-        self.samples.len() as u64 * 1000 / RATE as u64
-    }
-    fn silence(mut self, ms: u64) -> Self {
-        self.samples.extend(silence(RATE, ms));
-        self
-    }
-    fn tone(mut self, label: &str, ms: u64) -> Self {
-        let start = self.now_ms();
-        self.samples.extend(tone(RATE, 300.0, ms, 0.3));
-        self.marks.push((label.into(), start, start + ms));
-        self
-    }
-    /// espeak-ng speech, trimmed to its voiced part so the marks are the speech boundaries.
-    fn say(mut self, label: &str, text: &str) -> Self {
-        let speech = espeak(text);
-        let start = self.now_ms();
-        self.marks.push((label.into(), start, start + speech.len() as u64 * 1000 / RATE as u64));
-        self.samples.extend(speech);
-        self
-    }
-    fn mark(&self, label: &str) -> (u64, u64) {
-        let m = self.marks.iter().find(|m| m.0 == label).unwrap_or_else(|| panic!("no mark {label}"));
-        (m.1, m.2)
-    }
-    fn write(&self, path: &Path) {
-        write_wav(path, RATE, &self.samples);
-    }
-}
-
-/// `text` spoken by espeak-ng at 16 kHz, with leading and trailing silence removed.
-fn espeak(text: &str) -> Vec<i16> {
-    let dir = tempfile::tempdir().unwrap();
-    let wav = dir.path().join("say.wav");
-    let status = std::process::Command::new("espeak-ng")
-        .args(["-v", "en-us", "-s", "165", "-w"])
-        .arg(&wav)
-        .arg(text)
-        .status()
-        .expect("espeak-ng runs (installed by scripts/setup.sh)");
-    assert!(status.success(), "espeak-ng failed");
-    let reader = hound::WavReader::open(&wav).unwrap();
-    let rate = reader.spec().sample_rate;
-    let s: Vec<i16> = reader.into_samples::<i16>().map(Result::unwrap).collect();
-    let s = voxpipe_core::audio::resample_all(&s, rate, RATE).unwrap();
-    let loud = |x: &i16| x.unsigned_abs() > 300;
-    let a = s.iter().position(loud).unwrap();
-    let b = s.iter().rposition(loud).unwrap();
-    s[a..=b].to_vec()
-}
-
 fn run_args(dir: &Path, pipeline: PathBuf, input: PathBuf) -> RunArgs {
     RunArgs {
         pipeline,
@@ -287,6 +225,31 @@ async fn native_a_cough_pauses_and_resumes_the_same_reply_and_a_click_changes_no
     assert!(played.abs_diff(4000) <= 40, "the same reply resumed and played to the end: {played} ms");
     let finished = events_of(&events, "playout_finished");
     assert_eq!(finished[0]["interrupted"], false);
+    fake.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn native_speech_at_the_very_start_of_a_reply_is_taken_for_echo() {
+    let dir = tempfile::tempdir().unwrap();
+    // Turn 1 ends at 2.0 s; the controller decides at ~2.48 s and the fake's first audio comes
+    // 200 ms later: the reply is audible from ~2.7 s. A sound starting then is its echo.
+    let call = Call::default().silence(500).tone("turn1", 1500).silence(720).tone("echo", 800).silence(4000);
+    call.write(&dir.path().join("call.wav"));
+    let fake = long_reply_fake().await;
+    let pipeline = native_pipeline(dir.path(), &fake, "mode = \"local\"");
+    let a = run_args(dir.path(), pipeline, dir.path().join("call.wav"));
+    run_pipeline(&a, env(), RunOptions::default()).await.unwrap();
+
+    let events = read_events(&dir.path().join("events.jsonl"));
+    let started = t_ms(events_of(&events, "playout_started")[0]);
+    let (echo, _) = call.mark("echo");
+    assert!(echo.abs_diff(started) <= 40, "the scripted echo starts with the reply ({echo} vs {started} ms)");
+    let false_ = events_of(&events, "false_interruption");
+    assert_eq!(false_.len(), 1, "{false_:?}");
+    assert_eq!(false_[0]["reason"], "echo_warmup");
+    assert!(events_of(&events, "interrupt").is_empty());
+    assert!(events_of(&events, "playout_paused").is_empty(), "echo does not even hold the reply");
+    assert_eq!(client_events(&fake, "input_audio_buffer.commit").len(), 1, "and is no turn");
     fake.shutdown().await;
 }
 
