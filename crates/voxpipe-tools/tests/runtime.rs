@@ -363,3 +363,30 @@ fn the_example_tools_file_builds() {
     assert_eq!(names, ["book_appointment", "end_call", "get_order_status", "transfer_to_human"]);
     assert!(tools.filler_for("get_order_status").is_some());
 }
+
+#[test]
+fn the_example_pipelines_declare_exactly_the_example_tools() {
+    #[derive(serde::Deserialize)]
+    struct File {
+        tools: BTreeMap<String, ToolConfig>,
+    }
+    let read = |name: &str| -> BTreeMap<String, ToolConfig> {
+        let path = format!("{}/../../pipelines/{name}", env!("CARGO_MANIFEST_DIR"));
+        #[derive(serde::Deserialize)]
+        struct Any {
+            tools: BTreeMap<String, ToolConfig>,
+            #[serde(flatten)]
+            _rest: BTreeMap<String, toml::Value>,
+        }
+        let any: Any = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        any.tools
+    };
+    let example: File = toml::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../pipelines/tools.example.toml"))
+            .unwrap(),
+    )
+    .unwrap();
+    // Declared once: the native and the cascade example offer the very same tools.
+    assert_eq!(read("tools-native-fake.toml"), example.tools);
+    assert_eq!(read("tools-cascade-fake.toml"), example.tools);
+}
