@@ -160,7 +160,10 @@ async fn bench(n: usize) -> Vec<(&'static str, Samples)> {
             ),
         );
         collect(&run(dir.path(), &p, &wav).await, &mut out[0].1);
-        write_pipeline(&p, &rt("[turn]\nmode = \"local\"\nmin_silence_ms = 500", "{ type = \"none\" }"));
+        write_pipeline(
+            &p,
+            &rt("[turn]\nmode = \"local\"\nvad = \"energy\"\nmin_silence_ms = 500", "{ type = \"none\" }"),
+        );
         collect(&run(dir.path(), &p, &wav).await, &mut out[1].1);
         realtime.shutdown().await;
 
@@ -187,7 +190,7 @@ async fn bench(n: usize) -> Vec<(&'static str, Samples)> {
         write_pipeline(
             &p,
             &format!(
-                "[turn]\nmode = \"local\"\nmin_silence_ms = 500\n\
+                "[turn]\nmode = \"local\"\nvad = \"energy\"\nmin_silence_ms = 500\n\
                  [[stages]]\nkind = \"asr.openai\"\nbase_url = \"{}\"\napi_key_env = \"OPENAI_API_KEY\"\nmodel = \"gpt-4o-mini-transcribe\"\n\
                  [[stages]]\nkind = \"llm.openai\"\nbase_url = \"{}\"\napi_key_env = \"OPENAI_API_KEY\"\nmodel = \"gpt-4o-mini\"\n\
                  [[stages]]\nkind = \"tts.openai\"\nbase_url = \"{}\"\napi_key_env = \"OPENAI_API_KEY\"\nmodel = \"gpt-4o-mini-tts\"\nvoice = \"alloy\"\n",

@@ -55,6 +55,7 @@ tail_silence_ms = 1500
 kind = "wav"
 path = "unused-reply.wav"
 [turn]
+vad = "energy"
 {turn}
 [[stages]]
 kind = "realtime.openai"
@@ -91,8 +92,7 @@ async fn native_local_turns_commit_and_ask_for_a_reply_when_each_turn_ends() {
     })
     .await
     .unwrap();
-    let pipeline =
-        native_pipeline(dir.path(), &fake, "mode = \"local\"\nvad = \"energy\"\nmin_silence_ms = 500");
+    let pipeline = native_pipeline(dir.path(), &fake, "mode = \"local\"\nmin_silence_ms = 500");
     let a = run_args(dir.path(), pipeline, repo_path("samples/two-turns.wav"));
     run_pipeline(&a, env(), RunOptions::default()).await.unwrap();
 

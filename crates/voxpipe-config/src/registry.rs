@@ -241,9 +241,17 @@ fn turn_stages(config: &PipelineConfig) -> Result<TurnStages, BuildError> {
     if turn_mode(config)? == TurnMode::Server {
         return Ok((None, None));
     }
-    let vad: Box<dyn voxpipe_turn::Vad> = match config.turn.vad {
-        voxpipe_turn::VadKind::Energy => Box::new(voxpipe_turn::EnergyVad::new(16_000)),
-        voxpipe_turn::VadKind::Silero => silero_vad().map_err(|m| BuildError::new("turn.vad", m))?,
+    let energy = || Box::new(voxpipe_turn::EnergyVad::new(16_000)) as Box<dyn voxpipe_turn::Vad>;
+    let vad = match config.turn.vad {
+        Some(voxpipe_turn::VadKind::Energy) => energy(),
+        Some(voxpipe_turn::VadKind::Silero) => silero_vad().map_err(|m| BuildError::new("turn.vad", m))?,
+        None => silero_vad().unwrap_or_else(|m| {
+            tracing::warn!(
+                "Silero VAD unavailable ({m}); using the energy VAD. For Silero: \
+                 `voxpipe models pull silero-vad onnxruntime`, or set `turn.vad = \"energy\"`"
+            );
+            energy()
+        }),
     };
     let turn = config.turn.clone();
     if asr_index(config).is_some() {

@@ -15,11 +15,10 @@ pub enum TurnMode {
 }
 
 /// Which VAD the local controller uses.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum VadKind {
-    /// Frame energy over an adaptive noise floor; no model. Default.
-    #[default]
+    /// Frame energy over an adaptive noise floor; no model.
     Energy,
     /// Silero VAD (needs feature `silero` and `voxpipe models pull silero-vad onnxruntime`).
     Silero,
@@ -204,9 +203,10 @@ pub struct TurnConfig {
     /// `turn_detection` is a VAD, `local` otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<TurnMode>,
-    /// `energy` (default) or `silero`.
-    #[serde(default)]
-    pub vad: VadKind,
+    /// `silero` or `energy`. Default: Silero when its model and onnxruntime are in the model
+    /// cache, else the energy VAD (with a warning saying what to pull).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vad: Option<VadKind>,
     /// Speech probability that counts as speech, 0..1. Default 0.5.
     #[serde(default = "default_threshold")]
     pub threshold: f32,
@@ -228,7 +228,7 @@ impl Default for TurnConfig {
     fn default() -> Self {
         Self {
             mode: None,
-            vad: VadKind::Energy,
+            vad: None,
             threshold: default_threshold(),
             min_speech_ms: default_min_speech_ms(),
             min_silence_ms: default_min_silence_ms(),
