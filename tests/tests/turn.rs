@@ -432,6 +432,16 @@ async fn cascade_backchannel_does_not_interrupt_a_real_sentence_does_and_history
         regions.iter().any(|(_, b)| *b <= uh + 200 && *b > uh) && regions.iter().any(|(a, _)| *a > uh_end),
         "reply held during the uh-huh and resumed after it: {regions:?}"
     );
+    // For the sentence, the sink went silent within one frame of holding playout and stayed
+    // silent through the interruption: nothing of the first reply plays after it.
+    let held_at = t_ms(events_of(&events, "playout_paused")[1]);
+    assert!(regions.iter().any(|(_, b)| b.abs_diff(held_at) <= 20), "silent at {held_at} ms: {regions:?}");
+    let next = events_of(&events, "playout_started").into_iter().map(t_ms).find(|t| *t > held_at).unwrap();
+    assert!(next > t_ms(interrupts[0]), "only the next reply plays after the interruption");
+    assert!(
+        regions.iter().all(|(a, _)| *a <= held_at || *a + 20 >= next),
+        "no audio between the hold and the next reply: {regions:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
