@@ -6,16 +6,14 @@
 //! `DEP_LLAMA_GGML_CMAKE_DIR`); this script copies them, under their sonames, into
 //! `target/<profile>/`, `target/<profile>/deps/` (and `examples/`), next to the binaries,
 //! tests and benches.
-//! An rpath of `$ORIGIN` then makes the loader look there: set here for this crate's tests and
-//! benches; a binary crate using `voxpipe-llama` adds
-//! `cargo:rustc-link-arg-bins=-Wl,--disable-new-dtags,-rpath,$ORIGIN` in its own build script
-//! (`--disable-new-dtags` makes it an RPATH, which also applies to libllama's own dependencies;
-//! a RUNPATH would not).
+//! An rpath of `$ORIGIN` then makes the loader look there: set here for this crate's binary
+//! (`voxpipe-llm-worker`), tests and benches (`--disable-new-dtags` makes it an RPATH, which
+//! also applies to libllama's own dependencies; a RUNPATH would not).
 
 use std::path::{Path, PathBuf};
 
 fn main() {
-    for kind in ["tests", "benches"] {
+    for kind in ["bins", "tests", "benches"] {
         println!("cargo:rustc-link-arg-{kind}=-Wl,--disable-new-dtags,-rpath,$ORIGIN");
     }
     println!("cargo:rerun-if-env-changed=DEP_LLAMA_GGML_CMAKE_DIR");

@@ -1,14 +1,14 @@
 //! Time to first token and generation speed of `llm.local` with SmolLM2-135M, over 10 short
-//! user turns of one call (so turns 2-10 reuse the KV cache). Run with
-//! `cargo bench -p voxpipe-llama` (optimised build); `VOXPIPE_LLAMA_THREADS` overrides the
-//! thread count (default 2).
+//! user turns of one call (so turns 2-10 reuse the KV cache), through the stage and its
+//! `voxpipe-llm-worker` process. Run with `cargo bench -p voxpipe-llama --bench llama`
+//! (optimised build); `VOXPIPE_LLAMA_THREADS` overrides the thread count (default 1).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use voxpipe_core::{
     CallContext, Clock, ControlBus, EventSender, Frame, NoTools, PlayoutTracker, Stage, Transcript, channel,
 };
-use voxpipe_llama::{LocalLlm, LocalLlmConfig, LocalModel};
+use voxpipe_llama_client::{LocalLlm, LocalLlmConfig};
 
 const PROMPTS: [&str; 10] = [
     "Hi, who are you?",
@@ -37,17 +37,18 @@ fn main() {
 }
 
 async fn run() {
-    let threads = std::env::var("VOXPIPE_LLAMA_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(2);
-    let load = Instant::now();
-    let model = LocalModel::resolve_and_load("smollm2-135m").await.expect("smollm2-135m");
-    println!("model load: {:.0} ms ({})", load.elapsed().as_secs_f64() * 1e3, model.path().display());
+    let threads = std::env::var("VOXPIPE_LLAMA_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(1);
     let config = LocalLlmConfig {
         instructions: "You are a friendly phone assistant. Answer in one short sentence.".into(),
         temperature: 0.0,
         max_tokens: 64,
         threads,
+        worker: Some(env!("CARGO_BIN_EXE_voxpipe-llm-worker").into()),
         ..Default::default()
     };
+    let load = Instant::now();
+    let stage = LocalLlm::load(config).await.expect("the worker starts and loads smollm2-135m");
+    println!("worker start + model load: {:.0} ms", load.elapsed().as_secs_f64() * 1e3);
     let clock = Clock::start_now();
     let (events, mut event_rx) = EventSender::channel(clock);
     tokio::spawn(async move { while event_rx.recv().await.is_some() {} });
@@ -61,7 +62,7 @@ async fn run() {
     };
     let (input, stage_in) = channel();
     let (stage_out, mut output) = channel();
-    let stage = Box::new(LocalLlm::with_model(config, model).unwrap());
+    let stage = Box::new(stage);
     let task = tokio::spawn(stage.run(ctx, stage_in, stage_out));
 
     let mut turns = Vec::new();

@@ -1,11 +1,9 @@
-//! The generation thread: one per call, owning a llama.cpp context (its KV cache) for the
-//! call's lifetime. Requests come in over a channel; text comes back over a bounded channel,
-//! piece by piece. Nothing here runs on the async runtime.
+//! The generation engine: a llama.cpp context (its KV cache) kept across requests, prompt
+//! rendering with the model's chat template, KV prefix reuse, sampling, and a stop flag checked
+//! before every token decode. Blocking code; the worker runs it on its main thread.
 
+use crate::Error;
 use crate::model::{LocalModel, backend};
-use crate::prompt::ChatMessage;
-use crate::text::{Scan, Scanner, Utf8Stream};
-use crate::{Error, LocalLlmConfig};
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_batch::LlamaBatch;
@@ -13,127 +11,70 @@ use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 use std::num::NonZeroU32;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use tokio::sync::mpsc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 use tracing::{debug, trace, warn};
-
-/// Text pieces the generation thread may run ahead of the stage: small, so a stage that
-/// stops reading stops generation within a couple of tokens even before the flag is seen.
-pub(crate) const PIECE_CAPACITY: usize = 2;
+use voxpipe_llama_client::protocol::{ChatMessage, Finish, Settings};
+use voxpipe_llama_client::text::{Scan, Scanner, Utf8Stream};
 
 /// Largest batch of prompt tokens evaluated at once.
 const MAX_BATCH: u32 = 512;
 
-/// Why a generation ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Finish {
-    /// The model's end-of-turn token.
-    EndOfTurn,
-    /// A configured stop string.
-    Stop,
-    /// `max_tokens` or the context window was reached.
-    Length,
-    /// A complete tool call was generated.
-    ToolCall,
-    /// The stop flag was raised or the reader went away.
-    Cancelled,
+/// Stops a generation: raised from another thread, checked before every token decode.
+#[derive(Debug, Default)]
+pub struct StopFlag {
+    raised: AtomicBool,
+    tokens: AtomicU64,
+    cancelled_at: AtomicU64,
+}
+
+impl StopFlag {
+    /// A lowered flag.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Raises the flag, noting how many tokens had been sampled by then.
+    pub fn raise(&self) {
+        if !self.raised.swap(true, Ordering::AcqRel) {
+            self.cancelled_at.store(self.tokens.load(Ordering::Acquire), Ordering::Release);
+        }
+    }
+
+    /// Whether it was raised.
+    pub fn is_raised(&self) -> bool {
+        self.raised.load(Ordering::Acquire)
+    }
+
+    /// Tokens sampled when the flag was raised, if it was.
+    pub fn cancelled_at(&self) -> Option<u64> {
+        self.is_raised().then(|| self.cancelled_at.load(Ordering::Acquire))
+    }
+
+    fn sampled(&self, n: usize) {
+        self.tokens.store(n as u64, Ordering::Release);
+    }
 }
 
 /// The end of one generation.
 #[derive(Debug)]
-pub(crate) struct Outcome {
+pub struct Outcome {
+    /// Why it ended.
     pub finish: Finish,
     /// The `<tool_call>` body, when `finish` is `ToolCall`.
     pub tool_call: Option<String>,
     /// Tokens of the whole prompt.
     pub prompt_tokens: usize,
-    /// Prompt tokens whose KV entries were reused from the previous turn.
+    /// Prompt tokens whose KV entries were reused from the previous request.
     pub reused_tokens: usize,
     /// Tokens sampled (including an end-of-turn token).
     pub generated_tokens: usize,
+    /// Time from the start of the request to the first sampled token.
+    pub first_token: Option<Duration>,
 }
 
-/// What the generation thread sends back.
-#[derive(Debug)]
-pub(crate) enum GenEvent {
-    /// Speakable text.
-    Text(String),
-    /// Generation ended; always the last event of a request unless it failed.
-    Done(Outcome),
-    /// The request failed; the session was reset.
-    Failed(Error),
-}
-
-/// One generation request.
-#[derive(Debug)]
-pub(crate) struct Request {
-    pub messages: Vec<ChatMessage>,
-    /// Watch for `<tool_call>` in the output.
-    pub tools: bool,
-    /// Raised by the stage to stop; checked before every token decode.
-    pub stop: Arc<AtomicBool>,
-    pub events: mpsc::Sender<GenEvent>,
-}
-
-/// Handle to a call's generation thread; dropping it ends the thread after the current
-/// request.
-#[derive(Debug)]
-pub(crate) struct Worker {
-    jobs: std::sync::mpsc::SyncSender<Request>,
-}
-
-impl Worker {
-    /// Starts the thread and waits until its context is ready. Blocking.
-    pub fn start(model: LocalModel, config: &LocalLlmConfig) -> Result<Self, Error> {
-        let (jobs, rx) = std::sync::mpsc::sync_channel::<Request>(1);
-        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
-        let config = config.clone();
-        std::thread::Builder::new()
-            .name("llama".into())
-            .spawn(move || thread_main(&model, &config, &ready_tx, &rx))
-            .map_err(|e| Error::Backend { message: format!("cannot spawn the llama thread: {e}") })?;
-        ready_rx.recv().map_err(|_| Error::WorkerGone)??;
-        Ok(Self { jobs })
-    }
-
-    /// Queues a request. The thread runs one at a time; the stage waits for `Done` before
-    /// sending the next.
-    pub fn submit(&self, request: Request) -> Result<(), Error> {
-        self.jobs.try_send(request).map_err(|_| Error::WorkerGone)
-    }
-}
-
-fn thread_main(
-    model: &LocalModel,
-    config: &LocalLlmConfig,
-    ready: &std::sync::mpsc::SyncSender<Result<(), Error>>,
-    jobs: &std::sync::mpsc::Receiver<Request>,
-) {
-    let mut session = match Session::new(&model.model, config) {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = ready.send(Err(e));
-            return;
-        }
-    };
-    let _ = ready.send(Ok(()));
-    while let Ok(request) = jobs.recv() {
-        let events = request.events.clone();
-        let event = match session.generate(&request) {
-            Ok(outcome) => GenEvent::Done(outcome),
-            Err(e) => {
-                session.reset();
-                GenEvent::Failed(e)
-            }
-        };
-        let _ = events.blocking_send(event);
-    }
-    debug!("llama thread finished");
-}
-
-/// A context and what its KV cache holds.
-struct Session<'m> {
+/// A context and what its KV cache holds: one conversation.
+pub struct Session<'m> {
     model: &'m LlamaModel,
     ctx: LlamaContext<'m>,
     template: LlamaChatTemplate,
@@ -141,11 +82,22 @@ struct Session<'m> {
     cached: Vec<LlamaToken>,
     batch: LlamaBatch<'static>,
     n_batch: usize,
-    config: LocalLlmConfig,
+    config: Settings,
+}
+
+impl std::fmt::Debug for Session<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("cached", &self.cached.len()).field("config", &self.config).finish()
+    }
 }
 
 impl<'m> Session<'m> {
-    fn new(model: &'m LlamaModel, config: &LocalLlmConfig) -> Result<Self, Error> {
+    /// A context for `model` with `config`'s size, threads and sampling.
+    ///
+    /// # Errors
+    /// [`Error::Context`] (usually lack of memory), [`Error::Backend`].
+    pub fn new(model: &'m LocalModel, config: &Settings) -> Result<Self, Error> {
+        let model: &'m LlamaModel = &model.model;
         let n_batch = config.context_tokens.min(MAX_BATCH);
         let threads = i32::try_from(config.threads).unwrap_or(i32::MAX);
         let params = LlamaContextParams::default()
@@ -173,25 +125,41 @@ impl<'m> Session<'m> {
     }
 
     /// Forgets the KV cache (after an error left it in an unknown state).
-    fn reset(&mut self) {
+    pub fn reset(&mut self) {
         self.ctx.clear_kv_cache();
         self.cached.clear();
     }
 
-    fn generate(&mut self, req: &Request) -> Result<Outcome, Error> {
-        let tokens = self.prompt_tokens(&req.messages)?;
+    /// Generates a reply to `messages`; `emit` gets each piece of speakable text with the
+    /// number of tokens sampled so far, and returns false to stop. On error, call
+    /// [`Session::reset`] before the next request.
+    ///
+    /// # Errors
+    /// [`Error::Template`], [`Error::PromptTooLong`], [`Error::Decode`].
+    pub fn generate(
+        &mut self,
+        messages: &[ChatMessage],
+        tools: bool,
+        stop: &StopFlag,
+        emit: &mut dyn FnMut(&str, u64) -> bool,
+    ) -> Result<Outcome, Error> {
+        let started = Instant::now();
+        let tokens = self.prompt_tokens(messages)?;
         let mut outcome = Outcome {
             finish: Finish::Cancelled,
             tool_call: None,
             prompt_tokens: tokens.len(),
             reused_tokens: 0,
             generated_tokens: 0,
+            first_token: None,
         };
-        match self.prefill(&tokens, &req.stop)? {
+        match self.prefill(&tokens, stop)? {
             Some(reused) => outcome.reused_tokens = reused,
             None => return Ok(outcome),
         }
-        let (finish, tool_call, generated) = self.sample_loop(req)?;
+        let req = Req { tools, stop, started };
+        let (finish, tool_call, generated, first) = self.sample_loop(&req, emit)?;
+        outcome.first_token = first;
         outcome.finish = finish;
         outcome.tool_call = tool_call;
         outcome.generated_tokens = generated;
@@ -200,8 +168,12 @@ impl<'m> Session<'m> {
     }
 
     /// Samples up to `max_tokens` tokens, sending speakable text as it forms. Returns why it
-    /// ended, a tool call body, and the number of tokens sampled.
-    fn sample_loop(&mut self, req: &Request) -> Result<(Finish, Option<String>, usize), Error> {
+    /// ended, a tool call body, the number of tokens sampled and when the first was.
+    fn sample_loop(
+        &mut self,
+        req: &Req<'_>,
+        emit: &mut dyn FnMut(&str, u64) -> bool,
+    ) -> Result<Sampled, Error> {
         let model: &'m LlamaModel = self.model;
         let vocab = model.vocab();
         let n_ctx = self.ctx.n_ctx() as usize;
@@ -211,8 +183,9 @@ impl<'m> Session<'m> {
         let mut logits_at = self.batch.n_tokens() - 1;
         let mut generated = 0;
         let mut out = String::new();
+        let mut first = None;
         let finish = loop {
-            if req.stop.load(Ordering::Acquire) {
+            if req.stop.is_raised() {
                 break Finish::Cancelled;
             }
             if generated >= self.config.max_tokens as usize || self.cached.len() >= n_ctx {
@@ -220,24 +193,25 @@ impl<'m> Session<'m> {
             }
             let token = sampler.sample(&self.ctx, logits_at);
             generated += 1;
+            req.stop.sampled(generated);
+            first.get_or_insert_with(|| req.started.elapsed());
             if vocab.is_eog(token) {
                 break Finish::EndOfTurn;
             }
             let text = utf8.push(&vocab.token_to_piece(token, false, None));
             trace!(token = token.0, text = %text, "token");
             let scan = scanner.push(&text, &mut out);
-            if !out.is_empty() && req.events.blocking_send(GenEvent::Text(std::mem::take(&mut out))).is_err()
-            {
+            if !out.is_empty() && !emit(&std::mem::take(&mut out), generated as u64) {
                 break Finish::Cancelled;
             }
             match scan {
                 Scan::More => {}
                 Scan::Stop => break Finish::Stop,
-                Scan::ToolCall(body) => return Ok((Finish::ToolCall, Some(body), generated)),
+                Scan::ToolCall(body) => return Ok((Finish::ToolCall, Some(body), generated, first)),
             }
             // The interruption check right before each decode: a raised flag costs at most the
             // decode already running.
-            if req.stop.load(Ordering::Acquire) {
+            if req.stop.is_raised() {
                 break Finish::Cancelled;
             }
             self.batch.clear();
@@ -252,12 +226,12 @@ impl<'m> Session<'m> {
             scanner.push(&tail, &mut out);
             tool_call = scanner.finish(&mut out);
             if !out.is_empty() {
-                let _ = req.events.blocking_send(GenEvent::Text(out));
+                emit(&out, generated as u64);
             }
         }
         match tool_call {
-            Some(body) => Ok((Finish::ToolCall, Some(body), generated)),
-            None => Ok((finish, None, generated)),
+            Some(body) => Ok((Finish::ToolCall, Some(body), generated, first)),
+            None => Ok((finish, None, generated, first)),
         }
     }
 
@@ -313,7 +287,7 @@ impl<'m> Session<'m> {
 
     /// Makes the KV cache hold `tokens`: keeps the common prefix with what it holds and
     /// evaluates the rest. Returns the number of tokens reused, or `None` when stopped.
-    fn prefill(&mut self, tokens: &[LlamaToken], stop: &AtomicBool) -> Result<Option<usize>, Error> {
+    fn prefill(&mut self, tokens: &[LlamaToken], stop: &StopFlag) -> Result<Option<usize>, Error> {
         let mut common = self.cached.iter().zip(tokens).take_while(|(a, b)| a == b).count();
         // The last prompt token is always evaluated again: its logits start the reply.
         common = common.min(tokens.len().saturating_sub(1));
@@ -326,7 +300,7 @@ impl<'m> Session<'m> {
             self.cached.truncate(common);
         }
         for chunk in tokens[common..].chunks(self.n_batch) {
-            if stop.load(Ordering::Acquire) {
+            if stop.is_raised() {
                 return Ok(None);
             }
             self.batch.clear();
@@ -344,4 +318,14 @@ impl<'m> Session<'m> {
 
 fn decode_err(e: impl std::fmt::Display) -> Error {
     Error::Decode { message: e.to_string() }
+}
+
+/// What `sample_loop` returns: finish, tool call body, tokens sampled, time to first token.
+type Sampled = (Finish, Option<String>, usize, Option<Duration>);
+
+/// The per-request inputs of `sample_loop`.
+struct Req<'a> {
+    tools: bool,
+    stop: &'a StopFlag,
+    started: Instant,
 }

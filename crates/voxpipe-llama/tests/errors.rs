@@ -1,10 +1,12 @@
-//! Model files that are missing or not GGUF fail with errors that say what to run.
+//! Model files that are missing or not GGUF fail with errors that say what to run: in the
+//! engine, and through the stage and its worker.
 
 mod support;
 
 use std::path::PathBuf;
 use voxpipe_core::Frame;
-use voxpipe_llama::{Error, LocalLlm, LocalLlmConfig, LocalModel};
+use voxpipe_llama::{Error, LocalModel};
+use voxpipe_llama_client::{LocalLlm, LocalLlmConfig};
 
 /// A fresh directory under the system temp dir.
 fn scratch(name: &str) -> PathBuf {
@@ -31,7 +33,7 @@ async fn a_missing_model_file_names_the_pull_command() {
     let path = scratch("missing").join("nothing-here.gguf");
     let config = LocalLlmConfig { model: path.display().to_string(), ..Default::default() };
     let err = LocalLlm::load(config).await.unwrap_err();
-    assert!(matches!(err, Error::ModelNotFound { .. }), "{err:?}");
+    assert!(matches!(err, voxpipe_llama_client::Error::ModelNotFound { .. }), "{err:?}");
     let message = err.to_string();
     assert!(message.contains("voxpipe models pull smollm2-135m"), "{message}");
     assert!(message.contains("nothing-here.gguf"), "{message}");
@@ -56,6 +58,19 @@ async fn a_corrupt_gguf_fails_to_load_with_the_pull_command() {
         let message = err.to_string();
         assert!(message.contains("voxpipe models pull smollm2-135m"), "{message}");
         assert!(message.contains(&*path.file_name().unwrap().to_string_lossy()), "{message}");
+
+        // Through the stage: the worker reports the same error, and exits.
+        let config = LocalLlmConfig {
+            model: path.display().to_string(),
+            worker: Some(support::worker()),
+            ..Default::default()
+        };
+        let err = LocalLlm::load(config).await.unwrap_err();
+        let voxpipe_llama_client::Error::Worker { code, fatal, .. } = &err else { panic!("{err:?}") };
+        assert_eq!((code.as_str(), *fatal), ("model_load", true));
+        let message = err.to_string();
+        assert!(message.starts_with("llm.local: llama.cpp could not load"), "{message}");
+        assert!(message.contains("voxpipe models pull smollm2-135m"), "{message}");
     }
     std::fs::remove_dir_all(dir).unwrap();
 }

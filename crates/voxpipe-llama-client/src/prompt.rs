@@ -1,24 +1,10 @@
 //! The conversation as chat messages for the model's chat template, with the `<tool_call>`
 //! prompt convention when tools are offered.
 
+pub use crate::protocol::ChatMessage;
 use crate::text::{TOOL_CALL_CLOSE, TOOL_CALL_OPEN};
 use voxpipe_core::ToolSpec;
 use voxpipe_llm::{AssistantPart, History, Message};
-
-/// One chat message: a role (`system`, `user`, `assistant`) and its text.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ChatMessage {
-    /// The role.
-    pub role: &'static str,
-    /// The text.
-    pub content: String,
-}
-
-impl ChatMessage {
-    fn new(role: &'static str, content: impl Into<String>) -> Self {
-        Self { role, content: content.into() }
-    }
-}
 
 /// The system prompt: `instructions`, then the tool convention when `tools` is non-empty.
 pub fn system_prompt(instructions: &str, tools: &[ToolSpec]) -> String {

@@ -1,15 +1,15 @@
-//! The `llm.local` stage: turns, streaming, tool rounds and interruption, on top of the
-//! generation thread in [`engine`](crate::engine).
+//! The `llm.local` stage: turns, streaming, tool rounds and interruption, on top of a
+//! [`WorkerProcess`] that runs the model.
 
-use crate::engine::{Finish, GenEvent, Outcome, PIECE_CAPACITY, Request, Worker};
-use crate::model::LocalModel;
+use crate::model::resolve;
 use crate::prompt::{messages, system_prompt};
+use crate::protocol::{Finish, Reply, TokenUsage};
 use crate::text::parse_tool_call;
+use crate::worker::{WorkerProcess, locate};
 use crate::{Error, LocalLlmConfig};
 use async_trait::async_trait;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use tokio::sync::{broadcast, mpsc};
+use std::time::Instant;
+use tokio::sync::broadcast;
 use tracing::{debug, warn};
 use voxpipe_core::{
     CallContext, Control, EventKind, Frame, Inbox, ItemId, Outbox, ResponseDone, ResponseStarted,
@@ -20,44 +20,48 @@ use voxpipe_llm::{AssistantPart, History};
 /// The stage name.
 pub const STAGE_NAME: &str = "llm.local";
 
-/// An in-process llama.cpp LLM stage (`llm.local`). See the [crate docs](crate).
+/// The `llm.local` stage: a client of a `voxpipe-llm-worker` process running llama.cpp. See
+/// the [crate docs](crate).
 #[derive(Debug)]
 pub struct LocalLlm {
     config: LocalLlmConfig,
-    model: Option<LocalModel>,
+    worker: Option<WorkerProcess>,
 }
 
 impl LocalLlm {
-    /// A stage that resolves and loads its model when the call starts (pulling a catalog
-    /// model into the cache if needed).
+    /// A stage that starts its worker when the call starts (pulling a catalog model into the
+    /// cache if needed).
     ///
     /// # Errors
     /// [`Error::Config`] for out-of-range values.
     pub fn new(config: LocalLlmConfig) -> Result<Self, Error> {
         config.validate()?;
-        Ok(Self { config, model: None })
+        Ok(Self { config, worker: None })
     }
 
-    /// A stage whose model is resolved and loaded now, so the call starts at once and a bad
-    /// model fails before the call.
+    /// A stage whose worker is started and whose model is loaded now, so the call starts at
+    /// once and a missing worker or a bad model fails before it.
     ///
     /// # Errors
-    /// As [`LocalLlm::new`] and [`LocalModel::resolve_and_load`].
+    /// As [`LocalLlm::new`], then [`Error::ModelNotFound`], [`Error::Store`],
+    /// [`Error::WorkerNotFound`], or the worker's load error.
     pub async fn load(config: LocalLlmConfig) -> Result<Self, Error> {
         let mut stage = Self::new(config)?;
-        stage.model = Some(LocalModel::resolve_and_load(&stage.config.model).await?);
+        stage.worker = Some(start_worker(&stage.config).await?);
         Ok(stage)
     }
 
-    /// A stage using an already loaded model (the `model` config value is then ignored).
-    ///
-    /// # Errors
-    /// As [`LocalLlm::new`].
-    pub fn with_model(config: LocalLlmConfig, model: LocalModel) -> Result<Self, Error> {
-        let mut stage = Self::new(config)?;
-        stage.model = Some(model);
-        Ok(stage)
+    /// The running worker's process id, once started.
+    pub fn worker_pid(&self) -> Option<u32> {
+        self.worker.as_ref().and_then(WorkerProcess::pid)
     }
+}
+
+/// Resolves the model, finds the worker program, starts it and loads the model.
+async fn start_worker(config: &LocalLlmConfig) -> Result<WorkerProcess, Error> {
+    let model = resolve(&config.model).await?;
+    let program = locate(config.worker.as_deref())?;
+    WorkerProcess::start(&program, &model, config.settings()).await
 }
 
 #[async_trait]
@@ -68,16 +72,12 @@ impl Stage for LocalLlm {
 
     async fn run(self: Box<Self>, ctx: CallContext, input: Inbox, out: Outbox) -> Result<(), StageError> {
         let control = ctx.control.subscribe();
-        let LocalLlm { config, model } = *self;
+        let LocalLlm { config, worker } = *self;
         let started = async {
-            let model = match model {
-                Some(m) => m,
-                None => LocalModel::resolve_and_load(&config.model).await?,
-            };
-            let cfg = config.clone();
-            tokio::task::spawn_blocking(move || Worker::start(model, &cfg))
-                .await
-                .map_err(|_| Error::WorkerGone)?
+            match worker {
+                Some(w) => Ok(w),
+                None => start_worker(&config).await,
+            }
         };
         let worker = tokio::select! {
             biased;
@@ -89,13 +89,21 @@ impl Stage for LocalLlm {
     }
 }
 
+/// How one generation request ended, as the worker reported it.
+#[derive(Debug)]
+struct Outcome {
+    finish: Finish,
+    tool_call: Option<String>,
+    usage: TokenUsage,
+}
+
 /// The call was cancelled or downstream is gone: return without error.
 struct Stop;
 
 /// A stage's state for one call.
 struct Call {
     config: LocalLlmConfig,
-    worker: Worker,
+    worker: WorkerProcess,
     history: History,
     turns: u64,
     control: broadcast::Receiver<Control>,
@@ -163,11 +171,15 @@ impl Call {
         send(ctx, out, started).await.map_err(|_| None)?;
         let specs: Vec<ToolSpec> = if self.config.tools { ctx.tools.specs().to_vec() } else { Vec::new() };
         let (mut spoken, mut usage, mut end_call, mut round) = (String::new(), Usage::default(), false, 0);
+        let requested_at = Instant::now();
+        let mut first_token_pending = true;
         let (status, reason, failure) = loop {
             let offer = !specs.is_empty() && round < self.config.max_tool_rounds;
             let system = system_prompt(&self.config.instructions, if offer { &specs } else { &[] });
             let request = messages(&system, &self.history);
-            let end = self.round(ctx, out, &reply, request, offer).await.map_err(|Stop| None)?;
+            let first_token = first_token_pending.then_some(requested_at);
+            let end = self.round(ctx, out, &reply, request, offer, first_token).await.map_err(|Stop| None)?;
+            first_token_pending &= matches!(&end, RoundEnd::Done { text, .. } if text.is_empty());
             match end {
                 RoundEnd::Done { text, outcome } => {
                     add_usage(&mut usage, Some(&outcome));
@@ -266,6 +278,8 @@ impl Call {
     }
 
     /// One generation request; text pieces go downstream as `TextDelta`s as they arrive.
+    /// With `first_token`, the time from then to the first text is the turn's
+    /// `llm_first_token_ms` metric.
     async fn round(
         &mut self,
         ctx: &CallContext,
@@ -273,37 +287,51 @@ impl Call {
         reply: &ItemId,
         messages: Vec<crate::prompt::ChatMessage>,
         tools: bool,
+        mut first_token: Option<Instant>,
     ) -> Result<RoundEnd, Stop> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (events, mut rx) = mpsc::channel(PIECE_CAPACITY);
-        let request = Request { messages, tools, stop: stop.clone(), events };
         let mut text = String::new();
-        if let Err(error) = self.worker.submit(request) {
-            return Ok(RoundEnd::Failed { text, error });
-        }
-        // Raise the flag whenever this future ends early (cancellation, downstream gone).
-        let _guard = RaiseOnDrop(stop.clone());
+        let id = match self.worker.generate(messages, tools).await {
+            Ok(id) => id,
+            Err(error) => return Ok(RoundEnd::Failed { text, error }),
+        };
         loop {
-            let event = tokio::select! {
+            let received = tokio::select! {
                 biased;
                 () = ctx.cancel.cancelled() => return Err(Stop),
-                () = interrupted(&mut self.control) => return drain(ctx, &stop, rx, text).await,
-                e = rx.recv() => e,
+                () = interrupted(&mut self.control) => return drain(ctx, &mut self.worker, id, text).await,
+                r = self.worker.recv() => r,
             };
-            match event {
-                Some(GenEvent::Text(piece)) => {
+            let reply_msg = match received {
+                Ok(r) => r,
+                Err(error) => return Ok(RoundEnd::Failed { text, error }),
+            };
+            match reply_msg {
+                Reply::Delta { id: i, text: piece, .. } if i == id => {
                     let permit = tokio::select! {
                         biased;
                         () = ctx.cancel.cancelled() => return Err(Stop),
-                        () = interrupted(&mut self.control) => return drain(ctx, &stop, rx, text).await,
+                        () = interrupted(&mut self.control) => return drain(ctx, &mut self.worker, id, text).await,
                         p = out.reserve() => p.map_err(|_| Stop)?,
                     };
+                    if let Some(at) = first_token.take() {
+                        let value_ms = at.elapsed().as_millis() as u64;
+                        let turn = u32::try_from(self.turns).unwrap_or(u32::MAX);
+                        debug!(value_ms, "first token");
+                        ctx.events
+                            .emit(EventKind::Metric { name: "llm_first_token_ms".into(), turn, value_ms })
+                            .await;
+                    }
                     text.push_str(&piece);
                     permit.send(Frame::TextDelta(TextDelta { item: reply.clone(), text: piece }));
                 }
-                Some(GenEvent::Done(outcome)) => return Ok(RoundEnd::Done { text, outcome }),
-                Some(GenEvent::Failed(error)) => return Ok(RoundEnd::Failed { text, error }),
-                None => return Ok(RoundEnd::Failed { text, error: Error::WorkerGone }),
+                Reply::Done { id: i, finish, tool_call, usage, ttft_ms, .. } if i == id => {
+                    debug!(?finish, ?usage, ?ttft_ms, "generation done");
+                    return Ok(RoundEnd::Done { text, outcome: Outcome { finish, tool_call, usage } });
+                }
+                Reply::Error { id: i, code, message, fatal } if i.is_none_or(|i| i == id) => {
+                    return Ok(RoundEnd::Failed { text, error: Error::Worker { code, message, fatal } });
+                }
+                stale => debug!(?stale, "reply to an earlier request ignored"),
             }
         }
     }
@@ -338,27 +366,36 @@ impl Call {
     }
 }
 
-/// After an interrupt: raises the stop flag and waits (at most one token step) for the
-/// generation thread to confirm, discarding text generated meanwhile.
+/// After an interrupt: asks the worker to stop (within one token step) and waits for it to
+/// confirm, discarding text generated meanwhile.
 async fn drain(
     ctx: &CallContext,
-    stop: &AtomicBool,
-    mut rx: mpsc::Receiver<GenEvent>,
+    worker: &mut WorkerProcess,
+    id: u64,
     text: String,
 ) -> Result<RoundEnd, Stop> {
-    stop.store(true, Ordering::Release);
+    if worker.cancel(id).await.is_err() {
+        return Ok(RoundEnd::Interrupted { text, outcome: None });
+    }
     loop {
-        let event = tokio::select! {
+        let received = tokio::select! {
             biased;
             () = ctx.cancel.cancelled() => return Err(Stop),
-            e = rx.recv() => e,
+            r = worker.recv() => r,
         };
-        match event {
-            Some(GenEvent::Text(_)) => {}
-            Some(GenEvent::Done(outcome)) => {
-                return Ok(RoundEnd::Interrupted { text, outcome: Some(outcome) });
+        match received {
+            Ok(Reply::Done { id: i, finish, tool_call, usage, cancelled_at, .. }) if i == id => {
+                debug!(?cancelled_at, generated = usage.generated_tokens, "generation cancelled");
+                return Ok(RoundEnd::Interrupted {
+                    text,
+                    outcome: Some(Outcome { finish, tool_call, usage }),
+                });
             }
-            Some(GenEvent::Failed(_)) | None => return Ok(RoundEnd::Interrupted { text, outcome: None }),
+            Ok(Reply::Error { id: i, .. }) if i.is_none_or(|i| i == id) => {
+                return Ok(RoundEnd::Interrupted { text, outcome: None });
+            }
+            Ok(_) => {}
+            Err(_) => return Ok(RoundEnd::Interrupted { text, outcome: None }),
         }
     }
 }
@@ -385,18 +422,9 @@ async fn send(ctx: &CallContext, out: &Outbox, frame: Frame) -> Result<(), Stop>
 
 fn add_usage(total: &mut Usage, outcome: Option<&Outcome>) {
     let Some(o) = outcome else { return };
-    total.input_tokens += o.prompt_tokens as u64;
-    total.input_text_tokens += o.prompt_tokens as u64;
-    total.cached_tokens += o.reused_tokens as u64;
-    total.output_tokens += o.generated_tokens as u64;
-    total.output_text_tokens += o.generated_tokens as u64;
-}
-
-/// Raises a stop flag when dropped, so an abandoned generation stops within a token.
-struct RaiseOnDrop(Arc<AtomicBool>);
-
-impl Drop for RaiseOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Release);
-    }
+    total.input_tokens += o.usage.prompt_tokens;
+    total.input_text_tokens += o.usage.prompt_tokens;
+    total.cached_tokens += o.usage.reused_tokens;
+    total.output_tokens += o.usage.generated_tokens;
+    total.output_text_tokens += o.usage.generated_tokens;
 }
