@@ -14,10 +14,11 @@
 //!   the time to hand the turn to the model: server VAD for Realtime, end-of-turn + ASR for a
 //!   cascade).
 //! - `response_to_audio_ms`: that `response_started` to the first `playout_started` (the model's
-//!   time to first audio, LLM + TTS for a cascade). No event marks the LLM's first token, so a
-//!   cascade's LLM and TTS shares are split only through `tts_first_audio_ms`.
-//! - Stage metrics as the pipeline logged them in the turn: `asr_final_ms`,
-//!   `tts_first_audio_ms`, `end_of_turn_delay_ms`, `interruption_latency_ms`.
+//!   time to first audio, LLM + TTS for a cascade).
+//! - Per-stage time to first byte, as the stages logged it in the turn: `asr_final_ms` (end of
+//!   speech → final transcript), `llm_first_token_ms` (request → first text of the turn's first
+//!   spoken answer, cascade LLMs), `tts_first_audio_ms` (request → first audio); and
+//!   `end_of_turn_delay_ms`, `interruption_latency_ms`.
 //! - Transcript WER, tool correctness, reply checks, token usage by meter, audio played.
 
 use crate::render::TurnSpan;
@@ -76,6 +77,8 @@ pub struct TurnMetrics {
     pub response_to_audio_ms: Option<u64>,
     /// The ASR stage's end of speech → final transcript, ms.
     pub asr_final_ms: Option<u64>,
+    /// The LLM stage's request → first text token, ms (the first round that produced text).
+    pub llm_first_token_ms: Option<u64>,
     /// The TTS stage's request → first audio, ms.
     pub tts_first_audio_ms: Option<u64>,
     /// The local turn controller's end-of-turn delay, ms.
@@ -151,6 +154,7 @@ fn measure_turn(
             .find_map(|e| e["value_ms"].as_u64())
     };
     m.asr_final_ms = metric("asr_final_ms");
+    m.llm_first_token_ms = metric("llm_first_token_ms");
     m.tts_first_audio_ms = metric("tts_first_audio_ms");
     m.end_of_turn_delay_ms = metric("end_of_turn_delay_ms");
     m.interruption_latency_ms = metric("interruption_latency_ms");
@@ -215,6 +219,7 @@ mod tests {
             json!({"t_ms": 2100, "type": "speech_stopped", "at_ms": 2050}),
             json!({"t_ms": 2600, "type": "response_started", "response_id": "r1"}),
             json!({"t_ms": 2700, "type": "user_transcript", "text": "Where is my order?", "is_final": true, "item": null}),
+            json!({"t_ms": 2750, "type": "metric", "name": "llm_first_token_ms", "turn": 1, "value_ms": 120}),
             json!({"t_ms": 2850, "type": "playout_started", "item": "i1"}),
             json!({"t_ms": 2850, "type": "metric", "name": "voice_to_voice_ms", "turn": 1, "value_ms": 800}),
             json!({"t_ms": 3000, "type": "assistant_transcript", "text": "It has shipped.", "is_final": true, "item": "i1"}),
@@ -230,6 +235,8 @@ mod tests {
         assert_eq!(m[0].voice_to_voice_ms, Some(800), "the sink's metric");
         assert_eq!(m[0].response_start_ms, Some(550));
         assert_eq!(m[0].response_to_audio_ms, Some(250));
+        assert_eq!(m[0].llm_first_token_ms, Some(120));
+        assert_eq!(m[1].llm_first_token_ms, None);
         assert_eq!(m[0].wer.unwrap().errors, 0);
         assert!(m[0].reply_check.as_ref().unwrap().passed());
         assert_eq!(

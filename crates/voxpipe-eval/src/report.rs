@@ -25,6 +25,7 @@ const METRICS: &[(&str, &str, Extract)] = &[
     ("response_to_audio_ms", "ms", |t| t.response_to_audio_ms.map(|v| v as f64)),
     ("end_of_turn_delay_ms", "ms", |t| t.end_of_turn_delay_ms.map(|v| v as f64)),
     ("asr_final_ms", "ms", |t| t.asr_final_ms.map(|v| v as f64)),
+    ("llm_first_token_ms", "ms", |t| t.llm_first_token_ms.map(|v| v as f64)),
     ("tts_first_audio_ms", "ms", |t| t.tts_first_audio_ms.map(|v| v as f64)),
     ("interruption_latency_ms", "ms", |t| t.interruption_latency_ms.map(|v| v as f64)),
     ("wer_pct", "%", |t| t.wer.map(|w| w.wer * 100.0)),
@@ -366,46 +367,127 @@ fn quality_table(s: &mut String, r: &ReportInput<'_>) {
 /// The resolved settings that differ between pipelines (turn, stages, tools; not the
 /// per-call input/output paths).
 fn settings_diff(s: &mut String, pipelines: &[PipelineUnderTest]) {
-    let flat: Vec<BTreeMap<String, String>> = pipelines
-        .iter()
-        .map(|p| {
-            let mut m = BTreeMap::new();
-            let v = serde_json::to_value(&p.config).unwrap_or_default();
-            for key in ["turn", "stages", "tools"] {
-                flatten(key, &v[key], &mut m);
-            }
-            if p.fake_delay.first_audio_ms != 0 {
-                m.insert(
-                    "(offline fakes) first_audio_ms offset".into(),
-                    format!("{:+}", p.fake_delay.first_audio_ms),
-                );
-            }
-            m
-        })
-        .collect();
-    let keys: std::collections::BTreeSet<&String> = flat.iter().flat_map(|m| m.keys()).collect();
+    let configs: Vec<serde_json::Value> =
+        pipelines.iter().map(|p| serde_json::to_value(&p.config).unwrap_or_default()).collect();
+    let mut rows = settings_rows(&configs);
+    let offsets: Vec<String> =
+        pipelines.iter().map(|p| format!("{:+}", p.fake_delay.first_audio_ms)).collect();
+    if offsets.windows(2).any(|w| w[0] != w[1]) {
+        rows.push(("(offline fakes) first_audio_ms offset".into(), offsets));
+    }
     let _ = writeln!(s, "\n## Settings that differ\n");
     let _ = write!(s, "| setting |");
     for p in pipelines {
         let _ = write!(s, " {} |", p.label);
     }
     let _ = writeln!(s, "\n|---|{}", "---|".repeat(pipelines.len()));
-    let mut any = false;
-    for k in keys {
-        let vals: Vec<&str> = flat.iter().map(|m| m.get(k).map_or("(unset)", String::as_str)).collect();
-        if vals.windows(2).all(|w| w[0] == w[1]) {
-            continue;
-        }
-        any = true;
-        let _ = writeln!(
-            s,
-            "| `{k}` | {} |",
-            vals.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(" | ")
-        );
-    }
-    if !any {
+    if rows.is_empty() {
         let _ = writeln!(s, "| (none: same turn, stage and tool settings) |{}", " |".repeat(pipelines.len()));
     }
+    for (k, vals) in rows {
+        let cells: Vec<String> = vals.iter().map(|v| format!("`{}`", v.replace('|', "\\|"))).collect();
+        let _ = writeln!(s, "| {k} | {} |", cells.join(" | "));
+    }
+}
+
+/// Rows `(setting, value per pipeline)` of the settings that differ between resolved configs.
+///
+/// Stages are matched by kind, not position (a native pipeline's one stage and a cascade's
+/// three do not line up): a kind every pipeline has is compared key by key
+/// (`stages[llm.openai].model`); a kind only some have is one row with its settings. The model
+/// instructions are compared wherever they live (the Realtime stage or the LLM), so an
+/// identical prompt does not show as a difference. `turn` and `tools` are compared key by key.
+fn settings_rows(configs: &[serde_json::Value]) -> Vec<(String, Vec<String>)> {
+    const UNSET: &str = "(unset)";
+    let mut rows = Vec::new();
+    let keyed = |flat: Vec<BTreeMap<String, String>>, rows: &mut Vec<(String, Vec<String>)>| {
+        let keys: std::collections::BTreeSet<&String> = flat.iter().flat_map(|m| m.keys()).collect();
+        for k in keys {
+            let vals: Vec<String> =
+                flat.iter().map(|m| m.get(k).map_or(UNSET, String::as_str).to_string()).collect();
+            if vals.windows(2).any(|w| w[0] != w[1]) {
+                rows.push((format!("`{k}`"), vals));
+            }
+        }
+    };
+    let turn_tools: Vec<BTreeMap<String, String>> = configs
+        .iter()
+        .map(|v| {
+            let mut m = BTreeMap::new();
+            for key in ["turn", "tools"] {
+                flatten(key, &v[key], &mut m);
+            }
+            m
+        })
+        .collect();
+    keyed(turn_tools, &mut rows);
+
+    // Stages by kind (`kind`, `kind#2` for a second stage of the same kind), without their
+    // instructions.
+    let by_kind: Vec<BTreeMap<String, serde_json::Value>> = configs
+        .iter()
+        .map(|v| {
+            let mut m = BTreeMap::new();
+            for stage in v["stages"].as_array().into_iter().flatten() {
+                let kind = stage["kind"].as_str().unwrap_or("?");
+                let mut name = kind.to_string();
+                let mut n = 1;
+                while m.contains_key(&name) {
+                    n += 1;
+                    name = format!("{kind}#{n}");
+                }
+                let mut stage = stage.clone();
+                if let Some(o) = stage.as_object_mut() {
+                    o.remove("kind");
+                    o.remove("instructions");
+                }
+                m.insert(name, stage);
+            }
+            m
+        })
+        .collect();
+    let kinds: std::collections::BTreeSet<&String> = by_kind.iter().flat_map(|m| m.keys()).collect();
+    let mut shared = vec![BTreeMap::new(); configs.len()];
+    for kind in kinds {
+        if by_kind.iter().all(|m| m.contains_key(kind)) {
+            for (i, m) in by_kind.iter().enumerate() {
+                flatten(&format!("stages[{kind}]"), &m[kind], &mut shared[i]);
+            }
+        } else {
+            let vals = by_kind
+                .iter()
+                .map(|m| match m.get(kind) {
+                    None => "—".to_string(),
+                    Some(stage) => {
+                        let mut flat = BTreeMap::new();
+                        flatten("", stage, &mut flat);
+                        let parts: Vec<String> =
+                            flat.iter().map(|(k, v)| format!("{}={v}", k.trim_start_matches('.'))).collect();
+                        if parts.is_empty() { "(defaults)".to_string() } else { parts.join(", ") }
+                    }
+                })
+                .collect();
+            rows.push((format!("stage `{kind}`"), vals));
+        }
+    }
+    keyed(shared, &mut rows);
+
+    let instructions: Vec<String> = configs
+        .iter()
+        .map(|v| {
+            let all: Vec<&str> = v["stages"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s["instructions"].as_str())
+                .collect();
+            if all.is_empty() { UNSET.to_string() } else { all.join(" / ") }
+        })
+        .collect();
+    if instructions.windows(2).any(|w| w[0] != w[1]) {
+        rows.push(("model instructions".into(), instructions));
+    }
+    rows
 }
 
 fn flatten(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, String>) {
@@ -418,5 +500,53 @@ fn flatten(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, Strin
         other => {
             out.insert(prefix.to_string(), other.to_string().trim_matches('"').to_string());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn stages_are_compared_by_kind_and_the_same_prompt_is_not_a_difference() {
+        let prompt = "Be brief.";
+        let native = json!({"stages": [{"kind": "realtime.openai", "model": "gpt-realtime", "instructions": prompt}],
+            "tools": {"t": {"description": "d"}}});
+        let cascade = json!({"turn": {"mode": "local"}, "stages": [
+            {"kind": "asr.whisper", "model": "tiny"},
+            {"kind": "llm.openai", "model": "gpt-4o-mini", "instructions": prompt},
+            {"kind": "tts.openai", "voice": "alloy"}],
+            "tools": {"t": {"description": "d"}}});
+        let rows = settings_rows(&[native.clone(), cascade]);
+        let names: Vec<&str> = rows.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "`turn.mode`",
+                "stage `asr.whisper`",
+                "stage `llm.openai`",
+                "stage `realtime.openai`",
+                "stage `tts.openai`"
+            ]
+        );
+        assert_eq!(rows[2].1, ["—", "model=gpt-4o-mini"]);
+        assert_eq!(rows[3].1, ["model=gpt-realtime", "—"]);
+
+        // Same kinds: key by key; a different prompt shows once.
+        let mut other = native.clone();
+        other["stages"][0]["model"] = json!("gpt-realtime-mini");
+        other["stages"][0]["instructions"] = json!("Be verbose.");
+        let rows = settings_rows(&[native.clone(), other]);
+        assert_eq!(
+            rows[0],
+            (
+                "`stages[realtime.openai].model`".into(),
+                vec!["gpt-realtime".into(), "gpt-realtime-mini".into()]
+            )
+        );
+        assert_eq!(rows[1].0, "model instructions");
+        assert_eq!(rows.len(), 2);
+        assert!(settings_rows(&[native.clone(), native]).is_empty());
     }
 }
