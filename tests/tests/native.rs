@@ -289,3 +289,131 @@ async fn a_socket_closed_mid_response_ends_the_run_with_a_clear_error_and_keeps_
     assert_eq!(rate, 24_000);
     fake.shutdown().await;
 }
+
+/// One turn whose answer needs `get_order_status` from a tool server answering after
+/// `latency_ms`, with a filler line after 1 s.
+async fn run_with_tool_latency(dir: &Path, latency_ms: u64) -> (RealtimeFake, Vec<serde_json::Value>) {
+    let input = dir.join("one-turn.wav");
+    let mut s = silence(16_000, 500);
+    s.extend(tone(16_000, 300.0, 1200, 0.3));
+    s.extend(silence(16_000, 7000));
+    write_wav(&input, 16_000, &s);
+    let tools = voxpipe_fakes::tool_server::ToolServer::start_with(
+        "127.0.0.1:0".parse().unwrap(),
+        voxpipe_fakes::tool_server::ToolServerConfig { latency_ms, ..Default::default() },
+    )
+    .await
+    .unwrap();
+    let fake = RealtimeFake::start(RealtimeFakeConfig {
+        responses: vec![
+            ScriptedResponse {
+                function_call: Some(ScriptedFunctionCall {
+                    name: "get_order_status".into(),
+                    arguments: r#"{"order_id":"A-1001"}"#.into(),
+                    call_id: Some("call_1".into()),
+                }),
+                ..ScriptedResponse::say("")
+            },
+            ScriptedResponse::say("Your order has shipped."),
+        ],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let pipeline = dir.join("filler.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            r#"
+name = "native-filler"
+[input]
+kind = "wav"
+path = "unused.wav"
+[output]
+kind = "wav"
+path = "unused.wav"
+[[stages]]
+kind = "realtime.openai"
+model = "gpt-realtime-mini"
+url = "{url}"
+api_key_env = "OPENAI_API_KEY"
+[tools.get_order_status]
+description = "Look up an order."
+parameters = {{ type = "object", properties = {{ order_id = {{ type = "string" }} }}, required = ["order_id"] }}
+handler = {{ kind = "http", url = "{tools}/orders/status" }}
+timeout_ms = 8000
+filler = "One moment while I look that up."
+filler_after_ms = 1000
+"#,
+            url = fake.url(),
+            tools = tools.base_url()
+        ),
+    )
+    .unwrap();
+    let a = RunArgs {
+        pipeline,
+        input: Some(input),
+        output: Some(dir.join("reply.wav")),
+        events: Some(dir.join("events.jsonl")),
+        profile: None,
+        sets: Vec::new(),
+        quiet: true,
+    };
+    run_pipeline(&a, env(), RunOptions::default()).await.unwrap();
+    (fake, read_events(&dir.join("events.jsonl")))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_tool_gets_an_out_of_band_filler_and_the_answer_follows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fake, events) = run_with_tool_latency(dir.path(), 3000).await;
+    assert!(events_of(&events, "provider_error").is_empty(), "the fake accepted every event: {events:?}");
+    let spoken: Vec<&str> =
+        events_of(&events, "assistant_transcript").iter().map(|e| e["text"].as_str().unwrap()).collect();
+    assert_eq!(spoken, ["One moment while I look that up.", "Your order has shipped."]);
+
+    let client = fake.client_events();
+    let creates: Vec<_> = client.iter().filter(|e| e.json["type"] == "response.create").collect();
+    assert_eq!(creates.len(), 2, "the filler and the answer");
+    let filler = &creates[0].json["response"];
+    assert_eq!(filler["conversation"], "none", "the filler stays out of the model's history");
+    assert_eq!(filler["output_modalities"], serde_json::json!(["audio"]));
+    let call_at = t_ms(events_of(&events, "tool_call")[0]);
+    let filler_at = creates[0].at.as_millis() as u64;
+    assert!(filler_at.abs_diff(call_at + 1000) <= 40, "filler asked at {filler_at} ms, call at {call_at} ms");
+    let output_at = client
+        .iter()
+        .find(|e| e.json["item"]["type"] == "function_call_output")
+        .map(|e| e.at.as_millis() as u64)
+        .unwrap();
+    assert!(output_at >= call_at + 3000, "the result goes to the model when the tool answers");
+
+    // Both were heard, one after the other: the filler item, then the answer's.
+    let started = events_of(&events, "playout_started");
+    let finished = events_of(&events, "playout_finished");
+    assert_eq!((started.len(), finished.len()), (2, 2), "{started:?}");
+    assert_ne!(started[0]["item"], started[1]["item"]);
+    assert!(t_ms(started[0]) > filler_at && t_ms(started[0]) < filler_at + 400, "the filler plays at once");
+    assert_eq!(finished[0]["interrupted"], false, "the whole filler is heard");
+    assert!(t_ms(started[1]) >= t_ms(finished[0]), "the answer follows the filler");
+    let (samples, rate) = read_wav(&dir.path().join("reply.wav"));
+    let heard: u64 = active_regions(&samples, rate, 500, 150).iter().map(|(a, b)| b - a).sum();
+    let played: u64 = finished.iter().map(|f| f["played_ms"].as_u64().unwrap()).sum();
+    assert!(heard.abs_diff(played) <= 40, "the WAV holds both: {heard} ms vs {played} ms");
+    fake.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fast_tool_gets_no_filler() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fake, events) = run_with_tool_latency(dir.path(), 200).await;
+    let spoken: Vec<&str> =
+        events_of(&events, "assistant_transcript").iter().map(|e| e["text"].as_str().unwrap()).collect();
+    assert_eq!(spoken, ["Your order has shipped."]);
+    assert!(fake.client_events().iter().all(|e| e.json["response"]["conversation"] != "none"));
+    fake.shutdown().await;
+}
+
+fn t_ms(e: &serde_json::Value) -> u64 {
+    e["t_ms"].as_u64().unwrap()
+}

@@ -138,6 +138,38 @@ struct ItemAudio {
     samples: u64,
 }
 
+/// Filler speech while tools run: an out-of-band response (`conversation: "none"`, so the
+/// model's history is not touched) that says the tool's filler line. The tool results wait for
+/// it to finish, then go to the model as usual.
+#[derive(Default)]
+struct Filler {
+    /// When to speak, and what, while tools run.
+    due: Option<(tokio::time::Instant, String)>,
+    /// Asked for; `response.created` not seen yet.
+    requested: bool,
+    /// The filler response being spoken.
+    response: Option<String>,
+    /// Items of filler responses: not in the conversation, so never truncated.
+    items: std::collections::HashSet<String>,
+    /// Tool results that arrived while the filler was spoken.
+    held: Option<Vec<ToolResult>>,
+    /// The caller interrupted the filler: drop the rest of its audio.
+    muted: bool,
+}
+
+impl Filler {
+    fn speaking(&self) -> bool {
+        self.requested || self.response.is_some()
+    }
+}
+
+async fn sleep_until(t: Option<tokio::time::Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Per-call session state.
 struct Session<'a> {
     config: &'a RealtimeConfig,
@@ -158,6 +190,8 @@ struct Session<'a> {
     /// Local turns: a turn ended while a response was still running; ask for the next reply
     /// when it is done.
     respond_after_done: bool,
+    /// Filler speech while slow tools run.
+    filler: Filler,
     speech_active: bool,
     transcript: Vec<String>,
     decoded: Vec<u8>,
@@ -220,6 +254,7 @@ impl Stage for RealtimeStage {
             tools_running: false,
             end_after_response: false,
             respond_after_done: false,
+            filler: Filler::default(),
             speech_active: false,
             transcript: Vec::new(),
             decoded: Vec::new(),
@@ -270,8 +305,12 @@ impl Stage for RealtimeStage {
                     }
                 }
                 Some(results) = tool_rx.recv() => {
-                    if let Err(e) = s.on_tool_results(results).await { break Err(e) }
+                    if s.filler.speaking() {
+                        // The filler is still being spoken: the reply follows it.
+                        s.filler.held = Some(results);
+                    } else if let Err(e) = s.on_tool_results(results).await { break Err(e) }
                 }
+                () = sleep_until(s.filler.due.as_ref().map(|d| d.0)) => s.speak_filler().await,
                 frame = input.recv(), if !input_ended => match frame {
                     Some(Frame::InputAudio(chunk)) => {
                         let r = match &mut resampler {
@@ -358,6 +397,7 @@ impl Session<'_> {
         self.active_response.is_none()
             && !self.awaiting_response
             && !self.tools_running
+            && !self.filler.speaking()
             && !self.speech_active
     }
 
@@ -415,6 +455,11 @@ impl Session<'_> {
             ServerEvent::InputTranscriptFailed { item_id, error } => {
                 warn!(%item_id, %error, "input transcription failed");
             }
+            ServerEvent::ResponseCreated { response } if self.filler.requested => {
+                self.filler.requested = false;
+                self.filler.muted = false;
+                self.filler.response = Some(response.id);
+            }
             ServerEvent::ResponseCreated { response } => {
                 self.awaiting_response = false;
                 self.active_response = Some(response.id.clone());
@@ -428,10 +473,12 @@ impl Session<'_> {
                 }
             }
             ServerEvent::AudioDelta { response_id, item_id, delta } => {
-                if self.muted_response.as_deref() == Some(response_id.as_str()) {
+                if self.muted_response.as_deref() == Some(response_id.as_str())
+                    || (self.filler.muted && self.filler.response.as_deref() == Some(response_id.as_str()))
+                {
                     return Ok(());
                 }
-                self.on_audio(&item_id, &delta).await;
+                self.on_audio(&response_id, &item_id, &delta).await;
             }
             ServerEvent::AudioTranscriptDelta { response_id, item_id, delta }
             | ServerEvent::TextDelta { response_id, item_id, delta } => {
@@ -480,7 +527,10 @@ impl Session<'_> {
         Ok(())
     }
 
-    async fn on_audio(&mut self, item_id: &str, delta: &str) {
+    async fn on_audio(&mut self, response_id: &str, item_id: &str, delta: &str) {
+        if self.filler.response.as_deref() == Some(response_id) && !self.filler.items.contains(item_id) {
+            self.filler.items.insert(item_id.to_string());
+        }
         self.decoded.clear();
         if let Err(e) = B64.decode_vec(delta, &mut self.decoded) {
             warn!(error = %e, "undecodable audio delta dropped");
@@ -510,6 +560,7 @@ impl Session<'_> {
         }
         let played = self.ctx.interrupt(InterruptReason::BargeIn, Some(onset)).await;
         self.muted_response = self.active_response.clone();
+        self.stop_filler().await;
         self.truncate(played).await;
     }
 
@@ -524,7 +575,19 @@ impl Session<'_> {
         }
         self.muted_response = self.active_response.clone();
         self.respond_after_done = false;
+        self.stop_filler().await;
         self.truncate(played).await;
+    }
+
+    /// The caller spoke over the filler: cancel it and drop what is left of it.
+    async fn stop_filler(&mut self) {
+        self.filler.due = None;
+        if let Some(id) = self.filler.response.clone()
+            && !self.filler.muted
+        {
+            self.filler.muted = true;
+            self.send(json!({ "type": "response.cancel", "response_id": id })).await;
+        }
     }
 
     /// `conversation.item.truncate` to what the caller heard.
@@ -535,6 +598,10 @@ impl Session<'_> {
             None => self.last_item.clone().filter(|i| self.items.contains_key(&**i)).map(|i| (i, 0)),
         };
         let Some((item, played_ms)) = target else { return };
+        if self.filler.items.contains(&*item) {
+            // Out of band: not in the conversation, nothing to cut.
+            return;
+        }
         let received_ms =
             self.items.get(&*item).map(|a| a.samples * 1000 / self.out_rate as u64).unwrap_or(0);
         let audio_end_ms = played_ms.min(received_ms);
@@ -566,6 +633,24 @@ impl Session<'_> {
         response: crate::events::ResponseInfo,
         tool_tx: &mpsc::Sender<Vec<ToolResult>>,
     ) {
+        if self.filler.response.as_deref() == Some(response.id.as_str()) {
+            self.filler.response = None;
+            let usage = response.usage.map(Into::into);
+            let status = if response.status.as_deref() == Some("cancelled") {
+                ResponseStatus::Cancelled
+            } else {
+                ResponseStatus::Completed
+            };
+            let reason = Some("filler".to_string());
+            self.emit(Frame::ResponseDone(ResponseDone { response_id: response.id, status, reason, usage }))
+                .await;
+            if let Some(results) = self.filler.held.take()
+                && let Err(e) = self.on_tool_results(results).await
+            {
+                warn!(error = %e, "tool results after the filler");
+            }
+            return;
+        }
         let status = match response.status.as_deref() {
             Some("cancelled") => ResponseStatus::Cancelled,
             Some("failed") => ResponseStatus::Failed,
@@ -597,6 +682,12 @@ impl Session<'_> {
         if !calls.is_empty() && status == ResponseStatus::Completed {
             // Run the calls concurrently, off the event loop; results come back on tool_tx.
             self.tools_running = true;
+            // The shortest filler delay among the calls wins; one filler per round.
+            self.filler.due = calls
+                .iter()
+                .filter_map(|c| self.ctx.tools.filler(&c.name))
+                .min_by_key(|(_, after)| *after)
+                .map(|(text, after)| (tokio::time::Instant::now() + after, text));
             let tools = self.ctx.tools.clone();
             let tx = tool_tx.clone();
             tokio::spawn(async move {
@@ -608,8 +699,34 @@ impl Session<'_> {
         }
     }
 
+    /// A tool is still running after its filler delay: say the filler line.
+    async fn speak_filler(&mut self) {
+        let Some((_, text)) = self.filler.due.take() else { return };
+        if !self.tools_running {
+            return;
+        }
+        info!(filler = %text, "tool still running: speaking the filler");
+        self.filler.requested = true;
+        let modalities = match self.config.protocol {
+            Protocol::Ga => "output_modalities",
+            Protocol::Beta => "modalities",
+        };
+        let mut response = json!({
+            "conversation": "none",
+            "instructions": format!("Say exactly this, and nothing else: \"{text}\""),
+            "tools": [],
+            "metadata": { "voxpipe": "filler" },
+        });
+        response[modalities] = match self.config.protocol {
+            Protocol::Ga => json!(["audio"]),
+            Protocol::Beta => json!(["audio", "text"]),
+        };
+        self.send(json!({ "type": "response.create", "response": response })).await;
+    }
+
     async fn on_tool_results(&mut self, results: Vec<ToolResult>) -> Result<(), StageError> {
         self.tools_running = false;
+        self.filler.due = None;
         for r in &results {
             self.emit(Frame::ToolResult(r.clone())).await;
             self.send(json!({

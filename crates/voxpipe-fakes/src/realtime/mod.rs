@@ -26,7 +26,9 @@
 //! - **Responses**: scripted ([`RealtimeFakeConfig::responses`], cycled per connection), with
 //!   the exact event order of PROTOCOLS.md 1.6, paced audio (a 220 Hz tone) and interleaved
 //!   transcript deltas, function calls with ~5-character argument fragments, barge-in
-//!   cancellation, `response.cancel`, `conversation.item.truncate` checks and `usage`.
+//!   cancellation, `response.cancel`, `conversation.item.truncate` checks and `usage`. An
+//!   out-of-band response (`conversation: "none"`) says the text quoted in its `instructions`
+//!   (or all of them), adds nothing to the conversation and does not use up a scripted one.
 //!
 //! Knobs: pacing (`first_audio_delay_ms`, `delta_ms`, `pace`), VAD level (`vad`), and faults
 //! (`close_after_audio_deltas` drops the TCP connection mid-response; `reject_with_status`

@@ -142,9 +142,18 @@ impl Conn {
     /// Starts the next scripted response: `response.created`, `rate_limits.updated` and, for a
     /// message, the item and content-part openers. Deltas follow on the connection's ticks.
     pub(crate) async fn start_response(&mut self, overrides: Option<&Value>) {
-        let script = self.cfg.response(self.responses_started);
-        self.responses_started += 1;
         let ov = |k: &str| overrides.and_then(|o| o.get(k));
+        let out_of_band = ov("conversation").and_then(Value::as_str) == Some("none");
+        let script = if out_of_band {
+            // Out of band (a filler line, a summary): the fake "follows" the instructions by
+            // saying their quoted text, and leaves the script alone.
+            let instructions = ov("instructions").and_then(Value::as_str).unwrap_or("");
+            let quoted = instructions.split('"').nth(1).filter(|q| !q.is_empty());
+            super::ScriptedResponse::say(quoted.unwrap_or(instructions))
+        } else {
+            self.responses_started += 1;
+            self.cfg.response(self.responses_started - 1)
+        };
         let audio = match ov("output_modalities").or(ov("modalities")) {
             Some(m) => m.as_array().is_some_and(|m| m.iter().any(|x| x == "audio")),
             None => self.eff.audio_out,
