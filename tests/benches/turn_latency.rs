@@ -19,7 +19,7 @@
 //! interruption decided, as p50/p90/p95/max.
 
 use std::path::Path;
-use voxpipe_cli::{RunArgs, run_pipeline};
+use voxpipe_cli::run_pipeline;
 use voxpipe_core::RunOptions;
 use voxpipe_e2e::*;
 use voxpipe_fakes::openai_chat::{ChatFake, ChatFakeConfig, Knobs, ScriptedReply};
@@ -100,15 +100,7 @@ fn write_pipeline(path: &Path, body: &str) {
 }
 
 async fn run(dir: &Path, pipeline: &Path, call: &Path) -> Vec<serde_json::Value> {
-    let args = RunArgs {
-        pipeline: pipeline.to_path_buf(),
-        input: Some(call.to_path_buf()),
-        output: Some(dir.join("reply.wav")),
-        events: Some(dir.join("events.jsonl")),
-        profile: None,
-        sets: Vec::new(),
-        quiet: true,
-    };
+    let args = run_args(dir, pipeline.to_path_buf(), call.to_path_buf());
     run_pipeline(&args, vec![("OPENAI_API_KEY".into(), "sk-test".into())], RunOptions::default())
         .await
         .unwrap();

@@ -150,3 +150,16 @@ pub fn espeak(text: &str) -> Vec<i16> {
     let b = s.iter().rposition(loud).unwrap();
     s[a..=b].to_vec()
 }
+
+/// Arguments to run `pipeline` on `input`, writing `reply.wav` and `events.jsonl` into `dir`.
+pub fn run_args(dir: &Path, pipeline: PathBuf, input: PathBuf) -> voxpipe_cli::RunArgs {
+    voxpipe_cli::RunArgs {
+        pipeline,
+        input: Some(input),
+        output: Some(dir.join("reply.wav")),
+        events: Some(dir.join("events.jsonl")),
+        profile: None,
+        sets: Vec::new(),
+        quiet: true,
+    }
+}

@@ -7,17 +7,10 @@ use voxpipe_e2e::*;
 use voxpipe_fakes::realtime::{RealtimeFake, RealtimeFakeConfig, ScriptedFunctionCall, ScriptedResponse};
 
 fn args(dir: &Path, input: PathBuf, fake: &RealtimeFake, extra: &[&str]) -> RunArgs {
-    let mut sets = vec![format!("stages[0].url={}", fake.url())];
-    sets.extend(extra.iter().map(|s| s.to_string()));
-    RunArgs {
-        pipeline: repo_path("pipelines/native-fake.toml"),
-        input: Some(input),
-        output: Some(dir.join("reply.wav")),
-        events: Some(dir.join("events.jsonl")),
-        profile: None,
-        sets,
-        quiet: true,
-    }
+    let mut a = run_args(dir, repo_path("pipelines/native-fake.toml"), input);
+    a.sets = vec![format!("stages[0].url={}", fake.url())];
+    a.sets.extend(extra.iter().map(|s| s.to_string()));
+    a
 }
 
 fn env() -> Vec<(String, String)> {
@@ -350,16 +343,7 @@ filler_after_ms = 1000
         ),
     )
     .unwrap();
-    let a = RunArgs {
-        pipeline,
-        input: Some(input),
-        output: Some(dir.join("reply.wav")),
-        events: Some(dir.join("events.jsonl")),
-        profile: None,
-        sets: Vec::new(),
-        quiet: true,
-    };
-    run_pipeline(&a, env(), RunOptions::default()).await.unwrap();
+    run_pipeline(&run_args(dir, pipeline, input), env(), RunOptions::default()).await.unwrap();
     (fake, read_events(&dir.join("events.jsonl")))
 }
 

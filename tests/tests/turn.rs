@@ -5,25 +5,13 @@
 //! output WAV.
 
 use std::path::{Path, PathBuf};
-use voxpipe_cli::{RunArgs, run_pipeline};
+use voxpipe_cli::run_pipeline;
 use voxpipe_core::RunOptions;
 use voxpipe_e2e::*;
 use voxpipe_fakes::openai_chat::{ChatFake, ChatFakeConfig, ScriptedReply};
 use voxpipe_fakes::openai_speech::{SpeechFake, SpeechFakeConfig};
 use voxpipe_fakes::realtime::{RealtimeFake, RealtimeFakeConfig, ScriptedResponse};
 use voxpipe_fakes::transcription::{TranscriptionFake, TranscriptionFakeConfig};
-
-fn run_args(dir: &Path, pipeline: PathBuf, input: PathBuf) -> RunArgs {
-    RunArgs {
-        pipeline,
-        input: Some(input),
-        output: Some(dir.join("reply.wav")),
-        events: Some(dir.join("events.jsonl")),
-        profile: None,
-        sets: Vec::new(),
-        quiet: true,
-    }
-}
 
 fn env() -> Vec<(String, String)> {
     vec![("OPENAI_API_KEY".into(), "sk-test".into())]
@@ -356,6 +344,14 @@ voice = "alloy"
     path
 }
 
+/// Runs `call` through the cascade against `f`; the event log.
+async fn run_cascade(dir: &Path, f: &CascadeFakes, call: &Call) -> Vec<serde_json::Value> {
+    call.write(&dir.join("call.wav"));
+    let pipeline = cascade_pipeline(dir, f, "");
+    run_pipeline(&run_args(dir, pipeline, dir.join("call.wav")), env(), RunOptions::default()).await.unwrap();
+    read_events(&dir.join("events.jsonl"))
+}
+
 /// The `messages` of each request the chat fake received, as (role, content) pairs.
 fn llm_messages(f: &CascadeFakes) -> Vec<Vec<(String, String)>> {
     f.llm
@@ -392,12 +388,7 @@ async fn cascade_backchannel_does_not_interrupt_a_real_sentence_does_and_history
         .silence(1500)
         .say("barge", "No wait, I meant the blue one.")
         .silence(3000);
-    call.write(&dir.path().join("call.wav"));
-    let pipeline = cascade_pipeline(dir.path(), &f, "");
-    let a = run_args(dir.path(), pipeline, dir.path().join("call.wav"));
-    run_pipeline(&a, env(), RunOptions::default()).await.unwrap();
-
-    let events = read_events(&dir.path().join("events.jsonl"));
+    let events = run_cascade(dir.path(), &f, &call).await;
     let false_ = events_of(&events, "false_interruption");
     assert_eq!(false_.len(), 1, "{false_:?}");
     assert_eq!(
@@ -462,12 +453,7 @@ async fn cascade_a_trailing_and_waits_longer_than_a_complete_sentence_and_a_cont
         .silence(800)
         .say("rest", "one two three four.")
         .silence(2000);
-    call.write(&dir.path().join("call.wav"));
-    let pipeline = cascade_pipeline(dir.path(), &f, "");
-    let a = run_args(dir.path(), pipeline, dir.path().join("call.wav"));
-    run_pipeline(&a, env(), RunOptions::default()).await.unwrap();
-
-    let events = read_events(&dir.path().join("events.jsonl"));
+    let events = run_cascade(dir.path(), &f, &call).await;
     let ended = events_of(&events, "turn_ended");
     assert_eq!(ended.len(), 3, "{ended:?}");
     let wait = |e: &serde_json::Value| t_ms(e) - e["speech_end_ms"].as_u64().unwrap();

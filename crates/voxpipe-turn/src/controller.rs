@@ -319,6 +319,14 @@ async fn resume(ctx: &CallContext, run: &mut Run) {
     }
 }
 
+/// Logs the end of turn `turn`: speech ended at `end`, decided at `decided` (input timeline).
+async fn turn_ended(ctx: &CallContext, turn: u32, end: Duration, decided: Duration) {
+    let speech_end_ms = end.as_millis() as u64;
+    ctx.events.emit(EventKind::TurnEnded { turn, speech_end_ms, completeness: None }).await;
+    let value_ms = decided.saturating_sub(end).as_millis() as u64;
+    ctx.events.emit(EventKind::Metric { name: "end_of_turn_delay_ms".into(), turn, value_ms }).await;
+}
+
 async fn false_interruption(ctx: &CallContext, reason: &str, onset: Duration) {
     debug!(reason, ?onset, "not an interruption");
     ctx.events
@@ -395,20 +403,7 @@ impl Rules {
                             run.turn += 1;
                             debug!(?end, turn = run.turn, "end of speech");
                             if self.gate.is_none() {
-                                ctx.events
-                                    .emit(EventKind::TurnEnded {
-                                        turn: run.turn,
-                                        speech_end_ms: end.as_millis() as u64,
-                                        completeness: None,
-                                    })
-                                    .await;
-                                ctx.events
-                                    .emit(EventKind::Metric {
-                                        name: "end_of_turn_delay_ms".into(),
-                                        turn: run.turn,
-                                        value_ms: now.saturating_sub(end).as_millis() as u64,
-                                    })
-                                    .await;
+                                turn_ended(ctx, run.turn, end, now).await;
                             }
                         }
                         out.send(Frame::SpeechStopped { at: end }).await.is_ok()
@@ -466,13 +461,7 @@ impl Rules {
                 (false, Utterance::Turn) => {
                     run.utterance = Utterance::None;
                     run.turn += 1;
-                    ctx.events
-                        .emit(EventKind::TurnEnded {
-                            turn: run.turn,
-                            speech_end_ms: at.as_millis() as u64,
-                            completeness: None,
-                        })
-                        .await;
+                    turn_ended(ctx, run.turn, at, at).await;
                     if out.send(Frame::SpeechStopped { at }).await.is_err() {
                         return false;
                     }
