@@ -145,3 +145,97 @@ async fn a_call_that_fails_mid_call_is_reported_with_its_error_and_the_others_st
     let failures = &md[md.find("## Failures").unwrap()..];
     assert!(failures.contains("A · `dropped` · run 1") && failures.contains("closed"), "{failures}");
 }
+
+/// The pair the README runs: the native pipeline and the whisper cascade, on every shipped
+/// scenario, offline. Real clock (whisper computes in real time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_fake_versus_cascade_fake_on_the_shipped_scenarios_writes_report_jsonl_and_plots() {
+    let store = voxpipe_models::ModelStore::from_env().unwrap();
+    store.pull("whisper-tiny.en", &voxpipe_models::NoProgress).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let tool = format!(
+        "tools.get_order_status.handler.program={}",
+        repo_path("scripts/tools/order-status.sh").display()
+    );
+    let mut opts = AbOptions::new(
+        vec![repo_path("pipelines/native-fake.toml"), repo_path("pipelines/cascade-fake.toml")],
+        repo_path("scenarios"),
+        out.clone(),
+    );
+    opts.sets = vec![vec![tool.clone()], vec![tool]];
+    opts.start_fakes = true;
+    opts.progress = false;
+    opts.concurrency = 2;
+    let report = run_ab(opts).await.unwrap();
+
+    assert_eq!(report.failures().count(), 0, "{:?}", report.failures().collect::<Vec<_>>());
+    let scenarios = std::fs::read_dir(repo_path("scenarios"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().is_dir())
+        .count();
+    assert!(scenarios >= 8);
+    assert_eq!(report.calls.len(), 2 * scenarios);
+    let turns: usize = report.calls.iter().filter(|c| c.pipeline == "A").map(|c| c.turns.len()).sum();
+
+    // Both pipelines were scored on the scripted tool calls. The native fake hears every turn
+    // exactly, so all its calls are right; the cascade depends on whisper and the turn
+    // controller keeping up on this machine (with the CPU shared, turns can merge).
+    let verdicts = |label: &str| -> Vec<bool> {
+        report
+            .calls
+            .iter()
+            .filter(|c| c.pipeline == label)
+            .flat_map(|c| c.turns.iter().filter_map(|t| t.tool.as_ref().map(|v| v.is_correct())))
+            .collect()
+    };
+    let (a, b) = (verdicts("A"), verdicts("B"));
+    assert!(a.len() >= 6 && a.iter().all(|v| *v), "A: tool verdicts {a:?}");
+    assert_eq!(b.len(), a.len(), "B scored on the same expectations");
+    // The native fake answers 500 ms of silence + 200 ms + up to one 100 ms append after the
+    // end of speech; on the real clock, allow some scheduling slack.
+    let native: Vec<u64> = report
+        .calls
+        .iter()
+        .filter(|c| c.pipeline == "A")
+        .flat_map(|c| c.turns.iter().filter_map(|t| t.voice_to_voice_ms))
+        .collect();
+    assert!(native.len() + 1 >= turns, "A answered (nearly) every turn: {native:?}");
+    assert!(native.iter().all(|ms| (600..=1300).contains(ms)), "A voice-to-voice {native:?}");
+    // The cascade logs its per-stage times to first byte, the LLM's included.
+    let cascade_turns: Vec<_> =
+        report.calls.iter().filter(|c| c.pipeline == "B").flat_map(|c| c.turns.iter()).collect();
+    assert!(cascade_turns.iter().any(|t| t.llm_first_token_ms.is_some()));
+    assert!(cascade_turns.iter().any(|t| t.tts_first_audio_ms.is_some() && t.asr_final_ms.is_some()));
+
+    let md = std::fs::read_to_string(&report.report).unwrap();
+    for row in ["| voice_to_voice_ms |", "| llm_first_token_ms |", "| asr_final_ms |", "| wer_pct |"] {
+        assert!(md.contains(row), "{row} in {md}");
+    }
+    let settings = &md[md.find("## Settings that differ").unwrap()..];
+    assert!(
+        settings.contains("stage `realtime.openai`") && settings.contains("stage `asr.whisper`"),
+        "{settings}"
+    );
+    assert!(settings.contains("`turn.mode`"), "{settings}");
+    assert!(!settings.contains("model instructions"), "both pipelines have the same prompt: {settings}");
+    assert!(!settings.contains("tools."), "both pipelines have the same tools: {settings}");
+    assert!(md.contains("## Failures\n\nNone."), "{md}");
+    assert!(md.contains("calls ran 2 at once and B (`asr.whisper`) compute on this machine"), "{md}");
+
+    let lines = std::fs::read_to_string(&report.results).unwrap();
+    assert_eq!(lines.lines().count(), 2 * turns, "one line per turn per call");
+    for line in lines.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(v["pipeline"] == "A" || v["pipeline"] == "B", "{v}");
+        assert!(v["scenario"].is_string(), "{v}");
+    }
+    assert_eq!(report.plots.len(), 2);
+    for plot in &report.plots {
+        let svg = std::fs::read_to_string(plot).unwrap();
+        assert!(svg.contains("<svg") && svg.contains("</svg>"), "{}", plot.display());
+        assert!(md.contains(plot.file_name().unwrap().to_str().unwrap()), "plot linked from the report");
+    }
+    assert!(out.join("B/order-status/1/events.jsonl").is_file());
+    assert!(out.join("A/handoff/1/reply.wav").is_file());
+}

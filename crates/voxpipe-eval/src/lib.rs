@@ -211,6 +211,7 @@ pub async fn run_ab(opts: AbOptions) -> Result<AbReport, EvalError> {
         calls: &calls,
         pricing: pricing.as_ref(),
         runs,
+        concurrency: opts.concurrency.max(1),
     };
     report::write(&opts.out_dir, &ctx)
 }

@@ -46,6 +46,36 @@ pub struct ReportInput<'a> {
     pub pricing: Option<&'a PriceTable>,
     /// Runs per scenario.
     pub runs: usize,
+    /// Calls that ran at once.
+    pub concurrency: usize,
+}
+
+/// Stage kinds that compute on this machine: their latency depends on its load.
+const LOCAL_COMPUTE: &[&str] = &["asr.whisper", "llm.local", "tts.piper", "tts.espeak"];
+
+/// A warning when calls ran concurrently through stages that compute locally: they competed
+/// for the CPU, so their latencies measure the machine as much as the pipeline.
+fn contention_note(r: &ReportInput<'_>) -> Option<String> {
+    if r.concurrency <= 1 {
+        return None;
+    }
+    let local: Vec<String> = r
+        .pipelines
+        .iter()
+        .filter_map(|p| {
+            let kinds: Vec<&str> =
+                p.stages.iter().map(|(k, _)| k.as_str()).filter(|k| LOCAL_COMPUTE.contains(k)).collect();
+            (!kinds.is_empty()).then(|| format!("{} (`{}`)", p.label, kinds.join("`, `")))
+        })
+        .collect();
+    (!local.is_empty()).then(|| {
+        format!(
+            "> **Note:** calls ran {} at once and {} compute on this machine: their latencies include \
+             CPU contention between calls. Run with `--concurrency 1` for latency figures.\n",
+            r.concurrency,
+            local.join(", ")
+        )
+    })
 }
 
 /// One metric's difference between a pipeline and the baseline A.
@@ -226,6 +256,9 @@ fn markdown(r: &ReportInput<'_>, comparisons: &[Comparison], plots: &[PathBuf]) 
         r.calls.len(),
         failed
     );
+    if let Some(note) = contention_note(r) {
+        let _ = writeln!(s, "{note}");
+    }
     latency_table(&mut s, r, comparisons);
     let _ = writeln!(s, "\n## Verdicts\n");
     let mut any = false;
