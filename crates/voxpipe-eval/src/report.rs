@@ -88,12 +88,19 @@ pub struct Comparison {
     /// Compared label.
     pub other: String,
     /// `median(other) − median(A)` with its 95 % bootstrap interval (none when a side has no
-    /// values).
+    /// values, or fewer than [`MIN_SAMPLES_FOR_CI`] pairs or values per side: a bootstrap of
+    /// one or two samples gives a degenerate interval that would "exclude zero").
     pub ci: Option<DiffCi>,
+    /// `median(other) − median(A)`, also when there are too few samples for an interval.
+    pub diff: Option<f64>,
     /// Turns measured in both pipelines (same scenario, run and turn); when there are any, the
     /// interval is a paired bootstrap over them, else an unpaired one over all turns.
     pub pairs: usize,
 }
+
+/// Fewest samples (pairs, or values on each side when unpaired) for a confidence interval and
+/// a verdict.
+pub const MIN_SAMPLES_FOR_CI: usize = 3;
 
 /// What `run_ab` produced.
 #[derive(Debug, Clone)]
@@ -177,8 +184,15 @@ fn compare(r: &ReportInput<'_>) -> Vec<Comparison> {
             } else {
                 bootstrap_paired_median_diff(&pairs, BOOTSTRAP_RESAMPLES, 0.95, BOOTSTRAP_SEED)
             };
+            let diff = ci.map(|c| c.diff);
+            let enough = if pairs.is_empty() {
+                a.len().min(b.len()) >= MIN_SAMPLES_FOR_CI
+            } else {
+                pairs.len() >= MIN_SAMPLES_FOR_CI
+            };
+            let ci = ci.filter(|_| enough);
             let (metric, baseline, other) = (name.to_string(), base.clone(), p.label.clone());
-            out.push(Comparison { metric, baseline, other, ci, pairs: pairs.len() });
+            out.push(Comparison { metric, baseline, other, ci, diff, pairs: pairs.len() });
         }
     }
     out
@@ -336,8 +350,12 @@ fn latency_table(s: &mut String, r: &ReportInput<'_>, comparisons: &[Comparison]
             );
         }
         for p in &r.pipelines[1..] {
-            let c = comparisons.iter().find(|c| c.metric == *name && c.other == p.label).and_then(|c| c.ci);
-            let cell = c.map_or("–".into(), |c| format!("{:+.0} [{:+.0}, {:+.0}]", c.diff, c.low, c.high));
+            let c = comparisons.iter().find(|c| c.metric == *name && c.other == p.label);
+            let cell = match (c.and_then(|c| c.ci), c.and_then(|c| c.diff)) {
+                (Some(ci), _) => format!("{:+.0} [{:+.0}, {:+.0}]", ci.diff, ci.low, ci.high),
+                (None, Some(diff)) => format!("{diff:+.0} (too few samples for an interval)"),
+                (None, None) => "–".into(),
+            };
             let _ = write!(s, " {cell} |");
         }
         let _ = writeln!(s);
