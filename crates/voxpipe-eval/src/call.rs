@@ -26,6 +26,8 @@ pub struct PipelineUnderTest {
     pub config: PipelineConfig,
     /// `(kind, resolved stage as JSON)` per stage.
     pub stages: Vec<(String, serde_json::Value)>,
+    /// The resolved `[tools]` table as JSON.
+    pub tools: serde_json::Value,
     /// Fake latency offsets (offline mode).
     pub fake_delay: FakeDelay,
 }
@@ -47,7 +49,8 @@ impl PipelineUnderTest {
             .iter()
             .map(|s| (s.kind().to_string(), serde_json::to_value(s).unwrap_or_default()))
             .collect();
-        Ok(Self { label, path, sets, config, stages, fake_delay })
+        let tools = serde_json::to_value(&config.tools).unwrap_or_default();
+        Ok(Self { label, path, sets, config, stages, tools, fake_delay })
     }
 
     /// `(kind, model)` of every stage that names a model (for pricing).
@@ -154,7 +157,7 @@ async fn run_inner(
     std::fs::create_dir_all(&c.dir).map_err(|e| format!("{}: {e}", c.dir.display()))?;
     let fakes = if c.start_fakes {
         Some(
-            CallFakes::start(&p.stages, &c.scenario.scenario.fake, p.fake_delay)
+            CallFakes::start(&p.stages, &p.tools, &c.scenario.scenario.fake, p.fake_delay)
                 .await
                 .map_err(|e| e.to_string())?,
         )

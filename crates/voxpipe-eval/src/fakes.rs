@@ -5,12 +5,20 @@
 //! `[fake]` table, with the pipeline's latency offset added, so calls never share fake state.
 //! Stages redirected: `realtime.openai` (`url`), `llm.openai` and `tts.openai` (`base_url`).
 //! Other remote stages keep their configured endpoints.
+//!
+//! Tools: `http` tools that point at the example tool server (`voxpipe fake tools`: a loopback
+//! URL with one of its paths) are redirected to a tool server of the call's own, so every call
+//! starts with no bookings (a slot booked by pipeline A is not "taken" for pipeline B).
 
 use crate::error::EvalError;
 use crate::scenario::FakeScript;
 use voxpipe_fakes::openai_chat::{ChatFake, ChatFakeConfig, ScriptedReply, ScriptedToolCall};
 use voxpipe_fakes::openai_speech::{SpeechFake, SpeechFakeConfig};
 use voxpipe_fakes::realtime::{RealtimeFake, RealtimeFakeConfig};
+use voxpipe_fakes::tool_server::ToolServer;
+
+/// Paths the example tool server answers.
+const TOOL_SERVER_PATHS: &[&str] = &["/orders/status", "/appointments/book", "/handoff"];
 
 /// The made-up key the fakes accept and the pipelines send in offline mode.
 pub const FAKE_KEY: &str = "sk-test";
@@ -29,6 +37,7 @@ pub struct CallFakes {
     realtime: Option<RealtimeFake>,
     chat: Option<ChatFake>,
     speech: Option<SpeechFake>,
+    tools: Option<ToolServer>,
     /// `--set` overrides pointing the stages at the fakes.
     pub sets: Vec<String>,
     /// Environment with the test key under every `api_key_env` the stages name.
@@ -40,14 +49,31 @@ fn add(base: u64, delta: i64) -> u64 {
 }
 
 impl CallFakes {
-    /// Starts the fakes the `stages` (`(kind, resolved stage JSON)`) need.
+    /// Starts the fakes the `stages` (`(kind, resolved stage JSON)`) and `tools` (the resolved
+    /// `[tools]` table as JSON) need.
     pub async fn start(
         stages: &[(String, serde_json::Value)],
+        tools: &serde_json::Value,
         script: &FakeScript,
         delay: FakeDelay,
     ) -> Result<Self, EvalError> {
-        let mut me =
-            CallFakes { realtime: None, chat: None, speech: None, sets: Vec::new(), env: Vec::new() };
+        let mut me = CallFakes {
+            realtime: None,
+            chat: None,
+            speech: None,
+            tools: None,
+            sets: Vec::new(),
+            env: Vec::new(),
+        };
+        for (name, path) in tool_server_tools(tools) {
+            if me.tools.is_none() {
+                let server =
+                    ToolServer::start().await.map_err(|source| EvalError::Fake { fake: "tools", source })?;
+                me.tools = Some(server);
+            }
+            let base = me.tools.as_ref().map(ToolServer::base_url).unwrap_or_default();
+            me.sets.push(format!("tools.{name}.handler.url={base}{path}"));
+        }
         for (i, (kind, stage)) in stages.iter().enumerate() {
             if let Some(var) = stage.get("api_key_env").and_then(|v| v.as_str()) {
                 me.env.push((var.to_string(), FAKE_KEY.to_string()));
@@ -97,7 +123,26 @@ impl CallFakes {
             f.stop().await;
         }
         drop(self.speech); // stops on drop
+        drop(self.tools); // stops on drop
     }
+}
+
+/// `(tool name, path)` of the `http` tools that call the example tool server: a loopback host
+/// and one of its paths.
+fn tool_server_tools(tools: &serde_json::Value) -> Vec<(String, String)> {
+    let Some(tools) = tools.as_object() else { return Vec::new() };
+    tools
+        .iter()
+        .filter(|(_, t)| t.pointer("/handler/kind").and_then(|k| k.as_str()) == Some("http"))
+        .filter_map(|(name, t)| {
+            let url = t.pointer("/handler/url")?.as_str()?;
+            let rest = url.strip_prefix("http://")?;
+            let (host, path) = rest.split_at(rest.find('/')?);
+            let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+            let loopback = matches!(host, "127.0.0.1" | "localhost" | "[::1]");
+            (loopback && TOOL_SERVER_PATHS.contains(&path)).then(|| (name.clone(), path.to_string()))
+        })
+        .collect()
 }
 
 fn chat_reply(r: &crate::scenario::FakeLlmReply) -> ScriptedReply {
@@ -107,5 +152,27 @@ fn chat_reply(r: &crate::scenario::FakeLlmReply) -> ScriptedReply {
             calls: vec![ScriptedToolCall { name: t.name.clone(), arguments: t.arguments.clone() }],
         },
         None => ScriptedReply::Text(r.text.clone().unwrap_or_default()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_http_tools_of_the_example_server_are_redirected() {
+        let tools = serde_json::json!({
+            "a": {"handler": {"kind": "http", "url": "http://127.0.0.1:8793/orders/status"}},
+            "b": {"handler": {"kind": "http", "url": "http://localhost:8793/appointments/book"}},
+            "c": {"handler": {"kind": "http", "url": "http://127.0.0.1:9000/crm/lookup"}},
+            "d": {"handler": {"kind": "http", "url": "https://api.example.com/orders/status"}},
+            "e": {"handler": {"kind": "command", "program": "x"}},
+            "f": {"handler": {"kind": "transfer"}}
+        });
+        assert_eq!(
+            tool_server_tools(&tools),
+            [("a".to_string(), "/orders/status".to_string()), ("b".into(), "/appointments/book".into())]
+        );
+        assert!(tool_server_tools(&serde_json::Value::Null).is_empty());
     }
 }
