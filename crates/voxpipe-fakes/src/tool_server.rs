@@ -3,7 +3,8 @@
 //! every request (headers included) for tests.
 //!
 //! - `POST /orders/status` `{"order_id"}` → `{"order_id","status","carrier","eta"}`; 404
-//!   `{"error":"unknown order","order_id"}` for ids other than `A-1001`…`A-1005`.
+//!   `{"error":"unknown order","order_id"}` for ids other than `A-1001`…`A-1005` and the
+//!   orders of the shipped A/B scenarios (`A-1234`, `B-5678`, `C-9012`, `D-3456`).
 //! - `POST /appointments/book` `{"date":"YYYY-MM-DD","time":"HH:MM","name"}` →
 //!   `{"confirmation":"APT-1001","date","time","name"}`; 409 `{"error":"slot taken"}` when the
 //!   slot is already booked.
@@ -33,6 +34,11 @@ pub const ORDERS: &[(&str, &str, &str, &str)] = &[
     ("A-1003", "delivered", "DHL", "2026-03-02"),
     ("A-1004", "out_for_delivery", "FedEx", "2026-03-10"),
     ("A-1005", "cancelled", "none", "none"),
+    // The orders the scenarios under `scenarios/` ask about.
+    ("A-1234", "shipped", "UPS", "2026-03-12"),
+    ("B-5678", "shipped", "DHL", "2026-03-13"),
+    ("C-9012", "shipped", "UPS", "2026-03-12"),
+    ("D-3456", "out_for_delivery", "FedEx", "2026-03-11"),
 ];
 
 /// Knobs of the tool server.
