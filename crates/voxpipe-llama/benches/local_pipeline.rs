@@ -4,7 +4,8 @@
 //! token and tokens/s, TTS time to first audio and real-time factor, voice-to-voice latency.
 //!
 //! `cargo bench -p voxpipe-llama --bench local_pipeline` (optimised build; needs espeak-ng and
-//! sox to script the call, and the models, which it pulls).
+//! sox to script the call, and the models, which it pulls). `VOXPIPE_BENCH_KEEP=1` keeps the
+//! scripted call, the reply WAV and the event log.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -27,7 +28,7 @@ const TURNS: [&str; 10] = [
 ];
 
 /// Silence after each utterance: room for the reply to be spoken before the next turn.
-const GAP_S: f64 = 6.0;
+const GAP_S: f64 = 12.0;
 
 fn repo(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel)
@@ -208,5 +209,9 @@ async fn bench() {
     }
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("load average after: {}", load.trim());
-    std::fs::remove_dir_all(&dir).unwrap();
+    if std::env::var_os("VOXPIPE_BENCH_KEEP").is_some() {
+        println!("call, reply and event log kept in {}", dir.display());
+    } else {
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
