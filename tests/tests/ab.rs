@@ -167,6 +167,9 @@ async fn native_fake_versus_cascade_fake_on_the_shipped_scenarios_writes_report_
     opts.start_fakes = true;
     opts.progress = false;
     opts.concurrency = 2;
+    // The cascade's speech fake takes 200 ms more to its first byte: the TTS stage's own time
+    // to first audio must show it.
+    opts.fake_delays = vec![FakeDelay::default(), FakeDelay { first_audio_ms: 200 }];
     let report = run_ab(opts).await.unwrap();
 
     assert_eq!(report.failures().count(), 0, "{:?}", report.failures().collect::<Vec<_>>());
@@ -207,6 +210,11 @@ async fn native_fake_versus_cascade_fake_on_the_shipped_scenarios_writes_report_
         report.calls.iter().filter(|c| c.pipeline == "B").flat_map(|c| c.turns.iter()).collect();
     assert!(cascade_turns.iter().any(|t| t.llm_first_token_ms.is_some()));
     assert!(cascade_turns.iter().any(|t| t.tts_first_audio_ms.is_some() && t.asr_final_ms.is_some()));
+    let mut tts: Vec<u64> = cascade_turns.iter().filter_map(|t| t.tts_first_audio_ms).collect();
+    tts.sort();
+    assert!(!tts.is_empty());
+    let median = tts[tts.len() / 2];
+    assert!((200..400).contains(&median), "TTS time to first audio {tts:?} (fake: +200 ms)");
 
     let md = std::fs::read_to_string(&report.report).unwrap();
     for row in ["| voice_to_voice_ms |", "| llm_first_token_ms |", "| asr_final_ms |", "| wer_pct |"] {
@@ -218,6 +226,7 @@ async fn native_fake_versus_cascade_fake_on_the_shipped_scenarios_writes_report_
         "{settings}"
     );
     assert!(settings.contains("`turn.mode`"), "{settings}");
+    assert!(settings.contains("| (offline fakes) first_audio_ms offset | `+0` | `+200` |"), "{settings}");
     assert!(!settings.contains("model instructions"), "both pipelines have the same prompt: {settings}");
     assert!(!settings.contains("tools."), "both pipelines have the same tools: {settings}");
     assert!(md.contains("## Failures\n\nNone."), "{md}");
