@@ -61,12 +61,14 @@ async fn the_local_pipeline_answers_both_turns_with_piper_audio() {
         summary.transcript.iter().filter_map(|l| l.strip_prefix("user:")).map(str::trim).collect();
     let assistant: Vec<&str> =
         summary.transcript.iter().filter_map(|l| l.strip_prefix("assistant:")).map(str::trim).collect();
-    assert_eq!(user.len(), 2, "two user turns: {:?}", summary.transcript);
-    for (said, heard) in SAID.iter().zip(&user) {
-        let wer = voxpipe_asr::wer(said, heard);
-        eprintln!("WER {wer:.2}: {said:?} -> {heard:?}");
-        assert!(wer <= 0.35, "WER {wer:.2} for {heard:?}");
-    }
+    // The turn controller decides where turns end (a pause after "Thanks." may end one):
+    // compare the whole call's words.
+    assert!(user.len() >= 2, "at least two user turns: {:?}", summary.transcript);
+    let (said, heard) = (SAID.join(" "), user.join(" "));
+    let wer = voxpipe_asr::wer(&said, &heard);
+    eprintln!("WER {wer:.2}: {said:?} -> {heard:?}");
+    assert!(wer <= 0.3, "WER {wer:.2} for {heard:?}");
+    assert_eq!(assistant.len(), user.len(), "one reply per user turn: {:?}", summary.transcript);
     assert!(!assistant.is_empty() && assistant.iter().all(|a| !a.is_empty()), "{:?}", summary.transcript);
     assert!(summary.metrics.iter().any(|(_, n, _)| n == "llm_first_token_ms"), "{:?}", summary.metrics);
     assert!(summary.metrics.iter().any(|(_, n, _)| n == "voice_to_voice_ms"), "{:?}", summary.metrics);
