@@ -5,6 +5,8 @@
 
 mod ab;
 mod fake;
+#[cfg(feature = "mic")]
+pub mod mic;
 mod models;
 mod run;
 
@@ -12,7 +14,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-pub use run::{RunArgs, Summary, run_pipeline};
+pub use run::{RunArgs, Summary, run_pipeline, run_pipeline_from};
 
 /// voxpipe: voice agents from a pipeline file.
 #[derive(Debug, Parser)]
@@ -39,7 +41,15 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a pipeline on its input (a WAV file, stdin…) and write the reply and event log.
-    Run(RunArgs),
+    Run {
+        /// What to run.
+        #[command(flatten)]
+        args: RunArgs,
+        /// Live: the caller's audio from the default microphone instead of `[input]`, until
+        /// Ctrl-C (needs a build with `--features mic`).
+        #[arg(long)]
+        mic: bool,
+    },
     /// Load a pipeline file, print it resolved (secrets never appear) or a precise error.
     Check {
         /// The pipeline file.
@@ -107,7 +117,7 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run(args) => run::run_command(args).await,
+            Command::Run { args, mic } => run::run_command(args, mic).await,
             Command::Check { pipeline, profile, sets } => run::check_command(&pipeline, profile, sets).await,
             Command::Fake { which } => fake::run(which).await,
             Command::Models { cmd } => models::run(cmd).await,

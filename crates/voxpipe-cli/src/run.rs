@@ -107,11 +107,25 @@ pub async fn run_pipeline(
     env: Vec<(String, String)>,
     opts: RunOptions,
 ) -> anyhow::Result<(PipelineConfig, Summary)> {
+    run_pipeline_from(args, env, opts, None).await
+}
+
+/// As [`run_pipeline`], with the caller's audio from `source` instead of the file's `[input]`
+/// when given (e.g. the microphone).
+pub async fn run_pipeline_from(
+    args: &RunArgs,
+    env: Vec<(String, String)>,
+    opts: RunOptions,
+    source: Option<Box<dyn voxpipe_core::Source>>,
+) -> anyhow::Result<(PipelineConfig, Summary)> {
     let secrets = voxpipe_config::Env::from_vars(env.clone());
     let config = voxpipe_config::load(&args.pipeline, &args.load_options(env))?;
     let mut pipeline = voxpipe_config::build(&config, &secrets)
         .await
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.pipeline.display()))?;
+    if let Some(source) = source {
+        pipeline.source = source;
+    }
     let summary = Arc::new(Mutex::new(Summary::default()));
     pipeline.events = Some(Box::new(Collect { inner: pipeline.events.take(), summary: summary.clone() }));
     let result = pipeline.run(opts).await;
@@ -120,10 +134,11 @@ pub async fn run_pipeline(
     Ok((config, summary))
 }
 
-/// `voxpipe run`.
-pub async fn run_command(args: RunArgs) -> anyhow::Result<()> {
+/// `voxpipe run` (`--mic`: live from the default microphone).
+pub async fn run_command(args: RunArgs, mic: bool) -> anyhow::Result<()> {
     let opts = RunOptions { handle_ctrl_c: true, cancel: None };
-    let (config, summary) = run_pipeline(&args, std::env::vars().collect(), opts).await?;
+    let source = if mic { Some(microphone()?) } else { None };
+    let (config, summary) = run_pipeline_from(&args, std::env::vars().collect(), opts, source).await?;
     if !args.quiet {
         print_summary(&config, &summary);
     }
@@ -162,4 +177,17 @@ pub async fn check_command(
     println!("# {} — resolved, valid", pipeline.display());
     print!("{text}");
     Ok(())
+}
+
+/// The default microphone, opened before the pipeline is built so a missing device fails fast.
+#[cfg(feature = "mic")]
+fn microphone() -> anyhow::Result<Box<dyn voxpipe_core::Source>> {
+    Ok(Box::new(crate::mic::MicSource::open()?))
+}
+
+#[cfg(not(feature = "mic"))]
+fn microphone() -> anyhow::Result<Box<dyn voxpipe_core::Source>> {
+    anyhow::bail!(
+        "--mic needs a voxpipe built with the `mic` feature: cargo build --release -p voxpipe-cli --features mic"
+    )
 }

@@ -139,3 +139,19 @@ fn run_reports_a_truncated_input_without_panicking() {
     assert!(err.contains("key `input.path`") && err.contains("truncated WAV"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// `--mic` in a build without the `mic` feature says how to get it (exit status 1, no panic).
+/// With the feature, `mic::tests` covers the missing-device error.
+#[cfg(not(feature = "mic"))]
+#[test]
+fn run_mic_without_the_feature_names_the_build_command() {
+    let out = voxpipe()
+        .args(["run", "pipelines/native-fake.toml", "--mic"])
+        .env("OPENAI_API_KEY", "x")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cargo build --release -p voxpipe-cli --features mic"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(1), "{err}");
+}
