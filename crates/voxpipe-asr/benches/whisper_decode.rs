@@ -1,6 +1,9 @@
 //! Decode time of the local whisper models for 2, 5 and 10 s utterances, with the encoder
 //! context sized to the utterance (`audio_ctx = "auto"`) and with the full 30 s window.
 //!
+//! Then the sensitivity to other work on the same cores: a 5 s utterance with tiny.en decoded
+//! with 1 and 2 decoder threads while 0, 1 or 2 busy threads compete for the CPU.
+//!
 //! `cargo bench -p voxpipe-asr --features whisper --bench whisper_decode`. Pulls
 //! `whisper-tiny.en` into the model cache if needed; includes `whisper-base` when installed.
 
@@ -37,6 +40,56 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+/// Threads that keep a core busy until dropped.
+struct Busy(std::sync::Arc<std::sync::atomic::AtomicBool>, Vec<std::thread::JoinHandle<()>>);
+
+impl Busy {
+    fn start(n: usize) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let handles = (0..n)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut x = 0u64;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+                    }
+                })
+            })
+            .collect();
+        Self(stop, handles)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        for h in self.1.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+fn contention(path: &std::path::Path, speech: &[f32]) {
+    let clip = &speech[..(5 * 16_000).min(speech.len())];
+    let opts = DecodeOptions { audio_ctx: Some(AudioCtx::Mode(AudioCtxMode::Auto)), ..Default::default() };
+    println!("\ntiny.en, 5 s utterance, while other threads keep the cores busy (median of {RUNS})");
+    println!("| decoder threads | busy threads | decode ms | RTF |");
+    println!("|---:|---:|---:|---:|");
+    for threads in [1u16, 2] {
+        let cfg = WhisperConfig { model: path.display().to_string(), threads, ..Default::default() };
+        let t = Transcriber::load(path, &cfg).expect("load model");
+        for busy in [0usize, 1, 2] {
+            let _load = Busy::start(busy);
+            let _ = t.transcribe_blocking(clip, &opts).expect("decode");
+            let m = median(
+                (0..RUNS).map(|_| t.transcribe_blocking(clip, &opts).expect("decode").elapsed).collect(),
+            );
+            println!("| {threads} | {busy} | {} | {:.3} |", m.as_millis(), m.as_secs_f64() / 5.0);
+        }
+    }
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let store = ModelStore::from_env().expect("model cache");
@@ -46,6 +99,10 @@ fn main() {
         models.push(("base", base));
     }
     let speech = speech_16k();
+    if std::env::args().any(|a| a == "--contention-only") {
+        contention(&models[0].1, &speech);
+        return;
+    }
     println!(
         "{} s of espeak-ng speech; median of {RUNS} runs after a warm-up; 2 threads",
         speech.len() / 16_000
@@ -73,4 +130,5 @@ fn main() {
             }
         }
     }
+    contention(&models[0].1, &speech);
 }

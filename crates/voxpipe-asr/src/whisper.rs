@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 /// [[stages]]
 /// kind = "asr.whisper"
 /// model = "whisper-tiny.en"   # or "whisper-base", or a path to a ggml .bin
-/// threads = 2
+/// threads = 1
 /// language = "en"             # "auto" to detect (multilingual models)
 /// interim_interval_ms = 500   # 0 = no interim transcripts
 /// audio_ctx = "auto"          # "full", or encoder frames (50 per second of audio)
@@ -25,7 +25,9 @@ pub struct WhisperConfig {
     /// `voxpipe models pull`) or a path to a ggml file. Default: `whisper-tiny.en`.
     #[serde(default = "defaults::model")]
     pub model: String,
-    /// Decoder threads, 1 or more. Default: 2.
+    /// Decoder threads, 1 or more. Default: 1. More threads decode faster only on cores
+    /// nothing else uses: whisper.cpp's threads wait for each other by spinning, so on a
+    /// shared 2-core machine 2 threads were 4–15× slower than 1 (BENCHMARKS.md).
     #[serde(default = "defaults::threads")]
     pub threads: u16,
     /// Spoken language as an ISO 639-1 code, or `auto` to detect it (multilingual models
@@ -92,7 +94,7 @@ mod defaults {
         "whisper-tiny.en".into()
     }
     pub fn threads() -> u16 {
-        2
+        1
     }
     pub fn language() -> String {
         "en".into()
