@@ -120,11 +120,20 @@ pub struct PiperConfig {
     /// Length in characters beyond which a sentence is cut at a clause boundary. Default: 150.
     #[serde(default = "piper_defaults::max_chunk_chars")]
     pub max_chunk_chars: usize,
+    /// onnxruntime threads for the voice model (they never spin). Default: 1, which keeps
+    /// Piper from competing with whisper and the LLM for a small machine's cores; more
+    /// threads shorten each sentence's synthesis on idle cores. Voices loaded once per
+    /// process: the first stage to load a voice sets it.
+    #[serde(default = "piper_defaults::threads")]
+    pub threads: u16,
 }
 
 mod piper_defaults {
     pub fn voice() -> String {
         "piper-joe".into()
+    }
+    pub fn threads() -> u16 {
+        1
     }
     pub use crate::openai::defaults::{max_chunk_chars, min_chunk_chars, sample_rate};
 }
@@ -141,6 +150,7 @@ impl Default for PiperConfig {
             sample_rate: piper_defaults::sample_rate(),
             min_chunk_chars: DEFAULT_MIN_CHUNK_CHARS,
             max_chunk_chars: DEFAULT_MAX_CHUNK_CHARS,
+            threads: piper_defaults::threads(),
         }
     }
 }

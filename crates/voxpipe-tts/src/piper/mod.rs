@@ -97,9 +97,9 @@ impl Piper {
             .check_voice(&voice.espeak.voice)
             .await
             .map_err(|detail| Error::Config { field: "voice", detail })?;
-        let (env, path) = (env.clone(), model_path.to_path_buf());
+        let (env, path, threads) = (env.clone(), model_path.to_path_buf(), config.threads);
         let started = Instant::now();
-        let model = blocking(move || VoiceModel::load_shared(&env, &path)).await?;
+        let model = blocking(move || VoiceModel::load_shared(&env, &path, threads)).await?;
         info!(voice = %model_path.display(), ms = started.elapsed().as_millis() as u64, "Piper voice ready");
         let i = voice.inference;
         let scales = Scales {

@@ -168,7 +168,7 @@ impl VoiceModel {
     ///
     /// # Errors
     /// [`Error::Config`] when onnxruntime cannot load the model.
-    pub fn load_shared(env: &Environment, path: &Path) -> Result<Arc<Self>, Error> {
+    pub fn load_shared(env: &Environment, path: &Path, threads: u16) -> Result<Arc<Self>, Error> {
         let key = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
         let mut models = MODELS.lock().unwrap_or_else(|p| p.into_inner());
         models.retain(|(_, w)| w.strong_count() > 0);
@@ -179,7 +179,17 @@ impl VoiceModel {
             field: "voice",
             detail: format!("onnxruntime cannot load the Piper voice {}: {e}", path.display()),
         };
-        let session = Session::builder(env).map_err(config)?.commit_from_file(path).map_err(config)?;
+        // Non-spinning threads: idle pool threads that spin steal the cores whisper and the
+        // LLM need between sentences.
+        let build = || -> ort::Result<Session> {
+            Ok(Session::builder(env)?
+                .with_intra_threads(threads.max(1) as usize)?
+                .with_inter_threads(1)?
+                .with_intra_op_spinning(false)?
+                .with_inter_op_spinning(false)?
+                .commit_from_file(path)?)
+        };
+        let session = build().map_err(config)?;
         let model = Arc::new(Self { session: Mutex::new(session), path: key.clone() });
         models.push((key, Arc::downgrade(&model)));
         Ok(model)
