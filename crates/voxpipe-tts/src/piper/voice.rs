@@ -182,12 +182,12 @@ impl VoiceModel {
         // Non-spinning threads: idle pool threads that spin steal the cores whisper and the
         // LLM need between sentences.
         let build = || -> ort::Result<Session> {
-            Ok(Session::builder(env)?
+            Session::builder(env)?
                 .with_intra_threads(threads.max(1) as usize)?
                 .with_inter_threads(1)?
                 .with_intra_op_spinning(false)?
                 .with_inter_op_spinning(false)?
-                .commit_from_file(path)?)
+                .commit_from_file(path)
         };
         let session = build().map_err(config)?;
         let model = Arc::new(Self { session: Mutex::new(session), path: key.clone() });
