@@ -37,6 +37,9 @@ pub struct PipelineConfig {
     /// Tools the model may call, by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tools: BTreeMap<String, ToolConfig>,
+    /// Settings for every tool that does not set its own (the pipeline's filler).
+    #[serde(default)]
+    pub tool_defaults: voxpipe_tools::ToolDefaults,
 }
 
 /// `[input]`.

@@ -32,6 +32,30 @@ fn default_hold_seconds() -> u64 {
     5
 }
 
+/// `[tool_defaults]`: settings for every tool of the pipeline that does not set its own.
+///
+/// ```toml
+/// [tool_defaults]
+/// filler = "One moment please."   # spoken when any tool is still running after...
+/// filler_after_ms = 1500          # ...this long; a tool's own `filler` wins, `filler = ""` opts out
+/// ```
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolDefaults {
+    /// Filler speech for tools without their own. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filler: Option<String>,
+    /// Delay before that filler, ms. Default 1500.
+    #[serde(default = "default_filler_after_ms")]
+    pub filler_after_ms: u64,
+}
+
+impl Default for ToolDefaults {
+    fn default() -> Self {
+        Self { filler: None, filler_after_ms: default_filler_after_ms() }
+    }
+}
+
 /// One tool: what the model sees, what runs when it is called, and how the call behaves.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

@@ -58,6 +58,7 @@ pub mod shapes;
 
 pub use config::{
     CommandHandlerConfig, HandlerConfig, HoldHandlerConfig, HttpHandlerConfig, HttpMethod, ToolConfig,
+    ToolDefaults,
 };
 pub use error::Error;
 pub use handler::{ToolHandler, ToolOutput};

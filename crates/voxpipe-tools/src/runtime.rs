@@ -71,6 +71,8 @@ pub struct Tools {
     specs: Vec<ToolSpec>,
     entries: BTreeMap<String, Arc<Entry>>,
     cache: ResultCache,
+    /// The pipeline's filler for tools without their own.
+    default_filler: Option<(String, Duration)>,
 }
 
 impl std::fmt::Debug for Tools {
@@ -83,7 +85,12 @@ impl std::fmt::Debug for Tools {
 
 impl Clone for Tools {
     fn clone(&self) -> Self {
-        Self { specs: self.specs.clone(), entries: self.entries.clone(), cache: ResultCache::default() }
+        Self {
+            specs: self.specs.clone(),
+            entries: self.entries.clone(),
+            cache: ResultCache::default(),
+            default_filler: self.default_filler.clone(),
+        }
     }
 }
 
@@ -169,9 +176,22 @@ impl Tools {
         Ok(())
     }
 
-    /// The filler to speak if tool `name` is still running after the returned delay.
+    /// The filler to speak if tool `name` is still running after the returned delay: the
+    /// tool's own, else the pipeline's default (`[tool_defaults]`); an empty filler is none.
     pub fn filler_for(&self, name: &str) -> Option<(String, Duration)> {
-        self.entries.get(name)?.options.filler.clone()
+        let entry = self.entries.get(name)?;
+        entry
+            .options
+            .filler
+            .clone()
+            .or_else(|| self.default_filler.clone())
+            .filter(|(text, _)| !text.trim().is_empty())
+    }
+
+    /// Applies the pipeline-wide `[tool_defaults]`.
+    pub fn with_defaults(mut self, d: &crate::config::ToolDefaults) -> Self {
+        self.default_filler = d.filler.clone().map(|text| (text, Duration::from_millis(d.filler_after_ms)));
+        self
     }
 
     fn insert(&mut self, spec: ToolSpec, entry: Entry) {

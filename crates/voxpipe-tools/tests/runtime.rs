@@ -351,6 +351,22 @@ fn filler_comes_from_config_with_its_delay() {
 }
 
 #[test]
+fn the_pipeline_default_filler_covers_tools_without_their_own() {
+    let c = configs(json!({
+        "own": { "description": "d", "handler": { "kind": "end_call" }, "filler": "Hm.", "filler_after_ms": 400 },
+        "plain": { "description": "d", "handler": { "kind": "end_call" } },
+        "silent": { "description": "d", "handler": { "kind": "end_call" }, "filler": "" }
+    }));
+    let defaults =
+        voxpipe_tools::ToolDefaults { filler: Some("One moment please.".into()), filler_after_ms: 900 };
+    let tools = Tools::from_config_with_env(&c, no_env).unwrap().with_defaults(&defaults);
+    assert_eq!(tools.filler_for("own"), Some(("Hm.".into(), Duration::from_millis(400))), "its own wins");
+    assert_eq!(tools.filler_for("plain"), Some(("One moment please.".into(), Duration::from_millis(900))));
+    assert_eq!(tools.filler_for("silent"), None, "an empty filler opts out");
+    assert_eq!(tools.filler_for("missing"), None);
+}
+
+#[test]
 fn the_example_tools_file_builds() {
     #[derive(serde::Deserialize)]
     struct File {
