@@ -7,19 +7,47 @@ use crate::error::{EXCERPT_BYTES, excerpt};
 use std::path::PathBuf;
 use std::process::Stdio;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use voxpipe_core::{MissingSecret, Secret};
+
+/// Variables a program gets from voxpipe's own environment, when set: enough to find
+/// programs, write temporary files and format text, and nothing that holds a credential.
+const INHERITED: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR"];
 
 /// A configured program.
 #[derive(Debug)]
 pub(crate) struct CommandHandler {
     program: PathBuf,
     args: Vec<String>,
+    /// The program's whole environment (secret values redacted in `Debug`).
+    env: Vec<(String, Secret)>,
     /// Stop keeping stdout past this many bytes (the rest is drained and discarded).
     max_stdout_bytes: usize,
 }
 
 impl CommandHandler {
-    pub(crate) fn new(c: &CommandHandlerConfig, max_stdout_bytes: usize) -> Self {
-        Self { program: c.program.clone(), args: c.args.clone(), max_stdout_bytes }
+    /// The handler of tool `name`; secret values are read now through `env`, so a missing one
+    /// is a configuration error before the call starts.
+    pub(crate) fn build(
+        name: &str,
+        c: &CommandHandlerConfig,
+        max_stdout_bytes: usize,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, Error> {
+        let mut vars: Vec<(String, Secret)> = INHERITED
+            .iter()
+            .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), Secret::new(v))))
+            .collect();
+        vars.extend(c.env.iter().map(|(k, v)| (k.clone(), Secret::new(v.clone()))));
+        for (k, var) in &c.secret_env {
+            match env(var) {
+                Some(v) if !v.is_empty() => vars.push((k.clone(), Secret::new(v))),
+                _ => {
+                    let key = format!("tools.{name}.handler.secret_env.{k}");
+                    return Err(MissingSecret { var: var.clone(), key }.into());
+                }
+            }
+        }
+        Ok(Self { program: c.program.clone(), args: c.args.clone(), env: vars, max_stdout_bytes })
     }
 
     /// Runs the program once.
@@ -30,6 +58,8 @@ impl CommandHandler {
         let program = self.program.display().to_string();
         let mut child = tokio::process::Command::new(&self.program)
             .args(&self.args)
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v.expose())))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -162,6 +162,15 @@ pub struct CommandHandlerConfig {
     /// Fixed arguments (the model's arguments never become command-line arguments).
     #[serde(default)]
     pub args: Vec<String>,
+    /// Environment variables set for the program. It does not inherit voxpipe's environment
+    /// (where the API keys are): it sees only `PATH`, `HOME`, `LANG`, `LC_ALL`, `TZ`,
+    /// `TMPDIR`, these, and `secret_env`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Variables whose values are secrets, by the name of the voxpipe environment variable
+    /// that holds each: `secret_env = { ORDERS_TOKEN = "ORDERS_API_TOKEN" }`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret_env: BTreeMap<String, String>,
 }
 
 /// `handler = { kind = "hold", … }`.

@@ -269,7 +269,9 @@ fn build_entry(
             let client = client.expect("an HTTP client is built whenever there is an http tool");
             Handler::Http(HttpHandler::build(name, h, c.idempotent, c.max_result_bytes, client, env)?)
         }
-        HandlerConfig::Command(h) => Handler::Command(CommandHandler::new(h, c.max_result_bytes)),
+        HandlerConfig::Command(h) => {
+            Handler::Command(CommandHandler::build(name, h, c.max_result_bytes, env)?)
+        }
         HandlerConfig::EndCall {} => Handler::EndCall,
         HandlerConfig::Transfer { target } => Handler::Transfer { target: target.clone() },
         HandlerConfig::Hold(h) => {

@@ -242,6 +242,32 @@ async fn a_command_gets_the_arguments_on_stdin_and_its_stdout_is_the_result() {
 }
 
 #[tokio::test]
+async fn a_command_sees_only_its_own_environment_never_voxpipes_secrets() {
+    // `CARGO` is in this test process's environment, as an API key would be in voxpipe's.
+    assert!(std::env::var("CARGO").is_ok());
+    let script = r#"cat >/dev/null; printf '{"cargo":"%s","path":"%s","region":"%s","token":"%s"}' "$CARGO" "$PATH" "$REGION" "$TOKEN""#;
+    let mut handler = sh(script, json!({}))["handler"].clone();
+    handler["env"] = json!({ "REGION": "eu" });
+    handler["secret_env"] = json!({ "TOKEN": "ORDERS_API_TOKEN" });
+    let c = configs(json!({ "env": { "description": "d", "handler": handler } }));
+    let env = |var: &str| (var == "ORDERS_API_TOKEN").then(|| "tok-123".to_string());
+    let tools = Tools::from_config_with_env(&c, env).unwrap();
+    let r = tools.call(&call("env", "{}")).await;
+    assert!(!r.is_error, "{}", r.output);
+    let b = body(&r);
+    assert_eq!(b["cargo"], "", "voxpipe's environment is not inherited");
+    assert!(!b["path"].as_str().unwrap().is_empty(), "PATH is");
+    assert_eq!((b["region"].as_str(), b["token"].as_str()), (Some("eu"), Some("tok-123")));
+    assert!(!format!("{tools:?}").contains("tok-123"), "the secret is redacted in Debug");
+
+    let err = Tools::from_config_with_env(&c, no_env).unwrap_err();
+    assert!(err.to_string().contains("ORDERS_API_TOKEN"), "{err}");
+    assert!(
+        matches!(err, voxpipe_tools::Error::MissingSecret(ref m) if m.key == "tools.env.handler.secret_env.TOKEN")
+    );
+}
+
+#[tokio::test]
 async fn a_command_exiting_non_zero_returns_an_error_with_its_stderr() {
     let c = configs(json!({ "fails": sh("cat >/dev/null; echo 'no such order' >&2; exit 3", json!({})) }));
     let tools = Tools::from_config_with_env(&c, no_env).unwrap();
