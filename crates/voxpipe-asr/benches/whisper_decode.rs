@@ -49,12 +49,15 @@ impl Busy {
         let handles = (0..n)
             .map(|_| {
                 let stop = stop.clone();
-                std::thread::spawn(move || {
-                    let mut x = 0u64;
-                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
-                    }
-                })
+                std::thread::Builder::new()
+                    .name("busy".into())
+                    .spawn(move || {
+                        let mut x = 0u64;
+                        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+                        }
+                    })
+                    .expect("spawn a busy thread")
             })
             .collect();
         Self(stop, handles)
