@@ -97,7 +97,7 @@ pub enum StageConfig {
     /// Anthropic Messages.
     #[serde(rename = "llm.anthropic")]
     LlmAnthropic(AnthropicConfig),
-    /// In-process llama.cpp (feature `llama`).
+    /// llama.cpp in a `voxpipe-llm-worker` process (feature `llama`).
     #[cfg(feature = "llama")]
     #[serde(rename = "llm.local")]
     LlmLocal(voxpipe_llama::LocalLlmConfig),
