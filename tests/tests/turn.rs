@@ -136,17 +136,21 @@ async fn long_reply_fake() -> RealtimeFake {
     .unwrap()
 }
 
+/// Runs `call` through the native pipeline with local turns against [`long_reply_fake`]: the
+/// fake (for its records) and the event log.
+async fn run_native_local(dir: &Path, call: &Call) -> (RealtimeFake, Vec<serde_json::Value>) {
+    call.write(&dir.join("call.wav"));
+    let fake = long_reply_fake().await;
+    let pipeline = native_pipeline(dir, &fake, "mode = \"local\"");
+    run_pipeline(&run_args(dir, pipeline, dir.join("call.wav")), env(), RunOptions::default()).await.unwrap();
+    (fake, read_events(&dir.join("events.jsonl")))
+}
+
 #[tokio::test(start_paused = true)]
 async fn native_local_barge_in_cancels_the_response_and_truncates_to_what_was_played() {
     let dir = tempfile::tempdir().unwrap();
     let call = reply_call(|c| c.tone("barge", 1000)); // 3.5..4.5 s, the reply runs from ~2.7 s
-    call.write(&dir.path().join("call.wav"));
-    let fake = long_reply_fake().await;
-    let pipeline = native_pipeline(dir.path(), &fake, "mode = \"local\"");
-    let a = run_args(dir.path(), pipeline, dir.path().join("call.wav"));
-    run_pipeline(&a, env(), RunOptions::default()).await.unwrap();
-
-    let events = read_events(&dir.path().join("events.jsonl"));
+    let (fake, events) = run_native_local(dir.path(), &call).await;
     let interrupts = events_of(&events, "interrupt");
     assert_eq!(interrupts.len(), 1, "{interrupts:?}");
     let interrupt = interrupts[0];
@@ -185,13 +189,7 @@ async fn native_a_cough_pauses_and_resumes_the_same_reply_and_a_click_changes_no
     let dir = tempfile::tempdir().unwrap();
     // During the reply: a 100 ms click, then a 250 ms cough.
     let call = reply_call(|c| c.tone("click", 100).silence(900).tone("cough", 250));
-    call.write(&dir.path().join("call.wav"));
-    let fake = long_reply_fake().await;
-    let pipeline = native_pipeline(dir.path(), &fake, "mode = \"local\"");
-    let a = run_args(dir.path(), pipeline, dir.path().join("call.wav"));
-    run_pipeline(&a, env(), RunOptions::default()).await.unwrap();
-
-    let events = read_events(&dir.path().join("events.jsonl"));
+    let (fake, events) = run_native_local(dir.path(), &call).await;
     assert!(events_of(&events, "interrupt").is_empty(), "neither sound interrupts");
     assert!(client_events(&fake, "conversation.item.truncate").is_empty());
     assert!(client_events(&fake, "response.cancel").is_empty());
@@ -222,13 +220,7 @@ async fn native_speech_at_the_very_start_of_a_reply_is_taken_for_echo() {
     // Turn 1 ends at 2.0 s; the controller decides at ~2.48 s and the fake's first audio comes
     // 200 ms later: the reply is audible from ~2.7 s. A sound starting then is its echo.
     let call = Call::default().silence(500).tone("turn1", 1500).silence(720).tone("echo", 800).silence(4000);
-    call.write(&dir.path().join("call.wav"));
-    let fake = long_reply_fake().await;
-    let pipeline = native_pipeline(dir.path(), &fake, "mode = \"local\"");
-    let a = run_args(dir.path(), pipeline, dir.path().join("call.wav"));
-    run_pipeline(&a, env(), RunOptions::default()).await.unwrap();
-
-    let events = read_events(&dir.path().join("events.jsonl"));
+    let (fake, events) = run_native_local(dir.path(), &call).await;
     let started = t_ms(events_of(&events, "playout_started")[0]);
     let (echo, _) = call.mark("echo");
     assert!(echo.abs_diff(started) <= 40, "the scripted echo starts with the reply ({echo} vs {started} ms)");
