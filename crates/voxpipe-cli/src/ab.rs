@@ -35,6 +35,58 @@ pub struct AbArgs {
     /// Price table (default: `<scenarios>/pricing.toml` when present).
     #[arg(long)]
     pub pricing: Option<PathBuf>,
+    /// Replay on a virtual clock (tokio's paused time): exact and instant, for pipelines whose
+    /// stages all talk to servers (e.g. with `--fakes`). Refused when a pipeline computes
+    /// locally (whisper, llama.cpp, Piper, espeak): that work takes real time the virtual clock
+    /// would not see.
+    #[arg(long)]
+    pub virtual_clock: bool,
+}
+
+/// Stage kinds whose work happens on this machine's CPU.
+const LOCAL_COMPUTE: &[&str] = &["asr.whisper", "llm.local", "tts.piper", "tts.espeak"];
+
+/// The first pipeline stage that computes locally, if any (for `--virtual-clock`). Warns about
+/// `command` tools: their processes run in real time, which the virtual clock skips over.
+fn local_stage(args: &AbArgs) -> anyhow::Result<Option<(PathBuf, String)>> {
+    for path in &args.pipelines {
+        let opts = voxpipe_config::LoadOptions { profile: None, sets: Vec::new(), env: Vec::new() };
+        let config = voxpipe_config::load(path, &opts).map_err(|e| anyhow::anyhow!("{e}"))?;
+        for (name, tool) in &config.tools {
+            if serde_json::to_value(tool)?["handler"]["kind"] == "command" {
+                tracing::warn!(
+                    pipeline = %path.display(),
+                    tool = %name,
+                    "--virtual-clock: a `command` tool runs a real process; the virtual clock jumps \
+                     while it runs, so turns that call it show inflated latency"
+                );
+            }
+        }
+        for stage in &config.stages {
+            let kind = serde_json::to_value(stage)?.get("kind").and_then(|k| k.as_str()).map(str::to_string);
+            if let Some(kind) = kind.filter(|k| LOCAL_COMPUTE.contains(&k.as_str())) {
+                return Ok(Some((path.clone(), kind)));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// `voxpipe ab --virtual-clock`: the comparison on a paused clock, on its own runtime.
+pub fn run_virtual(args: AbArgs) -> anyhow::Result<()> {
+    if let Some((path, kind)) = local_stage(&args)? {
+        anyhow::bail!(
+            "--virtual-clock: {} has a `{kind}` stage, which computes on this machine in real time; \
+             run without --virtual-clock",
+            path.display()
+        );
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .context("cannot start the virtual-clock runtime")?;
+    rt.block_on(run(args))
 }
 
 /// Runs the comparison and prints where the report is.

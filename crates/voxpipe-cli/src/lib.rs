@@ -108,6 +108,11 @@ fn init_logging(format: LogFormat) {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    let command = match cli.command {
+        // The virtual clock needs its own (paused, single-thread) runtime.
+        Command::Ab(args) if args.virtual_clock => return exit_code(ab::run_virtual(args)),
+        other => other,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -116,7 +121,7 @@ pub fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        match cli.command {
+        match command {
             Command::Run { args, mic } => run::run_command(args, mic).await,
             Command::Check { pipeline, profile, sets } => run::check_command(&pipeline, profile, sets).await,
             Command::Fake { which } => fake::run(which).await,
@@ -124,6 +129,10 @@ pub fn main() -> ExitCode {
             Command::Ab(args) => ab::run(args).await,
         }
     });
+    exit_code(result)
+}
+
+fn exit_code(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

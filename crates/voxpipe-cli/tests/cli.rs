@@ -155,3 +155,44 @@ fn run_mic_without_the_feature_names_the_build_command() {
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(out.status.code(), Some(1), "{err}");
 }
+
+#[test]
+fn ab_on_the_virtual_clock_measures_the_fakes_exactly_and_refuses_local_compute() {
+    let out = tempfile::tempdir().unwrap();
+    let run = voxpipe()
+        .args([
+            "ab",
+            "pipelines/native-fake.toml",
+            "pipelines/native-fake-local.toml",
+            "--fakes",
+            "--virtual-clock",
+        ])
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let report = std::fs::read_to_string(out.path().join("report.md")).unwrap();
+    assert!(report.contains("16 calls, 0 failed"), "{report}");
+    // Server VAD (500 ms silence + 100 ms appends) against the local controller's 500 ms: the
+    // median voice-to-voice of turns without tools is exactly what the fakes are set to.
+    let v2v = report.lines().find(|l| l.starts_with("| voice_to_voice_ms |")).unwrap();
+    let cells: Vec<&str> = v2v.split('|').map(str::trim).collect();
+    assert_eq!((cells[2], cells[6]), ("780", "700"), "{v2v}");
+
+    let refused = voxpipe()
+        .args([
+            "ab",
+            "pipelines/native-fake.toml",
+            "pipelines/cascade-fake.toml",
+            "--fakes",
+            "--virtual-clock",
+        ])
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("cascade-fake.toml has a `asr.whisper` stage"), "{err}");
+}
