@@ -74,7 +74,7 @@ impl TurnController {
             PolicyKind::Silence => Duration::from_millis(config.min_silence_ms as u64),
         };
         let shared = Arc::new(Shared::default());
-        let gate = TurnGate::new(config.clone(), shared.clone(), silence);
+        let gate = TurnGate::new(config.clone(), shared.clone());
         // Without a word threshold the words add nothing: decide overlaps on duration here.
         let judge_words = config.interruption.min_words > 0;
         (Self { config, vad, gate: Some(shared), judge_words, silence }, gate)
@@ -310,12 +310,8 @@ struct Run {
 }
 
 async fn resume(ctx: &CallContext, run: &mut Run) {
-    if let Some(at) = run.paused_at.take()
-        && ctx.playout.resume()
-    {
-        let held_ms = ctx.clock.now_ms().saturating_sub(at);
-        debug!(held_ms, "resumed the held reply");
-        ctx.events.emit(EventKind::PlayoutResumed { held_ms }).await;
+    if let Some(at) = run.paused_at.take() {
+        crate::gate::resume_playout(ctx, Duration::from_millis(ctx.clock.now_ms().saturating_sub(at))).await;
     }
 }
 

@@ -70,14 +70,13 @@ impl std::fmt::Debug for TurnGate {
 }
 
 impl TurnGate {
-    pub(crate) fn new(config: TurnConfig, shared: Arc<Shared>, vad_silence: Duration) -> Self {
+    pub(crate) fn new(config: TurnConfig, shared: Arc<Shared>) -> Self {
         let mut waits = Waits::new(config.min_silence_ms, &config.end_of_turn);
         let ptt = config.mode == Some(TurnMode::PushToTalk);
         if ptt || config.end_of_turn.policy == PolicyKind::Silence {
             // The button, or the controller's silence, already ended the turn.
             waits = Waits { complete: Duration::ZERO, unsure: Duration::ZERO, incomplete: Duration::ZERO };
         }
-        let _ = vad_silence;
         let guard = WordGuard::new(&config.interruption);
         Self { config, shared, policy: Box::new(TextPolicy), waits, guard }
     }
@@ -204,8 +203,13 @@ impl Stage for TurnGate {
 }
 
 async fn resume(ctx: &CallContext, since: Instant) {
+    resume_playout(ctx, since.elapsed()).await;
+}
+
+/// Lets held playout continue and logs how long it was held (nothing if it was not held).
+pub(crate) async fn resume_playout(ctx: &CallContext, held: Duration) {
     if ctx.playout.resume() {
-        let held_ms = since.elapsed().as_millis() as u64;
+        let held_ms = held.as_millis() as u64;
         debug!(held_ms, "resumed the held reply");
         ctx.events.emit(EventKind::PlayoutResumed { held_ms }).await;
     }
