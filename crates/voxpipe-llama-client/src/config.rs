@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 /// model = "smollm2-135m"          # catalog id or a path to any .gguf
 /// instructions = "You are a friendly phone agent. Answer in one short sentence."
 /// threads = 1
+/// batch_threads = 2               # prompt processing; default: `threads`
 /// context_tokens = 2048
 /// max_tokens = 96
 /// temperature = 0.7               # 0 = greedy
@@ -18,6 +19,17 @@ use serde::{Deserialize, Serialize};
 /// stop = ["\nUser:"]
 /// tools = false
 /// worker = "target/release/voxpipe-llm-worker"   # default: beside the voxpipe binary
+///
+/// # Few-shot examples: exchanges shown to the model before the call's own, in order.
+/// [[stages.examples]]
+/// user = "Where is order A-2001?"
+/// tool_call = { name = "get_order_status", arguments = { order_id = "A-2001" } }
+/// tool_result = "Order A-2001 is in transit."
+/// assistant = "Your order is in transit."
+///
+/// [[stages.examples]]
+/// user = "When are you open?"
+/// assistant = "Every day from nine to five."
 /// ```
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -35,6 +47,12 @@ pub struct LocalLlmConfig {
     /// `cargo bench -p voxpipe-llama`.
     #[serde(default = "defaults::threads")]
     pub threads: u32,
+    /// CPU threads for evaluating prompts (many tokens at once, between the caller's end of
+    /// turn and the first token). Default: `threads`. While the prompt is evaluated the ASR
+    /// has finished and the voice has not started, so 2 can pay off where 2 threads for
+    /// generation do not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_threads: Option<u32>,
     /// Context window in tokens (prompt, history and reply together). Older turns are dropped
     /// when the conversation outgrows it. Default: 2048.
     #[serde(default = "defaults::context_tokens")]
@@ -61,6 +79,12 @@ pub struct LocalLlmConfig {
     /// false.
     #[serde(default)]
     pub tools: bool,
+    /// Few-shot examples: exchanges placed after the system prompt and before the call's own
+    /// turns, which small models follow far better than instructions (SmolLM2-135M calls a
+    /// tool only after seeing examples of it). They are evaluated once when the call starts.
+    /// Examples with a `tool_call` are left out when `tools` is false. Default: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub examples: Vec<Example>,
     /// Model requests with tools per user turn before a last one without. Default: 2.
     #[serde(default = "defaults::max_tool_rounds")]
     pub max_tool_rounds: u32,
@@ -70,6 +94,39 @@ pub struct LocalLlmConfig {
     /// `voxpipe`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker: Option<std::path::PathBuf>,
+}
+
+/// One few-shot exchange (`[[stages.examples]]`): what the user says, and either the answer,
+/// or a tool call with its result and the answer after it.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Example {
+    /// What the user says.
+    pub user: String,
+    /// The model's tool call in answer, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call: Option<ExampleToolCall>,
+    /// The tool's output (requires `tool_call`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_result: Option<String>,
+    /// The spoken answer: to the user directly, or after the tool result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assistant: Option<String>,
+}
+
+/// A tool call in an [`Example`].
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExampleToolCall {
+    /// The tool's name (one of the pipeline's tools).
+    pub name: String,
+    /// Its arguments, a JSON object. Default: `{}`.
+    #[serde(default = "empty_object")]
+    pub arguments: serde_json::Value,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
 }
 
 impl Default for LocalLlmConfig {
@@ -137,6 +194,35 @@ impl LocalLlmConfig {
         if self.stop.iter().any(String::is_empty) {
             return bad("`stop` contains an empty string".into());
         }
+        if self.batch_threads == Some(0) {
+            return bad("`batch_threads` must be at least 1".into());
+        }
+        for (i, e) in self.examples.iter().enumerate() {
+            let at = format!("`examples[{i}]`");
+            if e.user.trim().is_empty() {
+                return bad(format!("{at}.user is empty"));
+            }
+            match &e.tool_call {
+                None if e.tool_result.is_some() => {
+                    return bad(format!("{at} has a `tool_result` without a `tool_call`"));
+                }
+                None if e.assistant.as_deref().is_none_or(|a| a.trim().is_empty()) => {
+                    return bad(format!("{at} needs an `assistant` answer or a `tool_call`"));
+                }
+                Some(call) if call.name.trim().is_empty() => {
+                    return bad(format!("{at}.tool_call.name is empty"));
+                }
+                Some(call) if !call.arguments.is_object() => {
+                    return bad(format!("{at}.tool_call.arguments must be a table (a JSON object)"));
+                }
+                Some(_) if e.assistant.is_some() && e.tool_result.is_none() => {
+                    return bad(format!(
+                        "{at} has an `assistant` answer after a `tool_call` but no `tool_result`"
+                    ));
+                }
+                _ => {}
+            }
+        }
         Ok(())
     }
 
@@ -144,6 +230,7 @@ impl LocalLlmConfig {
     pub fn settings(&self) -> crate::protocol::Settings {
         crate::protocol::Settings {
             threads: self.threads,
+            batch_threads: self.batch_threads,
             context_tokens: self.context_tokens,
             max_tokens: self.max_tokens,
             temperature: self.temperature,
@@ -177,5 +264,36 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("max_tokens"));
         let c: LocalLlmConfig = serde_json::from_str(r#"{"temperature": 3.0}"#).unwrap();
         assert!(c.validate().unwrap_err().to_string().contains("temperature"));
+    }
+
+    #[test]
+    fn examples_parse_and_malformed_ones_are_named() {
+        let c: LocalLlmConfig = serde_json::from_value(serde_json::json!({"examples": [
+            {"user": "Where is A-1?", "tool_call": {"name": "status", "arguments": {"id": "A-1"}},
+             "tool_result": "In transit.", "assistant": "It is on its way."},
+            {"user": "Open?", "assistant": "Nine to five."},
+            {"user": "Bye.", "tool_call": {"name": "end_call"}},
+        ]}))
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.examples[2].tool_call.as_ref().unwrap().arguments, serde_json::json!({}));
+        let bad = |examples: serde_json::Value| {
+            let c: LocalLlmConfig =
+                serde_json::from_value(serde_json::json!({"examples": examples})).unwrap();
+            c.validate().unwrap_err().to_string()
+        };
+        let e = bad(serde_json::json!([{"user": "a", "assistant": "b"}, {"user": "hi"}]));
+        assert!(e.contains("`examples[1]` needs an `assistant` answer or a `tool_call`"), "{e}");
+        let e = bad(serde_json::json!([{"user": "hi", "assistant": "x", "tool_result": "r"}]));
+        assert!(e.contains("`tool_result` without a `tool_call`"), "{e}");
+        let e = bad(serde_json::json!([{"user": "hi", "tool_call": {"name": "t", "arguments": [1]}}]));
+        assert!(e.contains("arguments must be a table"), "{e}");
+        let e = bad(serde_json::json!([{"user": "hi", "tool_call": {"name": "t"}, "assistant": "a"}]));
+        assert!(e.contains("no `tool_result`"), "{e}");
+        let err = serde_json::from_value::<LocalLlmConfig>(
+            serde_json::json!({"examples": [{"user": "a", "answer": "b"}]}),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("unknown field `answer`"), "{err}");
     }
 }

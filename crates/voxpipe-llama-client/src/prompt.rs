@@ -1,6 +1,7 @@
 //! The conversation as chat messages for the model's chat template, with the `<tool_call>`
 //! prompt convention when tools are offered.
 
+use crate::config::Example;
 pub use crate::protocol::ChatMessage;
 use crate::text::{TOOL_CALL_CLOSE, TOOL_CALL_OPEN};
 use voxpipe_core::ToolSpec;
@@ -30,14 +31,51 @@ pub fn system_prompt(instructions: &str, tools: &[ToolSpec]) -> String {
     s
 }
 
-/// Renders the system prompt and the conversation as chat messages. Tool calls become
-/// `<tool_call>` text in the assistant message; tool results go back as a user message of
-/// `<tool_response>` blocks (every chat template knows the `user` role).
-pub fn messages(system: &str, history: &History) -> Vec<ChatMessage> {
-    let mut out = Vec::with_capacity(history.messages().len() + 1);
+/// The fixed start of every request: the system prompt, then the few-shot `examples` (those
+/// with a tool call only when `tools` is true), rendered like real turns.
+pub fn preamble(system: &str, examples: &[Example], tools: bool) -> Vec<ChatMessage> {
+    let mut out = Vec::with_capacity(examples.len() * 4 + 1);
     if !system.is_empty() {
         out.push(ChatMessage::new("system", system));
     }
+    for e in examples {
+        match &e.tool_call {
+            Some(_) if !tools => {}
+            Some(call) => {
+                out.push(ChatMessage::new("user", e.user.clone()));
+                out.push(ChatMessage::new("assistant", tool_call_text(&call.name, &call.arguments)));
+                if let (Some(result), Some(answer)) = (&e.tool_result, &e.assistant) {
+                    out.push(ChatMessage::new("user", tool_response_text(&call.name, result)));
+                    out.push(ChatMessage::new("assistant", answer.clone()));
+                }
+            }
+            None => {
+                out.push(ChatMessage::new("user", e.user.clone()));
+                out.push(ChatMessage::new("assistant", e.assistant.clone().unwrap_or_default()));
+            }
+        }
+    }
+    out
+}
+
+/// A tool call as the model writes it, in the convention's key order (name first).
+fn tool_call_text(name: &str, arguments: &serde_json::Value) -> String {
+    let name = serde_json::Value::from(name);
+    format!(r#"{TOOL_CALL_OPEN}{{"name": {name}, "arguments": {arguments}}}{TOOL_CALL_CLOSE}"#)
+}
+
+/// A tool result as the model reads it.
+fn tool_response_text(name: &str, output: &str) -> String {
+    let (name, output) = (serde_json::Value::from(name), serde_json::Value::from(output));
+    format!("<tool_response>\n{{\"name\": {name}, \"content\": {output}}}\n</tool_response>")
+}
+
+/// Renders the `preamble` and the conversation as chat messages. Tool calls become
+/// `<tool_call>` text in the assistant message; tool results go back as a user message of
+/// `<tool_response>` blocks (every chat template knows the `user` role).
+pub fn messages(preamble: &[ChatMessage], history: &History) -> Vec<ChatMessage> {
+    let mut out = Vec::with_capacity(history.messages().len() + preamble.len());
+    out.extend_from_slice(preamble);
     for m in history.messages() {
         match m {
             Message::User(text) => out.push(ChatMessage::new("user", text.clone())),
@@ -47,8 +85,7 @@ pub fn messages(system: &str, history: &History) -> Vec<ChatMessage> {
                     match p {
                         AssistantPart::Text(t) => text.push_str(t),
                         AssistantPart::ToolUse { call, input } => {
-                            let body = serde_json::json!({"name": call.name, "arguments": input});
-                            text.push_str(&format!("{TOOL_CALL_OPEN}{body}{TOOL_CALL_CLOSE}"));
+                            text.push_str(&tool_call_text(&call.name, input));
                         }
                         AssistantPart::Opaque(_) => {}
                     }
@@ -58,10 +95,7 @@ pub fn messages(system: &str, history: &History) -> Vec<ChatMessage> {
             Message::ToolResults(results) => {
                 let text = results
                     .iter()
-                    .map(|r| {
-                        let body = serde_json::json!({"name": r.name, "content": r.output});
-                        format!("<tool_response>\n{body}\n</tool_response>")
-                    })
+                    .map(|r| tool_response_text(&r.name, &r.output))
                     .collect::<Vec<_>>()
                     .join("\n");
                 out.push(ChatMessage::new("user", text));
@@ -100,10 +134,13 @@ mod tests {
         let system = system_prompt("Be brief.", &[spec]);
         assert!(system.starts_with("Be brief.\n\nYou can call tools."));
         assert!(system.contains(r#""name":"weather""#));
-        let m = messages(&system, &h);
+        let m = messages(&preamble(&system, &[], true), &h);
         assert_eq!(m.len(), 4);
         assert_eq!(m[2].role, "assistant");
-        assert_eq!(m[2].content, r#"<tool_call>{"arguments":{"city":"Paris"},"name":"weather"}</tool_call>"#);
+        assert_eq!(
+            m[2].content,
+            r#"<tool_call>{"name": "weather", "arguments": {"city":"Paris"}}</tool_call>"#
+        );
         assert_eq!(m[3].role, "user");
         assert!(m[3].content.starts_with("<tool_response>\n{"), "{}", m[3].content);
     }
@@ -112,6 +149,36 @@ mod tests {
     fn no_system_message_without_instructions_or_tools() {
         let mut h = History::new();
         h.push_user("hi");
-        assert_eq!(messages(&system_prompt("  ", &[]), &h), vec![ChatMessage::new("user", "hi")]);
+        assert_eq!(
+            messages(&preamble(&system_prompt("  ", &[]), &[], false), &h),
+            vec![ChatMessage::new("user", "hi")]
+        );
+    }
+
+    #[test]
+    fn examples_come_between_the_system_prompt_and_the_call() {
+        let examples: Vec<Example> = serde_json::from_value(serde_json::json!([
+            {"user": "Where is A-1?", "tool_call": {"name": "status", "arguments": {"id": "A-1"}},
+             "tool_result": "In transit.", "assistant": "It is on its way."},
+            {"user": "Open?", "assistant": "Nine to five."},
+        ]))
+        .unwrap();
+        let mut h = History::new();
+        h.push_user("hi");
+        let m = messages(&preamble("Be brief.", &examples, true), &h);
+        let roles: Vec<&str> = m.iter().map(|m| m.role.as_str()).collect();
+        assert_eq!(roles, ["system", "user", "assistant", "user", "assistant", "user", "assistant", "user"]);
+        assert_eq!(m[2].content, r#"<tool_call>{"name": "status", "arguments": {"id":"A-1"}}</tool_call>"#);
+        assert_eq!(
+            m[3].content,
+            "<tool_response>\n{\"name\": \"status\", \"content\": \"In transit.\"}\n</tool_response>"
+        );
+        assert_eq!((m[6].content.as_str(), m[7].content.as_str()), ("Nine to five.", "hi"));
+        // Without tools the tool example is left out.
+        let m = messages(&preamble("Be brief.", &examples, false), &h);
+        assert_eq!(
+            m.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(),
+            ["Be brief.", "Open?", "Nine to five.", "hi"]
+        );
     }
 }

@@ -6,20 +6,25 @@
 //! ```text
 //! -> {"type":"load","model":"/cache/smollm2.gguf","settings":{"threads":1,...}}
 //! <- {"type":"ready","n_params":134515008,"n_ctx_train":8192,"load_ms":120}
-//! -> {"type":"generate","id":1,"messages":[{"role":"system","content":"..."},{"role":"user","content":"Hi"}],"tools":false}
-//! <- {"type":"delta","id":1,"text":"Hello","tokens":1}
-//! <- {"type":"delta","id":1,"text":"!","tokens":2}
-//! <- {"type":"done","id":1,"finish":"end_of_turn","usage":{"prompt_tokens":31,"reused_tokens":0,"generated_tokens":3},"ttft_ms":42}
-//! -> {"type":"generate","id":2,...}
-//! -> {"type":"cancel","id":2}
-//! <- {"type":"done","id":2,"finish":"cancelled","cancelled_at":4,...}
+//! -> {"type":"prefill","id":1,"messages":[{"role":"system","content":"..."}]}
+//! <- {"type":"prefilled","id":1,"usage":{"prompt_tokens":412,"reused_tokens":0,"generated_tokens":0},"ms":1630}
+//! -> {"type":"generate","id":2,"messages":[{"role":"system","content":"..."},{"role":"user","content":"Hi"}],"tools":false}
+//! <- {"type":"delta","id":2,"text":"Hello","tokens":1}
+//! <- {"type":"delta","id":2,"text":"!","tokens":2}
+//! <- {"type":"done","id":2,"finish":"end_of_turn","usage":{"prompt_tokens":420,"reused_tokens":411,"generated_tokens":3},"ttft_ms":42}
+//! -> {"type":"generate","id":3,...}
+//! -> {"type":"cancel","id":3}
+//! <- {"type":"done","id":3,"finish":"cancelled","cancelled_at":4,...}
 //! (stdin closed) -> the worker exits with status 0
 //! ```
 //!
 //! - `load` comes first and once; `ready` or an `error` without `id` answers it.
-//! - One `generate` at a time: the next is sent after the previous one's `done` or `error`.
+//! - One `generate` or `prefill` at a time: the next is sent after the previous one's `done`,
+//!   `prefilled` or `error`.
 //!   The worker keeps its KV cache between requests and reuses the longest common prefix, so
 //!   the client sends the whole conversation every time.
+//! - `prefill` is a warm-up: the stage sends its fixed prompt prefix (system prompt and
+//!   examples) when the call starts, so the first reply only evaluates the caller's words.
 //! - `cancel` is read while generating (a separate thread reads stdin) and raises a flag the
 //!   generation loop checks before every token decode: it ends within one token step, with
 //!   `done` and `finish = "cancelled"`. A cancel for a request that already ended is ignored.
@@ -31,8 +36,11 @@ use serde::{Deserialize, Serialize};
 /// Generation settings sent with `load`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Settings {
-    /// CPU threads for generation and prompt processing.
+    /// CPU threads for generation (one token at a time).
     pub threads: u32,
+    /// CPU threads for prompt processing (many tokens at once); `threads` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_threads: Option<u32>,
     /// Context window in tokens.
     pub context_tokens: u32,
     /// Cap on sampled tokens per request.
@@ -84,6 +92,14 @@ pub enum Request {
         /// Watch for `<tool_call>` in the output and end the reply at `</tool_call>`.
         #[serde(default)]
         tools: bool,
+    },
+    /// Evaluate `messages` (without the reply prompt) into the KV cache and generate nothing:
+    /// a warm-up, so the first `generate` that starts with them only evaluates what is new.
+    Prefill {
+        /// Request id, echoed in the reply.
+        id: u64,
+        /// The conversation prefix, system prompt first.
+        messages: Vec<ChatMessage>,
     },
     /// Stop generating request `id` within one token step.
     Cancel {
@@ -159,6 +175,18 @@ pub enum Reply {
         /// (so `usage.generated_tokens - cancelled_at` is what it took to stop).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cancelled_at: Option<u64>,
+    },
+    /// Prefill request `id` ended: its tokens are in the KV cache (unless `cancelled`).
+    Prefilled {
+        /// Request id.
+        id: u64,
+        /// Token counts (`generated_tokens` is 0).
+        usage: TokenUsage,
+        /// How long it took.
+        ms: u64,
+        /// Whether a `cancel` stopped it part-way.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        cancelled: bool,
     },
     /// Something failed. Without `id` it concerns the worker itself (load, protocol).
     Error {

@@ -2,7 +2,7 @@
 //! [`WorkerProcess`] that runs the model.
 
 use crate::model::resolve;
-use crate::prompt::{messages, system_prompt};
+use crate::prompt::{ChatMessage, messages, preamble, system_prompt};
 use crate::protocol::{Finish, Reply, TokenUsage};
 use crate::text::parse_tool_call;
 use crate::worker::{WorkerProcess, locate};
@@ -79,13 +79,69 @@ impl Stage for LocalLlm {
                 None => start_worker(&config).await,
             }
         };
-        let worker = tokio::select! {
+        let specs: Vec<ToolSpec> = if config.tools { ctx.tools.specs().to_vec() } else { Vec::new() };
+        check_examples(&config, &specs).map_err(|e| StageError::new(STAGE_NAME, e))?;
+        let preamble =
+            preamble(&system_prompt(&config.instructions, &specs), &config.examples, !specs.is_empty());
+        let mut worker = tokio::select! {
             biased;
             () = ctx.cancel.cancelled() => return Ok(()),
             w = started => w.map_err(|e| StageError::new(STAGE_NAME, e))?,
         };
-        let call = Call { config, worker, history: History::new(), turns: 0, control };
+        tokio::select! {
+            biased;
+            () = ctx.cancel.cancelled() => return Ok(()),
+            r = warm_up(&mut worker, preamble.clone()) => r.map_err(|e| StageError::new(STAGE_NAME, e))?,
+        }
+        let call = Call { config, worker, specs, preamble, history: History::new(), turns: 0, control };
         call.run(ctx, input, out).await
+    }
+}
+
+/// An example's tool call must name one of the tools offered to the model.
+fn check_examples(config: &LocalLlmConfig, specs: &[ToolSpec]) -> Result<(), Error> {
+    if !config.tools {
+        return Ok(());
+    }
+    for (i, e) in config.examples.iter().enumerate() {
+        let Some(call) = &e.tool_call else { continue };
+        if !specs.iter().any(|s| s.name == call.name) {
+            let known: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+            let message = format!(
+                "`examples[{i}].tool_call.name` = `{}` is not one of the pipeline's tools ({})",
+                call.name,
+                if known.is_empty() { "none are declared".to_string() } else { known.join(", ") }
+            );
+            return Err(Error::Config { message });
+        }
+    }
+    Ok(())
+}
+
+/// Evaluates the fixed start of every request (system prompt, tools, examples) into the
+/// worker's KV cache before the caller's first turn, so that turn's first token does not wait
+/// for it. A failure is logged: the first request evaluates the prompt instead.
+async fn warm_up(worker: &mut WorkerProcess, preamble: Vec<ChatMessage>) -> Result<(), Error> {
+    if preamble.is_empty() {
+        return Ok(());
+    }
+    let id = worker.prefill(preamble).await?;
+    loop {
+        match worker.recv().await? {
+            Reply::Prefilled { id: i, usage, ms, .. } if i == id => {
+                debug!(tokens = usage.prompt_tokens, ms, "prompt prefix evaluated");
+                return Ok(());
+            }
+            Reply::Error { id: i, code, message, fatal } if i.is_none_or(|i| i == id) => {
+                let error = Error::Worker { code, message, fatal };
+                if error.is_fatal() {
+                    return Err(error);
+                }
+                warn!(%error, "warming the model up failed; the first reply will evaluate the prompt");
+                return Ok(());
+            }
+            other => debug!(?other, "unexpected reply while warming up"),
+        }
     }
 }
 
@@ -104,6 +160,10 @@ struct Stop;
 struct Call {
     config: LocalLlmConfig,
     worker: WorkerProcess,
+    /// The tools offered to the model (none when `tools` is off).
+    specs: Vec<ToolSpec>,
+    /// The fixed start of every request: system prompt with the tools, then the examples.
+    preamble: Vec<ChatMessage>,
     history: History,
     turns: u64,
     control: broadcast::Receiver<Control>,
@@ -169,16 +229,17 @@ impl Call {
         let reply: ItemId = format!("reply_{turn}").into();
         let started = Frame::ResponseStarted(ResponseStarted { response_id: reply.to_string() });
         send(ctx, out, started).await.map_err(|_| None)?;
-        let specs: Vec<ToolSpec> = if self.config.tools { ctx.tools.specs().to_vec() } else { Vec::new() };
         let (mut spoken, mut usage, mut end_call, mut round) = (String::new(), Usage::default(), false, 0);
         let requested_at = Instant::now();
         let mut first_token_pending = true;
         let (status, reason, failure) = loop {
-            let offer = !specs.is_empty() && round < self.config.max_tool_rounds;
-            let system = system_prompt(&self.config.instructions, if offer { &specs } else { &[] });
-            let request = messages(&system, &self.history);
+            // The prompt stays the same when the rounds run out (so the KV cache still holds
+            // it); a tool call then ends the reply instead of running.
+            let tools = !self.specs.is_empty();
+            let offer = tools && round < self.config.max_tool_rounds;
+            let request = messages(&self.preamble, &self.history);
             let first_token = first_token_pending.then_some(requested_at);
-            let end = self.round(ctx, out, &reply, request, offer, first_token).await.map_err(|Stop| None)?;
+            let end = self.round(ctx, out, &reply, request, tools, first_token).await.map_err(|Stop| None)?;
             first_token_pending &= matches!(&end, RoundEnd::Done { text, .. } if text.is_empty());
             match end {
                 RoundEnd::Done { text, outcome } => {
@@ -197,6 +258,11 @@ impl Call {
                             };
                         }
                     };
+                    if !offer {
+                        warn!(rounds = round, "the model asked for another tool after the last tool round");
+                        self.history.push_assistant(vec![AssistantPart::Text(text)]);
+                        break (ResponseStatus::Incomplete, Some("max_tool_rounds".into()), None);
+                    }
                     let call = match parse_tool_call(&body) {
                         Ok(call) => call,
                         Err(message) => {

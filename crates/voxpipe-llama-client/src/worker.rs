@@ -89,7 +89,13 @@ impl WorkerProcess {
     /// [`Error::WorkerSpawn`], the worker's load error ([`Error::Worker`], e.g. code
     /// `model_load` for a file that is not a valid GGUF), [`Error::WorkerDied`].
     pub async fn start(program: &Path, model: &Path, settings: Settings) -> Result<Self, Error> {
-        let mut child = Command::new(program)
+        let mut command = Command::new(program);
+        // llama.cpp's OpenMP workers spin between parallel regions by default, taking a core
+        // from whisper and the voice on a small machine; passive waiting costs microseconds.
+        if std::env::var_os("OMP_WAIT_POLICY").is_none() {
+            command.env("OMP_WAIT_POLICY", "PASSIVE");
+        }
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -147,6 +153,18 @@ impl WorkerProcess {
         self.next_id += 1;
         let id = self.next_id;
         self.send(&Request::Generate { id, messages, tools }).await?;
+        Ok(id)
+    }
+
+    /// Asks the worker to evaluate `messages` into its KV cache (a warm-up); returns the request
+    /// id of its `prefilled` reply.
+    ///
+    /// # Errors
+    /// [`Error::WorkerDied`] when the worker is gone.
+    pub async fn prefill(&mut self, messages: Vec<ChatMessage>) -> Result<u64, Error> {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.send(&Request::Prefill { id, messages }).await?;
         Ok(id)
     }
 

@@ -100,12 +100,13 @@ impl<'m> Session<'m> {
         let model: &'m LlamaModel = &model.model;
         let n_batch = config.context_tokens.min(MAX_BATCH);
         let threads = i32::try_from(config.threads).unwrap_or(i32::MAX);
+        let batch_threads = i32::try_from(config.batch_threads.unwrap_or(config.threads)).unwrap_or(i32::MAX);
         let params = LlamaContextParams::default()
             .with_n_ctx(NonZeroU32::new(config.context_tokens))
             .with_n_batch(n_batch)
             .with_n_ubatch(n_batch)
             .with_n_threads(threads)
-            .with_n_threads_batch(threads);
+            .with_n_threads_batch(batch_threads);
         let ctx = model
             .new_context(backend()?, params)
             .map_err(|e| Error::Context { context_tokens: config.context_tokens, message: e.to_string() })?;
@@ -128,6 +129,27 @@ impl<'m> Session<'m> {
     pub fn reset(&mut self) {
         self.ctx.clear_kv_cache();
         self.cached.clear();
+    }
+
+    /// Evaluates `messages` without the reply prompt into the KV cache (a warm-up: the next
+    /// request that starts with them reuses their entries). Returns the prompt's token count
+    /// and the tokens reused, or `None` when stopped part-way (what was evaluated stays).
+    ///
+    /// # Errors
+    /// [`Error::Template`], [`Error::PromptTooLong`], [`Error::Decode`].
+    pub fn prefill_only(
+        &mut self,
+        messages: &[ChatMessage],
+        stop: &StopFlag,
+    ) -> Result<Option<(usize, usize)>, Error> {
+        let refs: Vec<&ChatMessage> = messages.iter().collect();
+        let prompt = self.render(&refs, false)?;
+        let tokens = self.model.vocab().tokenize(prompt.as_bytes(), true, true);
+        let budget = (self.config.context_tokens - self.config.max_tokens) as usize;
+        if tokens.len() > budget {
+            return Err(Error::PromptTooLong { tokens: tokens.len(), budget });
+        }
+        Ok(self.prefill(&tokens, stop)?.map(|reused| (tokens.len(), reused)))
     }
 
     /// Generates a reply to `messages`; `emit` gets each piece of speakable text with the
@@ -255,7 +277,7 @@ impl<'m> Session<'m> {
         let mut skip = 0;
         loop {
             let kept: Vec<&ChatMessage> = messages[..first].iter().chain(&messages[first + skip..]).collect();
-            let prompt = self.render(&kept)?;
+            let prompt = self.render(&kept, true)?;
             let tokens = self.model.vocab().tokenize(prompt.as_bytes(), true, true);
             if tokens.len() <= budget {
                 if skip > 0 {
@@ -274,14 +296,16 @@ impl<'m> Session<'m> {
         }
     }
 
-    fn render(&self, messages: &[&ChatMessage]) -> Result<String, Error> {
+    /// The chat template applied to `messages`, ending with the assistant's reply prompt when
+    /// `reply` is true.
+    fn render(&self, messages: &[&ChatMessage], reply: bool) -> Result<String, Error> {
         let chat = messages
             .iter()
             .map(|m| LlamaChatMessage::new(m.role.to_string(), m.content.clone()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| Error::Template { message: e.to_string() })?;
         self.model
-            .apply_chat_template(&self.template, &chat, true)
+            .apply_chat_template(&self.template, &chat, reply)
             .map_err(|e| Error::Template { message: e.to_string() })
     }
 

@@ -46,11 +46,12 @@ fn protocol_error(id: Option<u64>, message: String, fatal: bool) -> Reply {
     Reply::Error { id, code: "protocol".into(), message, fatal }
 }
 
-/// A generation request as the reader thread hands it over.
+/// A request as the reader thread hands it over.
 struct Job {
     id: u64,
     messages: Vec<ChatMessage>,
-    tools: bool,
+    /// `None` for a prefill, else whether to watch for tool calls.
+    generate: Option<bool>,
     stop: Arc<StopFlag>,
 }
 
@@ -111,16 +112,23 @@ pub fn serve(input: impl BufRead + Send + 'static, output: impl Write + Send + '
     let mut exit = Exit::InputClosed;
     while let Ok(job) = jobs.recv() {
         let id = job.id;
-        let mut emit =
-            |text: &str, tokens: u64| write(&out, &Reply::Delta { id, text: text.to_string(), tokens });
-        let reply = match session.generate(&job.messages, job.tools, &job.stop, &mut emit) {
-            Ok(outcome) => done(id, outcome, &job.stop),
-            Err(e) => {
-                warn!(id, error = %e, "request failed");
-                session.reset();
-                error_reply(Some(id), &e)
+        let reply = match job.generate {
+            Some(tools) => {
+                let mut emit = |text: &str, tokens: u64| {
+                    write(&out, &Reply::Delta { id, text: text.to_string(), tokens })
+                };
+                session.generate(&job.messages, tools, &job.stop, &mut emit).map(|o| done(id, o, &job.stop))
+            }
+            None => {
+                let started = Instant::now();
+                session.prefill_only(&job.messages, &job.stop).map(|r| prefilled(id, r, started))
             }
         };
+        let reply = reply.unwrap_or_else(|e| {
+            warn!(id, error = %e, "request failed");
+            session.reset();
+            error_reply(Some(id), &e)
+        });
         running.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
         if !write(&out, &reply) {
             exit = Exit::OutputClosed;
@@ -155,7 +163,29 @@ fn done(id: u64, o: Outcome, stop: &StopFlag) -> Reply {
     }
 }
 
-/// The reader thread: queues `generate`, raises flags on `cancel`, reports unreadable lines.
+fn prefilled(id: u64, evaluated: Option<(usize, usize)>, started: Instant) -> Reply {
+    let (prompt, reused) = evaluated.unwrap_or_default();
+    let usage =
+        TokenUsage { prompt_tokens: prompt as u64, reused_tokens: reused as u64, generated_tokens: 0 };
+    let ms = started.elapsed().as_millis() as u64;
+    debug!(id, ?usage, ms, cancelled = evaluated.is_none(), "prefill done");
+    Reply::Prefilled { id, usage, ms, cancelled: evaluated.is_none() }
+}
+
+/// Registers a request's stop flag and hands it to the engine thread; false once that is gone.
+fn queue(
+    running: &Mutex<HashMap<u64, Arc<StopFlag>>>,
+    jobs: &mpsc::Sender<Job>,
+    id: u64,
+    messages: Vec<ChatMessage>,
+    generate: Option<bool>,
+) -> bool {
+    let stop = Arc::new(StopFlag::new());
+    running.lock().unwrap_or_else(|e| e.into_inner()).insert(id, stop.clone());
+    jobs.send(Job { id, messages, generate, stop }).is_ok()
+}
+
+/// The reader thread: queues `generate` and `prefill`, raises flags on `cancel`, reports unreadable lines.
 fn read_requests(
     lines: impl Iterator<Item = std::io::Result<String>>,
     out: &Out,
@@ -169,9 +199,12 @@ fn read_requests(
         }
         match serde_json::from_str::<Request>(&line) {
             Ok(Request::Generate { id, messages, tools }) => {
-                let stop = Arc::new(StopFlag::new());
-                running.lock().unwrap_or_else(|e| e.into_inner()).insert(id, stop.clone());
-                if jobs.send(Job { id, messages, tools, stop }).is_err() {
+                if !queue(running, jobs, id, messages, Some(tools)) {
+                    break;
+                }
+            }
+            Ok(Request::Prefill { id, messages }) => {
+                if !queue(running, jobs, id, messages, None) {
                     break;
                 }
             }

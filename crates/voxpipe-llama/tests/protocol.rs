@@ -77,6 +77,7 @@ impl Raw {
 fn settings(max_tokens: u32) -> Settings {
     Settings {
         threads: 1,
+        batch_threads: None,
         context_tokens: 2048,
         max_tokens,
         temperature: 0.0,
@@ -114,6 +115,28 @@ fn read_reply(w: &Raw, id: u64) -> (Vec<(String, u64)>, Reply) {
             other => panic!("unexpected reply: {other:?}"),
         }
     }
+}
+
+#[tokio::test]
+async fn a_prefill_warms_the_cache_for_the_first_reply() {
+    let model = support::smollm2().await.display().to_string();
+    let mut w = Raw::spawn();
+    w.send(&Request::Load { model, settings: Settings { batch_threads: Some(2), ..settings(8) } });
+    assert!(matches!(w.recv(), Reply::Ready { .. }));
+    let mut messages = user("unused");
+    messages.truncate(1);
+    w.send(&Request::Prefill { id: 1, messages: messages.clone() });
+    let Reply::Prefilled { id: 1, usage, cancelled: false, .. } = w.recv() else {
+        panic!("expected prefilled")
+    };
+    assert!(usage.prompt_tokens > 5 && usage.generated_tokens == 0, "{usage:?}");
+    messages.push(ChatMessage::new("user", "Hello!"));
+    w.send(&Request::Generate { id: 2, messages, tools: false });
+    let (_, done) = read_reply(&w, 2);
+    let Reply::Done { usage: u2, .. } = done else { unreachable!() };
+    // Everything the prefill evaluated but its last token (always evaluated again) is reused.
+    assert!(u2.reused_tokens + 1 >= usage.prompt_tokens, "prefill {usage:?}, then {u2:?}");
+    assert!(w.close_and_wait().success());
 }
 
 #[tokio::test]
