@@ -4,7 +4,9 @@
 //! would delay the first audio until the LLM has finished. [`SentenceChunker`] cuts at sentence
 //! ends as soon as they are certain, merges very short sentences ("Hi.") into the next one, and
 //! falls back to clause boundaries (`,` `;` `:` `—`) and then word boundaries when a sentence
-//! runs long, so the first audio can start while the LLM is still writing.
+//! runs long, so the first audio can start while the LLM is still writing. The first chunk of a
+//! reply can be cut sooner still ([`SentenceChunker::with_first_chunk_chars`]): the caller
+//! waits for it in silence, while every later chunk is synthesised as the previous one plays.
 
 /// Words that end with a period without ending a sentence (compared lowercase, without the
 /// period).
@@ -32,6 +34,10 @@ pub struct SentenceChunker {
     buf: String,
     min_chars: usize,
     max_chars: usize,
+    /// The first chunk's length limit, when it is cut sooner than the others.
+    first_chars: Option<usize>,
+    /// A chunk has been taken with [`pop`](Self::pop): the first-chunk rule no longer applies.
+    started: bool,
 }
 
 impl Default for SentenceChunker {
@@ -45,7 +51,27 @@ impl SentenceChunker {
     /// cuts sentences longer than `max_chars` at clause (or, failing that, word) boundaries.
     /// `max_chars` is raised to at least `min_chars + 1`.
     pub fn new(min_chars: usize, max_chars: usize) -> Self {
-        Self { buf: String::new(), min_chars, max_chars: max_chars.max(min_chars + 1) }
+        Self {
+            buf: String::new(),
+            min_chars,
+            max_chars: max_chars.max(min_chars + 1),
+            first_chars: None,
+            started: false,
+        }
+    }
+
+    /// Cuts the first chunk of the reply sooner than the others, so the first audio starts
+    /// sooner: at its first clause boundary (`,` `;` `:` `—`) with at least `min_chars` before
+    /// it, or, with no clause boundary yet, at the last word boundary within `first_chars`
+    /// characters once the text is longer than that. A sentence end still cuts it if it comes first. Later
+    /// chunks follow the usual rules. `None` (the default) treats the first chunk like any
+    /// other; `first_chars` is raised to at least `min_chars + 1`.
+    ///
+    /// A short first chunk costs prosody: the voice hears a clause, or part of one, on its own,
+    /// and may pause or drop its pitch where the sentence goes on.
+    pub fn with_first_chunk_chars(mut self, first_chars: Option<usize>) -> Self {
+        self.first_chars = first_chars.map(|f| f.max(self.min_chars + 1));
+        self
     }
 
     /// Appends streamed text.
@@ -59,7 +85,13 @@ impl SentenceChunker {
 
     /// Takes the next chunk that is ready to be spoken, if any.
     pub fn pop(&mut self) -> Option<String> {
-        let cut = self.sentence_cut().or_else(|| self.long_text_cut())?;
+        let sentence = self.sentence_cut();
+        let cut = match (sentence, self.first_chunk_cut()) {
+            (Some(s), Some(f)) => Some(s.min(f)),
+            (s, f) => s.or(f),
+        }
+        .or_else(|| self.long_text_cut())?;
+        self.started = true;
         Some(self.take(cut))
     }
 
@@ -147,6 +179,37 @@ impl SentenceChunker {
             return Some(end);
         }
         None
+    }
+
+    /// The first chunk of a reply, when it is cut sooner (see
+    /// [`with_first_chunk_chars`](Self::with_first_chunk_chars)): the first clause boundary
+    /// with at least `min_chars` before it; else, once the text is longer than the first-chunk
+    /// limit, the last word boundary within it (or the first one past it).
+    fn first_chunk_cut(&self) -> Option<usize> {
+        let limit_chars = self.first_chars.filter(|_| !self.started)?;
+        let mut chars = self.buf.char_indices().peekable();
+        while let Some((i, c)) = chars.next() {
+            let after = i + c.len_utf8();
+            let next_is_space = chars.peek().is_some_and(|&(_, n)| n.is_whitespace());
+            if (c == '\u{2014}' || (matches!(c, ',' | ';' | ':') && next_is_space))
+                && self.chars_before(after) >= self.min_chars
+            {
+                return Some(after);
+            }
+        }
+        if self.buf.trim_end().chars().count() <= limit_chars {
+            return None;
+        }
+        // Word boundaries with at least `min_chars` before them: the last within the limit, or
+        // the first past it (a long word must not hold the first chunk back).
+        let mut words = self
+            .buf
+            .char_indices()
+            .filter(|&(i, c)| c.is_whitespace() && self.chars_before(i) >= self.min_chars)
+            .map(|(i, _)| (i, self.chars_before(i)));
+        let first = words.next()?;
+        let within = std::iter::once(first).chain(words).take_while(|&(_, n)| n <= limit_chars).last();
+        Some(within.unwrap_or(first).0)
     }
 
     /// When the pending text is longer than `max_chars` with no sentence end: the last clause
@@ -287,6 +350,67 @@ mod tests {
     fn newlines_end_chunks_and_whitespace_is_trimmed() {
         let out = all("  Here are the options for you:\n- the red one\n- the blue one  ");
         assert_eq!(out, ["Here are the options for you:", "- the red one\n- the blue one"]);
+    }
+
+    fn first_chunk(first: usize) -> SentenceChunker {
+        SentenceChunker::new(20, 150).with_first_chunk_chars(Some(first))
+    }
+
+    #[test]
+    fn the_first_chunk_is_cut_at_its_first_clause_boundary_later_ones_as_usual() {
+        let mut c = first_chunk(50);
+        let text = "Your order shipped on Monday, it is with the courier now, and it should reach \
+                    you by Friday. Anything else?";
+        let mut out = feed(&mut c, text);
+        out.extend(c.finish());
+        assert_eq!(
+            out,
+            [
+                "Your order shipped on Monday,",
+                "it is with the courier now, and it should reach you by Friday.",
+                "Anything else?"
+            ],
+            "only the first chunk is cut at a clause; later clauses stay together"
+        );
+    }
+
+    #[test]
+    fn the_first_chunk_waits_for_min_chars_and_is_cut_at_a_word_once_it_is_long() {
+        // "Sure," is shorter than min_chars: no cut there; no later clause boundary, so the
+        // first chunk ends at the last word boundary within its 30 characters.
+        let mut c = first_chunk(30);
+        let out = feed(&mut c, "Sure, I can check the status of that order for you right away");
+        assert_eq!(out, ["Sure, I can check the status"]);
+        assert_eq!(c.finish().as_deref(), Some("of that order for you right away"));
+
+        // A sentence end before the first clause boundary still cuts first.
+        let mut c = first_chunk(60);
+        let out = feed(&mut c, "Thank you for waiting so long. Your order, which");
+        assert_eq!(out, ["Thank you for waiting so long."]);
+        assert_eq!(c.finish().as_deref(), Some("Your order, which"), "the second chunk waits as usual");
+    }
+
+    #[test]
+    fn a_comma_is_a_clause_boundary_only_once_a_space_follows() {
+        let mut c = first_chunk(50);
+        c.push("The total comes to 1,");
+        assert_eq!(c.pop(), None, "\"1,\" may be \"1,000\"");
+        c.push("000 dollars and 50 cents, due");
+        assert_eq!(c.pop().as_deref(), Some("The total comes to 1,000 dollars and 50 cents,"));
+    }
+
+    #[test]
+    fn without_a_first_chunk_limit_the_first_chunk_is_like_the_others() {
+        let text = "Your order shipped on Monday, it is with the courier now.";
+        assert_eq!(all(text), [text]);
+        let mut c = SentenceChunker::new(20, 150).with_first_chunk_chars(None);
+        let mut out = feed(&mut c, text);
+        out.extend(c.finish());
+        assert_eq!(out, [text]);
+        // A limit below min_chars is raised to min_chars + 1.
+        let mut c = SentenceChunker::new(20, 150).with_first_chunk_chars(Some(5));
+        let out = feed(&mut c, "one two three four five six seven eight");
+        assert_eq!(out, ["one two three four five"]);
     }
 
     #[test]

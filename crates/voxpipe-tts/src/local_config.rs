@@ -39,6 +39,13 @@ pub struct EspeakConfig {
     /// Length in characters beyond which a sentence is cut at a clause boundary. Default: 150.
     #[serde(default = "espeak_defaults::max_chunk_chars")]
     pub max_chunk_chars: usize,
+    /// The first chunk of each reply is cut sooner, for sooner first audio: at its first clause
+    /// boundary (`,` `;` `:` `—`) after `min_chunk_chars`, or at a word boundary once it is
+    /// longer than this many characters (a sentence end still cuts it first). Later chunks
+    /// follow `min_chunk_chars`/`max_chunk_chars`. Costs prosody at the cut. Default: none (the
+    /// first chunk is like the others).
+    #[serde(default)]
+    pub first_chunk_chars: Option<usize>,
 }
 
 mod espeak_defaults {
@@ -63,6 +70,7 @@ impl Default for EspeakConfig {
             sample_rate: espeak_defaults::sample_rate(),
             min_chunk_chars: DEFAULT_MIN_CHUNK_CHARS,
             max_chunk_chars: DEFAULT_MAX_CHUNK_CHARS,
+            first_chunk_chars: None,
         }
     }
 }
@@ -74,6 +82,7 @@ impl EspeakConfig {
             sample_rate: self.sample_rate,
             min_chunk_chars: self.min_chunk_chars,
             max_chunk_chars: self.max_chunk_chars,
+            first_chunk_chars: self.first_chunk_chars,
         }
     }
 }
@@ -120,6 +129,13 @@ pub struct PiperConfig {
     /// Length in characters beyond which a sentence is cut at a clause boundary. Default: 150.
     #[serde(default = "piper_defaults::max_chunk_chars")]
     pub max_chunk_chars: usize,
+    /// The first chunk of each reply is cut sooner, for sooner first audio: at its first clause
+    /// boundary (`,` `;` `:` `—`) after `min_chunk_chars`, or at a word boundary once it is
+    /// longer than this many characters (a sentence end still cuts it first). Later chunks
+    /// follow `min_chunk_chars`/`max_chunk_chars`. Costs prosody at the cut. Default: none (the
+    /// first chunk is like the others).
+    #[serde(default)]
+    pub first_chunk_chars: Option<usize>,
     /// onnxruntime threads for the voice model (they never spin). Default: 1, which keeps
     /// Piper from competing with whisper and the LLM for a small machine's cores; more
     /// threads shorten each sentence's synthesis on idle cores. Voices loaded once per
@@ -150,6 +166,7 @@ impl Default for PiperConfig {
             sample_rate: piper_defaults::sample_rate(),
             min_chunk_chars: DEFAULT_MIN_CHUNK_CHARS,
             max_chunk_chars: DEFAULT_MAX_CHUNK_CHARS,
+            first_chunk_chars: None,
             threads: piper_defaults::threads(),
         }
     }
@@ -162,6 +179,7 @@ impl PiperConfig {
             sample_rate: self.sample_rate,
             min_chunk_chars: self.min_chunk_chars,
             max_chunk_chars: self.max_chunk_chars,
+            first_chunk_chars: self.first_chunk_chars,
         }
     }
 

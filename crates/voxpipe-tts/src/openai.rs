@@ -76,6 +76,13 @@ pub struct OpenAiSpeechConfig {
     /// Length in characters beyond which a sentence is cut at a clause boundary. Default: 150.
     #[serde(default = "defaults::max_chunk_chars")]
     pub max_chunk_chars: usize,
+    /// The first chunk of each reply is cut sooner, for sooner first audio: at its first clause
+    /// boundary (`,` `;` `:` `—`) after `min_chunk_chars`, or at a word boundary once it is
+    /// longer than this many characters (a sentence end still cuts it first). Later chunks
+    /// follow `min_chunk_chars`/`max_chunk_chars`. Costs prosody at the cut. Default: none (the
+    /// first chunk is like the others).
+    #[serde(default)]
+    pub first_chunk_chars: Option<usize>,
     /// Retries of a chunk's request on 429, 5xx and network errors before its audio starts.
     /// Default: 2.
     #[serde(default = "defaults::max_retries")]
@@ -126,6 +133,7 @@ impl Default for OpenAiSpeechConfig {
             sample_rate: defaults::sample_rate(),
             min_chunk_chars: DEFAULT_MIN_CHUNK_CHARS,
             max_chunk_chars: DEFAULT_MAX_CHUNK_CHARS,
+            first_chunk_chars: None,
             max_retries: defaults::max_retries(),
             request_timeout_ms: defaults::request_timeout_ms(),
         }
@@ -139,6 +147,7 @@ impl OpenAiSpeechConfig {
             sample_rate: self.sample_rate,
             min_chunk_chars: self.min_chunk_chars,
             max_chunk_chars: self.max_chunk_chars,
+            first_chunk_chars: self.first_chunk_chars,
         }
     }
 }

@@ -39,6 +39,9 @@ pub struct StageOptions {
     pub min_chunk_chars: usize,
     /// Length beyond which a sentence is cut at a clause boundary, characters.
     pub max_chunk_chars: usize,
+    /// The first chunk of each reply is cut sooner (see
+    /// [`SentenceChunker::with_first_chunk_chars`]); `None`: like the others.
+    pub first_chunk_chars: Option<usize>,
 }
 
 /// A streaming TTS stage over a [`Synthesizer`].
@@ -287,7 +290,8 @@ impl<P: Synthesizer> Runner<P> {
                 item: d.item.clone(),
                 turn: self.turn,
                 epoch: self.ctx.playout.epoch(),
-                chunker: SentenceChunker::new(self.opts.min_chunk_chars, self.opts.max_chunk_chars),
+                chunker: SentenceChunker::new(self.opts.min_chunk_chars, self.opts.max_chunk_chars)
+                    .with_first_chunk_chars(self.opts.first_chunk_chars),
                 ready: VecDeque::new(),
                 any_chunk: false,
                 text_done: false,
