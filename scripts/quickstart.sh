@@ -2,7 +2,8 @@
 # README's first command: set up a fresh machine, build voxpipe, fetch the local models and run
 # the offline default, a complete voice agent with no API key and no network after set-up:
 # pipelines/local.toml (whisper tiny.en -> SmolLM2-135M on llama.cpp -> Piper "joe", Silero
-# VAD) on the bundled two-turn call. Safe to run again: everything is cached.
+# VAD, one stock-lookup tool) on the bundled two-turn call. Safe to run again: everything is
+# cached.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
@@ -19,7 +20,7 @@ mkdir -p out
 
 # The offline default on the sample call: both sides' transcripts, per-turn latency, and
 # out/local/reply.wav (the assistant's audio on the call's timeline) + out/local/events.jsonl.
-"$bin" run pipelines/local.toml --input samples/two-turns.wav
+"$bin" run pipelines/local.toml --input samples/shop-call.wav
 
 # The native speech-to-speech pipeline against the local Realtime fake (no API key either).
 # Skip it with QUICKSTART_NATIVE=0.

@@ -54,7 +54,7 @@ impl RunArgs {
 /// What the call said and measured, for the closing printout.
 #[derive(Debug, Default, Clone)]
 pub struct Summary {
-    /// `user: …` / `assistant: …` lines in order.
+    /// `user: …` / `assistant: …` / `tool: …` lines in order.
     pub transcript: Vec<String>,
     /// `(turn, name, ms)` metrics in order.
     pub metrics: Vec<(u32, String, u64)>,
@@ -79,6 +79,13 @@ impl EventWriter for Collect {
                 }
                 EventKind::AssistantTranscript(t) if t.is_final => {
                     s.transcript.push(format!("assistant: {}", t.text.trim()))
+                }
+                EventKind::ToolCall(c) => {
+                    s.transcript.push(format!("tool:      {}({})", c.name, c.arguments))
+                }
+                EventKind::ToolResult(r) => {
+                    let verdict = if r.is_error { "failed" } else { "->" };
+                    s.transcript.push(format!("tool:      {} {verdict} {}", r.name, r.output.trim()))
                 }
                 EventKind::Metric { name, turn, value_ms } => {
                     s.metrics.push((*turn, name.clone(), *value_ms))

@@ -47,7 +47,7 @@
 //! `<tool_call>{"name": "...", "arguments": {...}}</tool_call>`. Generation stops at the
 //! closing tag (an unclosed call at the end of the reply is accepted too); the call runs
 //! through `ctx.tools`, and its result goes back as a user message
-//! `<tool_response>{"name": ..., "content": ...}</tool_response>` before the model is asked
+//! `<result>{"name": ..., "content": ...}</result>` before the model is asked
 //! again, up to `max_tool_rounds` (default 2) times; a tool call after that ends the reply
 //! (`incomplete`, `max_tool_rounds`) instead of running. Text before the tag is spoken; the
 //! tag itself never is.
@@ -55,7 +55,7 @@
 //! Small models follow examples far better than instructions: `[[stages.examples]]` adds
 //! few-shot exchanges (an answer, or a tool call with its result and the answer after it)
 //! between the system prompt and the call. `pipelines/local.toml` shows SmolLM2-135M calling
-//! its order-lookup tool this way. The system prompt, tools and examples are the same in every
+//! its stock-lookup tool this way. The system prompt, tools and examples are the same in every
 //! request, and are evaluated into the worker's KV cache (`prefill`) when the call starts.
 //!
 //! ```no_run

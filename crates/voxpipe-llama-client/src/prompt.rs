@@ -19,7 +19,7 @@ pub fn system_prompt(instructions: &str, tools: &[ToolSpec]) -> String {
     s.push_str(
         "You can call tools. To call one, reply with only this, on one line:\n\
          <tool_call>{\"name\": \"TOOL_NAME\", \"arguments\": {ARGUMENTS}}</tool_call>\n\
-         The result comes back in <tool_response></tool_response>; then answer the user.\n\
+         The result comes back in <result></result>; then answer the user.\n\
          Available tools:\n",
     );
     for t in tools {
@@ -45,7 +45,7 @@ pub fn preamble(system: &str, examples: &[Example], tools: bool) -> Vec<ChatMess
                 out.push(ChatMessage::new("user", e.user.clone()));
                 out.push(ChatMessage::new("assistant", tool_call_text(&call.name, &call.arguments)));
                 if let (Some(result), Some(answer)) = (&e.tool_result, &e.assistant) {
-                    out.push(ChatMessage::new("user", tool_response_text(&call.name, result)));
+                    out.push(ChatMessage::new("user", tool_result_text(&call.name, result)));
                     out.push(ChatMessage::new("assistant", answer.clone()));
                 }
             }
@@ -64,15 +64,16 @@ fn tool_call_text(name: &str, arguments: &serde_json::Value) -> String {
     format!(r#"{TOOL_CALL_OPEN}{{"name": {name}, "arguments": {arguments}}}{TOOL_CALL_CLOSE}"#)
 }
 
-/// A tool result as the model reads it.
-fn tool_response_text(name: &str, output: &str) -> String {
+/// A tool result as the model reads it. Not `<tool_response>`: small models mix that up with
+/// `<tool_call>` and write it instead when they mean to call a tool.
+fn tool_result_text(name: &str, output: &str) -> String {
     let (name, output) = (serde_json::Value::from(name), serde_json::Value::from(output));
-    format!("<tool_response>\n{{\"name\": {name}, \"content\": {output}}}\n</tool_response>")
+    format!("<result>\n{{\"name\": {name}, \"content\": {output}}}\n</result>")
 }
 
 /// Renders the `preamble` and the conversation as chat messages. Tool calls become
 /// `<tool_call>` text in the assistant message; tool results go back as a user message of
-/// `<tool_response>` blocks (every chat template knows the `user` role).
+/// `<result>` blocks (every chat template knows the `user` role).
 pub fn messages(preamble: &[ChatMessage], history: &History) -> Vec<ChatMessage> {
     let mut out = Vec::with_capacity(history.messages().len() + preamble.len());
     out.extend_from_slice(preamble);
@@ -95,7 +96,7 @@ pub fn messages(preamble: &[ChatMessage], history: &History) -> Vec<ChatMessage>
             Message::ToolResults(results) => {
                 let text = results
                     .iter()
-                    .map(|r| tool_response_text(&r.name, &r.output))
+                    .map(|r| tool_result_text(&r.name, &r.output))
                     .collect::<Vec<_>>()
                     .join("\n");
                 out.push(ChatMessage::new("user", text));
@@ -142,7 +143,7 @@ mod tests {
             r#"<tool_call>{"name": "weather", "arguments": {"city":"Paris"}}</tool_call>"#
         );
         assert_eq!(m[3].role, "user");
-        assert!(m[3].content.starts_with("<tool_response>\n{"), "{}", m[3].content);
+        assert!(m[3].content.starts_with("<result>\n{"), "{}", m[3].content);
     }
 
     #[test]
@@ -169,10 +170,7 @@ mod tests {
         let roles: Vec<&str> = m.iter().map(|m| m.role.as_str()).collect();
         assert_eq!(roles, ["system", "user", "assistant", "user", "assistant", "user", "assistant", "user"]);
         assert_eq!(m[2].content, r#"<tool_call>{"name": "status", "arguments": {"id":"A-1"}}</tool_call>"#);
-        assert_eq!(
-            m[3].content,
-            "<tool_response>\n{\"name\": \"status\", \"content\": \"In transit.\"}\n</tool_response>"
-        );
+        assert_eq!(m[3].content, "<result>\n{\"name\": \"status\", \"content\": \"In transit.\"}\n</result>");
         assert_eq!((m[6].content.as_str(), m[7].content.as_str()), ("Nine to five.", "hi"));
         // Without tools the tool example is left out.
         let m = messages(&preamble("Be brief.", &examples, false), &h);

@@ -1,6 +1,6 @@
 //! `pipelines/local.toml` end to end, as `voxpipe run` runs it: whisper tiny.en and Silero in
 //! this process, SmolLM2-135M in `voxpipe-llm-worker`, Piper "joe" for the voice, on the bundled
-//! two-turn call. The models are pulled into the default model cache on first run.
+//! two-turn shop call, whose first question needs the pipeline's stock tool. The models are pulled into the default model cache on first run.
 
 mod support;
 
@@ -8,11 +8,9 @@ use std::path::{Path, PathBuf};
 use voxpipe_cli::{RunArgs, run_pipeline};
 use voxpipe_core::RunOptions;
 
-/// What the caller says in `samples/two-turns.wav` (see scripts/make-samples.sh).
-const SAID: [&str; 2] = [
-    "Hi, I would like to check the status of my order.",
-    "Thanks. Can you also book an appointment for tomorrow morning?",
-];
+/// What the caller says in `samples/shop-call.wav` (see scripts/make-samples.sh).
+const SAID: [&str; 2] =
+    ["Hi, is the black coat in stock?", "Thanks. Can you also book an appointment for tomorrow morning?"];
 
 fn repo(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel)
@@ -38,11 +36,15 @@ async fn the_local_pipeline_answers_both_turns_with_piper_audio() {
     std::fs::create_dir_all(&out).unwrap();
     let args = RunArgs {
         pipeline: repo("pipelines/local.toml"),
-        input: Some(repo("samples/two-turns.wav")),
+        input: Some(repo("samples/shop-call.wav")),
         output: Some(out.join("reply.wav")),
         events: Some(out.join("events.jsonl")),
         profile: None,
-        sets: vec![format!("stages[1].worker={}", support::worker().display())],
+        sets: vec![
+            format!("stages[1].worker={}", support::worker().display()),
+            // The tool's path in local.toml is relative to the repository root.
+            format!("tools.check_stock.handler.program={}", repo("pipelines/tools/check-stock.sh").display()),
+        ],
         quiet: true,
     };
     let started = std::time::Instant::now();
@@ -55,6 +57,17 @@ async fn the_local_pipeline_answers_both_turns_with_piper_audio() {
     }
     for (turn, name, ms) in &summary.metrics {
         eprintln!("turn {turn}: {name} = {ms} ms");
+    }
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(out.join("events.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for e in events.iter().filter(|e| {
+        let kind = e["type"].as_str().unwrap_or_default();
+        kind.starts_with("tool") || kind == "response_done" || kind == "call_ended"
+    }) {
+        eprintln!("{e}");
     }
 
     let user: Vec<&str> =
@@ -85,5 +98,62 @@ async fn the_local_pipeline_answers_both_turns_with_piper_audio() {
         voiced > expected * 0.4 && voiced < expected * 2.5 + 1.0,
         "{voiced:.1} s voiced for {chars} chars"
     );
+
+    // The one tool: the caller asks whether the black coat is in stock.
+    let kinds = |kind: &str| events.iter().filter(|e| e["type"] == kind).collect::<Vec<_>>();
+    let calls = kinds("tool_call");
+    assert!(
+        calls.iter().any(|c| c["name"] == "check_stock" && c["arguments"].as_str().unwrap().contains("coat")),
+        "the model looks the coat up: {calls:?}"
+    );
+    let results = kinds("tool_result");
+    assert!(results.iter().all(|r| r["is_error"] == false) && !results.is_empty(), "{results:?}");
+    let first_done = kinds("response_done")[0];
+    assert_eq!(first_done["status"], "completed", "an answer follows the result: {first_done}");
+
+    // Whisper transcribes the reply audio back to the words the LLM wrote.
+    let heard_back = transcribe_replies(&samples, rate).await;
+    let wrote = assistant.join(" ");
+    let back_wer = voxpipe_asr::wer(&wrote, &heard_back);
+    eprintln!("reply WER {back_wer:.2}: {wrote:?} -> {heard_back:?}");
+    assert!(back_wer <= 0.35, "reply WER {back_wer:.2}: {wrote:?} -> {heard_back:?}");
     std::fs::remove_dir_all(&out).unwrap();
+}
+
+/// Whisper tiny.en on each stretch of the reply WAV's voice (stretches split at a second of
+/// silence), joined.
+async fn transcribe_replies(samples: &[i16], rate: u32) -> String {
+    let cfg = voxpipe_asr::WhisperConfig { model: "whisper-tiny.en".into(), ..Default::default() };
+    let store = voxpipe_models::ModelStore::from_env().unwrap();
+    let whisper =
+        voxpipe_asr::Transcriber::from_config(&cfg, &store, &voxpipe_models::NoProgress).await.unwrap();
+    let audio = voxpipe_core::audio::resample_all(samples, rate, 16_000).unwrap();
+    let mut texts = Vec::new();
+    for (start, end) in voiced_stretches(&audio, 16_000, 1.0) {
+        let pcm: Vec<f32> = audio[start..end].iter().map(|&s| f32::from(s) / 32768.0).collect();
+        let t = whisper.transcribe(pcm, voxpipe_asr::DecodeOptions::default()).await.unwrap();
+        texts.push(t.text.trim().to_string());
+    }
+    texts.join(" ")
+}
+
+/// Sample ranges of 20 ms blocks louder than silence, merged across gaps shorter than `gap_s`,
+/// with 100 ms of context each side.
+fn voiced_stretches(samples: &[i16], rate: u32, gap_s: f64) -> Vec<(usize, usize)> {
+    let block = (rate / 50) as usize;
+    let loud =
+        |b: &[i16]| (b.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / b.len() as f64).sqrt() > 300.0;
+    let gap_blocks = (gap_s * 50.0) as usize;
+    let mut out: Vec<(usize, usize)> = Vec::new();
+    for (i, b) in samples.chunks(block).enumerate() {
+        if !loud(b) {
+            continue;
+        }
+        match out.last_mut() {
+            Some((_, end)) if i * block - *end < gap_blocks * block => *end = (i + 1) * block,
+            _ => out.push((i * block, (i + 1) * block)),
+        }
+    }
+    let pad = block * 5;
+    out.into_iter().map(|(s, e)| (s.saturating_sub(pad), (e + pad).min(samples.len()))).collect()
 }
