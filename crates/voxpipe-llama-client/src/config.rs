@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 /// seed = 1234
 /// stop = ["\nUser:"]
 /// tools = false
+/// restarts = 2                    # new workers after crashes, per call
 /// worker = "target/release/voxpipe-llm-worker"   # default: beside the voxpipe binary
 ///
 /// # Few-shot examples: exchanges shown to the model before the call's own, in order.
@@ -88,6 +89,12 @@ pub struct LocalLlmConfig {
     /// Model requests with tools per user turn before a last one without. Default: 2.
     #[serde(default = "defaults::max_tool_rounds")]
     pub max_tool_rounds: u32,
+    /// How many times a call may replace a worker that crashed (killed, out of memory, a bug in
+    /// llama.cpp). The new worker gets the whole conversation; a reply that had not started is
+    /// asked again, one cut short ends `failed`. When none are left the call ends with the
+    /// crash. Default: 2.
+    #[serde(default = "defaults::restarts")]
+    pub restarts: u32,
     /// Path of the `voxpipe-llm-worker` program that runs llama.cpp. Default: the
     /// `VOXPIPE_LLM_WORKER` environment variable, else the file of that name beside the
     /// running executable (where `cargo build --release -p voxpipe-llama` puts it, next to
@@ -158,6 +165,9 @@ mod defaults {
         1234
     }
     pub fn max_tool_rounds() -> u32 {
+        2
+    }
+    pub fn restarts() -> u32 {
         2
     }
 }

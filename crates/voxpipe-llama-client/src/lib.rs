@@ -10,7 +10,10 @@
 //! then the conversation for every reply, and reads the text back as it is generated, over a
 //! line-delimited JSON [`protocol`] on the worker's stdin and stdout. A crash of the worker
 //! cannot take the call down with it: the stage reports it ([`Error::WorkerDied`], with the
-//! worker's exit status and last log lines) and ends the call cleanly.
+//! worker's exit status and last log lines, as a `provider_error` event) and starts a new
+//! worker, which gets the whole conversation (the history lives in the stage). A reply that
+//! had not started is asked again; one cut short ends `failed`. After `restarts` (default 2)
+//! crashes in one call the call ends cleanly with the error.
 //!
 //! The worker program is found, in order: the stage's `worker` key, the `VOXPIPE_LLM_WORKER`
 //! environment variable, `voxpipe-llm-worker` beside the running executable. Build it with

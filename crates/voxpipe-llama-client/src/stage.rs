@@ -93,7 +93,17 @@ impl Stage for LocalLlm {
             () = ctx.cancel.cancelled() => return Ok(()),
             r = warm_up(&mut worker, preamble.clone()) => r.map_err(|e| StageError::new(STAGE_NAME, e))?,
         }
-        let call = Call { config, worker, specs, preamble, history: History::new(), turns: 0, control };
+        let restarts_left = config.restarts;
+        let call = Call {
+            config,
+            worker,
+            specs,
+            preamble,
+            history: History::new(),
+            turns: 0,
+            control,
+            restarts_left,
+        };
         call.run(ctx, input, out).await
     }
 }
@@ -167,6 +177,8 @@ struct Call {
     history: History,
     turns: u64,
     control: broadcast::Receiver<Control>,
+    /// Worker restarts still allowed in this call.
+    restarts_left: u32,
 }
 
 /// How one generation request ended.
@@ -295,6 +307,16 @@ impl Call {
                     self.history.push_assistant(vec![AssistantPart::Text(text)]);
                     break (ResponseStatus::Cancelled, Some("interrupted".into()), None);
                 }
+                RoundEnd::Failed { text, error } if self.may_restart(&error) => {
+                    self.restart(ctx, &error).await?;
+                    if text.is_empty() {
+                        // Nothing was said yet: ask the new worker the same question.
+                        continue;
+                    }
+                    spoken.push_str(&text);
+                    self.history.push_assistant(vec![AssistantPart::Text(text)]);
+                    break (ResponseStatus::Failed, Some(error.code().to_string()), None);
+                }
                 RoundEnd::Failed { text, error } => {
                     spoken.push_str(&text);
                     self.history.push_assistant(vec![AssistantPart::Text(text)]);
@@ -309,6 +331,38 @@ impl Call {
         if end_call {
             ctx.control.send(Control::EndCall);
         }
+        Ok(())
+    }
+
+    /// Whether a failed request is a crashed worker that may be replaced.
+    fn may_restart(&self, error: &Error) -> bool {
+        matches!(error, Error::WorkerDied { .. }) && self.restarts_left > 0
+    }
+
+    /// Reports a crashed worker, then starts and warms up a new one: the conversation lives
+    /// here, so the next request carries all of it. `Err(Some(_))` when the new one fails too.
+    async fn restart(&mut self, ctx: &CallContext, crash: &Error) -> Result<(), Option<Error>> {
+        self.restarts_left -= 1;
+        warn!(error = %crash, restarts_left = self.restarts_left, "llm worker crashed; starting a new one");
+        let kind = EventKind::ProviderError {
+            stage: STAGE_NAME.into(),
+            code: Some(crash.code().into()),
+            message: format!("{crash} (restarting it; {} restart(s) left)", self.restarts_left),
+        };
+        ctx.events.emit(kind).await;
+        let started = Instant::now();
+        let restarted = async {
+            let mut worker = start_worker(&self.config).await?;
+            warm_up(&mut worker, self.preamble.clone()).await?;
+            Ok::<_, Error>(worker)
+        };
+        let worker = tokio::select! {
+            biased;
+            () = ctx.cancel.cancelled() => return Err(None),
+            w = restarted => w.map_err(Some)?,
+        };
+        self.worker = worker;
+        debug!(took = ?started.elapsed(), "llm worker restarted");
         Ok(())
     }
 

@@ -4,8 +4,8 @@
 mod support;
 
 use std::time::Duration;
-use support::{greedy, read_turn, said, stage, start, worker};
-use voxpipe_core::{Frame, InterruptReason, ResponseStatus};
+use support::{Running, context_with_events, greedy, read_turn, said, stage, start, start_with, worker};
+use voxpipe_core::{EventKind, Frame, InterruptReason, ResponseStatus};
 use voxpipe_llama_client::{Error, LocalLlm, LocalLlmConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,13 +94,8 @@ async fn frames_other_than_final_transcripts_are_forwarded_unchanged() {
     call.task.await.unwrap().unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_killed_mid_reply_ends_the_call_with_a_clear_error() {
-    let config = LocalLlmConfig { temperature: 0.0, max_tokens: 400, ..Default::default() };
-    let stage = stage(config).await;
-    let pid = stage.worker_pid().expect("the worker runs");
-    let mut call = start(stage);
-    call.input.send(said("Count from 1 to 300, separated by commas.")).await.unwrap();
+/// Waits for the first text of a reply, then kills the worker with SIGKILL.
+async fn kill_mid_reply(call: &mut Running, pid: u32) {
     loop {
         match call.output.recv().await.expect("stage running") {
             Frame::TextDelta(_) => break,
@@ -110,6 +105,47 @@ async fn a_worker_killed_mid_reply_ends_the_call_with_a_clear_error() {
     }
     let killed = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
     assert!(killed.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_reply_is_replaced_and_the_call_goes_on() {
+    let config = LocalLlmConfig { temperature: 0.0, max_tokens: 400, ..Default::default() };
+    let stage = stage(config).await;
+    let pid = stage.worker_pid().expect("the worker runs");
+    let (ctx, mut events) = context_with_events();
+    let mut call = start_with(stage, ctx);
+    call.input.send(said("Count from 1 to 300, separated by commas.")).await.unwrap();
+    kill_mid_reply(&mut call, pid).await;
+    let cut = read_turn(&mut call.output).await.done.unwrap();
+    assert_eq!(cut.status, ResponseStatus::Failed, "the cut reply fails: {cut:?}");
+    assert_eq!(cut.reason.as_deref(), Some("worker_died"));
+    let (code, message) = loop {
+        let event = events.recv().await.expect("a provider_error event");
+        if let EventKind::ProviderError { code, message, .. } = event.kind {
+            break (code, message);
+        }
+    };
+    assert_eq!(code.as_deref(), Some("worker_died"));
+    assert!(message.contains("signal 9") && message.contains("restarting"), "{message}");
+
+    // A new worker answers the next turn, with the conversation so far.
+    call.input.send(said("What is the capital of France?")).await.unwrap();
+    let next = read_turn(&mut call.output).await;
+    assert_eq!(next.done.as_ref().unwrap().status, ResponseStatus::Completed, "{next:?}");
+    assert!(!next.transcript.unwrap_or_default().is_empty());
+    drop(call.input);
+    let ended = tokio::time::timeout(Duration::from_secs(10), call.task).await.expect("the stage ends");
+    ended.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_with_no_restarts_left_ends_the_call_with_a_clear_error() {
+    let config = LocalLlmConfig { temperature: 0.0, max_tokens: 400, restarts: 0, ..Default::default() };
+    let stage = stage(config).await;
+    let pid = stage.worker_pid().expect("the worker runs");
+    let mut call = start(stage);
+    call.input.send(said("Count from 1 to 300, separated by commas.")).await.unwrap();
+    kill_mid_reply(&mut call, pid).await;
     let rest = read_turn(&mut call.output).await;
     let done = rest.done.unwrap();
     assert_eq!(done.status, ResponseStatus::Failed, "{done:?}");

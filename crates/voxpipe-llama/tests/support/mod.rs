@@ -33,17 +33,24 @@ pub async fn stage(mut config: LocalLlmConfig) -> LocalLlm {
 
 /// A call context whose event log is drained in the background.
 pub fn context() -> CallContext {
-    let clock = Clock::start_now();
-    let (events, mut rx) = EventSender::channel(clock);
+    let (ctx, mut rx) = context_with_events();
     tokio::spawn(async move { while rx.recv().await.is_some() {} });
-    CallContext {
+    ctx
+}
+
+/// A call context and its event log, to read.
+pub fn context_with_events() -> (CallContext, tokio::sync::mpsc::Receiver<voxpipe_core::Event>) {
+    let clock = Clock::start_now();
+    let (events, rx) = EventSender::channel(clock);
+    let ctx = CallContext {
         clock,
         cancel: Default::default(),
         control: ControlBus::new(),
         playout: Arc::new(PlayoutTracker::new()),
         events,
         tools: Arc::new(NoTools),
-    }
+    };
+    (ctx, rx)
 }
 
 /// A running stage: feed `input`, read `output`.
@@ -56,7 +63,11 @@ pub struct Running {
 
 /// Starts `stage` in a fresh call.
 pub fn start(stage: LocalLlm) -> Running {
-    let ctx = context();
+    start_with(stage, context())
+}
+
+/// Starts `stage` in the call `ctx`.
+pub fn start_with(stage: LocalLlm, ctx: CallContext) -> Running {
     let (input, stage_in) = channel();
     let (stage_out, output) = channel();
     let task = tokio::spawn(Box::new(stage).run(ctx.clone(), stage_in, stage_out));
