@@ -196,3 +196,76 @@ fn ab_on_the_virtual_clock_measures_the_fakes_exactly_and_refuses_local_compute(
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(err.contains("cascade-fake.toml has a `asr.whisper` stage"), "{err}");
 }
+
+/// Every pipeline file shipped in `pipelines/` passes `voxpipe check` (API keys set to dummies;
+/// nothing is contacted or loaded).
+#[test]
+fn every_shipped_pipeline_passes_check() {
+    let mut checked = 0;
+    for entry in std::fs::read_dir(repo("pipelines")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        // tools.example.toml is a block of tools to paste into a pipeline, not a pipeline.
+        if path.extension().is_none_or(|e| e != "toml") || name == "tools.example.toml" {
+            continue;
+        }
+        let out = voxpipe()
+            .arg("check")
+            .arg(&path)
+            .env("OPENAI_API_KEY", "sk-dummy")
+            .env("ANTHROPIC_API_KEY", "sk-dummy")
+            .env("ELEVENLABS_API_KEY", "dummy")
+            .env("FAKE_API_KEY", "sk-dummy")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        checked += 1;
+    }
+    assert!(checked >= 10, "only {checked} pipelines found");
+}
+
+/// The light offline default is the offline default with another voice: same turns, ASR, LLM
+/// (instructions, examples) and tool.
+#[test]
+fn local_espeak_differs_from_local_only_in_its_voice_and_outputs() {
+    let read =
+        |f: &str| -> toml::Table { toml::from_str(&std::fs::read_to_string(repo(f)).unwrap()).unwrap() };
+    let (local, light) = (read("pipelines/local.toml"), read("pipelines/local-espeak.toml"));
+    for key in ["input", "turn", "tools"] {
+        assert_eq!(local[key], light[key], "`{key}` differs");
+    }
+    let stages = |t: &toml::Table| t["stages"].as_array().unwrap().clone();
+    let (a, b) = (stages(&local), stages(&light));
+    assert_eq!(a.len(), b.len());
+    assert_eq!(a[..a.len() - 1], b[..b.len() - 1], "ASR and LLM stages differ");
+    assert_eq!(a[a.len() - 1]["kind"].as_str(), Some("tts.piper"));
+    assert_eq!(b[b.len() - 1]["kind"].as_str(), Some("tts.espeak"));
+}
+
+/// A few-shot example that calls an undeclared tool, or is malformed, fails `check` with the
+/// key that is wrong.
+#[test]
+fn check_names_bad_llm_examples() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = std::fs::read_to_string(repo("pipelines/local.toml")).unwrap();
+    let cases = [
+        (
+            "name = \"check_stock\", arguments = { product = \"red hat\" }",
+            "name = \"check_stok\", arguments = { product = \"red hat\" }",
+            "key `stages[1].examples[0].tool_call.name`: `check_stok` is not one of the pipeline's tools",
+        ),
+        (
+            "assistant = \"We are open every day from nine to five.\"",
+            "tool_result = \"x\"",
+            "`examples[1]` has a `tool_result` without a `tool_call`",
+        ),
+    ];
+    for (i, (from, to, expected)) in cases.into_iter().enumerate() {
+        assert!(local.contains(from), "{from}");
+        let path = dir.path().join(format!("bad-{i}.toml"));
+        std::fs::write(&path, local.replacen(from, to, 1)).unwrap();
+        let out = voxpipe().arg("check").arg(&path).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(expected), "{stderr}");
+    }
+}

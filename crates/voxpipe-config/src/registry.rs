@@ -76,6 +76,7 @@ async fn build_stage(
     Ok(Some(match stage {
         StageConfig::AsrWhisper(c) => {
             if load == Load::PathsOnly {
+                c.validate().map_err(|e| BuildError::new(whole(), e))?;
                 resolve_model(&c.model).map_err(|m| BuildError::new(key("model"), m))?;
                 return Ok(None);
             }
@@ -119,6 +120,7 @@ async fn build_stage(
         #[cfg(feature = "llama")]
         StageConfig::LlmLocal(c) => {
             if load == Load::PathsOnly {
+                c.validate().map_err(|e| BuildError::new(whole(), e))?;
                 resolve_model(&c.model).map_err(|m| BuildError::new(key("model"), m))?;
                 return Ok(None);
             }
@@ -313,6 +315,7 @@ pub async fn build(config: &PipelineConfig, env: &Env) -> Result<Pipeline, Build
     stages.extend(controller);
     let asr = asr_index(config);
     for (i, s) in config.stages.iter().enumerate() {
+        check_example_tools(i, s, config)?;
         stages.extend(build_stage(i, s, env, Load::Models).await?);
         if Some(i) == asr {
             stages.extend(gate.take());
@@ -345,6 +348,29 @@ pub async fn validate(config: &PipelineConfig, env: &Env) -> Result<(), BuildErr
     build_tools(config, env)?;
     for (i, s) in config.stages.iter().enumerate() {
         build_stage(i, s, env, Load::PathsOnly).await?;
+        check_example_tools(i, s, config)?;
     }
+    Ok(())
+}
+
+/// The few-shot examples of an `llm.local` stage may only call the pipeline's tools.
+fn check_example_tools(i: usize, stage: &StageConfig, config: &PipelineConfig) -> Result<(), BuildError> {
+    #[cfg(feature = "llama")]
+    if let StageConfig::LlmLocal(c) = stage
+        && c.tools
+    {
+        for (j, e) in c.examples.iter().enumerate() {
+            let Some(call) = &e.tool_call else { continue };
+            if !config.tools.contains_key(&call.name) {
+                let known = config.tools.keys().map(String::as_str).collect::<Vec<_>>().join(", ");
+                return Err(BuildError::new(
+                    format!("stages[{i}].examples[{j}].tool_call.name"),
+                    format!("`{}` is not one of the pipeline's tools (declared: {known})", call.name),
+                ));
+            }
+        }
+    }
+    #[cfg(not(feature = "llama"))]
+    let _ = (i, stage, config);
     Ok(())
 }

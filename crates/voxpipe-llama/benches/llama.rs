@@ -1,7 +1,8 @@
 //! Time to first token and generation speed of `llm.local` with SmolLM2-135M, over 10 short
 //! user turns of one call (so turns 2-10 reuse the KV cache), through the stage and its
 //! `voxpipe-llm-worker` process. Run with `cargo bench -p voxpipe-llama --bench llama`
-//! (optimised build); `VOXPIPE_LLAMA_THREADS` overrides the thread count (default 1).
+//! (optimised build); `VOXPIPE_LLAMA_THREADS` overrides the thread count (default 1),
+//! `VOXPIPE_LLAMA_BATCH_THREADS` the prompt-processing threads (default: the same).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,11 +39,14 @@ fn main() {
 
 async fn run() {
     let threads = std::env::var("VOXPIPE_LLAMA_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(1);
+    let batch_threads = std::env::var("VOXPIPE_LLAMA_BATCH_THREADS").ok().and_then(|t| t.parse().ok());
+    println!("threads {threads}, batch threads {}", batch_threads.unwrap_or(threads));
     let config = LocalLlmConfig {
         instructions: "You are a friendly phone assistant. Answer in one short sentence.".into(),
         temperature: 0.0,
         max_tokens: 64,
         threads,
+        batch_threads,
         worker: Some(env!("CARGO_BIN_EXE_voxpipe-llm-worker").into()),
         ..Default::default()
     };
