@@ -463,3 +463,72 @@ async fn cascade_a_trailing_and_waits_longer_than_a_complete_sentence_and_a_cont
     let last_user = msgs[2].iter().rev().find(|m| m.0 == "user").unwrap();
     assert_eq!(last_user.1, "My number is 555 1234.");
 }
+
+#[tokio::test(start_paused = true)]
+async fn cascade_pause_ms_overlaps_the_final_decode_with_the_wait_and_a_resumed_sentence_stays_one_turn() {
+    // The ASR answers each final 200 ms after the request.
+    async fn fakes() -> CascadeFakes {
+        CascadeFakes {
+            asr: TranscriptionFake::start(TranscriptionFakeConfig {
+                transcripts: ["Hi.", "I'd like to check my order.", "Thanks."].map(String::from).to_vec(),
+                latency_ms: 200,
+                ..Default::default()
+            })
+            .await
+            .unwrap(),
+            llm: ChatFake::start(ChatFakeConfig {
+                replies: vec![ScriptedReply::text("Sure."), ScriptedReply::text("You're welcome.")],
+                ..Default::default()
+            })
+            .await
+            .unwrap(),
+            tts: SpeechFake::start(SpeechFakeConfig::default()).await.unwrap(),
+        }
+    }
+    // "Hi", a 200 ms breath, the rest of the sentence; later "Thanks".
+    let call = Call::default()
+        .silence(500)
+        .tone("hi", 600)
+        .silence(200)
+        .tone("rest", 1500)
+        .silence(4000)
+        .tone("thanks", 800)
+        .silence(3000);
+    let run = |pause_ms: u32| {
+        let call = &call;
+        async move {
+            let dir = tempfile::tempdir().unwrap();
+            let f = fakes().await;
+            call.write(&dir.path().join("call.wav"));
+            let pipeline = cascade_pipeline(dir.path(), &f, &format!("pause_ms = {pause_ms}"));
+            let a = run_args(dir.path(), pipeline, dir.path().join("call.wav"));
+            run_pipeline(&a, env(), RunOptions::default()).await.unwrap();
+            (read_events(&dir.path().join("events.jsonl")), f)
+        }
+    };
+    let delay = |e: &serde_json::Value| t_ms(e) - e["speech_end_ms"].as_u64().unwrap();
+
+    // pause_ms = 120: the breath ends an utterance ("Hi." reads complete, and its final is in
+    // before the caller's speech counts again) but the gate holds its decision while that speech
+    // is being confirmed: one turn, both transcripts, one reply.
+    let (events, f) = run(120).await;
+    let ended = events_of(&events, "turn_ended");
+    assert_eq!(ended.len(), 2, "{ended:?}");
+    assert_eq!(f.asr.requests().len(), 3, "one final per utterance: \"Hi\", the rest, \"Thanks\"");
+    let msgs = llm_messages(&f);
+    assert_eq!(msgs.len(), 2);
+    let first_user = msgs[0].iter().find(|m| m.0 == "user").unwrap();
+    assert_eq!(first_user.1, "Hi. I'd like to check my order.");
+    // The final of "Thanks." was requested 120 ms after the speech and came 200 ms later:
+    // past the complete wait (300 ms), so the turn ends at the final.
+    let fast = delay(ended[1]);
+    assert!(fast.abs_diff(320) <= 40, "turn ended {fast} ms after the speech");
+
+    // pause_ms at (or above) the complete wait: the final is requested only after the wait.
+    let (events, f) = run(300).await;
+    let ended = events_of(&events, "turn_ended");
+    assert_eq!((ended.len(), f.asr.requests().len()), (2, 2), "the breath does not end an utterance");
+    let slow = delay(ended[1]);
+    assert!(slow.abs_diff(500) <= 40, "turn ended {slow} ms after the speech");
+    assert!(fast + 150 <= slow, "{fast} ms with pause_ms = 120, {slow} ms without");
+}

@@ -33,6 +33,9 @@ fn default_min_speech_ms() -> u32 {
 fn default_min_silence_ms() -> u32 {
     500
 }
+fn default_pause_ms() -> u32 {
+    200
+}
 fn yes() -> bool {
     true
 }
@@ -216,6 +219,27 @@ pub struct TurnConfig {
     /// Silence that ends a turn (ms); the transcript policy scales it. Default 500.
     #[serde(default = "default_min_silence_ms")]
     pub min_silence_ms: u32,
+    /// Cascade with the `text` policy: silence (ms) after which the caller's speech counts as
+    /// paused. The controller ends the utterance there, so the ASR decodes its final
+    /// transcript while the gate waits out the rest of the end-of-turn wait (which still
+    /// counts from the end of speech); if the caller speaks again before the turn is decided,
+    /// the two utterances are one turn. Capped at the policy's shortest wait (the `complete`
+    /// one, 0.6 × `min_silence_ms` at medium eagerness), which is what it was before this
+    /// setting existed. Default 200.
+    ///
+    /// Lower finalises sooner (each ms off it is a ms off the reply, as long as the decode
+    /// outlasts the rest of the wait), but every pause longer than this inside a sentence
+    /// becomes an utterance of its own: one more final decode (a core for a few hundred ms on a
+    /// small machine, a request to a remote ASR), and a transcript decoded without the rest of
+    /// the sentence (whisper guesses punctuation at the cut, and may repeat itself on a
+    /// one-word fragment: tiny.en turned "goodbye" into a dozen at 80 ms). A fragment that
+    /// reads complete ("Hi.") would end the turn if the caller were not heard again before its
+    /// wait is over: the gate holds its decision while the VAD hears speech not yet
+    /// `min_speech_ms` long, so a pause shorter than the policy's wait does not split a turn.
+    /// Not used natively, with `policy = "silence"` (`min_silence_ms` alone ends the turn), or
+    /// for speech over the assistant (it ends after the shortest wait, as before).
+    #[serde(default = "default_pause_ms")]
+    pub pause_ms: u32,
     /// End-of-turn policy.
     #[serde(default)]
     pub end_of_turn: EndOfTurnConfig,
@@ -232,6 +256,7 @@ impl Default for TurnConfig {
             threshold: default_threshold(),
             min_speech_ms: default_min_speech_ms(),
             min_silence_ms: default_min_silence_ms(),
+            pause_ms: default_pause_ms(),
             end_of_turn: EndOfTurnConfig::default(),
             interruption: InterruptionConfig::default(),
         }

@@ -45,7 +45,16 @@ pub struct TurnController {
     /// The gate judges overlaps on their words (otherwise this controller does, on duration).
     judge_words: bool,
     /// Silence that ends speech.
-    silence: Duration,
+    silence: Silence,
+}
+
+/// How much silence ends the caller's speech.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Silence {
+    /// For a turn (the gate waits out the rest of the end-of-turn wait).
+    turn: Duration,
+    /// For speech over the assistant and echo (judged as before `pause_ms` existed).
+    overlap: Duration,
 }
 
 impl std::fmt::Debug for TurnController {
@@ -59,19 +68,27 @@ impl TurnController {
     /// audio: for pipelines without a transcript before the model (native), or with
     /// `min_words = 0`.
     pub fn new(config: TurnConfig, vad: Box<dyn Vad>) -> Self {
-        let silence = Duration::from_millis(config.min_silence_ms as u64);
-        Self { config, vad, gate: None, judge_words: false, silence }
+        let s = Duration::from_millis(config.min_silence_ms as u64);
+        Self { config, vad, gate: None, judge_words: false, silence: Silence { turn: s, overlap: s } }
     }
 
     /// A controller and the [`TurnGate`] that goes right after the ASR stage, for cascades:
     /// the gate applies the transcript policy for end of turn and the word guards for
-    /// interruptions. The controller then ends *speech* after the policy's shortest wait and
-    /// leaves the rest of the wait to the gate.
+    /// interruptions. With the `text` policy the controller ends a turn's *speech* after
+    /// `pause_ms` of silence (at most the policy's shortest wait), so the ASR's final decode
+    /// overlaps the rest of the wait, which the gate waits out; speech over the assistant ends
+    /// after the policy's shortest wait.
     pub fn with_gate(config: TurnConfig, vad: Box<dyn Vad>) -> (Self, TurnGate) {
         let waits = Waits::new(config.min_silence_ms, &config.end_of_turn);
         let silence = match config.end_of_turn.policy {
-            PolicyKind::Text => waits.complete,
-            PolicyKind::Silence => Duration::from_millis(config.min_silence_ms as u64),
+            PolicyKind::Text => Silence {
+                turn: Duration::from_millis(config.pause_ms as u64).min(waits.complete),
+                overlap: waits.complete,
+            },
+            PolicyKind::Silence => {
+                let s = Duration::from_millis(config.min_silence_ms as u64);
+                Silence { turn: s, overlap: s }
+            }
         };
         let shared = Arc::new(Shared::default());
         let gate = TurnGate::new(config.clone(), shared.clone());
@@ -178,6 +195,12 @@ impl Detector {
     fn voiced(&self) -> Duration {
         if self.state == State::Speaking { self.voiced } else { Duration::ZERO }
     }
+
+    /// True while speech is heard that is not yet `min_speech` long (an onset being confirmed,
+    /// or a blip that will come to nothing).
+    fn onset_pending(&self) -> bool {
+        self.state == State::Quiet && !self.speech_run.is_zero()
+    }
 }
 
 #[async_trait]
@@ -199,7 +222,7 @@ impl Stage for TurnController {
         let frame = vad.frame_samples();
         let frame_len = duration_of(frame, rate);
         let mut run = Run {
-            det: Detector::new(&config, silence),
+            det: Detector::new(&config, silence.turn),
             utterance: Utterance::None,
             turn: 0,
             paused_at: None,
@@ -210,7 +233,7 @@ impl Stage for TurnController {
         let mut buf: Vec<i16> = Vec::with_capacity(frame * 4);
         let mut processed: usize = 0;
         // Everything the decisions need, without the VAD (which is not `Sync`).
-        let this = Rules { config, gate, judge_words };
+        let this = Rules { config, gate, judge_words, silence };
         loop {
             let frame_in = tokio::select! {
                 biased;
@@ -269,6 +292,9 @@ impl Stage for TurnController {
                         let decision = run.det.step(p, start, frame_len);
                         if !this.on_frame(&ctx, &out, &mut run, decision, start + frame_len).await {
                             return Ok(());
+                        }
+                        if let Some(g) = &this.gate {
+                            g.set_onset_pending(run.det.onset_pending());
                         }
                     }
                     buf.drain(..offset);
@@ -339,6 +365,7 @@ struct Rules {
     config: TurnConfig,
     gate: Option<Arc<Shared>>,
     judge_words: bool,
+    silence: Silence,
 }
 
 impl Rules {
@@ -375,6 +402,8 @@ impl Rules {
                     }
                     Utterance::Overlap { forwarded: self.judge_words }
                 };
+                run.det.min_silence =
+                    if run.utterance == Utterance::Turn { self.silence.turn } else { self.silence.overlap };
                 match run.utterance {
                     Utterance::Turn => {
                         if let Some(g) = &self.gate {
@@ -419,6 +448,7 @@ impl Rules {
                     && run.det.voiced() >= Duration::from_millis(guard.min_speech_ms as u64)
                 {
                     run.utterance = Utterance::Turn;
+                    run.det.min_silence = self.silence.turn;
                     run.paused_at = None;
                     let onset = run.det.onset;
                     ctx.interrupt(InterruptReason::BargeIn, Some(onset)).await;
@@ -505,6 +535,55 @@ mod tests {
             "500 ms of silence end the turn"
         );
         assert_eq!(decisions.len(), 2);
+    }
+
+    #[test]
+    fn a_turn_pauses_after_pause_ms_and_resumed_speech_is_pending_until_it_counts() {
+        let config = TurnConfig { pause_ms: 120, ..TurnConfig::default() };
+        let vad = Box::new(crate::EnergyVad::new(16_000));
+        let (c, _gate) = TurnController::with_gate(config.clone(), vad);
+        // medium eagerness, min_silence 500: the complete wait is 300 ms; turns pause at 120.
+        assert_eq!(c.silence, Silence { turn: ms(120), overlap: ms(300) });
+        let capped = TurnConfig { pause_ms: 1000, ..config.clone() };
+        let (c, _) = TurnController::with_gate(capped, Box::new(crate::EnergyVad::new(16_000)));
+        assert_eq!(c.silence.turn, ms(300), "capped at the shortest wait");
+        let silence_policy = TurnConfig {
+            end_of_turn: crate::EndOfTurnConfig { policy: PolicyKind::Silence, ..Default::default() },
+            ..config.clone()
+        };
+        let (c, _) = TurnController::with_gate(silence_policy, Box::new(crate::EnergyVad::new(16_000)));
+        assert_eq!(c.silence.turn, ms(500), "the silence policy ignores pause_ms");
+
+        let mut d = Detector::new(&config, ms(120));
+        let f = ms(20);
+        let mut t = Duration::ZERO;
+        let mut decisions = Vec::new();
+        let mut pending = Vec::new();
+        // 1 s speech, a 200 ms pause, 400 ms speech, 700 ms silence.
+        for (p, n) in [(0.9, 50), (0.0, 10), (0.9, 20), (0.0, 35)] {
+            for _ in 0..n {
+                let decision = d.step(p, t, f);
+                if decision != Decision::None {
+                    decisions.push((t, decision));
+                }
+                if d.onset_pending() {
+                    pending.push(t);
+                }
+                t += f;
+            }
+        }
+        assert_eq!(
+            decisions,
+            [
+                (ms(140), Decision::Started { onset: ms(0) }),
+                (ms(1100), Decision::Stopped { end: ms(1000) }),
+                (ms(1340), Decision::Started { onset: ms(1200) }),
+                (ms(1700), Decision::Stopped { end: ms(1600) }),
+            ],
+            "120 ms of silence end the speech; 150 ms of speech start it again"
+        );
+        let want: Vec<Duration> = (0..=6).chain(60..=66).map(|i| ms(i * 20)).collect();
+        assert_eq!(pending, want, "speech is pending from its first frame until the frame before it counts");
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! The turn gate: the second half of the local controller in a cascade, placed right after the
 //! ASR stage, where the caller's words are known.
 //!
-//! - **End of turn.** The controller ends *speech* after a short silence; the gate reads the
-//!   final transcript with an [`EndOfTurnPolicy`] and waits the rest: a complete sentence is
-//!   answered soon, a trailing "and…" or half a phone number waits longer. If the caller speaks
-//!   again before the wait is over, the two utterances become one turn. Downstream sees one
-//!   `SpeechStarted`, one `SpeechStopped` and one final transcript per turn, at the decision.
+//! - **End of turn.** The controller ends *speech* after a short silence (`pause_ms`), so the
+//!   ASR decodes while the gate waits; the gate reads the final transcript with an
+//!   [`EndOfTurnPolicy`] and waits the rest, counted from the end of speech: a complete
+//!   sentence is answered soon, a trailing "and…" or half a phone number waits longer. If the
+//!   caller speaks again before the turn is decided, the two utterances become one turn; when
+//!   the wait is over while the VAD hears speech not yet long enough to count, the decision
+//!   waits for that speech to count or to stop. Downstream sees one `SpeechStarted`, one
+//!   `SpeechStopped` and one final transcript per turn, at the decision.
 //! - **Interruptions.** Speech the controller flagged as overlapping the assistant is judged
 //!   on its words ([`WordGuard`]): the first transcript with real words interrupts (and the
 //!   utterance becomes a turn); a final made only of backchannels, too few words or no words is
@@ -17,6 +20,7 @@ use crate::guard::{Verdict, WordGuard};
 use crate::policy::{Completeness, EndOfTurnPolicy, TextPolicy, Waits};
 use async_trait::async_trait;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -31,14 +35,33 @@ const NAME: &str = "turn.gate";
 /// gives up on it (a decoder that never answers must not stall the call).
 const FINAL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How often the gate looks again while it holds a decision for speech being confirmed.
+const ONSET_POLL: Duration = Duration::from_millis(10);
+/// Beyond `min_speech_ms`, how long the gate may hold a decision for unconfirmed speech (the
+/// VAD decides on frames of up to 32 ms).
+const ONSET_SLACK: Duration = Duration::from_millis(50);
+
 /// State the controller shares with its gate.
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
     /// One entry per `SpeechStarted` the controller sent: whether it overlapped the assistant.
     onsets: Mutex<VecDeque<bool>>,
+    /// The VAD hears speech that is not yet long enough to start an utterance.
+    onset_pending: AtomicBool,
 }
 
 impl Shared {
+    /// The controller says whether it hears speech it has not confirmed yet (every VAD frame).
+    pub(crate) fn set_onset_pending(&self, pending: bool) {
+        self.onset_pending.store(pending, Ordering::Relaxed);
+    }
+
+    /// True while the controller hears speech it has not confirmed yet: the caller may be
+    /// talking again.
+    fn onset_pending(&self) -> bool {
+        self.onset_pending.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn push_onset(&self, overlap: bool) {
         self.onsets.lock().unwrap_or_else(|e| e.into_inner()).push_back(overlap);
     }
@@ -61,6 +84,9 @@ pub struct TurnGate {
     policy: Box<dyn EndOfTurnPolicy>,
     waits: Waits,
     guard: WordGuard,
+    /// Hold a decision while the controller hears speech it has not confirmed yet, at most this
+    /// long; `None` where the turn is already over when speech stops (push-to-talk, `silence`).
+    onset_hold: Option<Duration>,
 }
 
 impl std::fmt::Debug for TurnGate {
@@ -78,7 +104,9 @@ impl TurnGate {
             waits = Waits { complete: Duration::ZERO, unsure: Duration::ZERO, incomplete: Duration::ZERO };
         }
         let guard = WordGuard::new(&config.interruption);
-        Self { config, shared, policy: Box::new(TextPolicy), waits, guard }
+        let onset_hold = (!waits.complete.is_zero())
+            .then(|| Duration::from_millis(config.min_speech_ms as u64) + ONSET_SLACK);
+        Self { config, shared, policy: Box::new(TextPolicy), waits, guard, onset_hold }
     }
 
     /// Replaces the transcript policy (a model-based end-of-turn detector, say).
@@ -111,6 +139,8 @@ struct Pending {
     /// Set once the final is in: when the turn ends unless the caller speaks again.
     deadline: Option<Instant>,
     completeness: Option<Completeness>,
+    /// Since when the decision has been held for speech the controller has not confirmed.
+    held_since: Option<Instant>,
 }
 
 /// What the caller is doing now.
@@ -229,6 +259,7 @@ impl Gate<'_> {
                     // The caller went on before the turn was over: one turn, not two.
                     debug!(?at, "caller continued the turn");
                     p.deadline = None;
+                    p.held_since = None;
                     self.current = Current::Turn;
                     true
                 } else if overlap {
@@ -321,6 +352,7 @@ impl Gate<'_> {
             awaiting_final: None,
             deadline: None,
             completeness: None,
+            held_since: None,
         });
     }
 
@@ -360,7 +392,10 @@ impl Gate<'_> {
         true
     }
 
-    /// The wait is over: end the turn, unless the caller has started talking again.
+    /// The wait is over: end the turn, unless the caller has started talking again. While the
+    /// VAD hears speech not yet long enough to count (the caller may be going on after a
+    /// pause), the decision waits for it to count or to stop, at most `min_speech_ms` and a
+    /// little more.
     async fn decide(&mut self) -> bool {
         if self.g.shared.caller_resumed() {
             if let Some(p) = &mut self.pending {
@@ -368,6 +403,17 @@ impl Gate<'_> {
                 p.deadline = None;
             }
             return true;
+        }
+        if let (Some(hold), Some(p)) = (self.g.onset_hold, &mut self.pending)
+            && self.g.shared.onset_pending()
+        {
+            let now = Instant::now();
+            let since = *p.held_since.get_or_insert(now);
+            if now.duration_since(since) < hold {
+                debug!("speech is starting; the decision waits to see whether it counts");
+                p.deadline = Some(now + ONSET_POLL);
+                return true;
+            }
         }
         self.commit().await
     }
