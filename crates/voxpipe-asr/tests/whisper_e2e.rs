@@ -14,10 +14,31 @@ async fn converted_tiny_en_transcribes_espeak_sentences_within_15_percent_wer() 
     assert_eq!(summary.n_tokens, 50_256);
     assert_eq!(summary.hparams.n_vocab, 51_864);
     assert_eq!(summary.n_tensors, 7 + 4 * 15 + 4 + 4 * 24);
+    let wer = corpus_wer(&path).await;
+    assert!(wer <= 0.15, "WER {:.1}% exceeds 15%", wer * 100.0);
+}
 
+/// The 8-bit conversion loads in whisper.cpp and transcribes as well as the f16 one (within
+/// a word on the corpus).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_q8_0_conversion_transcribes_like_the_f16_one() {
+    let f16 = common::model("whisper-tiny.en").await;
+    let q8 = common::model("whisper-tiny.en-q8").await;
+    let (s16, s8) =
+        (voxpipe_models::read_ggml_summary(&f16).unwrap(), voxpipe_models::read_ggml_summary(&q8).unwrap());
+    assert_eq!(s8.hparams.ftype, 2007);
+    assert_eq!(s8.n_tensors, s16.n_tensors);
+    assert!(s8.file_bytes < s16.file_bytes * 6 / 10, "{} vs {} bytes", s8.file_bytes, s16.file_bytes);
+    let (w16, w8) = (corpus_wer(&f16).await, corpus_wer(&q8).await);
+    let words = common::SENTENCES.iter().map(|s| s.split_whitespace().count()).sum::<usize>() as f64;
+    assert!(w8 <= w16 + 1.0 / words + 1e-9, "q8_0 WER {:.1}% against f16 {:.1}%", w8 * 100.0, w16 * 100.0);
+}
+
+/// Word error rate of the model at `path` on the espeak corpus, printing each sentence.
+async fn corpus_wer(path: &std::path::Path) -> f64 {
     let cfg = WhisperConfig { model: path.display().to_string(), ..Default::default() };
     let t = tokio::task::spawn_blocking({
-        let path = path.clone();
+        let path = path.to_path_buf();
         move || Transcriber::load(&path, &cfg).unwrap()
     })
     .await
@@ -39,8 +60,8 @@ async fn converted_tiny_en_transcribes_espeak_sentences_within_15_percent_wer() 
         words += w;
     }
     let wer = errors as f64 / words as f64;
-    println!("corpus WER: {:.1}% ({errors}/{words})", wer * 100.0);
-    assert!(wer <= 0.15, "WER {:.1}% exceeds 15%", wer * 100.0);
+    println!("{}: corpus WER {:.1}% ({errors}/{words})", path.display(), wer * 100.0);
+    wer
 }
 
 #[tokio::test]

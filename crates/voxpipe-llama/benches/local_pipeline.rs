@@ -93,7 +93,7 @@ fn main() {
 
 async fn bench() {
     let store = voxpipe_models::ModelStore::from_env().unwrap();
-    for id in ["whisper-tiny.en", "smollm2-135m", "piper-joe", "silero-vad", "onnxruntime"] {
+    for id in ["whisper-tiny.en-q8", "smollm2-135m", "piper-joe", "silero-vad", "onnxruntime"] {
         store.resolve_or_pull(id, &voxpipe_models::NoProgress).await.unwrap_or_else(|e| panic!("{id}: {e}"));
     }
     let dir = std::env::temp_dir().join(format!("voxpipe-bench-local-{}", std::process::id()));

@@ -29,7 +29,7 @@ fn voiced_seconds(samples: &[i16], rate: u32) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_local_pipeline_answers_both_turns_with_piper_audio() {
     let store = voxpipe_models::ModelStore::from_env().unwrap();
-    for id in ["whisper-tiny.en", "smollm2-135m", "piper-joe", "silero-vad", "onnxruntime"] {
+    for id in ["whisper-tiny.en-q8", "smollm2-135m", "piper-joe", "silero-vad", "onnxruntime"] {
         store.resolve_or_pull(id, &voxpipe_models::NoProgress).await.unwrap_or_else(|e| panic!("{id}: {e}"));
     }
     let out = std::env::temp_dir().join(format!("voxpipe-local-e2e-{}", std::process::id()));

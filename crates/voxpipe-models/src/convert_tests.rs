@@ -82,7 +82,12 @@ fn read_tensors(path: &Path) -> BTreeMap<String, (Vec<i32>, i32, Vec<u8>)> {
         p += 4 * n_dims as usize;
         let name = String::from_utf8(b[p..p + name_len].to_vec()).unwrap();
         p += name_len;
-        let n = dims.iter().product::<i32>() as usize * if ttype == 1 { 2 } else { 4 };
+        let elements = dims.iter().product::<i32>() as usize;
+        let n = match ttype {
+            0 => elements * 4,
+            1 => elements * 2,
+            _ => elements / 32 * 34,
+        };
         out.insert(name, (dims, ttype, b[p..p + n].to_vec()));
         p += n;
     }
@@ -98,7 +103,7 @@ fn converts_a_synthetic_ct2_model_to_the_whisper_cpp_layout() {
     std::fs::write(dir.join("vocabulary.txt"), "!\nĠhello\nĊ\n<|endoftext|>\n<|startoftranscript|>\n")
         .unwrap();
     let out = dir.join("ggml.bin");
-    let summary = convert_ct2_to_ggml(&dir, &out).unwrap();
+    let summary = convert_ct2_to_ggml(&dir, &out, Weights::F16).unwrap();
     assert_eq!(summary.n_tokens, 3);
     // encoder: pe, conv×4, ln_post×2 + 15 per layer; decoder: pe, emb, ln×2 + 24 per layer.
     assert_eq!(summary.n_tensors, 7 + 15 + 4 + 24);
@@ -153,7 +158,7 @@ fn missing_variables_are_named_in_the_error() {
     model.variables.remove("decoder/layer_0/attention/linear_2/bias");
     std::fs::write(dir.join("model.bin"), ct2::write(&model)).unwrap();
     std::fs::write(dir.join("vocabulary.txt"), "!\n<|endoftext|>\n").unwrap();
-    let err = convert_ct2_to_ggml(&dir, &dir.join("out.bin")).unwrap_err().to_string();
+    let err = convert_ct2_to_ggml(&dir, &dir.join("out.bin"), Weights::F16).unwrap_err().to_string();
     assert!(err.contains("decoder/layer_0/attention/linear_2/bias"), "{err}");
     assert!(!dir.join("out.bin").exists());
     std::fs::remove_dir_all(&dir).unwrap();
@@ -169,4 +174,42 @@ fn half_precision_round_trips() {
     assert_eq!(half::f32_to_f16(-2.0), 0xc000);
     assert_eq!(half::f16_to_f32(0x0001), 5.960_464_5e-8);
     assert!(half::f16_to_f32(half::f32_to_f16(1e6)).is_infinite());
+}
+
+#[test]
+fn q8_0_blocks_match_ggml_reference_quantisation() {
+    let values: Vec<f32> = (0..64).map(|i| (i as f32 - 20.0) / 8.0).collect();
+    let q = quantize_q8_0(&values);
+    assert_eq!(q.len(), 2 * 34);
+    for (b, block) in values.chunks(32).enumerate() {
+        let bytes = &q[b * 34..(b + 1) * 34];
+        let d = half::f16_to_f32(u16::from_le_bytes([bytes[0], bytes[1]]));
+        let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+        assert!((d - amax / 127.0).abs() <= d * 1e-3, "scale {d} for max {amax}");
+        for (i, &v) in block.iter().enumerate() {
+            let back = (bytes[2 + i] as i8) as f32 * d;
+            assert!((back - v).abs() <= d * 0.51, "{v} -> {back}");
+        }
+        // The largest magnitude maps to ±127.
+        assert!(bytes[2..].iter().any(|&x| (x as i8).unsigned_abs() == 127));
+    }
+    // An all-zero block has scale 0 and zero values.
+    assert!(quantize_q8_0(&[0.0; 32]).iter().all(|&b| b == 0));
+}
+
+#[test]
+fn a_q8_0_conversion_quantises_the_weight_matrices_and_reads_back() {
+    let dir = std::env::temp_dir().join(format!("voxpipe-convert-q8-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("model.bin"), ct2::write(&synthetic_model())).unwrap();
+    std::fs::write(dir.join("vocabulary.txt"), "!\nĠhello\nĊ\n<|endoftext|>\n").unwrap();
+    let out = dir.join("ggml-q8.bin");
+    let summary = convert_ct2_to_ggml(&dir, &out, Weights::Q8_0).unwrap();
+    assert_eq!(summary.hparams.ftype, 2007, "GGML_FTYPE_MOSTLY_Q8_0 with quantisation version 2");
+    // Rows of 4 values are not whole q8_0 blocks: such matrices stay f16, as whisper.cpp's
+    // `quantize` leaves them (real models have rows of 384 and more).
+    let t = read_tensors(&out);
+    assert_eq!(t["encoder.blocks.0.mlp.0.weight"].1, 1);
+    assert_eq!(t.len(), summary.n_tensors);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -41,7 +41,7 @@ pub mod mel;
 pub mod store;
 
 pub use catalog::{Catalog, ModelEntry, PostProcess};
-pub use convert::{GgmlSummary, Hparams, convert_ct2_to_ggml, read_ggml_summary};
+pub use convert::{GgmlSummary, Hparams, Weights, convert_ct2_to_ggml, read_ggml_summary};
 pub use error::{Error, Result};
 pub use fetch::{NoProgress, Progress};
 pub use store::{ModelStatus, ModelStore};

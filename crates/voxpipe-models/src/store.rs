@@ -236,7 +236,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 
 /// Post-processing and manifest (blocking).
 fn finish_install(dir: &Path, entry: &ModelEntry) -> Result<()> {
-    if let PostProcess::WhisperCt2 { target, parts } = entry.post {
+    if let PostProcess::WhisperCt2 { target, parts, weights } = entry.post {
         let target_path = dir.join(target);
         if !parts.is_empty() {
             let mut out = std::fs::File::create(&target_path)
@@ -248,7 +248,7 @@ fn finish_install(dir: &Path, entry: &ModelEntry) -> Result<()> {
                 std::fs::remove_file(&p).map_err(Error::io("remove model part", &p))?;
             }
         }
-        crate::convert::convert_ct2_to_ggml(dir, &dir.join(entry.main_file))?;
+        crate::convert::convert_ct2_to_ggml(dir, &dir.join(entry.main_file), weights)?;
         // The CTranslate2 weights are not needed once converted.
         std::fs::remove_file(&target_path).map_err(Error::io("remove CTranslate2 model", &target_path))?;
     }
