@@ -30,6 +30,18 @@ const TURNS: [&str; 10] = [
 /// Silence after each utterance: room for the reply to be spoken before the next turn.
 const GAP_S: f64 = 12.0;
 
+/// `--set` overrides from `VOXPIPE_BENCH_SET` (separated by `;`), to try settings without
+/// editing local.toml: `VOXPIPE_BENCH_SET='turn.pause_ms=100;stages[2].first_chunk_chars=18'`.
+fn extra_sets() -> Vec<String> {
+    let sets = std::env::var("VOXPIPE_BENCH_SET").unwrap_or_default();
+    let sets: Vec<String> =
+        sets.split(';').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
+    if !sets.is_empty() {
+        println!("overrides: {sets:?}");
+    }
+    sets
+}
+
 fn repo(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel)
 }
@@ -106,7 +118,9 @@ async fn bench() {
         output: Some(dir.join("reply.wav")),
         events: Some(events.clone()),
         profile: None,
-        sets: vec![format!("stages[1].worker={}", env!("CARGO_BIN_EXE_voxpipe-llm-worker"))],
+        sets: std::iter::once(format!("stages[1].worker={}", env!("CARGO_BIN_EXE_voxpipe-llm-worker")))
+            .chain(extra_sets())
+            .collect(),
         quiet: true,
     };
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
