@@ -78,10 +78,10 @@ pub enum Command {
 }
 
 fn init_logging(format: LogFormat) {
-    // whisper.cpp and llama.cpp narrate every model load at INFO; keep them to warnings unless
-    // RUST_LOG asks for them.
+    // whisper.cpp, llama.cpp and onnxruntime narrate every model load (and each arena they
+    // grow) at INFO; keep them to warnings unless RUST_LOG asks for them.
     let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,whisper_rs=warn,llama_cpp_2=warn".into());
+        .unwrap_or_else(|_| "info,whisper_rs=warn,llama_cpp_2=warn,ort=warn".into());
     // Whatever RUST_LOG says, never let HTTP/WebSocket internals log request headers: they
     // carry API keys (tungstenite traces the whole upgrade request).
     for directive in [
