@@ -19,7 +19,7 @@ pub enum FakeCommand {
         config: Option<PathBuf>,
     },
     /// OpenAI-compatible chat completions (SSE) at http://127.0.0.1:PORT/v1; replies echo the
-    /// caller ("You said: …").
+    /// caller ("You said: …") unless `--replies` scripts them.
     Llm(LlmArgs),
     /// Anthropic Messages (SSE) at http://127.0.0.1:PORT/v1.
     Anthropic(LlmArgs),
@@ -49,6 +49,9 @@ pub enum FakeCommand {
         /// The first port.
         #[arg(long, default_value_t = 8787)]
         base_port: u16,
+        /// Scripted replies for the chat and Anthropic fakes (as `llm --replies`).
+        #[arg(long)]
+        llm_replies: Option<PathBuf>,
     },
 }
 
@@ -64,6 +67,27 @@ pub struct LlmArgs {
     /// Delay between tokens (ms).
     #[arg(long, default_value_t = 30)]
     token_interval_ms: u64,
+    /// Scripted replies (TOML `[[replies]]` with `text` and/or `tool = { name, arguments }`,
+    /// the shape of a scenario's `[[fakes.llm]]`), used in order and cycling. Default: echo.
+    #[arg(long)]
+    replies: Option<PathBuf>,
+}
+
+/// A `--replies` file.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RepliesFile {
+    replies: Vec<voxpipe_eval::scenario::FakeLlmReply>,
+}
+
+/// The scripted replies of `--replies FILE`, or echo without one.
+fn scripted_replies(path: Option<&Path>) -> anyhow::Result<Vec<openai_chat::ScriptedReply>> {
+    let Some(path) = path else { return Ok(vec![openai_chat::ScriptedReply::Echo]) };
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let file: RepliesFile =
+        toml::from_str(&text).with_context(|| format!("{}: invalid scripted replies", path.display()))?;
+    anyhow::ensure!(!file.replies.is_empty(), "{}: `replies` is empty", path.display());
+    Ok(file.replies.iter().map(voxpipe_eval::fakes::chat_reply).collect())
 }
 
 /// Knobs of the TTS fakes.
@@ -160,13 +184,15 @@ async fn start(which: FakeCommand) -> anyhow::Result<Vec<Running>> {
             )]
         }
         FakeCommand::Llm(a) => {
-            let config = openai_chat::ChatFakeConfig { knobs: knobs(&a), ..Default::default() };
+            let replies = scripted_replies(a.replies.as_deref())?;
+            let config = openai_chat::ChatFakeConfig { knobs: knobs(&a), replies, ..Default::default() };
             vec![Running::Chat(
                 openai_chat::ChatFake::start_on(at(a.port), config).await.with_context(|| ctx(a.port))?,
             )]
         }
         FakeCommand::Anthropic(a) => {
-            let config = anthropic::AnthropicFakeConfig { knobs: knobs(&a), ..Default::default() };
+            let replies = scripted_replies(a.replies.as_deref())?;
+            let config = anthropic::AnthropicFakeConfig { knobs: knobs(&a), replies, ..Default::default() };
             vec![Running::Anthropic(
                 anthropic::AnthropicFake::start_on(at(a.port), config).await.with_context(|| ctx(a.port))?,
             )]
@@ -200,9 +226,14 @@ async fn start(which: FakeCommand) -> anyhow::Result<Vec<Running>> {
                     .with_context(|| ctx(port))?,
             )]
         }
-        FakeCommand::All { base_port: b } => {
+        FakeCommand::All { base_port: b, llm_replies } => {
             let mut all = Vec::new();
-            let llm = |port| LlmArgs { port, time_to_first_token_ms: 300, token_interval_ms: 30 };
+            let llm = |port| LlmArgs {
+                port,
+                time_to_first_token_ms: 300,
+                token_interval_ms: 30,
+                replies: llm_replies.clone(),
+            };
             let tts = |port| TtsArgs {
                 port,
                 api_key: "sk-fake".into(),
@@ -234,4 +265,30 @@ pub async fn run(which: FakeCommand) -> anyhow::Result<()> {
     tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
     drop(running);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openai_chat::ScriptedReply;
+
+    #[test]
+    fn the_shipped_tool_script_reads_as_a_tool_call_then_text() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pipelines/fakes/llm-tools.toml");
+        let replies = scripted_replies(Some(&path)).unwrap();
+        assert!(
+            matches!(&replies[0], ScriptedReply::ToolCalls { calls, .. } if calls[0].name == "get_order_status")
+        );
+        assert!(matches!(&replies[1], ScriptedReply::Text(t) if !t.is_empty()));
+        assert_eq!(scripted_replies(None).unwrap(), vec![ScriptedReply::Echo]);
+    }
+
+    #[test]
+    fn a_bad_replies_file_names_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.toml");
+        std::fs::write(&path, "[[replies]]\nsay = \"hi\"\n").unwrap();
+        let e = format!("{:#}", scripted_replies(Some(&path)).unwrap_err());
+        assert!(e.contains("r.toml: invalid scripted replies") && e.contains("unknown field `say`"), "{e}");
+    }
 }

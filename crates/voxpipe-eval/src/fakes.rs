@@ -145,7 +145,8 @@ fn tool_server_tools(tools: &serde_json::Value) -> Vec<(String, String)> {
         .collect()
 }
 
-fn chat_reply(r: &crate::scenario::FakeLlmReply) -> ScriptedReply {
+/// A scenario's scripted chat reply as the LLM fakes take it.
+pub fn chat_reply(r: &crate::scenario::FakeLlmReply) -> ScriptedReply {
     match &r.tool {
         Some(t) => ScriptedReply::ToolCalls {
             text: r.text.clone(),
