@@ -159,18 +159,15 @@ fn run_mic_without_the_feature_names_the_build_command() {
 #[test]
 fn ab_on_the_virtual_clock_measures_the_fakes_exactly_and_refuses_local_compute() {
     let out = tempfile::tempdir().unwrap();
-    let run = voxpipe()
-        .args([
-            "ab",
-            "pipelines/native-fake.toml",
-            "pipelines/native-fake-local.toml",
-            "--fakes",
-            "--virtual-clock",
-        ])
-        .arg("--out")
-        .arg(out.path())
-        .output()
-        .unwrap();
+    let ab = |second: &str| {
+        voxpipe()
+            .args(["ab", "pipelines/native-fake.toml", second, "--fakes", "--virtual-clock"])
+            .arg("--out")
+            .arg(out.path())
+            .output()
+            .unwrap()
+    };
+    let run = ab("pipelines/native-fake-local.toml");
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let report = std::fs::read_to_string(out.path().join("report.md")).unwrap();
     assert!(report.contains("16 calls, 0 failed"), "{report}");
@@ -180,18 +177,7 @@ fn ab_on_the_virtual_clock_measures_the_fakes_exactly_and_refuses_local_compute(
     let cells: Vec<&str> = v2v.split('|').map(str::trim).collect();
     assert_eq!((cells[2], cells[6]), ("780", "700"), "{v2v}");
 
-    let refused = voxpipe()
-        .args([
-            "ab",
-            "pipelines/native-fake.toml",
-            "pipelines/cascade-fake.toml",
-            "--fakes",
-            "--virtual-clock",
-        ])
-        .arg("--out")
-        .arg(out.path())
-        .output()
-        .unwrap();
+    let refused = ab("pipelines/cascade-fake.toml");
     assert!(!refused.status.success());
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(err.contains("cascade-fake.toml has a `asr.whisper` stage"), "{err}");

@@ -356,18 +356,13 @@ pub async fn validate(config: &PipelineConfig, env: &Env) -> Result<(), BuildErr
 /// The few-shot examples of an `llm.local` stage may only call the pipeline's tools.
 fn check_example_tools(i: usize, stage: &StageConfig, config: &PipelineConfig) -> Result<(), BuildError> {
     #[cfg(feature = "llama")]
-    if let StageConfig::LlmLocal(c) = stage
-        && c.tools
-    {
-        for (j, e) in c.examples.iter().enumerate() {
-            let Some(call) = &e.tool_call else { continue };
-            if !config.tools.contains_key(&call.name) {
-                let known = config.tools.keys().map(String::as_str).collect::<Vec<_>>().join(", ");
-                return Err(BuildError::new(
-                    format!("stages[{i}].examples[{j}].tool_call.name"),
-                    format!("`{}` is not one of the pipeline's tools (declared: {known})", call.name),
-                ));
-            }
+    if let StageConfig::LlmLocal(c) = stage {
+        let known: Vec<&str> = config.tools.keys().map(String::as_str).collect();
+        if let Some((j, name)) = c.unknown_example_tool(&known) {
+            return Err(BuildError::new(
+                format!("stages[{i}].examples[{j}].tool_call.name"),
+                format!("`{name}` is not one of the pipeline's tools (declared: {})", known.join(", ")),
+            ));
         }
     }
     #[cfg(not(feature = "llama"))]

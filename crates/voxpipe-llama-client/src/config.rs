@@ -236,6 +236,18 @@ impl LocalLlmConfig {
         Ok(())
     }
 
+    /// The first example (index, tool name) whose tool call names none of `known`, when tools
+    /// are on.
+    pub fn unknown_example_tool<'a>(&'a self, known: &[&str]) -> Option<(usize, &'a str)> {
+        if !self.tools {
+            return None;
+        }
+        self.examples.iter().enumerate().find_map(|(i, e)| {
+            let name = e.tool_call.as_ref()?.name.as_str();
+            (!known.contains(&name)).then_some((i, name))
+        })
+    }
+
     /// The generation settings the worker is loaded with.
     pub fn settings(&self) -> crate::protocol::Settings {
         crate::protocol::Settings {
@@ -305,5 +317,18 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("unknown field `answer`"), "{err}");
+    }
+
+    #[test]
+    fn example_tool_names_are_checked_only_with_tools_on() {
+        let mut c: LocalLlmConfig = serde_json::from_value(serde_json::json!({"examples": [
+            {"user": "Open?", "assistant": "Nine to five."},
+            {"user": "Bye.", "tool_call": {"name": "end_call"}},
+        ]}))
+        .unwrap();
+        assert_eq!(c.unknown_example_tool(&["status"]), None, "tools are off");
+        c.tools = true;
+        assert_eq!(c.unknown_example_tool(&["status"]), Some((1, "end_call")));
+        assert_eq!(c.unknown_example_tool(&["end_call"]), None);
     }
 }

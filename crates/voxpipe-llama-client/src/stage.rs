@@ -110,22 +110,12 @@ impl Stage for LocalLlm {
 
 /// An example's tool call must name one of the tools offered to the model.
 fn check_examples(config: &LocalLlmConfig, specs: &[ToolSpec]) -> Result<(), Error> {
-    if !config.tools {
-        return Ok(());
-    }
-    for (i, e) in config.examples.iter().enumerate() {
-        let Some(call) = &e.tool_call else { continue };
-        if !specs.iter().any(|s| s.name == call.name) {
-            let known: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
-            let message = format!(
-                "`examples[{i}].tool_call.name` = `{}` is not one of the pipeline's tools ({})",
-                call.name,
-                if known.is_empty() { "none are declared".to_string() } else { known.join(", ") }
-            );
-            return Err(Error::Config { message });
-        }
-    }
-    Ok(())
+    let known: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+    let Some((i, name)) = config.unknown_example_tool(&known) else { return Ok(()) };
+    let declared = if known.is_empty() { "none are declared".to_string() } else { known.join(", ") };
+    let message =
+        format!("`examples[{i}].tool_call.name` = `{name}` is not one of the pipeline's tools ({declared})");
+    Err(Error::Config { message })
 }
 
 /// Evaluates the fixed start of every request (system prompt, tools, examples) into the
