@@ -67,12 +67,11 @@ async fn corpus_wer(path: &std::path::Path) -> f64 {
 #[tokio::test]
 async fn a_second_pull_is_served_from_the_cache() {
     let first = common::model("whisper-tiny.en").await;
-    let store = common::store();
+    // An index nobody listens on: a cached pull must not need it.
+    let store = common::store().with_index_url("http://127.0.0.1:9/simple/");
     assert_eq!(store.path("whisper-tiny.en"), Some(first.clone()));
-    let started = std::time::Instant::now();
     let again = store.pull("whisper-tiny.en", &voxpipe_models::NoProgress).await.unwrap();
     assert_eq!(again, first);
-    assert!(started.elapsed() < std::time::Duration::from_secs(2), "a cached pull must not download");
     assert_eq!(store.resolve("whisper-tiny.en").unwrap(), first);
     assert_eq!(store.resolve(first.to_str().unwrap()).unwrap(), first);
     assert!(store.resolve("whisper-huge").is_err());

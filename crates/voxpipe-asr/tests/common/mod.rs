@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Reference sentences, spoken by espeak-ng.
 pub const SENTENCES: &[&str] = &[
@@ -16,10 +17,12 @@ pub const SENTENCES: &[&str] = &[
 
 /// Speaks `text` with espeak-ng (en-us, 150 words per minute) and returns 16 kHz mono PCM16.
 pub fn espeak_16k(text: &str) -> Vec<i16> {
+    // One file per call: tests in one binary run in parallel and may speak the same sentence,
+    // so a name derived from the text would let one test delete the file another is reading.
+    static N: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!("voxpipe-asr-tts-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir
-        .join(format!("{:x}.wav", text.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64))));
+    let path = dir.join(format!("{}.wav", N.fetch_add(1, Ordering::Relaxed)));
     let status = Command::new("espeak-ng")
         .args(["-v", "en-us", "-s", "150", "-w"])
         .arg(&path)
