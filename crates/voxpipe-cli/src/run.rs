@@ -1,11 +1,10 @@
 //! `voxpipe run` and `voxpipe check`.
 
-use async_trait::async_trait;
 use clap::Args;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use voxpipe_config::{LoadOptions, PipelineConfig};
-use voxpipe_core::{Event, EventKind, EventWriter, RunOptions};
+use voxpipe_core::{Event, EventKind, Observed, RunOptions};
 
 /// `voxpipe run` arguments.
 #[derive(Debug, Clone, Args)]
@@ -62,49 +61,23 @@ pub struct Summary {
     pub end_reason: Option<String>,
 }
 
-/// Forwards events to the configured log and keeps what the summary needs.
-struct Collect {
-    inner: Option<Box<dyn EventWriter>>,
-    summary: Arc<Mutex<Summary>>,
-}
-
-#[async_trait]
-impl EventWriter for Collect {
-    async fn write(&mut self, event: &Event) -> std::io::Result<()> {
-        {
-            let mut s = self.summary.lock().unwrap_or_else(|e| e.into_inner());
-            match &event.kind {
-                EventKind::UserTranscript(t) if t.is_final => {
-                    s.transcript.push(format!("user:      {}", t.text.trim()))
-                }
-                EventKind::AssistantTranscript(t) if t.is_final => {
-                    s.transcript.push(format!("assistant: {}", t.text.trim()))
-                }
-                EventKind::ToolCall(c) => {
-                    s.transcript.push(format!("tool:      {}({})", c.name, c.arguments))
-                }
-                EventKind::ToolResult(r) => {
-                    let verdict = if r.is_error { "failed" } else { "->" };
-                    s.transcript.push(format!("tool:      {} {verdict} {}", r.name, r.output.trim()))
-                }
-                EventKind::Metric { name, turn, value_ms } => {
-                    s.metrics.push((*turn, name.clone(), *value_ms))
-                }
-                EventKind::CallEnded { reason } => s.end_reason = Some(reason.clone()),
-                _ => {}
-            }
+/// Adds what the summary needs from `event`.
+fn summarize(s: &mut Summary, event: &Event) {
+    match &event.kind {
+        EventKind::UserTranscript(t) if t.is_final => {
+            s.transcript.push(format!("user:      {}", t.text.trim()))
         }
-        match &mut self.inner {
-            Some(w) => w.write(event).await,
-            None => Ok(()),
+        EventKind::AssistantTranscript(t) if t.is_final => {
+            s.transcript.push(format!("assistant: {}", t.text.trim()))
         }
-    }
-
-    async fn finish(&mut self) -> std::io::Result<()> {
-        match &mut self.inner {
-            Some(w) => w.finish().await,
-            None => Ok(()),
+        EventKind::ToolCall(c) => s.transcript.push(format!("tool:      {}({})", c.name, c.arguments)),
+        EventKind::ToolResult(r) => {
+            let verdict = if r.is_error { "failed" } else { "->" };
+            s.transcript.push(format!("tool:      {} {verdict} {}", r.name, r.output.trim()))
         }
+        EventKind::Metric { name, turn, value_ms } => s.metrics.push((*turn, name.clone(), *value_ms)),
+        EventKind::CallEnded { reason } => s.end_reason = Some(reason.clone()),
+        _ => {}
     }
 }
 
@@ -134,7 +107,11 @@ pub async fn run_pipeline_from(
         pipeline.source = source;
     }
     let summary = Arc::new(Mutex::new(Summary::default()));
-    pipeline.events = Some(Box::new(Collect { inner: pipeline.events.take(), summary: summary.clone() }));
+    let collect = summary.clone();
+    pipeline.events = Some(Box::new(Observed::new(pipeline.events.take(), move |event: &Event| {
+        summarize(&mut collect.lock().unwrap_or_else(|e| e.into_inner()), event);
+        Ok(())
+    })));
     let result = pipeline.run(opts).await;
     let summary = summary.lock().unwrap_or_else(|e| e.into_inner()).clone();
     result?;

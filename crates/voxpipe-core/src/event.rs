@@ -216,3 +216,109 @@ pub trait EventWriter: Send {
     /// Flushes and closes.
     async fn finish(&mut self) -> std::io::Result<()>;
 }
+
+/// An [`EventWriter`] that shows every event to `observe` before passing it on to `inner`, the
+/// configured log (if any): how a caller collects a summary of the call without a second log.
+pub struct Observed<F> {
+    inner: Option<Box<dyn EventWriter>>,
+    observe: F,
+}
+
+impl<F> std::fmt::Debug for Observed<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Observed").field("inner", &self.inner.is_some()).finish_non_exhaustive()
+    }
+}
+
+impl<F> Observed<F>
+where
+    F: FnMut(&Event) -> std::io::Result<()> + Send,
+{
+    /// Wraps `inner`; `observe` runs first, and its error ends the writer like a write error.
+    pub fn new(inner: Option<Box<dyn EventWriter>>, observe: F) -> Self {
+        Self { inner, observe }
+    }
+}
+
+#[async_trait]
+impl<F> EventWriter for Observed<F>
+where
+    F: FnMut(&Event) -> std::io::Result<()> + Send,
+{
+    async fn write(&mut self, event: &Event) -> std::io::Result<()> {
+        (self.observe)(event)?;
+        match &mut self.inner {
+            Some(w) => w.write(event).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn finish(&mut self) -> std::io::Result<()> {
+        match &mut self.inner {
+            Some(w) => w.finish().await,
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// Keeps the types of the events written, and whether it was finished.
+    #[derive(Clone, Default)]
+    struct Log(Arc<Mutex<(Vec<&'static str>, bool)>>);
+
+    #[async_trait]
+    impl EventWriter for Log {
+        async fn write(&mut self, event: &Event) -> std::io::Result<()> {
+            let name = match event.kind {
+                EventKind::CallStarted { .. } => "call_started",
+                EventKind::CallEnded { .. } => "call_ended",
+                _ => "other",
+            };
+            self.0.lock().unwrap().0.push(name);
+            Ok(())
+        }
+        async fn finish(&mut self) -> std::io::Result<()> {
+            self.0.lock().unwrap().1 = true;
+            Ok(())
+        }
+    }
+
+    fn event(kind: EventKind) -> Event {
+        Event { t_ms: 0, kind }
+    }
+
+    #[tokio::test]
+    async fn observed_shows_each_event_then_passes_it_on_and_an_observer_error_stops_the_write() {
+        let log = Log::default();
+        let mut seen = 0;
+        let mut w = Observed::new(Some(Box::new(log.clone())), |e: &Event| {
+            seen += 1;
+            match e.kind {
+                EventKind::CallEnded { .. } => Err(std::io::Error::other("full")),
+                _ => Ok(()),
+            }
+        });
+        w.write(&event(EventKind::CallStarted { pipeline: "p".into() })).await.unwrap();
+        let err = w.write(&event(EventKind::CallEnded { reason: "done".into() })).await.unwrap_err();
+        assert_eq!(err.to_string(), "full");
+        w.finish().await.unwrap();
+        drop(w);
+        assert_eq!(seen, 2);
+        assert_eq!(*log.0.lock().unwrap(), (vec!["call_started"], true));
+
+        // Without a configured log the observer still sees everything.
+        let mut count = 0;
+        let mut w = Observed::new(None, |_: &Event| {
+            count += 1;
+            Ok(())
+        });
+        w.write(&event(EventKind::CallStarted { pipeline: "p".into() })).await.unwrap();
+        w.finish().await.unwrap();
+        drop(w);
+        assert_eq!(count, 1);
+    }
+}

@@ -28,7 +28,7 @@ pub mod tool;
 
 pub use audio::{AudioChunk, SampleRate, Samples};
 pub use control::{Control, ControlBus, InterruptReason};
-pub use event::{Event, EventKind, EventSender, EventWriter};
+pub use event::{Event, EventKind, EventSender, EventWriter, Observed};
 pub use frame::{
     Frame, ItemId, OutputAudio, ResponseDone, ResponseStarted, ResponseStatus, TextDelta, Transcript, Usage,
 };

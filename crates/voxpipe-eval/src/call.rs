@@ -6,12 +6,11 @@ use crate::fakes::{CallFakes, FakeDelay};
 use crate::metrics::{TurnMetrics, measure};
 use crate::render::Rendered;
 use crate::scenario::LoadedScenario;
-use async_trait::async_trait;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use voxpipe_config::{LoadOptions, PipelineConfig};
-use voxpipe_core::{Event, EventWriter, RunOptions};
+use voxpipe_core::{Event, Observed, RunOptions};
 
 /// A pipeline under test, resolved once before the calls.
 #[derive(Debug, Clone)]
@@ -87,31 +86,6 @@ pub struct CallRecord {
     pub turns: Vec<TurnMetrics>,
     /// Estimated cost per turn, when every stage's model has a price.
     pub turn_costs: Vec<Option<f64>>,
-}
-
-/// Keeps every event as JSON and forwards it to the configured log.
-struct Collect {
-    inner: Option<Box<dyn EventWriter>>,
-    events: Arc<Mutex<Vec<serde_json::Value>>>,
-}
-
-#[async_trait]
-impl EventWriter for Collect {
-    async fn write(&mut self, event: &Event) -> std::io::Result<()> {
-        let v = serde_json::to_value(event).map_err(std::io::Error::other)?;
-        self.events.lock().unwrap_or_else(|e| e.into_inner()).push(v);
-        match &mut self.inner {
-            Some(w) => w.write(event).await,
-            None => Ok(()),
-        }
-    }
-
-    async fn finish(&mut self) -> std::io::Result<()> {
-        match &mut self.inner {
-            Some(w) => w.finish().await,
-            None => Ok(()),
-        }
-    }
 }
 
 /// What a call needs besides the pipeline.
@@ -200,6 +174,11 @@ async fn build_and_run(
         voxpipe_config::load(path, &LoadOptions { profile: None, sets, env }).map_err(|e| e.to_string())?;
     let mut pipeline =
         voxpipe_config::build(&config, &secrets).await.map_err(|e| format!("{}: {e}", path.display()))?;
-    pipeline.events = Some(Box::new(Collect { inner: pipeline.events.take(), events }));
+    // Keeps every event as JSON and forwards it to the configured log.
+    pipeline.events = Some(Box::new(Observed::new(pipeline.events.take(), move |event: &Event| {
+        let v = serde_json::to_value(event).map_err(std::io::Error::other)?;
+        events.lock().unwrap_or_else(|e| e.into_inner()).push(v);
+        Ok(())
+    })));
     pipeline.run(RunOptions::default()).await.map(|_| ()).map_err(|e| e.to_string())
 }
