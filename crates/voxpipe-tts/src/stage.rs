@@ -88,6 +88,8 @@ impl<P: Synthesizer> Stage for TtsStage<P> {
             outq: VecDeque::new(),
             cancelled: VecDeque::new(),
             turn: 0,
+            numbered_by_responses: false,
+            reported_turn: 0,
             chars_per_sec: INITIAL_CHARS_PER_SEC,
             eos: false,
             control_open: true,
@@ -126,7 +128,6 @@ struct Active {
     segment: Option<Segment>,
     proportional: bool,
     requested_at: Option<Instant>,
-    first_audio_reported: bool,
 }
 
 struct Runner<P: Synthesizer> {
@@ -139,7 +140,14 @@ struct Runner<P: Synthesizer> {
     replies: VecDeque<Reply>,
     outq: VecDeque<Frame>,
     cancelled: VecDeque<ItemId>,
+    /// The turn replies are numbered with (from 1): one per `ResponseStarted` when upstream
+    /// announces its responses, else one per reply, so a tool filler and the answer after it
+    /// share their turn's number with the LLM's and ASR's metrics.
     turn: u32,
+    /// Upstream sends `ResponseStarted` before each response's text.
+    numbered_by_responses: bool,
+    /// The last turn whose `tts_first_audio_ms` was logged: one per turn, its first audio.
+    reported_turn: u32,
     chars_per_sec: f64,
     eos: bool,
     control_open: bool,
@@ -244,13 +252,7 @@ impl<P: Synthesizer> Runner<P> {
         debug!(item = %front.item, "reply session started");
         self.text_tx = Some(text_tx);
         self.events = Some(ev_rx);
-        self.active = Some(Active {
-            task,
-            segment: None,
-            proportional: false,
-            requested_at: None,
-            first_audio_reported: false,
-        });
+        self.active = Some(Active { task, segment: None, proportional: false, requested_at: None });
     }
 
     fn on_frame(&mut self, frame: Option<Frame>) {
@@ -269,6 +271,11 @@ impl<P: Synthesizer> Runner<P> {
                 self.end_reply(None);
                 self.outq.push_back(frame);
             }
+            Frame::ResponseStarted(_) => {
+                self.numbered_by_responses = true;
+                self.turn += 1;
+                self.outq.push_back(frame);
+            }
             Frame::EndOfStream => self.end_of_stream(),
             other => self.outq.push_back(other),
         }
@@ -285,7 +292,9 @@ impl<P: Synthesizer> Runner<P> {
                 // A new reply began without the previous one being closed.
                 self.end_reply(None);
             }
-            self.turn += 1;
+            if !self.numbered_by_responses {
+                self.turn += 1;
+            }
             self.replies.push_back(Reply {
                 item: d.item.clone(),
                 turn: self.turn,
@@ -376,8 +385,8 @@ impl<P: Synthesizer> Runner<P> {
                 if samples.is_empty() && alignment.is_none() {
                     return Ok(());
                 }
-                if !active.first_audio_reported {
-                    active.first_audio_reported = true;
+                if reply.turn != self.reported_turn {
+                    self.reported_turn = reply.turn;
                     let value_ms = active.requested_at.map_or(0, |t| t.elapsed().as_millis() as u64);
                     let turn = reply.turn;
                     let name = "tts_first_audio_ms".to_string();

@@ -4,7 +4,7 @@ mod support;
 
 use std::time::Duration;
 use support::{Harness, audio, samples, spoken_text, words};
-use voxpipe_core::{EventKind, Frame};
+use voxpipe_core::{EventKind, Frame, ResponseStarted};
 use voxpipe_tts::{Error, Espeak, EspeakConfig, Synthesizer};
 
 const REPLY: &str = "Hello there, thanks for calling the bakery. We open at seven every morning, \
@@ -38,6 +38,34 @@ async fn a_streamed_reply_becomes_plausible_non_silent_audio_carrying_every_word
         events.iter().any(|e| matches!(e, EventKind::Metric { name, .. } if name == "tts_first_audio_ms"))
     );
     assert!(!events.iter().any(|e| matches!(e, EventKind::ProviderError { .. })), "{events:?}");
+}
+
+/// Turns are numbered by the LLM's responses: a tool filler and the answer after it are one
+/// turn (one `tts_first_audio_ms`, the filler's), so the metric lines up with the LLM's and
+/// the ASR's turn numbers.
+#[tokio::test]
+async fn a_filler_and_its_answer_share_their_turn_number() {
+    let synth = Espeak::new(EspeakConfig::default()).await.unwrap();
+    let mut h = Harness::start(Box::new(synth.into_stage()));
+    let started = |id: &str| Frame::ResponseStarted(ResponseStarted { response_id: id.into() });
+    h.input.send(started("reply_1")).await.unwrap();
+    h.say("filler_1", "One moment.", 4, Duration::ZERO).await;
+    h.say("reply_1", "It is in stock.", 4, Duration::ZERO).await;
+    h.input.send(started("reply_2")).await.unwrap();
+    h.say("reply_2", "Goodbye.", 4, Duration::ZERO).await;
+    h.input.send(Frame::EndOfStream).await.unwrap();
+    let frames = h.collect_until_eos(Duration::from_secs(30)).await;
+    (&mut h.task).await.unwrap().unwrap();
+    assert_eq!(words(&spoken_text(&frames)), words("One moment. It is in stock. Goodbye."));
+    let turns: Vec<u32> = h
+        .drain_events()
+        .iter()
+        .filter_map(|e| match e {
+            EventKind::Metric { name, turn, .. } if name == "tts_first_audio_ms" => Some(*turn),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(turns, [1, 2]);
 }
 
 #[tokio::test]
