@@ -304,9 +304,10 @@ pub async fn build(config: &PipelineConfig, env: &Env) -> Result<Pipeline, Build
         return Err(BuildError::new("stages", "expected at least one stage"));
     }
     let source: Box<dyn Source> = match &config.input {
-        InputConfig::Wav(c) => Box::new(
-            voxpipe_transport::wav::WavSource::open(c).map_err(|e| BuildError::new("input.path", e))?,
-        ),
+        InputConfig::Wav(c) => Box::new(voxpipe_transport::wav::WavSource::open(c).map_err(|e| match e {
+            voxpipe_transport::Error::NoSuchChannel { .. } => BuildError::new("input.channel", e),
+            e => BuildError::new("input.path", e),
+        })?),
         InputConfig::Stdin(c) => Box::new(voxpipe_transport::pcm::StdinSource::new(c)),
     };
     check_presses(config)?;

@@ -43,7 +43,7 @@ pub async fn render(s: &LoadedScenario, out: &Path) -> Result<Rendered, EvalErro
     for (i, turn) in s.scenario.turns.iter().enumerate() {
         let clip = match (&turn.say, &turn.wav) {
             (Some(text), _) => speak(&s.scenario.name, text).await?,
-            (None, Some(wav)) => read_clip(&s.scenario.name, &s.dir.join(wav))?,
+            (None, Some(wav)) => read_clip(&s.scenario.name, &s.dir.join(wav), turn.channel)?,
             (None, None) => unreachable!("load_scenario rejects a turn without audio (turn {i})"),
         };
         clips.push(clip);
@@ -107,18 +107,18 @@ async fn speak(scenario: &str, text: &str) -> Result<Vec<i16>, EvalError> {
         let stderr = String::from_utf8_lossy(&status.stderr);
         return Err(fail(format!("espeak-ng exited with {}: {}", status.status, stderr.trim())));
     }
-    let clip = read_clip(scenario, &tmp);
+    let clip = read_clip(scenario, &tmp, None);
     let _ = std::fs::remove_file(&tmp);
     clip
 }
 
 static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// A WAV file as 16 kHz mono PCM16.
-fn read_clip(scenario: &str, path: &Path) -> Result<Vec<i16>, EvalError> {
+/// A WAV file (one channel, or the mix) as 16 kHz mono PCM16.
+fn read_clip(scenario: &str, path: &Path, channel: Option<u16>) -> Result<Vec<i16>, EvalError> {
     let fail = |message: String| EvalError::Render { scenario: scenario.to_string(), message };
     let (samples, rate) =
-        voxpipe_transport::wav::read_wav(path, None).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+        voxpipe_transport::wav::read_wav_channel(path, channel, None).map_err(|e| fail(e.to_string()))?;
     if rate == RENDER_RATE {
         return Ok(samples);
     }
@@ -196,6 +196,32 @@ mod tests {
         assert_eq!(ms(samples.len()), 8200 + 2000);
         assert_eq!(samples[samples_for(4000)], 0, "silence between turns");
         assert_eq!(samples[samples_for(7300)], 1000, "barge-in audio in place");
+    }
+
+    #[tokio::test]
+    async fn a_wav_turn_takes_the_caller_s_channel_of_a_stereo_recording() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = hound::WavSpec {
+            channels: 2,
+            sample_rate: 8000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(dir.path().join("call.wav"), spec).unwrap();
+        for _ in 0..8000 {
+            w.write_sample(0i16).unwrap(); // the agent's side, silent here
+            w.write_sample(6000i16).unwrap(); // the caller's
+        }
+        w.finalize().unwrap();
+        let mut s = scenario("tail_silence_ms = 0\n[[turns]]\nwav = \"call.wav\"\nchannel = 1\ngap_ms = 0\n");
+        s.dir = dir.path().to_path_buf();
+        let out = dir.path().join("rendered.wav");
+        let r = render(&s, &out).await.unwrap();
+        assert_eq!(r.spans, [TurnSpan { start_ms: 0, end_ms: 1000 }]);
+        let (samples, rate) = voxpipe_transport::wav::read_wav(&out, None).unwrap();
+        assert_eq!(rate, RENDER_RATE);
+        let mid = samples[samples_for(500)];
+        assert!((5900..=6100).contains(&mid), "the caller's channel, resampled: {mid}");
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //! noise_dbfs = -35.0
 //!
 //! [[turns]]
-//! say = "Hi, where is my order A 1234?"      # or: wav = "turn1.wav" (relative to the dir)
+//! say = "Hi, where is my order A 1234?"      # or: wav = "turn1.wav" (relative to the dir),
+//!                                             # channel = 0 for one side of a stereo recording
 //! gap_ms = 500                                # silence before this turn
 //! transcript = "hi where is my order a 1234"  # reference (default: the `say` text)
 //! tool = { name = "get_order_status", arguments = { order_id = "A-1234" }, match = "subset" }
@@ -71,6 +72,11 @@ pub struct Turn {
     /// A WAV file, relative to the scenario directory (exclusive with `say`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wav: Option<PathBuf>,
+    /// With `wav`: the caller's channel of a multi-channel recording, counting from 0 (the
+    /// agent's side of a stereo call recording must not be played as the caller). Default: all
+    /// channels mixed down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<u16>,
     /// Silence before this turn, ms: after the previous user turn's audio ends (leave room for
     /// the reply, or the turn becomes an accidental barge-in). Default 500 for the first turn,
     /// 5000 after.
@@ -203,6 +209,9 @@ pub fn load_scenario(dir: &Path) -> Result<LoadedScenario, EvalError> {
             }
             _ => {}
         }
+        if t.channel.is_some() && t.wav.is_none() {
+            return Err(bad(format!("turns[{i}]: `channel` picks a channel of `wav`; this turn has none")));
+        }
         if t.barge_in_ms.is_some() && i == 0 {
             return Err(bad("turns[0]: `barge_in_ms` needs a previous turn to interrupt".into()));
         }
@@ -275,5 +284,13 @@ mod tests {
         std::fs::write(dir.path().join(SCENARIO_FILE), "[[turns]]\nsay = \"hi\"\nwav = \"a.wav\"\n").unwrap();
         let err = load_scenario(dir.path()).unwrap_err().to_string();
         assert!(err.contains("turns[0]") && err.contains("not both"), "{err}");
+    }
+
+    #[test]
+    fn a_channel_without_a_wav_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(SCENARIO_FILE), "[[turns]]\nsay = \"hi\"\nchannel = 1\n").unwrap();
+        let err = load_scenario(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("turns[0]: `channel` picks a channel of `wav`"), "{err}");
     }
 }

@@ -2,7 +2,8 @@
 //! assistant's audio and the event log go.
 //!
 //! # Layout
-//! - [`wav`]: WAV file source (any common rate and bit depth, resampled, paced on the call clock)
+//! - [`wav`]: WAV file source (any common rate and bit depth, G.711 telephone recordings, one
+//!   channel or the mix, resampled, paced on the call clock)
 //!   and WAV file sink (the assistant's audio on the conversation timeline).
 //! - [`pcm`]: raw PCM16 on stdin/stdout.
 //! - [`playout`]: the playout engine both audio sinks share: 20 ms ticks on the call clock,
@@ -12,6 +13,7 @@
 pub mod jsonl;
 pub mod pcm;
 pub mod playout;
+mod riff;
 pub mod wav;
 
 use std::path::PathBuf;
@@ -44,6 +46,18 @@ pub enum Error {
         declared: u64,
         /// Samples present.
         found: u64,
+    },
+    /// The file has no such channel.
+    #[error(
+        "{path}: channel {channel} asked for, but the file has {channels} channel(s) (channels count from 0)"
+    )]
+    NoSuchChannel {
+        /// The file.
+        path: PathBuf,
+        /// The channel asked for.
+        channel: u16,
+        /// Channels in the file.
+        channels: u16,
     },
     /// An output file could not be written.
     #[error("cannot write {path}: {source}")]

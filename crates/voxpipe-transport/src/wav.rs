@@ -20,9 +20,14 @@ fn default_tail_silence_ms() -> u64 {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct WavInputConfig {
-    /// The file. Any PCM WAV (8/16/24/32-bit integer or 32-bit float, any channel count:
-    /// channels are mixed down) at any rate.
+    /// The file: PCM (8/16/24/32-bit integer or 32-bit float) or G.711 μ-law/A-law, any
+    /// channel count, any rate.
     pub path: PathBuf,
+    /// The caller's channel of a multi-channel recording, counting from 0 (a contact centre's
+    /// stereo recording usually has the caller on one side and the agent on the other).
+    /// Default: all channels mixed down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<u16>,
     /// Resample to this rate before sending (Hz). Default: keep the file's rate; each stage
     /// converts to what its provider needs.
     #[serde(default)]
@@ -36,63 +41,121 @@ pub struct WavInputConfig {
     pub push_to_talk: Vec<[u64; 2]>,
 }
 
-/// Reads a whole WAV file as mono PCM16 at its own rate (or `target` rate).
+/// Reads a whole WAV file as mono PCM16 at its own rate (or `target` rate), all channels
+/// mixed down.
 pub fn read_wav(path: &Path, target: Option<SampleRate>) -> Result<(Vec<i16>, SampleRate), Error> {
+    read_wav_channel(path, None, target)
+}
+
+/// Reads a whole WAV file as mono PCM16 at its own rate (or `target` rate): one channel
+/// (`Some(0)` is the first, the left of a stereo file), or all channels mixed down (`None`).
+///
+/// Reads PCM (8/16/24/32-bit integer), 32-bit float, and G.711 μ-law and A-law, the usual
+/// encoding of telephone call recordings.
+pub fn read_wav_channel(
+    path: &Path,
+    channel: Option<u16>,
+    target: Option<SampleRate>,
+) -> Result<(Vec<i16>, SampleRate), Error> {
     let bad = |reason: String| Error::BadWav { path: path.to_path_buf(), reason };
     let file =
         std::fs::File::open(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
-    let mut reader = hound::WavReader::new(std::io::BufReader::new(file)).map_err(|e| match e {
-        hound::Error::IoError(source) => Error::Read { path: path.to_path_buf(), source },
-        other => bad(other.to_string()),
-    })?;
-    let spec = reader.spec();
-    let channels = spec.channels.max(1) as usize;
-    let declared = reader.len() as u64;
-    let mut mono: Vec<i16> = Vec::with_capacity(declared as usize / channels);
-    let mut found = 0u64;
-    let mut acc = 0i32;
-    let push = |s: i32, found: &mut u64, acc: &mut i32, mono: &mut Vec<i16>| {
-        *acc += s;
-        *found += 1;
-        if (*found).is_multiple_of(channels as u64) {
-            mono.push((*acc / channels as i32).clamp(i16::MIN as i32, i16::MAX as i32) as i16);
-            *acc = 0;
-        }
+    let mut reader = match hound::WavReader::new(std::io::BufReader::new(file)) {
+        Ok(r) => r,
+        // hound declines G.711 (and every other coded format): read it here, or name it.
+        Err(hound::Error::Unsupported) => return read_g711(path, channel, target),
+        Err(hound::Error::IoError(source)) => return Err(Error::Read { path: path.to_path_buf(), source }),
+        Err(other) => return Err(bad(other.to_string())),
     };
+    let spec = reader.spec();
+    let declared = reader.len() as u64;
+    let mut mono = Downmix::new(path, spec.channels, channel, declared)?;
     match (spec.sample_format, spec.bits_per_sample) {
         (hound::SampleFormat::Int, bits @ (8 | 16 | 24 | 32)) => {
             let shift = bits as i32 - 16;
-            for s in reader.samples::<i32>() {
-                match s {
-                    Ok(v) => {
-                        let v16 = if shift >= 0 { v >> shift } else { v << -shift };
-                        push(v16, &mut found, &mut acc, &mut mono)
-                    }
-                    Err(_) => break,
-                }
+            for v in reader.samples::<i32>().map_while(Result::ok) {
+                mono.push(if shift >= 0 { v >> shift } else { v << -shift });
             }
         }
         (hound::SampleFormat::Float, 32) => {
-            for s in reader.samples::<f32>() {
-                match s {
-                    Ok(v) => {
-                        push(voxpipe_core::audio::pcm::f32_to_i16(v) as i32, &mut found, &mut acc, &mut mono)
-                    }
-                    Err(_) => break,
-                }
+            for v in reader.samples::<f32>().map_while(Result::ok) {
+                mono.push(voxpipe_core::audio::pcm::f32_to_i16(v) as i32);
             }
         }
         (fmt, bits) => return Err(bad(format!("{bits}-bit {fmt:?} samples are not supported"))),
     }
-    if found < declared {
-        return Err(Error::TruncatedWav { path: path.to_path_buf(), declared, found });
+    finish(path, mono, declared, spec.sample_rate, target)
+}
+
+/// A G.711 (μ-law or A-law) WAV file, which hound does not read.
+fn read_g711(
+    path: &Path,
+    channel: Option<u16>,
+    target: Option<SampleRate>,
+) -> Result<(Vec<i16>, SampleRate), Error> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
+    let wav = crate::riff::parse_g711(&bytes)
+        .map_err(|reason| Error::BadWav { path: path.to_path_buf(), reason })?;
+    let mut mono = Downmix::new(path, wav.channels, channel, wav.declared)?;
+    wav.samples().for_each(|s| mono.push(s as i32));
+    finish(path, mono, wav.declared, wav.sample_rate, target)
+}
+
+fn finish(
+    path: &Path,
+    mono: Downmix,
+    declared: u64,
+    rate: SampleRate,
+    target: Option<SampleRate>,
+) -> Result<(Vec<i16>, SampleRate), Error> {
+    if mono.found < declared {
+        return Err(Error::TruncatedWav { path: path.to_path_buf(), declared, found: mono.found });
     }
-    if spec.sample_rate == 0 {
-        return Err(bad("sample rate is 0".into()));
+    if rate == 0 {
+        return Err(Error::BadWav { path: path.to_path_buf(), reason: "sample rate is 0".into() });
     }
     match target {
-        Some(to) if to != spec.sample_rate => Ok((resample_all(&mono, spec.sample_rate, to)?, to)),
-        _ => Ok((mono, spec.sample_rate)),
+        Some(to) if to != rate => Ok((resample_all(&mono.out, rate, to)?, to)),
+        _ => Ok((mono.out, rate)),
+    }
+}
+
+/// Interleaved samples in, one mono sample per frame out: the chosen channel, or the mean.
+struct Downmix {
+    channels: u64,
+    pick: Option<u64>,
+    /// Interleaved samples seen.
+    found: u64,
+    acc: i32,
+    out: Vec<i16>,
+}
+
+impl Downmix {
+    fn new(path: &Path, channels: u16, pick: Option<u16>, declared: u64) -> Result<Self, Error> {
+        let channels = channels.max(1);
+        if let Some(channel) = pick.filter(|&c| c >= channels) {
+            return Err(Error::NoSuchChannel { path: path.to_path_buf(), channel, channels });
+        }
+        let channels = channels as u64;
+        let out = Vec::with_capacity((declared / channels) as usize);
+        Ok(Self { channels, pick: pick.map(u64::from), found: 0, acc: 0, out })
+    }
+
+    fn push(&mut self, s: i32) {
+        let at = self.found % self.channels;
+        self.found += 1;
+        match self.pick {
+            Some(c) if c == at => self.out.push(s.clamp(i16::MIN as i32, i16::MAX as i32) as i16),
+            Some(_) => {}
+            None => {
+                self.acc += s;
+                if at + 1 == self.channels {
+                    let mean = self.acc / self.channels as i32;
+                    self.out.push(mean.clamp(i16::MIN as i32, i16::MAX as i32) as i16);
+                    self.acc = 0;
+                }
+            }
+        }
     }
 }
 
@@ -108,7 +171,7 @@ pub struct WavSource {
 impl WavSource {
     /// Reads and decodes the file up front, so format errors surface before the call starts.
     pub fn open(config: &WavInputConfig) -> Result<Self, Error> {
-        let (mut samples, rate) = read_wav(&config.path, config.sample_rate)?;
+        let (mut samples, rate) = read_wav_channel(&config.path, config.channel, config.sample_rate)?;
         samples.resize(samples.len() + samples_for_ms(rate, config.tail_silence_ms), 0);
         Ok(Self { samples: Samples::from_vec(samples), rate, presses: config.push_to_talk.clone() })
     }
