@@ -42,8 +42,8 @@ pub struct PipelineConfig {
     pub tool_defaults: voxpipe_tools::ToolDefaults,
 }
 
-/// `[input]`.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+/// `[input]`, chosen by `kind` (deserialised by hand, as [`StageConfig`] is).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind")]
 pub enum InputConfig {
     /// A WAV file.
@@ -54,8 +54,8 @@ pub enum InputConfig {
     Stdin(StdinConfig),
 }
 
-/// `[output]`.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+/// `[output]`, chosen by `kind` (deserialised by hand, as [`StageConfig`] is).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind")]
 pub enum OutputConfig {
     /// A WAV file on the conversation timeline.
@@ -145,35 +145,65 @@ pub const STAGE_KINDS: &[&str] = &[
     "tts.elevenlabs",
 ];
 
+/// A table chosen by its `kind`: the kind, and the rest of the table as a figment value.
+fn tagged<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<(String, figment::value::Value), D::Error> {
+    use serde::de::Error;
+    let mut value = <figment::value::Value as Deserialize>::deserialize(deserializer)?;
+    let dict = match &mut value {
+        figment::value::Value::Dict(_, d) => d,
+        _ => return Err(D::Error::custom("expected a table with a `kind`")),
+    };
+    match dict.remove("kind") {
+        Some(figment::value::Value::String(_, k)) => Ok((k, value)),
+        Some(_) => Err(D::Error::custom("`kind` must be a string")),
+        None => Err(D::Error::missing_field("kind")),
+    }
+}
+
+/// The provider's struct straight from the figment value, so an error keeps its key path.
+fn inner<T: serde::de::DeserializeOwned, E: serde::de::Error>(v: &figment::value::Value) -> Result<T, E> {
+    v.deserialize::<T>().map_err(|e| {
+        let e = e.into_iter().next().expect("a figment error holds at least one error");
+        let path = e.path.join(".");
+        match &e.kind {
+            figment::error::Kind::UnknownField(f, expected) => E::unknown_field(f, expected),
+            figment::error::Kind::MissingField(f) if path.is_empty() => {
+                E::custom(format!("missing required key `{f}`"))
+            }
+            kind if path.is_empty() => E::custom(kind),
+            kind => E::custom(format!("`{path}`: {kind}")),
+        }
+    })
+}
+
+impl<'de> Deserialize<'de> for InputConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let (kind, value) = tagged(deserializer)?;
+        match kind.as_str() {
+            "wav" => Ok(InputConfig::Wav(inner(&value)?)),
+            "stdin" => Ok(InputConfig::Stdin(inner(&value)?)),
+            other => Err(serde::de::Error::unknown_variant(other, &["wav", "stdin"])),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for OutputConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let (kind, value) = tagged(deserializer)?;
+        match kind.as_str() {
+            "wav" => Ok(OutputConfig::Wav(inner(&value)?)),
+            "stdout" => Ok(OutputConfig::Stdout(inner(&value)?)),
+            other => Err(serde::de::Error::unknown_variant(other, &["wav", "stdout"])),
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for StageConfig {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         use serde::de::Error;
-        let mut value = <figment::value::Value as Deserialize>::deserialize(deserializer)?;
-        let dict = match &mut value {
-            figment::value::Value::Dict(_, d) => d,
-            _ => return Err(D::Error::custom("expected a table with a `kind`")),
-        };
-        let kind = match dict.remove("kind") {
-            Some(figment::value::Value::String(_, k)) => k,
-            Some(_) => return Err(D::Error::custom("`kind` must be a string")),
-            None => return Err(D::Error::missing_field("kind")),
-        };
-        fn inner<T: serde::de::DeserializeOwned, E: serde::de::Error>(
-            v: &figment::value::Value,
-        ) -> Result<T, E> {
-            v.deserialize::<T>().map_err(|e| {
-                let e = e.into_iter().next().expect("a figment error holds at least one error");
-                let path = e.path.join(".");
-                match &e.kind {
-                    figment::error::Kind::UnknownField(f, expected) => E::unknown_field(f, expected),
-                    figment::error::Kind::MissingField(f) if path.is_empty() => {
-                        E::custom(format!("missing required key `{f}`"))
-                    }
-                    kind if path.is_empty() => E::custom(kind),
-                    kind => E::custom(format!("`{path}`: {kind}")),
-                }
-            })
-        }
+        let (kind, value) = tagged(deserializer)?;
         match kind.as_str() {
             "realtime.openai" => Ok(StageConfig::RealtimeOpenAi(inner(&value)?)),
             "asr.whisper" => Ok(StageConfig::AsrWhisper(inner(&value)?)),

@@ -179,3 +179,35 @@ fn a_missing_input_file_fails_the_build_with_its_key() {
     let e = block_on(build(&c, &env)).unwrap_err().to_string();
     assert!(e.starts_with("key `input.path`: cannot read in.wav"), "{e}");
 }
+
+#[test]
+fn a_channel_the_input_file_lacks_fails_the_build_with_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("mono.wav");
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&wav, spec).unwrap();
+    (0..800).for_each(|_| w.write_sample(0i16).unwrap());
+    w.finalize().unwrap();
+    let text =
+        GOOD.replace("path = \"in.wav\"", &format!("path = {:?}\nchannel = 1", wav.display().to_string()));
+    let c = load_str(Path::new("p.toml"), &text, &LoadOptions::default()).unwrap();
+    let env = Env::from_vars([("OPENAI_API_KEY".to_string(), "k".to_string())]);
+    let e = block_on(build(&c, &env)).unwrap_err().to_string();
+    assert!(
+        e.starts_with("key `input.channel`: ")
+            && e.contains("channel 1 asked for, but the file has 1 channel(s)"),
+        "{e}"
+    );
+    let e = err(&GOOD.replace("path = \"in.wav\"", "path = \"in.wav\"\nchannel = \"left\""));
+    assert_eq!(
+        e,
+        r#"pipelines/bad.toml: key `input.channel`: invalid type: found string "left", expected u16"#
+    );
+    let e = err(&GOOD.replace("kind = \"wav\"\npath = \"in.wav\"", "kind = \"wave\"\npath = \"in.wav\""));
+    assert_eq!(e, "pipelines/bad.toml: key `input.kind`: unknown kind `wave`, expected one of: wav, stdin");
+}
