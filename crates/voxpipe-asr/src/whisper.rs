@@ -177,6 +177,30 @@ pub fn clean_text(text: &str) -> String {
     out.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// True when `text` repeats itself the way a looping decoder does: the whole text one phrase
+/// said two times or more ("Goodbye! Goodbye!"), or, anywhere in it, one word four times or
+/// more in a row or a phrase of 2 to 8 words three times or more. Case and punctuation are
+/// ignored. Real speech does this too ("bye bye"); the caller then decodes again and keeps
+/// what it gets.
+pub fn repeats_itself(text: &str) -> bool {
+    let words: Vec<String> = text
+        .split_whitespace()
+        .map(|w| w.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect())
+        .filter(|w: &String| !w.is_empty())
+        .collect();
+    let repeated = |start: usize, n: usize, times: usize| {
+        let phrase = &words[start..start + n];
+        (1..times).all(|k| words.get(start + k * n..start + (k + 1) * n) == Some(phrase))
+    };
+    let whole =
+        (1..=words.len() / 2).any(|n| words.len().is_multiple_of(n) && repeated(0, n, words.len() / n));
+    whole
+        || (1..=8).any(|n| {
+            let times = if n == 1 { 4 } else { 3 };
+            (0..(words.len() + 1).saturating_sub(n * times)).any(|start| repeated(start, n, times))
+        })
+}
+
 #[cfg(feature = "whisper")]
 #[path = "whisper_local.rs"]
 mod local;
@@ -186,6 +210,21 @@ pub use local::{DecodeOptions, Transcriber, Transcription, WhisperStage};
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_looping_decode_is_told_from_speech_that_repeats_a_little() {
+        assert!(repeats_itself("Goodbye! Goodbye! Goodbye! Goodbye! Goodbye!"));
+        assert!(repeats_itself("Thanks for your help. Thanks for your help. Thanks for your help. Thanks"));
+        assert!(repeats_itself("Sorry, I said: the order is late, the order is late, the Order is late."));
+        assert!(repeats_itself("Goodbye! Goodbye!") && repeats_itself("Order 5. Order 5."));
+        assert!(!repeats_itself("No, no, no. That's not what I asked."));
+        assert!(!repeats_itself("Goodbye.") && !repeats_itself("Order 5, order 6."));
+        assert!(!repeats_itself("Thank you, thank you so much!"));
+        assert!(!repeats_itself("one two three four five six seven eight nine ten"));
+        assert!(!repeats_itself("Is the black coat in stock? Thanks."));
+        assert!(!repeats_itself(""));
+        assert!(repeats_itself("ok ok ok ok"));
+    }
 
     #[test]
     fn toml_defaults_and_audio_ctx_forms_parse() {

@@ -16,6 +16,9 @@ use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextPar
 /// whisper.cpp skips input shorter than 1 s; shorter utterances are padded with silence.
 const MIN_SAMPLES: usize = 16_800;
 
+/// How much wider the encoder context of the first retry of a looping decode is (frames).
+const RETRY_WIDER_FRAMES: u32 = 64;
+
 /// Token cap for `samples` of 16 kHz audio: 10 tokens a second plus 16.
 fn max_tokens(samples: usize) -> i32 {
     (samples as f64 / 16_000.0 * 10.0).ceil() as i32 + 16
@@ -115,7 +118,6 @@ impl Transcriber {
     /// [`Error::Decode`] if whisper.cpp fails.
     pub fn transcribe_blocking(&self, audio: &[f32], opts: &DecodeOptions) -> Result<Transcription, Error> {
         let started = Instant::now();
-        let cfg = &self.inner.cfg;
         let padded;
         let input = if audio.len() < MIN_SAMPLES {
             padded = [audio, &vec![0.0; MIN_SAMPLES - audio.len()]].concat();
@@ -123,7 +125,46 @@ impl Transcriber {
         } else {
             audio
         };
-        let audio_ctx = opts.audio_ctx.unwrap_or(cfg.audio_ctx).frames_for(input.len());
+        let mut audio_ctx = opts.audio_ctx.unwrap_or(self.inner.cfg.audio_ctx).frames_for(input.len());
+        let max_tokens = max_tokens(audio.len());
+        let mut text = self.decode(input, audio_ctx, max_tokens, opts)?;
+        // A shortened encoder context sometimes sends tiny.en into a loop on a short turn
+        // ("Goodbye! Goodbye!", "Thanks for your help." six times). Which contexts loop depends
+        // on the clip, and a neighbouring one almost never does: decode again 64 frames wider,
+        // then with the full context (whisper's reference decoding, ~4x slower on a short
+        // turn), and keep the last text. It costs nothing unless the text repeats itself.
+        for retry in [audio_ctx + RETRY_WIDER_FRAMES, super::FULL_FRAMES] {
+            if audio_ctx >= super::FULL_FRAMES || !super::repeats_itself(&text) {
+                break;
+            }
+            debug!(audio_ctx, retry, text, "whisper repeated itself: decoding again with a wider context");
+            audio_ctx = retry.min(super::FULL_FRAMES);
+            text = self.decode(input, audio_ctx, max_tokens, opts)?;
+        }
+        let elapsed = started.elapsed();
+        debug!(
+            audio_ms = audio.len() / 16,
+            audio_ctx,
+            elapsed_ms = elapsed.as_millis() as u64,
+            "whisper decode"
+        );
+        Ok(Transcription {
+            text,
+            audio: Duration::from_secs_f64(audio.len() as f64 / 16_000.0),
+            elapsed,
+            audio_ctx,
+        })
+    }
+
+    /// One whisper.cpp decode of `input` with `audio_ctx` encoder frames.
+    fn decode(
+        &self,
+        input: &[f32],
+        audio_ctx: u32,
+        max_tokens: i32,
+        opts: &DecodeOptions,
+    ) -> Result<String, Error> {
+        let cfg = &self.inner.cfg;
         let strategy = if cfg.beam_size > 1 {
             SamplingStrategy::BeamSearch { beam_size: cfg.beam_size as i32, patience: -1.0 }
         } else {
@@ -147,7 +188,7 @@ impl Transcriber {
         }
         // Speech runs at most ~6 tokens a second: a cap stops runaway repetition (a known
         // whisper failure on clipped audio) from decoding up to the 224-token limit.
-        params.set_max_tokens(max_tokens(audio.len()));
+        params.set_max_tokens(max_tokens);
         if opts.no_fallback {
             params.set_temperature_inc(0.0);
         }
@@ -170,20 +211,7 @@ impl Transcriber {
             }
         };
         self.inner.states.lock().expect("state pool lock poisoned").push(state);
-        let elapsed = started.elapsed();
-        let text = text?;
-        debug!(
-            audio_ms = audio.len() / 16,
-            audio_ctx,
-            elapsed_ms = elapsed.as_millis() as u64,
-            "whisper decode"
-        );
-        Ok(Transcription {
-            text,
-            audio: Duration::from_secs_f64(audio.len() as f64 / 16_000.0),
-            elapsed,
-            audio_ctx,
-        })
+        text
     }
 
     /// Transcribes on a blocking thread.

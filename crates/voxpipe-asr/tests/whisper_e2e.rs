@@ -34,6 +34,25 @@ async fn the_q8_0_conversion_transcribes_like_the_f16_one() {
     assert!(w8 <= w16 + 1.0 / words + 1e-9, "q8_0 WER {:.1}% against f16 {:.1}%", w8 * 100.0, w16 * 100.0);
 }
 
+/// A short "Goodbye." sends tiny.en into a loop ("Goodbye! Goodbye!") with the shortened
+/// encoder context `auto` picks; the transcriber sees the repetition and decodes again wider.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_looping_decode_of_a_short_goodbye_is_decoded_again_with_a_wider_context() {
+    let mut audio = vec![0.0f32; 1600];
+    audio.extend(common::espeak_16k("Goodbye.").iter().map(|&s| i16_to_f32(s)));
+    audio.extend([0.0; 1600]);
+    for id in ["whisper-tiny.en", "whisper-tiny.en-q8"] {
+        let path = common::model(id).await;
+        let cfg = WhisperConfig { model: path.display().to_string(), ..Default::default() };
+        let t = tokio::task::spawn_blocking(move || Transcriber::load(&path, &cfg).unwrap()).await.unwrap();
+        let out = t.transcribe(audio.clone(), DecodeOptions::default()).await.unwrap();
+        println!("{id}: {:?} (audio_ctx {})", out.text, out.audio_ctx);
+        assert_eq!(out.audio_ctx, 384 + 64, "{id}: the auto context (384 frames) looped on this clip");
+        assert!(!voxpipe_asr::whisper::repeats_itself(&out.text), "{id}: {:?}", out.text);
+        assert_eq!(voxpipe_asr::wer("Goodbye.", &out.text), 0.0, "{id}: {:?}", out.text);
+    }
+}
+
 /// Word error rate of the model at `path` on the espeak corpus, printing each sentence.
 async fn corpus_wer(path: &std::path::Path) -> f64 {
     let cfg = WhisperConfig { model: path.display().to_string(), ..Default::default() };
