@@ -129,19 +129,25 @@ pub async fn run_command(args: RunArgs, mic: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Prints the call's transcript and metrics: on stdout, or on stderr when stdout carries the
+/// assistant's audio (`[output] kind = "stdout"`), so text never lands in the audio stream.
 fn print_summary(config: &PipelineConfig, s: &Summary) {
-    println!("── {} ──", config.name);
+    let mut text = format!("── {} ──\n", config.name);
     for line in &s.transcript {
-        println!("{line}");
+        text += &format!("{line}\n");
     }
     for (turn, name, ms) in &s.metrics {
-        println!("turn {turn}: {name} = {ms} ms");
+        text += &format!("turn {turn}: {name} = {ms} ms\n");
     }
     if let voxpipe_config::OutputConfig::Wav(w) = &config.output {
-        println!("reply audio: {}", w.path.display());
+        text += &format!("reply audio: {}\n", w.path.display());
     }
     if let Some(e) = &config.events {
-        println!("event log:   {}", e.path.display());
+        text += &format!("event log:   {}\n", e.path.display());
+    }
+    match config.output {
+        voxpipe_config::OutputConfig::Stdout(_) => eprint!("{text}"),
+        voxpipe_config::OutputConfig::Wav(_) => print!("{text}"),
     }
 }
 

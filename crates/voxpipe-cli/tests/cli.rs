@@ -255,3 +255,71 @@ fn check_names_bad_llm_examples() {
         assert!(!out.status.success() && stderr.contains(expected), "{stderr}");
     }
 }
+
+/// A telephone bridge's view: μ-law at 8 kHz in on stdin, paced as a live line is, and μ-law
+/// out on stdout; the summary goes to stderr so no text lands in the audio stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mu_law_on_stdin_and_stdout_carries_a_call_and_keeps_text_out_of_the_audio() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fake = RealtimeFake::start(RealtimeFakeConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let call = dir.path().join("call.wav");
+    short_call(&call);
+    let reader = hound::WavReader::open(&call).unwrap();
+    let pcm16k: Vec<i16> = reader.into_samples::<i16>().map(Result::unwrap).collect();
+    let mut line = voxpipe_core::audio::resample_all(&pcm16k, 16_000, 8000).unwrap();
+    line.resize(line.len() + 8000 * 3, 0); // three seconds of the caller listening
+    let mut mu = Vec::new();
+    voxpipe_core::audio::g711::encode_ulaw(&line, &mut mu);
+    let pipeline = dir.path().join("phone.toml");
+    let text = std::fs::read_to_string(repo("pipelines/native-fake.toml")).unwrap();
+    let (input, rest) = text.split_once("[input]").unwrap();
+    let (_, rest) = rest.split_once("[events]").unwrap();
+    let phone = "[input]\nkind = \"stdin\"\nsample_rate = 8000\nencoding = \"mulaw\"\n\n\
+                 [output]\nkind = \"stdout\"\nsample_rate = 8000\nencoding = \"mulaw\"\n\n[events]";
+    std::fs::write(&pipeline, format!("{input}{phone}{rest}")).unwrap();
+    let url = fake.url();
+    let events = dir.path().join("events.jsonl");
+    let mut child = tokio::process::Command::from(voxpipe())
+        .arg("run")
+        .arg(&pipeline)
+        .arg("--set")
+        .arg(format!("stages[0].url={url}"))
+        .arg("--events")
+        .arg(&events)
+        .env("OPENAI_API_KEY", "sk-fake")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let reading = tokio::spawn(async move {
+        let mut audio = Vec::new();
+        stdout.read_to_end(&mut audio).await.unwrap();
+        audio
+    });
+    for chunk in mu.chunks(160) {
+        stdin.write_all(chunk).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    drop(stdin);
+    let audio = reading.await.unwrap();
+    let done = child.wait_with_output().await.unwrap();
+    let out = (audio, done.status, String::from_utf8_lossy(&done.stderr).into_owned());
+    let (audio, status, stderr) = out;
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains("── native-fake ──") && stderr.contains("assistant: "),
+        "summary on stderr: {stderr}"
+    );
+    for text in ["native-fake", "assistant", "turn 1"] {
+        assert!(!audio.windows(text.len()).any(|w| w == text.as_bytes()), "{text:?} in the audio stream");
+    }
+    let mut reply = Vec::new();
+    voxpipe_core::audio::g711::decode_ulaw(&audio, &mut reply);
+    let voiced = reply.chunks(160).filter(|c| voxpipe_core::audio::rms_dbfs(c) > -40.0).count();
+    assert!(voiced >= 25, "half a second or more of the reply is audible: {voiced} chunks of 20 ms");
+    fake.shutdown().await;
+}
