@@ -8,6 +8,8 @@
 use voxpipe_core::audio::SampleRate;
 use voxpipe_core::audio::g711::{alaw_to_linear, ulaw_to_linear};
 
+const WAVE_FORMAT_PCM: u16 = 0x0001;
+const WAVE_FORMAT_IEEE_FLOAT: u16 = 0x0003;
 const WAVE_FORMAT_ALAW: u16 = 0x0006;
 const WAVE_FORMAT_MULAW: u16 = 0x0007;
 const WAVE_FORMAT_EXTENSIBLE: u16 = 0xFFFE;
@@ -81,9 +83,17 @@ fn parse_fmt(body: &[u8]) -> Result<(Law, u16, SampleRate), String> {
     if tag == WAVE_FORMAT_EXTENSIBLE && body.len() >= 26 {
         tag = u16_at(24);
     }
+    let bits = u16_at(14);
     let law = match tag {
         WAVE_FORMAT_MULAW => Law::Mu,
         WAVE_FORMAT_ALAW => Law::A,
+        // hound reads PCM and float, except at depths it does not know.
+        WAVE_FORMAT_PCM | WAVE_FORMAT_IEEE_FLOAT => {
+            return Err(format!(
+                "{bits}-bit {} samples are not supported (8, 16, 24 or 32-bit integer, or 32-bit float)",
+                if tag == WAVE_FORMAT_PCM { "integer" } else { "float" }
+            ));
+        }
         other => {
             return Err(format!(
                 "format tag {other:#06x}{} is not supported; voxpipe reads PCM, IEEE float, \
@@ -94,7 +104,6 @@ fn parse_fmt(body: &[u8]) -> Result<(Law, u16, SampleRate), String> {
     };
     let channels = u16_at(2);
     let sample_rate = u32::from_le_bytes(body[4..8].try_into().expect("4 bytes"));
-    let bits = u16_at(14);
     if bits != 8 {
         return Err(format!("G.711 with {bits} bits per sample (8 expected)"));
     }
@@ -178,6 +187,9 @@ mod tests {
         let e = parse_g711(&wav(0x0031, 1, 8000, false, &[0])).unwrap_err();
         assert!(e.contains("0x0031 (GSM 6.10) is not supported") && e.contains("sox"), "{e}");
         assert_eq!(parse_g711(b"RIFX\0\0\0\0WAVE").unwrap_err(), "not a RIFF/WAVE file");
+        let mut pcm12 = wav(WAVE_FORMAT_PCM, 1, 8000, false, &[0, 0]);
+        pcm12[34] = 12; // bits per sample
+        assert!(parse_g711(&pcm12).unwrap_err().starts_with("12-bit integer samples are not supported"));
         let f = wav(WAVE_FORMAT_MULAW, 1, 8000, false, &[]);
         let header_only = &f[..f.len() - 8];
         assert_eq!(parse_g711(header_only).unwrap_err(), "no data chunk");
