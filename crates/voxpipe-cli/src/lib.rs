@@ -1,4 +1,4 @@
-//! The `voxpipe` command line: `run`, `check` and `fake`.
+//! The `voxpipe` command line: `run`, `check`, `ab`, `scenario`, `models` and `fake`.
 //!
 //! Exposed as a library too, so end-to-end tests can run a pipeline in-process on a paused
 //! (virtual) tokio clock.
@@ -9,6 +9,7 @@ mod fake;
 pub mod mic;
 mod models;
 mod run;
+mod scenario;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -63,6 +64,12 @@ pub enum Command {
     },
     /// Compare pipelines on recorded scenarios: latency, WER, tool correctness, cost.
     Ab(ab::AbArgs),
+    /// Make scenarios for `voxpipe ab` (`from-recording CALL.wav --out DIR`).
+    Scenario {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: scenario::ScenarioCommand,
+    },
     /// Manage the local model cache (`list`, `pull ID…`, `path ID`).
     Models {
         /// What to do.
@@ -127,6 +134,7 @@ pub fn main() -> ExitCode {
             Command::Fake { which } => fake::run(which).await,
             Command::Models { cmd } => models::run(cmd).await,
             Command::Ab(args) => ab::run(args).await,
+            Command::Scenario { cmd } => scenario::run(cmd),
         }
     });
     exit_code(result)

@@ -323,3 +323,84 @@ async fn mu_law_on_stdin_and_stdout_carries_a_call_and_keeps_text_out_of_the_aud
     assert!(voiced >= 25, "half a second or more of the reply is audible: {voiced} chunks of 20 ms");
     fake.shutdown().await;
 }
+
+/// A recorded call (caller on the right, agent on the left, μ-law) becomes a scenario whose
+/// turns are the caller's, at their recorded times, and `voxpipe ab` runs it.
+#[test]
+fn a_recorded_call_becomes_a_scenario_that_ab_replays() {
+    let dir = tempfile::tempdir().unwrap();
+    let rate = 8000usize;
+    let burst = |s: &mut [i16], from_ms: usize, to_ms: usize, freq: f32| {
+        for (i, v) in s[from_ms * rate / 1000..to_ms * rate / 1000].iter_mut().enumerate() {
+            *v = ((i as f32 * freq * std::f32::consts::TAU / rate as f32).sin() * 9000.0) as i16;
+        }
+    };
+    let (mut agent, mut caller) = (vec![0i16; 9 * rate], vec![0i16; 9 * rate]);
+    burst(&mut caller, 500, 1500, 300.0);
+    burst(&mut agent, 2000, 4000, 500.0);
+    burst(&mut caller, 5000, 6200, 300.0);
+    let interleaved: Vec<i16> = agent.iter().zip(&caller).flat_map(|(&a, &c)| [a, c]).collect();
+    let mut coded = Vec::new();
+    voxpipe_core::audio::g711::encode_ulaw(&interleaved, &mut coded);
+    let recording = dir.path().join("recorded.wav");
+    let mut f = Vec::new();
+    let fmt: [u16; 8] = [7, 2, rate as u16, 0, (rate * 2) as u16, 0, 2, 8]; // μ-law, 2 ch, 8 kHz
+    f.extend(b"RIFF");
+    f.extend(((4 + 24 + 8 + coded.len()) as u32).to_le_bytes());
+    f.extend(b"WAVEfmt ");
+    f.extend(16u32.to_le_bytes());
+    fmt.iter().for_each(|v| f.extend(v.to_le_bytes()));
+    f.extend(b"data");
+    f.extend((coded.len() as u32).to_le_bytes());
+    f.extend(&coded);
+    std::fs::write(&recording, f).unwrap();
+
+    let scenarios = dir.path().join("scenarios");
+    let cut = voxpipe()
+        .args(["scenario", "from-recording", "--channel", "1", "--vad", "energy", "--out"])
+        .arg(scenarios.join("recorded"))
+        .arg(&recording)
+        .output()
+        .unwrap();
+    assert!(cut.status.success(), "{}", String::from_utf8_lossy(&cut.stderr));
+    let text = std::fs::read_to_string(scenarios.join("recorded/scenario.toml")).unwrap();
+    let scenario: toml::Value = toml::from_str(&text).unwrap();
+    let turns = scenario["turns"].as_array().unwrap();
+    let ms = |t: &toml::Value, k: &str| t[k].as_integer().unwrap();
+    assert_eq!(turns.len(), 2, "the agent's side is not a caller turn: {text}");
+    for (t, (from, to)) in turns.iter().zip([(500, 1500), (5000, 6200)]) {
+        assert!((ms(t, "from_ms") - (from - 150)).abs() <= 60, "{text}");
+        assert!((ms(t, "to_ms") - (to + 150)).abs() <= 60, "{text}");
+        assert_eq!((t["wav"].as_str(), t["channel"].as_integer()), (Some("recorded.wav"), Some(1)));
+    }
+    assert_eq!(
+        ms(&turns[1], "gap_ms"),
+        ms(&turns[1], "from_ms") - ms(&turns[0], "to_ms"),
+        "recorded pause kept"
+    );
+    assert!(scenarios.join("recorded/recorded.wav").exists(), "the recording is copied beside it");
+
+    let out = dir.path().join("ab");
+    let ab = voxpipe()
+        .args([
+            "ab",
+            "pipelines/native-fake.toml",
+            "pipelines/native-fake-local.toml",
+            "--fakes",
+            "--virtual-clock",
+        ])
+        .arg("--scenarios")
+        .arg(&scenarios)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(ab.status.success(), "{}", String::from_utf8_lossy(&ab.stderr));
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("2 calls, 0 failed"), "{report}");
+    let results = std::fs::read_to_string(out.join("results.jsonl")).unwrap();
+    let measured = results
+        .lines()
+        .filter(|l| l.contains("\"voice_to_voice_ms\":") && !l.contains("\"voice_to_voice_ms\":null"));
+    assert_eq!(measured.count(), 4, "both turns answered in both pipelines: {results}");
+}

@@ -202,6 +202,23 @@ fn silero_vad() -> Result<Box<dyn voxpipe_turn::Vad>, String> {
     Err("`silero` needs a build with feature `silero`".into())
 }
 
+/// A 16 kHz VAD of `kind`; with none named, Silero when it has been pulled, else the energy VAD
+/// (with a warning saying what to pull). `Err` says why a named Silero cannot load.
+pub fn vad(kind: Option<voxpipe_turn::VadKind>) -> Result<Box<dyn voxpipe_turn::Vad>, String> {
+    let energy = || Box::new(voxpipe_turn::EnergyVad::new(16_000)) as Box<dyn voxpipe_turn::Vad>;
+    match kind {
+        Some(voxpipe_turn::VadKind::Energy) => Ok(energy()),
+        Some(voxpipe_turn::VadKind::Silero) => silero_vad(),
+        None => Ok(silero_vad().unwrap_or_else(|m| {
+            tracing::warn!(
+                "Silero VAD unavailable ({m}); using the energy VAD. For Silero: \
+                 `voxpipe models pull silero-vad onnxruntime`, or set `turn.vad = \"energy\"`"
+            );
+            energy()
+        })),
+    }
+}
+
 /// Who detects turns for this pipeline.
 pub fn turn_mode(config: &PipelineConfig) -> Result<TurnMode, BuildError> {
     let realtime = config.stages.iter().find_map(|s| match s {
@@ -243,18 +260,7 @@ fn turn_stages(config: &PipelineConfig) -> Result<TurnStages, BuildError> {
     if turn_mode(config)? == TurnMode::Server {
         return Ok((None, None));
     }
-    let energy = || Box::new(voxpipe_turn::EnergyVad::new(16_000)) as Box<dyn voxpipe_turn::Vad>;
-    let vad = match config.turn.vad {
-        Some(voxpipe_turn::VadKind::Energy) => energy(),
-        Some(voxpipe_turn::VadKind::Silero) => silero_vad().map_err(|m| BuildError::new("turn.vad", m))?,
-        None => silero_vad().unwrap_or_else(|m| {
-            tracing::warn!(
-                "Silero VAD unavailable ({m}); using the energy VAD. For Silero: \
-                 `voxpipe models pull silero-vad onnxruntime`, or set `turn.vad = \"energy\"`"
-            );
-            energy()
-        }),
-    };
+    let vad = vad(config.turn.vad).map_err(|m| BuildError::new("turn.vad", m))?;
     let turn = config.turn.clone();
     if asr_index(config).is_some() {
         let (controller, gate) = voxpipe_turn::TurnController::with_gate(turn, vad);

@@ -3,7 +3,7 @@
 //!
 //! 1. [`scenario`]: `scenarios/<name>/scenario.toml`, the caller's turns (WAV or `say` text
 //!    rendered with espeak-ng), their timing, planned barge-ins, background noise and what each
-//!    turn should produce.
+//!    turn should produce; [`recording`] cuts one from a recorded call.
 //! 2. [`run_ab`]: renders every scenario's input once (all pipelines hear the same audio), runs
 //!    every (scenario, run) through every pipeline interleaved (A, B, A, B…, so drift hits all
 //!    alike) with bounded concurrency, and records failed calls with their errors.
@@ -22,6 +22,7 @@ pub mod fakes;
 pub mod metrics;
 mod plot;
 pub mod pricing;
+pub mod recording;
 pub mod render;
 pub mod report;
 pub mod scenario;

@@ -40,10 +40,22 @@ pub struct Rendered {
 /// Renders `s` into `out` (16 kHz mono PCM16).
 pub async fn render(s: &LoadedScenario, out: &Path) -> Result<Rendered, EvalError> {
     let mut clips = Vec::with_capacity(s.scenario.turns.len());
+    // Turns cut from one recording read it once.
+    let mut files: std::collections::HashMap<(&Path, Option<u16>), Vec<i16>> = Default::default();
     for (i, turn) in s.scenario.turns.iter().enumerate() {
         let clip = match (&turn.say, &turn.wav) {
             (Some(text), _) => speak(&s.scenario.name, text).await?,
-            (None, Some(wav)) => read_clip(&s.scenario.name, &s.dir.join(wav), turn.channel)?,
+            (None, Some(wav)) => {
+                let clip = match files.entry((wav.as_path(), turn.channel)) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        e.insert(read_clip(&s.scenario.name, &s.dir.join(wav), turn.channel)?)
+                    }
+                };
+                let at = |ms: Option<u64>, or: usize| ms.map_or(or, |ms| samples_for(ms).min(clip.len()));
+                let (from, to) = (at(turn.from_ms, 0), at(turn.to_ms, clip.len()));
+                clip[from.min(to)..to].to_vec()
+            }
             (None, None) => unreachable!("load_scenario rejects a turn without audio (turn {i})"),
         };
         clips.push(clip);
@@ -213,11 +225,18 @@ mod tests {
             w.write_sample(6000i16).unwrap(); // the caller's
         }
         w.finalize().unwrap();
-        let mut s = scenario("tail_silence_ms = 0\n[[turns]]\nwav = \"call.wav\"\nchannel = 1\ngap_ms = 0\n");
+        let mut s = scenario(
+            "tail_silence_ms = 0\n[[turns]]\nwav = \"call.wav\"\nchannel = 1\ngap_ms = 0\n\
+             [[turns]]\nwav = \"call.wav\"\nchannel = 1\ngap_ms = 500\nfrom_ms = 250\nto_ms = 750\n",
+        );
         s.dir = dir.path().to_path_buf();
         let out = dir.path().join("rendered.wav");
         let r = render(&s, &out).await.unwrap();
-        assert_eq!(r.spans, [TurnSpan { start_ms: 0, end_ms: 1000 }]);
+        // The second turn is the middle half second of the same recording.
+        assert_eq!(
+            r.spans,
+            [TurnSpan { start_ms: 0, end_ms: 1000 }, TurnSpan { start_ms: 1500, end_ms: 2000 }]
+        );
         let (samples, rate) = voxpipe_transport::wav::read_wav(&out, None).unwrap();
         assert_eq!(rate, RENDER_RATE);
         let mid = samples[samples_for(500)];

@@ -39,7 +39,7 @@ pub const SCENARIO_FILE: &str = "scenario.toml";
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
     /// Scenario name. Default: the directory name.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
     /// Free text for humans.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -58,7 +58,7 @@ pub struct Scenario {
     /// The caller's turns, in order.
     pub turns: Vec<Turn>,
     /// Scripts for the offline fakes. Default: the fakes' own defaults.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "FakeScript::is_empty")]
     pub fake: FakeScript,
 }
 
@@ -77,6 +77,14 @@ pub struct Turn {
     /// channels mixed down.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<u16>,
+    /// With `wav`: play only this part of the file, from `from_ms` (default: its start) to
+    /// `to_ms` (default: its end), as when turns are cut from one recorded call
+    /// (`voxpipe scenario from-recording`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_ms: Option<u64>,
+    /// See `from_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_ms: Option<u64>,
     /// Silence before this turn, ms: after the previous user turn's audio ends (leave room for
     /// the reply, or the turn becomes an accidental barge-in). Default 500 for the first turn,
     /// 5000 after.
@@ -146,6 +154,13 @@ pub struct FakeScript {
     pub llm: Vec<FakeLlmReply>,
 }
 
+impl FakeScript {
+    /// Nothing scripted: every fake keeps its defaults.
+    pub fn is_empty(&self) -> bool {
+        self.realtime.is_none() && self.llm.is_empty()
+    }
+}
+
 /// One scripted chat-completions reply.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -169,11 +184,16 @@ pub struct FakeToolCall {
     pub arguments: serde_json::Value,
 }
 
+/// Default `expected_reply_delay_ms`.
+pub const DEFAULT_REPLY_DELAY_MS: u64 = 1500;
+/// Default `tail_silence_ms`.
+pub const DEFAULT_TAIL_MS: u64 = 6000;
+
 fn default_reply_delay_ms() -> u64 {
-    1500
+    DEFAULT_REPLY_DELAY_MS
 }
 fn default_tail_ms() -> u64 {
-    6000
+    DEFAULT_TAIL_MS
 }
 fn empty_object() -> serde_json::Value {
     serde_json::Value::Object(Default::default())
@@ -209,8 +229,15 @@ pub fn load_scenario(dir: &Path) -> Result<LoadedScenario, EvalError> {
             }
             _ => {}
         }
-        if t.channel.is_some() && t.wav.is_none() {
-            return Err(bad(format!("turns[{i}]: `channel` picks a channel of `wav`; this turn has none")));
+        if (t.channel.is_some() || t.from_ms.is_some() || t.to_ms.is_some()) && t.wav.is_none() {
+            return Err(bad(format!(
+                "turns[{i}]: `channel`, `from_ms` and `to_ms` pick part of `wav`; this turn has none"
+            )));
+        }
+        if let (Some(from), Some(to)) = (t.from_ms, t.to_ms)
+            && from >= to
+        {
+            return Err(bad(format!("turns[{i}]: `from_ms` ({from}) must come before `to_ms` ({to})")));
         }
         if t.barge_in_ms.is_some() && i == 0 {
             return Err(bad("turns[0]: `barge_in_ms` needs a previous turn to interrupt".into()));
@@ -291,6 +318,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(SCENARIO_FILE), "[[turns]]\nsay = \"hi\"\nchannel = 1\n").unwrap();
         let err = load_scenario(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("turns[0]: `channel` picks a channel of `wav`"), "{err}");
+        assert!(err.contains("turns[0]: `channel`, `from_ms` and `to_ms` pick part of `wav`"), "{err}");
+        std::fs::write(
+            dir.path().join(SCENARIO_FILE),
+            "[[turns]]\nwav = \"a.wav\"\nfrom_ms = 900\nto_ms = 900\n",
+        )
+        .unwrap();
+        let err = load_scenario(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("turns[0]: `from_ms` (900) must come before `to_ms` (900)"), "{err}");
     }
 }
