@@ -60,6 +60,8 @@ pub fn read_wav_channel(
     let bad = |reason: String| Error::BadWav { path: path.to_path_buf(), reason };
     let file =
         std::fs::File::open(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
+    // Samples the file can hold at most, whatever its header claims (sizes the buffer).
+    let room = file.metadata().map_or(0, |m| m.len());
     let mut reader = match hound::WavReader::new(std::io::BufReader::new(file)) {
         Ok(r) => r,
         // hound declines G.711 (and every other coded format): read it here, or name it.
@@ -69,7 +71,7 @@ pub fn read_wav_channel(
     };
     let spec = reader.spec();
     let declared = reader.len() as u64;
-    let mut mono = Downmix::new(path, spec.channels, channel, declared)?;
+    let mut mono = Downmix::new(path, spec.channels, channel, declared.min(room))?;
     match (spec.sample_format, spec.bits_per_sample) {
         (hound::SampleFormat::Int, bits @ (8 | 16 | 24 | 32)) => {
             let shift = bits as i32 - 16;
@@ -96,7 +98,7 @@ fn read_g711(
     let bytes = std::fs::read(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
     let wav = crate::riff::parse_g711(&bytes)
         .map_err(|reason| Error::BadWav { path: path.to_path_buf(), reason })?;
-    let mut mono = Downmix::new(path, wav.channels, channel, wav.declared)?;
+    let mut mono = Downmix::new(path, wav.channels, channel, wav.data.len() as u64)?;
     wav.samples().for_each(|s| mono.push(s as i32));
     finish(path, mono, wav.declared, wav.sample_rate, target)
 }
@@ -131,13 +133,14 @@ struct Downmix {
 }
 
 impl Downmix {
-    fn new(path: &Path, channels: u16, pick: Option<u16>, declared: u64) -> Result<Self, Error> {
+    /// `expected`: interleaved samples to make room for.
+    fn new(path: &Path, channels: u16, pick: Option<u16>, expected: u64) -> Result<Self, Error> {
         let channels = channels.max(1);
         if let Some(channel) = pick.filter(|&c| c >= channels) {
             return Err(Error::NoSuchChannel { path: path.to_path_buf(), channel, channels });
         }
         let channels = channels as u64;
-        let out = Vec::with_capacity((declared / channels) as usize);
+        let out = Vec::with_capacity((expected / channels) as usize);
         Ok(Self { channels, pick: pick.map(u64::from), found: 0, acc: 0, out })
     }
 

@@ -166,6 +166,14 @@ fn an_a_law_recording_is_read_and_a_short_one_is_a_truncation() {
     std::fs::write(&p, &bytes[..bytes.len() - 1000]).unwrap();
     let e = read_wav(&p, None).unwrap_err();
     assert!(matches!(e, Error::TruncatedWav { declared: 4000, found: 3000, .. }), "{e}");
+
+    // A header claiming 4 GB of data is reported, not believed (no 4 GB buffer).
+    let mut bytes = std::fs::read(&p).unwrap();
+    let at = bytes.len() - 3000 - 4;
+    bytes[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    std::fs::write(&p, &bytes).unwrap();
+    let e = read_wav(&p, None).unwrap_err();
+    assert!(matches!(e, Error::TruncatedWav { declared: 4_294_967_295, found: 3000, .. }), "{e}");
 }
 
 #[test]
