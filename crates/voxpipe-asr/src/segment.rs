@@ -48,6 +48,10 @@ pub struct SegmentOptions {
     pub prefix: Duration,
 }
 
+/// How late a `SpeechStarted` may arrive after its onset with no audio lost: the turn
+/// controller confirms speech that began in a reply's echo warm-up only once it outlasts it.
+pub const MAX_LATE_ONSET: Duration = Duration::from_secs(2);
+
 /// A [`Stage`] that segments caller audio by the turn controller's speech frames and
 /// transcribes each utterance with a [`Decode`].
 ///
@@ -99,7 +103,10 @@ struct Segmenter<D> {
     opts: SegmentOptions,
     resampler: Option<StreamResampler>,
     scratch: Vec<i16>,
+    /// Recent audio outside speech: `prefix` plus [`MAX_LATE_ONSET`].
     prefix: VecDeque<i16>,
+    /// Input timeline position of the end of the audio received.
+    position: Duration,
     utterance: Vec<i16>,
     in_speech: bool,
     turn: u32,
@@ -156,10 +163,11 @@ impl<D: Decode> Segmenter<D> {
         self.scratch.clear();
         let r = self.resampler.as_mut().expect("set just above");
         r.push(&chunk.samples, &mut self.scratch)?;
+        self.position = chunk.pts + chunk.duration();
         if self.in_speech {
             self.utterance.extend_from_slice(&self.scratch);
         } else {
-            let keep = samples_for_ms(ASR_RATE, self.opts.prefix.as_millis() as u64);
+            let keep = samples_for_ms(ASR_RATE, (self.opts.prefix + MAX_LATE_ONSET).as_millis() as u64);
             self.prefix.extend(self.scratch.iter().copied());
             let excess = self.prefix.len().saturating_sub(keep);
             self.prefix.drain(..excess);
@@ -167,12 +175,17 @@ impl<D: Decode> Segmenter<D> {
         Ok(())
     }
 
-    fn speech_started(&mut self) {
+    /// Starts an utterance with the audio from `prefix` before the onset `at` (the input
+    /// timeline), however late the frame came, up to [`MAX_LATE_ONSET`].
+    fn speech_started(&mut self, at: Duration) {
         if self.in_speech {
             return;
         }
         self.in_speech = true;
         self.turn += 1;
+        let since = self.position.saturating_sub(at).min(MAX_LATE_ONSET) + self.opts.prefix;
+        let keep = samples_for_ms(ASR_RATE, since.as_millis() as u64).min(self.prefix.len());
+        self.prefix.drain(..self.prefix.len() - keep);
         self.utterance.clear();
         self.utterance.extend(self.prefix.drain(..));
         self.last_interim.clear();
@@ -290,8 +303,8 @@ impl<D: Decode> Segmenter<D> {
                 self.push_audio(&chunk)?;
                 Ok(true)
             }
-            Frame::SpeechStarted { .. } => {
-                self.speech_started();
+            Frame::SpeechStarted { at } => {
+                self.speech_started(at);
                 Ok(self.forward(frame, ctx, out).await)
             }
             Frame::SpeechStopped { .. } | Frame::EndOfStream => {
@@ -334,6 +347,7 @@ impl<D: Decode> Stage for SegmentingStage<D> {
             resampler: None,
             scratch: Vec::with_capacity(1024),
             prefix: VecDeque::new(),
+            position: Duration::ZERO,
             utterance: Vec::new(),
             in_speech: false,
             turn: 0,

@@ -133,3 +133,42 @@ async fn a_new_utterance_during_a_slow_final_keeps_frame_order() {
         .collect();
     assert_eq!(items, ["user_1", "user_2"]);
 }
+
+/// The controller confirms some speech late (it began in a reply's echo warm-up and outlasted
+/// it): the utterance still starts `prefix` before the onset it names.
+#[tokio::test(start_paused = true)]
+async fn a_late_speech_started_keeps_the_audio_from_its_onset() {
+    let dec = Arc::new(Scripted { delay: Duration::ZERO, calls: Mutex::new(Vec::new()) });
+    let opts = SegmentOptions { interim_interval: None, prefix: Duration::from_millis(300) };
+    let (ctx, _events) = common::call_context();
+    let (in_tx, in_rx) = channel();
+    let (out_tx, out_rx) = channel();
+    let stage = tokio::spawn(Box::new(SegmentingStage::new("asr.test", dec.clone(), opts)).run(
+        ctx.clone(),
+        in_rx,
+        out_tx,
+    ));
+    let collector = tokio::spawn(common::collect(out_rx));
+    let chunk = |i: u64| common::chunks(&[100i16; 320], 16_000, i * 20).remove(0);
+    // 4 s of audio; the speech began at 2.5 s but is confirmed only now, at 4 s.
+    for i in 0..200 {
+        in_tx.send(chunk(i)).await.unwrap();
+    }
+    in_tx.send(Frame::SpeechStarted { at: Duration::from_millis(2500) }).await.unwrap();
+    for i in 200..225 {
+        in_tx.send(chunk(i)).await.unwrap();
+    }
+    in_tx.send(Frame::SpeechStopped { at: Duration::from_millis(4500) }).await.unwrap();
+    // A second utterance confirmed 3 s late keeps only the last 2 s (MAX_LATE_ONSET) + prefix.
+    for i in 225..400 {
+        in_tx.send(chunk(i)).await.unwrap();
+    }
+    in_tx.send(Frame::SpeechStarted { at: Duration::from_millis(5000) }).await.unwrap();
+    in_tx.send(Frame::SpeechStopped { at: Duration::from_millis(8000) }).await.unwrap();
+    in_tx.send(Frame::EndOfStream).await.unwrap();
+    stage.await.unwrap().unwrap();
+    collector.await.unwrap();
+    let finals: Vec<usize> = dec.calls.lock().unwrap().iter().map(|c| c.1).collect();
+    // 2.2 s → 4.5 s, and 5.7 s (8 s − 2 s − 300 ms) → 8 s.
+    assert_eq!(finals, [16 * 2300, 16 * 2300]);
+}
