@@ -234,6 +234,29 @@ async fn native_speech_at_the_very_start_of_a_reply_is_taken_for_echo() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn native_a_caller_who_starts_with_the_reply_and_keeps_talking_is_heard() {
+    let dir = tempfile::tempdir().unwrap();
+    // As above, but the sound starting with the reply lasts 2.5 s: no echo lasts that long
+    // (echo_max_ms 1000), so it is the caller talking over the reply from its first word.
+    let call =
+        Call::default().silence(500).tone("turn1", 1500).silence(720).tone("caller", 2500).silence(4000);
+    let (fake, events) = run_native_local(dir.path(), &call).await;
+    let (caller, _) = call.mark("caller");
+    let false_ = events_of(&events, "false_interruption");
+    assert_eq!(false_.len(), 1, "taken for echo at first: {false_:?}");
+    let paused = events_of(&events, "playout_paused");
+    assert_eq!(paused.len(), 1, "held once it outlasted the warm-up: {paused:?}");
+    assert!(paused[0]["onset_ms"].as_u64().unwrap().abs_diff(caller) <= 40, "from its onset");
+    assert!(t_ms(paused[0]).abs_diff(caller + 1000) <= 60, "held at {} ms", t_ms(paused[0]));
+    let interrupts = events_of(&events, "interrupt");
+    assert_eq!(interrupts.len(), 1, "{interrupts:?}");
+    assert_eq!(interrupts[0]["reason"], "barge_in");
+    assert_eq!(client_events(&fake, "response.cancel").len(), 1);
+    assert_eq!(client_events(&fake, "input_audio_buffer.commit").len(), 2, "and it became turn 2");
+    fake.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn native_push_to_talk_turns_follow_the_button_and_a_press_interrupts() {
     let dir = tempfile::tempdir().unwrap();
     let call = reply_call(|c| c.tone("barge", 1000));

@@ -43,6 +43,10 @@ fn default_interrupt_min_speech_ms() -> u32 {
     300
 }
 
+fn default_echo_max_ms() -> u32 {
+    1000
+}
+
 fn default_echo_warmup_ms() -> u32 {
     200
 }
@@ -108,6 +112,11 @@ pub struct InterruptionConfig {
     /// taken for echo of the reply and ignored. Default 200; 0 disables.
     #[serde(default = "default_echo_warmup_ms")]
     pub echo_warmup_ms: u32,
+    /// Speech that began in the echo warm-up but goes on this long (ms), or past the end of
+    /// the reply, is the caller after all: it is handled as any speech over the reply (held,
+    /// then an interruption by the rules above) or as the caller's turn. Default 1000.
+    #[serde(default = "default_echo_max_ms")]
+    pub echo_max_ms: u32,
     /// Hold playout while deciding whether speech is an interruption, instead of talking over
     /// it. Default true.
     #[serde(default = "yes")]
@@ -130,6 +139,7 @@ impl Default for InterruptionConfig {
             min_words: one(),
             backchannels: default_backchannels(),
             echo_warmup_ms: default_echo_warmup_ms(),
+            echo_max_ms: default_echo_max_ms(),
             pause_on_uncertain: true,
             resume_after_ms: default_resume_after_ms(),
         }

@@ -384,41 +384,20 @@ impl Rules {
             Decision::Started { onset } => {
                 debug!(?onset, "caller started speaking");
                 let overlap = guard.enabled && ctx.playout.is_audible();
-                run.utterance = if !overlap {
-                    Utterance::Turn
-                } else if ctx.playout.current().is_some_and(|c| {
-                    // How far into the reply the onset fell.
-                    let into = Duration::from_millis(c.played_ms).saturating_sub(now.saturating_sub(onset));
-                    into < Duration::from_millis(guard.echo_warmup_ms as u64)
-                }) {
+                if overlap
+                    && ctx.playout.current().is_some_and(|c| {
+                        // How far into the reply the onset fell.
+                        let into =
+                            Duration::from_millis(c.played_ms).saturating_sub(now.saturating_sub(onset));
+                        into < Duration::from_millis(guard.echo_warmup_ms as u64)
+                    })
+                {
                     false_interruption(ctx, "echo_warmup", onset).await;
-                    Utterance::Echo
-                } else {
-                    if guard.pause_on_uncertain && ctx.playout.pause() {
-                        run.paused_at = Some(ctx.clock.now_ms());
-                        ctx.events
-                            .emit(EventKind::PlayoutPaused { onset_ms: onset.as_millis() as u64 })
-                            .await;
-                    }
-                    Utterance::Overlap { forwarded: self.judge_words }
-                };
-                run.det.min_silence =
-                    if run.utterance == Utterance::Turn { self.silence.turn } else { self.silence.overlap };
-                match run.utterance {
-                    Utterance::Turn => {
-                        if let Some(g) = &self.gate {
-                            g.push_onset(false);
-                        }
-                        out.send(Frame::SpeechStarted { at: onset }).await.is_ok()
-                    }
-                    Utterance::Overlap { forwarded: true } => {
-                        if let Some(g) = &self.gate {
-                            g.push_onset(true);
-                        }
-                        out.send(Frame::SpeechStarted { at: onset }).await.is_ok()
-                    }
-                    _ => true,
+                    run.utterance = Utterance::Echo;
+                    run.det.min_silence = self.silence.overlap;
+                    return true;
                 }
+                self.begin(ctx, out, run, onset, overlap).await
             }
             Decision::Stopped { end } => {
                 let utterance = std::mem::replace(&mut run.utterance, Utterance::None);
@@ -443,6 +422,17 @@ impl Rules {
                 }
             }
             Decision::None => {
+                // Echo of a reply fades once the far end's echo canceller has converged, and
+                // ends with the reply: speech that outlasts either is the caller, who began
+                // talking just as the reply did.
+                if run.utterance == Utterance::Echo {
+                    let audible = ctx.playout.is_audible();
+                    if !audible || run.det.voiced() >= Duration::from_millis(guard.echo_max_ms as u64) {
+                        debug!(onset = ?run.det.onset, audible, "speech outlasted the echo warm-up: the caller");
+                        let onset = run.det.onset;
+                        return self.begin(ctx, out, run, onset, audible).await;
+                    }
+                }
                 // Duration rule for overlaps held here.
                 if run.utterance == (Utterance::Overlap { forwarded: false })
                     && run.det.voiced() >= Duration::from_millis(guard.min_speech_ms as u64)
@@ -460,6 +450,39 @@ impl Rules {
                 true
             }
         }
+    }
+
+    /// Starts an utterance at `onset`: the caller's turn, or, over an audible reply, an
+    /// overlap that may interrupt it (playout held while that is decided).
+    async fn begin(
+        &self,
+        ctx: &CallContext,
+        out: &Outbox,
+        run: &mut Run,
+        onset: Duration,
+        overlap: bool,
+    ) -> bool {
+        let guard = &self.config.interruption;
+        run.utterance = if !overlap {
+            Utterance::Turn
+        } else {
+            if guard.pause_on_uncertain && ctx.playout.pause() {
+                run.paused_at = Some(ctx.clock.now_ms());
+                ctx.events.emit(EventKind::PlayoutPaused { onset_ms: onset.as_millis() as u64 }).await;
+            }
+            Utterance::Overlap { forwarded: self.judge_words }
+        };
+        run.det.min_silence =
+            if run.utterance == Utterance::Turn { self.silence.turn } else { self.silence.overlap };
+        let overlap = match run.utterance {
+            Utterance::Turn => false,
+            Utterance::Overlap { forwarded: true } => true,
+            _ => return true,
+        };
+        if let Some(g) = &self.gate {
+            g.push_onset(overlap);
+        }
+        out.send(Frame::SpeechStarted { at: onset }).await.is_ok()
     }
 
     /// Applies push-to-talk presses that are due at the current input position.
