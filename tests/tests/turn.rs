@@ -414,8 +414,15 @@ async fn cascade_backchannel_does_not_interrupt_a_real_sentence_does_and_history
     assert_eq!(events_of(&events, "playout_resumed").len(), 1, "resumed after the uh-huh only");
     let interrupts = events_of(&events, "interrupt");
     assert_eq!(interrupts.len(), 1);
-    let (barge, _) = call.mark("barge");
+    let (barge, barge_end) = call.mark("barge");
     assert!(t_ms(interrupts[0]) > barge, "the sentence interrupted");
+    // It is a turn of its own, decided once its words are in (not when the call ends, 5 s on).
+    let ended = events_of(&events, "turn_ended");
+    let decided = t_ms(ended.last().unwrap());
+    assert!(
+        decided < barge_end + 1500,
+        "barge-in turn decided at {decided} ms, speech ended at {barge_end} ms"
+    );
 
     // The model never saw the backchannel, and its second request holds only what was heard.
     let msgs = llm_messages(&f);

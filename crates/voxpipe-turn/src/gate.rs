@@ -279,7 +279,7 @@ impl Gate<'_> {
                 Current::Overlap(o) => {
                     if self.g.guard.judge(&t.text) == Verdict::Interrupt {
                         let (onset, end) = (o.onset, o.end);
-                        if !self.promote(onset).await {
+                        if !self.promote(onset, end).await {
                             return false;
                         }
                         if let (Some(p), Some(end)) = (&mut self.pending, end) {
@@ -328,8 +328,7 @@ impl Gate<'_> {
                         return true;
                     }
                     let (onset, end) = (o.onset, o.end);
-                    self.current = Current::Quiet;
-                    if !self.promote(onset).await {
+                    if !self.promote(onset, end).await {
                         return false;
                     }
                     if let Some(p) = &mut self.pending {
@@ -357,10 +356,16 @@ impl Gate<'_> {
     }
 
     /// Speech over the assistant turned out to be real words: interrupt, and make it a turn.
-    async fn promote(&mut self, onset: Duration) -> bool {
+    /// `end`: when the speech already stopped, the turn is quiet, waiting for its decision.
+    async fn promote(&mut self, onset: Duration, end: Option<Duration>) -> bool {
         debug!(?onset, "interruption confirmed by the transcript");
         self.ctx.interrupt(InterruptReason::BargeIn, Some(onset)).await;
         self.start_turn(onset);
+        if end.is_some() {
+            // Its words came after the speech ended (no interims): left as `Turn`, the turn
+            // would wait for a `SpeechStopped` already past, i.e. for the caller's next words.
+            self.current = Current::Quiet;
+        }
         self.send(Frame::SpeechStarted { at: onset }).await
     }
 
