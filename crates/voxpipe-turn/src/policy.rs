@@ -70,18 +70,19 @@ impl EndOfTurnPolicy for TextPolicy {
             return Completeness::Complete;
         }
         let terminal = t.chars().last().filter(|c| matches!(c, '.' | '!'));
-        let last = t
-            .split_whitespace()
-            .last()
-            .unwrap_or("")
-            .trim_matches(|c: char| !c.is_alphanumeric() && c != '\'' && c != '/')
-            .to_lowercase();
+        let word =
+            |w: &str| w.trim_matches(|c: char| !c.is_alphanumeric() && c != '\'' && c != '/').to_lowercase();
+        let mut words = t.split_whitespace().rev().map(word);
+        let last = words.next().unwrap_or_default();
         if CONTINUATIONS.contains(&last.as_str()) {
             return Completeness::Incomplete;
         }
-        let numeric = !last.is_empty()
-            && (last.chars().all(|c| c.is_ascii_digit() || c == '-')
-                || NUMBER_WORDS.contains(&last.as_str()));
+        let is_number = |w: &str| {
+            !w.is_empty() && (w.chars().all(|c| c.is_ascii_digit() || c == '-') || NUMBER_WORDS.contains(&w))
+        };
+        // "one" and "oh" are digits only among other digits: "the blue one." and "Oh." are done.
+        let numeric = is_number(&last)
+            && (!matches!(last.as_str(), "one" | "oh") || words.next().is_some_and(|w| is_number(&w)));
         if numeric && terminal != Some('!') {
             return Completeness::Incomplete;
         }
@@ -146,6 +147,10 @@ mod tests {
             ("My number is 555.", Incomplete),
             ("It's A-1001, and", Incomplete),
             ("The order is five five", Incomplete),
+            ("No wait, I meant the blue one.", Complete),
+            ("Oh.", Complete),
+            ("It's four one one", Incomplete),
+            ("My code is oh oh", Incomplete),
             ("Is it 12?", Complete),
             ("where is my order", Unsure),
             ("Thank you.", Complete),
