@@ -35,6 +35,26 @@ fn transcripts(frames: &[Frame]) -> Vec<String> {
         .collect()
 }
 
+/// A segmenting stage over `dec` running on its own task: its call context, its input, and
+/// the tasks of the stage and of the collector of its output.
+#[allow(clippy::type_complexity)]
+fn start(
+    dec: &Arc<Scripted>,
+    opts: SegmentOptions,
+) -> (
+    voxpipe_core::CallContext,
+    voxpipe_core::Outbox,
+    tokio::task::JoinHandle<Result<(), voxpipe_core::StageError>>,
+    tokio::task::JoinHandle<Vec<Frame>>,
+) {
+    let (ctx, _events) = common::call_context();
+    let (in_tx, in_rx) = channel();
+    let (out_tx, out_rx) = channel();
+    let stage = SegmentingStage::new("asr.test", dec.clone(), opts);
+    let stage = tokio::spawn(Box::new(stage).run(ctx.clone(), in_rx, out_tx));
+    (ctx, in_tx, stage, tokio::spawn(common::collect(out_rx)))
+}
+
 #[tokio::test(start_paused = true)]
 async fn prefix_audio_interims_and_final_follow_the_speech_frames() {
     let dec = Arc::new(Scripted { delay: Duration::from_millis(300), calls: Mutex::new(Vec::new()) });
@@ -42,15 +62,7 @@ async fn prefix_audio_interims_and_final_follow_the_speech_frames() {
         interim_interval: Some(Duration::from_millis(500)),
         prefix: Duration::from_millis(300),
     };
-    let (ctx, _events) = common::call_context();
-    let (in_tx, in_rx) = channel();
-    let (out_tx, out_rx) = channel();
-    let stage = tokio::spawn(Box::new(SegmentingStage::new("asr.test", dec.clone(), opts)).run(
-        ctx.clone(),
-        in_rx,
-        out_tx,
-    ));
-    let collector = tokio::spawn(common::collect(out_rx));
+    let (ctx, in_tx, stage, collector) = start(&dec, opts);
     let chunk = |i: u64| common::chunks(&[100i16; 320], 16_000, i * 20).remove(0);
     // 1 s before the onset (only 300 ms of it is kept), then 1.2 s of speech in real time.
     for i in 0..50 {
@@ -96,12 +108,7 @@ async fn prefix_audio_interims_and_final_follow_the_speech_frames() {
 async fn a_new_utterance_during_a_slow_final_keeps_frame_order() {
     let dec = Arc::new(Scripted { delay: Duration::from_secs(2), calls: Mutex::new(Vec::new()) });
     let opts = SegmentOptions { interim_interval: None, prefix: Duration::ZERO };
-    let (ctx, _events) = common::call_context();
-    let (in_tx, in_rx) = channel();
-    let (out_tx, out_rx) = channel();
-    let stage =
-        tokio::spawn(Box::new(SegmentingStage::new("asr.test", dec.clone(), opts)).run(ctx, in_rx, out_tx));
-    let collector = tokio::spawn(common::collect(out_rx));
+    let (_ctx, in_tx, stage, collector) = start(&dec, opts);
     for turn in 0..2u64 {
         in_tx.send(Frame::SpeechStarted { at: Duration::from_secs(turn) }).await.unwrap();
         for f in common::chunks(&vec![1i16; 16_000 * (turn as usize + 1)], 16_000, turn * 1000) {
@@ -140,15 +147,7 @@ async fn a_new_utterance_during_a_slow_final_keeps_frame_order() {
 async fn a_late_speech_started_keeps_the_audio_from_its_onset() {
     let dec = Arc::new(Scripted { delay: Duration::ZERO, calls: Mutex::new(Vec::new()) });
     let opts = SegmentOptions { interim_interval: None, prefix: Duration::from_millis(300) };
-    let (ctx, _events) = common::call_context();
-    let (in_tx, in_rx) = channel();
-    let (out_tx, out_rx) = channel();
-    let stage = tokio::spawn(Box::new(SegmentingStage::new("asr.test", dec.clone(), opts)).run(
-        ctx.clone(),
-        in_rx,
-        out_tx,
-    ));
-    let collector = tokio::spawn(common::collect(out_rx));
+    let (_ctx, in_tx, stage, collector) = start(&dec, opts);
     let chunk = |i: u64| common::chunks(&[100i16; 320], 16_000, i * 20).remove(0);
     // 4 s of audio; the speech began at 2.5 s but is confirmed only now, at 4 s.
     for i in 0..200 {

@@ -2,11 +2,10 @@
 //! tasks of one call, and shuts the call down cleanly on end of input, error, `end_call` or
 //! Ctrl-C, flushing every sink and the event log.
 
-use crate::control::{Control, ControlBus};
-use crate::event::{EventKind, EventSender, EventWriter};
+use crate::control::Control;
+use crate::event::{EventKind, EventWriter};
 use crate::frame::Frame;
-use crate::playout::PlayoutTracker;
-use crate::stage::{CallContext, Clock, Inbox, Outbox, Sink, Source, Stage, StageError, channel};
+use crate::stage::{CallContext, Inbox, Outbox, Sink, Source, Stage, StageError, channel};
 use crate::tool::{NoTools, ToolRuntime};
 use std::sync::Arc;
 use std::time::Duration;
@@ -85,17 +84,9 @@ impl Pipeline {
 
     /// Runs the call to its end.
     pub async fn run(self, opts: RunOptions) -> Result<EndReason, RunError> {
-        let clock = Clock::start_now();
+        let (mut ctx, event_rx) = CallContext::new(self.tools);
         let cancel = opts.cancel.unwrap_or_default();
-        let (events, event_rx) = EventSender::channel(clock);
-        let ctx = CallContext {
-            clock,
-            cancel: cancel.clone(),
-            control: ControlBus::new(),
-            playout: Arc::new(PlayoutTracker::new()),
-            events,
-            tools: self.tools,
-        };
+        ctx.cancel = cancel.clone();
         let writer = tokio::spawn(write_events(self.events, event_rx));
         ctx.events.emit(EventKind::CallStarted { pipeline: self.name.clone() }).await;
         info!(pipeline = %self.name, "call started");

@@ -65,6 +65,22 @@ pub struct CallContext {
 }
 
 impl CallContext {
+    /// A new call: its clock starts now, nothing is cancelled or playing, and its events go
+    /// to the returned receiver (read it, or the event log backs up).
+    pub fn new(tools: Arc<dyn ToolRuntime>) -> (Self, mpsc::Receiver<crate::event::Event>) {
+        let clock = Clock::start_now();
+        let (events, rx) = EventSender::channel(clock);
+        let ctx = Self {
+            clock,
+            cancel: CancellationToken::new(),
+            control: ControlBus::new(),
+            playout: Arc::new(PlayoutTracker::new()),
+            events,
+            tools,
+        };
+        (ctx, rx)
+    }
+
     /// Interrupts assistant output: closes the playout epoch (nothing queued plays after this
     /// returns), tells every component to drop queued output, and logs it. Returns what had been
     /// played of the item that was audible.

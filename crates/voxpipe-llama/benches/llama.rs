@@ -6,9 +6,7 @@
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use voxpipe_core::{
-    CallContext, Clock, ControlBus, EventSender, Frame, NoTools, PlayoutTracker, Stage, Transcript, channel,
-};
+use voxpipe_core::{CallContext, Frame, NoTools, Stage, Transcript, channel};
 use voxpipe_llama_client::{LocalLlm, LocalLlmConfig};
 
 const PROMPTS: [&str; 10] = [
@@ -53,17 +51,8 @@ async fn run() {
     let load = Instant::now();
     let stage = LocalLlm::load(config).await.expect("the worker starts and loads smollm2-135m");
     println!("worker start + model load: {:.0} ms", load.elapsed().as_secs_f64() * 1e3);
-    let clock = Clock::start_now();
-    let (events, mut event_rx) = EventSender::channel(clock);
+    let (ctx, mut event_rx) = CallContext::new(Arc::new(NoTools));
     tokio::spawn(async move { while event_rx.recv().await.is_some() {} });
-    let ctx = CallContext {
-        clock,
-        cancel: Default::default(),
-        control: ControlBus::new(),
-        playout: Arc::new(PlayoutTracker::new()),
-        events,
-        tools: Arc::new(NoTools),
-    };
     let (input, stage_in) = channel();
     let (stage_out, mut output) = channel();
     let stage = Box::new(stage);

@@ -197,16 +197,7 @@ mod tests {
     use voxpipe_core::audio::g711::{encode_alaw, encode_ulaw, ulaw_to_linear};
 
     fn call_context() -> CallContext {
-        let clock = voxpipe_core::Clock::start_now();
-        let (events, _rx) = voxpipe_core::EventSender::channel(clock);
-        CallContext {
-            clock,
-            cancel: tokio_util::sync::CancellationToken::new(),
-            control: voxpipe_core::ControlBus::new(),
-            playout: std::sync::Arc::new(voxpipe_core::PlayoutTracker::new()),
-            events,
-            tools: std::sync::Arc::new(voxpipe_core::NoTools),
-        }
+        CallContext::new(std::sync::Arc::new(voxpipe_core::NoTools)).0
     }
 
     fn tone(n: usize) -> Vec<i16> {

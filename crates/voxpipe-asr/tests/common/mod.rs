@@ -51,17 +51,7 @@ pub async fn model(id: &str) -> PathBuf {
 
 /// A call context for driving a stage directly, and the receiving end of its event log.
 pub fn call_context() -> (voxpipe_core::CallContext, tokio::sync::mpsc::Receiver<voxpipe_core::Event>) {
-    let clock = voxpipe_core::Clock::start_now();
-    let (events, rx) = voxpipe_core::EventSender::channel(clock);
-    let ctx = voxpipe_core::CallContext {
-        clock,
-        cancel: tokio_util::sync::CancellationToken::new(),
-        control: voxpipe_core::ControlBus::new(),
-        playout: std::sync::Arc::new(voxpipe_core::PlayoutTracker::new()),
-        events,
-        tools: std::sync::Arc::new(voxpipe_core::NoTools),
-    };
-    (ctx, rx)
+    voxpipe_core::CallContext::new(std::sync::Arc::new(voxpipe_core::NoTools))
 }
 
 /// 20 ms chunks of `samples` at `rate`, starting at `pts_ms`.

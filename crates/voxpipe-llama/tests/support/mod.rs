@@ -7,8 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
 use voxpipe_core::{
-    CallContext, Clock, ControlBus, EventSender, Frame, Inbox, NoTools, Outbox, PlayoutTracker, ResponseDone,
-    Stage, StageError, Transcript, channel,
+    CallContext, Frame, Inbox, NoTools, Outbox, ResponseDone, Stage, StageError, Transcript, channel,
 };
 use voxpipe_llama_client::{LocalLlm, LocalLlmConfig};
 
@@ -40,17 +39,7 @@ pub fn context() -> CallContext {
 
 /// A call context and its event log, to read.
 pub fn context_with_events() -> (CallContext, tokio::sync::mpsc::Receiver<voxpipe_core::Event>) {
-    let clock = Clock::start_now();
-    let (events, rx) = EventSender::channel(clock);
-    let ctx = CallContext {
-        clock,
-        cancel: Default::default(),
-        control: ControlBus::new(),
-        playout: Arc::new(PlayoutTracker::new()),
-        events,
-        tools: Arc::new(NoTools),
-    };
-    (ctx, rx)
+    CallContext::new(Arc::new(NoTools))
 }
 
 /// A running stage: feed `input`, read `output`.

@@ -6,11 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 use voxpipe_core::event::Event;
 use voxpipe_core::{
-    CallContext, Clock, ControlBus, EventKind, EventSender, Frame, Inbox, NoTools, Outbox, OutputAudio,
-    PlayoutTracker, Stage, StageError, TextDelta, Transcript, channel,
+    CallContext, EventKind, Frame, Inbox, NoTools, Outbox, OutputAudio, Stage, StageError, TextDelta,
+    Transcript, channel,
 };
 
 /// A running stage and its surroundings.
@@ -24,16 +23,7 @@ pub struct Harness {
 
 impl Harness {
     pub fn start(stage: Box<dyn Stage>) -> Self {
-        let clock = Clock::start_now();
-        let (events, event_rx) = EventSender::channel(clock);
-        let ctx = CallContext {
-            clock,
-            cancel: CancellationToken::new(),
-            control: ControlBus::new(),
-            playout: Arc::new(PlayoutTracker::new()),
-            events,
-            tools: Arc::new(NoTools),
-        };
+        let (ctx, event_rx) = CallContext::new(Arc::new(NoTools));
         let (input, stage_in) = channel();
         let (stage_out, output) = channel();
         let task = tokio::spawn(stage.run(ctx.clone(), stage_in, stage_out));
