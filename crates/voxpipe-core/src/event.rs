@@ -150,6 +150,11 @@ pub enum EventKind {
         /// The conversation so far, one line per turn.
         transcript: Vec<String>,
     },
+    /// The caller typed on the phone's keypad; the entry went to the model as these words.
+    Dtmf {
+        /// What the model was given.
+        digits: String,
+    },
     /// A component failed; the call ends.
     Error {
         /// The component.

@@ -9,10 +9,12 @@
 //! - [`playout`]: the playout engine both audio sinks share: 20 ms ticks on the call clock,
 //!   interruption, played-position reporting, per-turn latency metrics.
 //! - [`jsonl`]: the JSONL event log writer.
+//! - [`recording`]: stereo call recordings (caller left, agent right) on the call's timeline.
 
 pub mod jsonl;
 pub mod pcm;
 pub mod playout;
+pub mod recording;
 mod riff;
 pub mod wav;
 

@@ -40,13 +40,30 @@ struct Queued {
     text: Option<std::sync::Arc<str>>,
 }
 
-/// Per-turn latency bookkeeping done at the sink, where "first audio" really happens.
-#[derive(Default)]
-struct TurnMetrics {
-    turn: u32,
+/// Per-turn latency bookkeeping done at the sink, where "first audio" really happens (shared
+/// by every sink: the local playout engine and carrier transports).
+#[derive(Debug, Default)]
+pub struct TurnMetrics {
+    /// The current turn number (one per `SpeechStopped`).
+    pub turn: u32,
     speech_end_ms: Option<u64>,
     speech_start_ms: Option<u64>,
     measured: bool,
+}
+
+impl TurnMetrics {
+    /// Notes the caller's speech boundaries as they pass the sink.
+    pub fn observe(&mut self, frame: &Frame) {
+        match frame {
+            Frame::SpeechStarted { at } => self.speech_start_ms = Some(at.as_millis() as u64),
+            Frame::SpeechStopped { at } => {
+                self.turn += 1;
+                self.speech_end_ms = Some(at.as_millis() as u64);
+                self.measured = false;
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Runs the playout loop for one call: the body of every audio sink.
@@ -93,14 +110,7 @@ pub(crate) async fn run_playout(
             },
             frame = input.recv(), if !end_of_stream => match frame {
                 Some(Frame::OutputAudio(a)) => enqueue(&ctx, &mut queue, &mut resampler, rate, a).map_err(fail)?,
-                Some(Frame::SpeechStarted { at }) => {
-                    metrics.speech_start_ms = Some(at.as_millis() as u64);
-                }
-                Some(Frame::SpeechStopped { at }) => {
-                    metrics.turn += 1;
-                    metrics.speech_end_ms = Some(at.as_millis() as u64);
-                    metrics.measured = false;
-                }
+                Some(f @ (Frame::SpeechStarted { .. } | Frame::SpeechStopped { .. })) => metrics.observe(&f),
                 Some(Frame::EndOfStream) | None => end_of_stream = true,
                 Some(_) => {}
             },
@@ -202,7 +212,8 @@ fn enqueue(
     Ok(())
 }
 
-async fn started(ctx: &CallContext, item: &ItemId, m: &mut TurnMetrics) {
+/// Logs the start of `item`'s playout and, for the turn's first audio, `voice_to_voice_ms`.
+pub async fn started(ctx: &CallContext, item: &ItemId, m: &mut TurnMetrics) {
     ctx.events.emit(EventKind::PlayoutStarted { item: item.to_string() }).await;
     if m.measured {
         return;
@@ -220,7 +231,8 @@ async fn started(ctx: &CallContext, item: &ItemId, m: &mut TurnMetrics) {
     }
 }
 
-async fn finished(ctx: &CallContext, item: &ItemId, played: u64, rate: SampleRate, interrupted: bool) {
+/// Logs the end of `item`'s playout (`played` samples at `rate`).
+pub async fn finished(ctx: &CallContext, item: &ItemId, played: u64, rate: SampleRate, interrupted: bool) {
     let played_ms = voxpipe_core::audio::ms_of(played, rate);
     ctx.events.emit(EventKind::PlayoutFinished { item: item.to_string(), played_ms, interrupted }).await;
 }
