@@ -43,6 +43,16 @@ pub enum FakeCommand {
         #[arg(long, default_value_t = 8793)]
         port: u16,
     },
+    /// The Twilio REST Calls API (`POST /2010-04-01/Accounts/{AccountSid}/Calls/{Sid}.json`,
+    /// Basic auth with the account SID and the auth token in `TWILIO_AUTH_TOKEN`).
+    Twilio {
+        /// Port on 127.0.0.1.
+        #[arg(long, default_value_t = 8794)]
+        port: u16,
+        /// The account SID to accept.
+        #[arg(long, env = "TWILIO_ACCOUNT_SID")]
+        account_sid: String,
+    },
     /// Every fake at once, on consecutive ports from `--base-port` (realtime, llm, anthropic,
     /// tts, elevenlabs, transcription, tools), as the `*-fake.toml` pipelines expect.
     All {
@@ -226,6 +236,7 @@ async fn start(which: FakeCommand) -> anyhow::Result<Vec<Running>> {
                     .with_context(|| ctx(port))?,
             )]
         }
+        FakeCommand::Twilio { .. } => anyhow::bail!("`fake twilio` runs on its own (see `run`)"),
         FakeCommand::All { base_port: b, llm_replies } => {
             let mut all = Vec::new();
             let llm = |port| LlmArgs {
@@ -258,6 +269,10 @@ async fn start(which: FakeCommand) -> anyhow::Result<Vec<Running>> {
 
 /// Runs fakes until Ctrl-C.
 pub async fn run(which: FakeCommand) -> anyhow::Result<()> {
+    if let FakeCommand::Twilio { port, account_sid } = &which {
+        let token = std::env::var("TWILIO_AUTH_TOKEN").context("TWILIO_AUTH_TOKEN is not set")?;
+        return crate::serve::fake_twilio(*port, account_sid, &token).await;
+    }
     let running = start(which).await?;
     for r in &running {
         println!("{}", r.describe());

@@ -10,6 +10,7 @@ pub mod mic;
 mod models;
 mod run;
 mod scenario;
+mod serve;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -41,6 +42,15 @@ pub enum LogFormat {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Answer live phone calls: one process, many concurrent calls (Twilio Media Streams),
+    /// each its own instance of a pipeline named in the serve file.
+    Serve(serve::ServeArgs),
+    /// Place calls like a carrier does (load and end-to-end testing).
+    Call {
+        /// Which carrier.
+        #[command(subcommand)]
+        cmd: serve::CallCommand,
+    },
     /// Run a pipeline on its input (a WAV file, stdin…) and write the reply and event log.
     Run {
         /// What to run.
@@ -130,7 +140,12 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match command {
             Command::Run { args, mic } => run::run_command(args, mic).await,
+            Command::Check { pipeline, .. } if voxpipe_serve::config::is_serve_file(&pipeline) => {
+                serve::check_serve(&pipeline).await
+            }
             Command::Check { pipeline, profile, sets } => run::check_command(&pipeline, profile, sets).await,
+            Command::Serve(args) => serve::serve(args).await,
+            Command::Call { cmd } => serve::call(cmd).await,
             Command::Fake { which } => fake::run(which).await,
             Command::Models { cmd } => models::run(cmd).await,
             Command::Ab(args) => ab::run(args).await,

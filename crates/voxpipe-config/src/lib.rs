@@ -17,5 +17,5 @@ pub mod registry;
 mod schema;
 
 pub use layers::{ConfigError, LoadOptions, load, load_str};
-pub use registry::{BuildError, Env, build, vad};
+pub use registry::{BuildError, Env, build, build_call, vad};
 pub use schema::{EventsConfig, InputConfig, OutputConfig, PipelineConfig, StageConfig};

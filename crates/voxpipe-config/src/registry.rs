@@ -317,17 +317,6 @@ pub async fn build(config: &PipelineConfig, env: &Env) -> Result<Pipeline, Build
         InputConfig::Stdin(c) => Box::new(voxpipe_transport::pcm::StdinSource::new(c)),
     };
     check_presses(config)?;
-    let mut stages = Vec::with_capacity(config.stages.len() + 2);
-    let (controller, mut gate) = turn_stages(config)?;
-    stages.extend(controller);
-    let asr = asr_index(config);
-    for (i, s) in config.stages.iter().enumerate() {
-        check_example_tools(i, s, config)?;
-        stages.extend(build_stage(i, s, env, Load::Models).await?);
-        if Some(i) == asr {
-            stages.extend(gate.take());
-        }
-    }
     let sink: Box<dyn Sink> = match &config.output {
         OutputConfig::Wav(c) => Box::new(voxpipe_transport::wav::WavSink::new(c.clone())),
         OutputConfig::Stdout(c) => Box::new(voxpipe_transport::pcm::StdoutSink::new(c)),
@@ -339,7 +328,33 @@ pub async fn build(config: &PipelineConfig, env: &Env) -> Result<Pipeline, Build
         ) as Box<dyn voxpipe_core::EventWriter>),
         None => None,
     };
-    let mut pipeline = Pipeline::new(config.name.clone(), source, stages, vec![sink]);
+    build_call(config, env, source, vec![sink], events).await
+}
+
+/// Builds the stages and tools of `config` around a transport's `source` and `sinks` (a live
+/// call: the file's `[input]`, `[output]` and `[events]` are not used).
+pub async fn build_call(
+    config: &PipelineConfig,
+    env: &Env,
+    source: Box<dyn Source>,
+    sinks: Vec<Box<dyn Sink>>,
+    events: Option<Box<dyn voxpipe_core::EventWriter>>,
+) -> Result<Pipeline, BuildError> {
+    if config.stages.is_empty() {
+        return Err(BuildError::new("stages", "expected at least one stage"));
+    }
+    let mut stages = Vec::with_capacity(config.stages.len() + 2);
+    let (controller, mut gate) = turn_stages(config)?;
+    stages.extend(controller);
+    let asr = asr_index(config);
+    for (i, s) in config.stages.iter().enumerate() {
+        check_example_tools(i, s, config)?;
+        stages.extend(build_stage(i, s, env, Load::Models).await?);
+        if Some(i) == asr {
+            stages.extend(gate.take());
+        }
+    }
+    let mut pipeline = Pipeline::new(config.name.clone(), source, stages, sinks);
     pipeline.events = events;
     pipeline.tools = Arc::new(build_tools(config, env)?);
     Ok(pipeline)

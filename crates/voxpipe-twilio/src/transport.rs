@@ -171,13 +171,20 @@ pub struct MediaStream {
     pub state: Arc<StreamState>,
 }
 
+impl MediaStream {
+    /// Records both sides of the call (caller left, agent as confirmed played right).
+    pub fn record_to(&mut self, recorder: CallRecorder) {
+        self.source.recorder = Some(recorder.clone());
+        self.sink.recorder = Some(recorder);
+    }
+}
+
 /// Waits for `connected` and `start` and splits the stream into a source and a sink.
 pub async fn accept(
     mut inbound: mpsc::Receiver<SocketIn>,
     outbound: mpsc::Sender<String>,
     opts: StreamOptions,
     dtmf: DtmfConfig,
-    recorder: Option<CallRecorder>,
 ) -> Result<MediaStream, StreamError> {
     let deadline = Instant::now() + Duration::from_millis(opts.start_timeout_ms);
     let start = loop {
@@ -212,10 +219,10 @@ pub async fn accept(
         marks: mark_tx,
         dtmf,
         state: state.clone(),
-        recorder: recorder.clone(),
+        recorder: None,
         stream_sid: start.stream_sid.clone(),
     };
-    let sink = TwilioSink { outbound, writer, marks: mark_rx, opts, recorder, state: state.clone() };
+    let sink = TwilioSink { outbound, writer, marks: mark_rx, opts, recorder: None, state: state.clone() };
     Ok(MediaStream { start, source, sink, state })
 }
 

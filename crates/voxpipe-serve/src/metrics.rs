@@ -1,0 +1,97 @@
+//! Prometheus metrics of one serve process (`/metrics`, text format, `prometheus-client`).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// `pipeline`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PipelineLabel {
+    /// The pipeline's serve name.
+    pub pipeline: String,
+}
+
+/// `pipeline`, `outcome`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// The pipeline's serve name.
+    pub pipeline: String,
+    /// `completed`, `end_call`, `transferred`, `hangup`, `socket_lost`, `error`, `drained`,
+    /// `max_duration`, `rejected_busy`.
+    pub outcome: String,
+}
+
+/// `pipeline`, `metric`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LatencyLabels {
+    /// The pipeline's serve name.
+    pub pipeline: String,
+    /// `voice_to_voice`, `end_of_turn_delay`, `llm_first_token`, `tts_first_audio`, …
+    pub metric: String,
+}
+
+/// `kind`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    /// What failed.
+    pub kind: String,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new([0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0])
+}
+
+/// Every metric of the process.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Calls in progress.
+    pub active_calls: Family<PipelineLabel, Gauge>,
+    /// Calls ended, by outcome.
+    pub calls_total: Family<OutcomeLabels, Counter>,
+    /// Per-turn latencies.
+    pub turn_latency: Family<LatencyLabels, Histogram, fn() -> Histogram>,
+    /// Errors by kind.
+    pub errors_total: Family<KindLabel, Counter>,
+    /// Requests refused for a bad signature or key.
+    pub auth_failures_total: Family<KindLabel, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("voxpipe");
+        let active_calls = Family::<PipelineLabel, Gauge>::default();
+        let calls_total = Family::<OutcomeLabels, Counter>::default();
+        let turn_latency =
+            Family::<LatencyLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        let errors_total = Family::<KindLabel, Counter>::default();
+        let auth_failures_total = Family::<KindLabel, Counter>::default();
+        registry.register("active_calls", "Calls in progress", active_calls.clone());
+        registry.register("calls", "Calls ended, by outcome", calls_total.clone());
+        registry.register("turn_latency_seconds", "Per-turn latency by measurement", turn_latency.clone());
+        registry.register("errors", "Errors by kind", errors_total.clone());
+        registry.register(
+            "auth_failures",
+            "Requests refused for a missing or bad signature or key",
+            auth_failures_total.clone(),
+        );
+        Self { registry, active_calls, calls_total, turn_latency, errors_total, auth_failures_total }
+    }
+}
+
+impl Metrics {
+    /// The text exposition.
+    pub fn encode(&self) -> String {
+        let mut s = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut s, &self.registry);
+        s
+    }
+
+    /// Counts an error of `kind`.
+    pub fn error(&self, kind: &str) {
+        self.errors_total.get_or_create(&KindLabel { kind: kind.into() }).inc();
+    }
+}

@@ -1,0 +1,520 @@
+//! `voxpipe serve` end to end on loopback: the server, the in-process provider fakes and the
+//! Twilio-shaped fake carrier (signed webhook, media stream in real time, marks echoed once
+//! played, REST API for hang-up and transfer). Real clock: calls last a few seconds.
+
+use base64::Engine;
+use futures_util::{SinkExt, StreamExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use voxpipe_e2e::*;
+use voxpipe_fakes::realtime::{RealtimeFake, RealtimeFakeConfig, ScriptedFunctionCall, ScriptedResponse};
+use voxpipe_twilio::carrier::{CallReport, CallerOptions, Carrier, place_call};
+
+const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
+const TOKEN: &str = "test-auth-token";
+const API_KEY: &str = "op-key-123";
+
+struct Server {
+    app: Arc<voxpipe_serve::App>,
+    url: String,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    carrier: Carrier,
+    dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn webhook(&self) -> String {
+        format!("{}/twilio/voice", self.url)
+    }
+    fn calls_dir(&self) -> PathBuf {
+        self.dir.path().join("calls")
+    }
+    async fn stop(self) {
+        self.stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(20), self.task).await;
+    }
+}
+
+/// Serves `pipelines` (name, pipeline TOML) with `extra` serve settings.
+async fn start_server(pipelines: &[(&str, String)], extra: &str) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let carrier = Carrier::new(ACCOUNT, TOKEN);
+    let rest = carrier.serve_rest("127.0.0.1:0".parse().unwrap(), CancellationToken::new()).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let mut serve = format!(
+        "listen = \"127.0.0.1:0\"\npublic_url = \"{url}\"\nrecordings_dir = \"{}\"\n{extra}\n\
+         [auth]\napi_keys_env = [\"VOXPIPE_API_KEY\"]\n[twilio]\napi_base_url = \"http://{rest}\"\n",
+        dir.path().join("calls").display()
+    );
+    for (name, toml) in pipelines {
+        let file = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&file, toml).unwrap();
+        serve += &format!("[[pipelines]]\nname = \"{name}\"\nfile = \"{}\"\n", file.display());
+    }
+    let path = dir.path().join("serve.toml");
+    std::fs::write(&path, serve).unwrap();
+    let loaded = voxpipe_serve::config::load(&path, &[]).unwrap();
+    let env = voxpipe_config::Env::from_vars([
+        ("TWILIO_ACCOUNT_SID".to_string(), ACCOUNT.to_string()),
+        ("TWILIO_AUTH_TOKEN".into(), TOKEN.into()),
+        ("VOXPIPE_API_KEY".into(), API_KEY.into()),
+        ("OPENAI_API_KEY".into(), "sk-test".into()),
+        ("FAKE_API_KEY".into(), "sk-test".into()),
+    ]);
+    let app = voxpipe_serve::App::new(loaded, env).unwrap();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(voxpipe_serve::serve_on(app.clone(), listener, stop.clone(), None));
+    Server { app, url, stop, task, carrier, dir }
+}
+
+/// A native pipeline on the Realtime fake: μ-law end to end, with the call-control tools.
+fn native_pipeline(fake: &RealtimeFake) -> String {
+    format!(
+        r#"name = "native-phone"
+[input]
+kind = "wav"
+path = "unused.wav"
+[output]
+kind = "wav"
+path = "unused-reply.wav"
+[[stages]]
+kind = "realtime.openai"
+url = "{}"
+api_key_env = "OPENAI_API_KEY"
+audio_format = "pcmu"
+[tools.end_call]
+description = "End the call after saying goodbye."
+handler = {{ kind = "end_call" }}
+[tools.transfer_to_human]
+description = "Transfer the caller to a human."
+parameters = {{ type = "object", properties = {{ reason = {{ type = "string" }} }} }}
+handler = {{ kind = "transfer", target = "+15557654321" }}
+"#,
+        fake.url()
+    )
+}
+
+/// Caller audio: speech-like tone bursts at 8 kHz.
+fn caller_audio(turns: &[(u64, u64)], total_ms: u64) -> Arc<Vec<i16>> {
+    let rate = 8000;
+    let mut s = Vec::new();
+    let mut at = 0;
+    for &(start, len) in turns {
+        s.extend(silence(rate, start - at));
+        s.extend(tone(rate, 300.0, len, 0.3));
+        at = start + len;
+    }
+    s.extend(silence(rate, total_ms.saturating_sub(at)));
+    Arc::new(s)
+}
+
+fn caller(server: &Server, audio: Arc<Vec<i16>>, name: &str) -> CallerOptions {
+    let out = server.dir.path().join("caller");
+    std::fs::create_dir_all(&out).unwrap();
+    CallerOptions {
+        webhook: server.webhook(),
+        from: "+15550100".into(),
+        to: "+15550199".into(),
+        audio,
+        linger: Duration::from_millis(1500),
+        dtmf: vec![],
+        heard_wav: Some(out.join(format!("{name}.wav"))),
+        timing_log: Some(out.join(format!("{name}.jsonl"))),
+        sign_with: None,
+    }
+}
+
+/// The only call directory under `calls/`.
+fn call_dir(server: &Server, report: &CallReport) -> PathBuf {
+    server.calls_dir().join(&report.call_sid)
+}
+
+fn summary(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("call.json")).unwrap()).unwrap()
+}
+
+/// Waits for the call's summary (written after the call ends on the server side).
+async fn wait_summary(dir: &Path) -> serde_json::Value {
+    for _ in 0..200 {
+        if dir.join("call.json").exists() {
+            return summary(dir);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no call.json in {}", dir.display());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_native_pcmu_call_end_to_end_with_no_transcoding() {
+    let fake = RealtimeFake::start(RealtimeFakeConfig {
+        responses: vec![
+            ScriptedResponse {
+                user_transcript: Some("Where is my order?".into()),
+                ..ScriptedResponse::say("It ships tomorrow.")
+            },
+            ScriptedResponse {
+                user_transcript: Some("Thanks.".into()),
+                ..ScriptedResponse::say("You are welcome.")
+            },
+        ],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let server = start_server(&[("native", native_pipeline(&fake))], "").await;
+    let audio = caller_audio(&[(500, 1200), (4500, 800)], 7000);
+    let report = place_call(&server.carrier, &caller(&server, audio.clone(), "native")).await;
+    assert_eq!(report.status, "completed", "{report:?}");
+    assert_eq!(report.ended_by, "caller");
+    assert!(report.marks > 5, "marks echoed: {report:?}");
+    let dir = call_dir(&server, &report);
+    let s = wait_summary(&dir).await;
+    assert_eq!(s["outcome"], "hangup");
+    assert_eq!(s["pipeline"], "native");
+    let t: Vec<String> =
+        s["transcript"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    assert_eq!(
+        t,
+        [
+            "user: Where is my order?",
+            "assistant: It ships tomorrow.",
+            "user: Thanks.",
+            "assistant: You are welcome."
+        ]
+    );
+
+    // The caller heard two replies, each after its turn.
+    let (heard, rate) = read_wav(&server.dir.path().join("caller/native.wav"));
+    assert_eq!(rate, 8000);
+    let regions = active_regions(&heard, rate, 500, 150);
+    assert_eq!(regions.len(), 2, "two replies heard: {regions:?}");
+    assert!(regions[0].0 > 1700 && regions[1].0 > 5300, "{regions:?}");
+
+    // Every event carries the assignment.
+    let events = read_events(&dir.join("events.jsonl"));
+    assert!(events.iter().all(|e| e["call_sid"] == report.call_sid.as_str() && e["pipeline"] == "native"));
+    assert!(events.iter().any(|e| e["type"] == "metric" && e["name"] == "voice_to_voice_ms"));
+
+    // The stereo recording: the caller left, the agent right.
+    let mut r = hound::WavReader::open(dir.join("recording.wav")).unwrap();
+    assert_eq!((r.spec().channels, r.spec().sample_rate), (2, 8000));
+    let st: Vec<i16> = r.samples::<i16>().map(Result::unwrap).collect();
+    let (left, right): (Vec<i16>, Vec<i16>) = st.chunks(2).map(|c| (c[0], c[1])).unzip();
+    assert_eq!(active_regions(&left, 8000, 500, 150).len(), 2, "caller's two turns");
+    assert_eq!(active_regions(&right, 8000, 500, 150).len(), 2, "agent's two replies");
+
+    // No transcoding: the μ-law the fake received is the μ-law the caller sent, byte for byte.
+    let update = fake.client_events().into_iter().find(|e| e.json["type"] == "session.update").unwrap();
+    assert_eq!(update.json["session"]["audio"]["input"]["format"]["type"], "audio/pcmu");
+    let mut received = Vec::new();
+    for e in fake.client_events().into_iter().filter(|e| e.json["type"] == "input_audio_buffer.append") {
+        received.extend(
+            base64::engine::general_purpose::STANDARD.decode(e.json["audio"].as_str().unwrap()).unwrap(),
+        );
+    }
+    let mut sent = Vec::new();
+    voxpipe_core::audio::g711::encode_ulaw(&audio, &mut sent);
+    assert!(received.len() >= sent.len() - 1600, "received {} of {} bytes", received.len(), sent.len());
+    assert_eq!(&received[..sent.len().min(received.len())], &sent[..sent.len().min(received.len())]);
+
+    // Metrics need a key; they count the call.
+    let http = reqwest::Client::new();
+    let m = http.get(format!("{}/metrics", server.url)).send().await.unwrap();
+    assert_eq!(m.status(), 403);
+    let m = http
+        .get(format!("{}/metrics", server.url))
+        .bearer_auth(API_KEY)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(m.contains(r#"voxpipe_calls_total{pipeline="native",outcome="hangup"} 1"#), "{m}");
+    assert!(m.contains("voxpipe_turn_latency_seconds_bucket"), "{m}");
+    assert_eq!(http.get(format!("{}/readyz", server.url)).send().await.unwrap().status(), 200);
+    server.stop().await;
+    fake.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_call_hangs_up_through_the_rest_api_after_the_goodbye_has_played() {
+    let goodbye = "Thank you for calling, goodbye!";
+    let fake = RealtimeFake::start(RealtimeFakeConfig {
+        responses: vec![
+            ScriptedResponse {
+                function_call: Some(ScriptedFunctionCall {
+                    name: "end_call".into(),
+                    arguments: "{}".into(),
+                    call_id: None,
+                }),
+                ..ScriptedResponse::say("")
+            },
+            ScriptedResponse::say(goodbye),
+        ],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let server = start_server(&[("native", native_pipeline(&fake))], "").await;
+    let mut opts = caller(&server, caller_audio(&[(500, 1000)], 2000), "end");
+    opts.linger = Duration::from_secs(20);
+    let report = place_call(&server.carrier, &opts).await;
+    assert_eq!((report.status.as_str(), report.ended_by.as_str()), ("completed", "server"), "{report:?}");
+    let updates = server.carrier.updates();
+    assert_eq!(updates.len(), 1);
+    assert_eq!(updates[0].call_sid, report.call_sid);
+    assert!(updates[0].form.contains(&("Status".into(), "completed".into())));
+    // The goodbye was heard to its end before the hang-up.
+    let timing = read_events(&server.dir.path().join("caller/end.jsonl"));
+    let hung = timing.iter().find(|e| e["event"] == "server").unwrap();
+    let dir = call_dir(&server, &report);
+    let s = wait_summary(&dir).await;
+    assert_eq!(s["outcome"], "end_call");
+    let events = read_events(&dir.join("events.jsonl"));
+    let finished = events_of(&events, "playout_finished");
+    let played = finished.last().unwrap()["played_ms"].as_u64().unwrap();
+    assert!(played > 1000, "the goodbye played {played} ms");
+    assert!(
+        hung["heard_ms"].as_u64().unwrap() >= played,
+        "hung up after {} ms heard of {played}",
+        hung["heard_ms"]
+    );
+    server.stop().await;
+    fake.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfer_redirects_the_live_call_with_dial() {
+    let fake = RealtimeFake::start(RealtimeFakeConfig {
+        responses: vec![
+            ScriptedResponse {
+                function_call: Some(ScriptedFunctionCall {
+                    name: "transfer_to_human".into(),
+                    arguments: r#"{"reason":"asked for a person"}"#.into(),
+                    call_id: None,
+                }),
+                ..ScriptedResponse::say("")
+            },
+            ScriptedResponse::say("Putting you through now."),
+        ],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let server = start_server(&[("native", native_pipeline(&fake))], "").await;
+    let mut opts = caller(&server, caller_audio(&[(500, 1000)], 2000), "transfer");
+    opts.linger = Duration::from_secs(20);
+    let report = place_call(&server.carrier, &opts).await;
+    assert_eq!(report.ended_by, "transfer", "{report:?}");
+    assert_eq!(report.transferred_to.as_deref(), Some("+15557654321"));
+    let twiml = &server.carrier.updates()[0].form;
+    let (_, xml) = twiml.iter().find(|(k, _)| k == "Twiml").unwrap();
+    assert!(xml.contains("<Dial><Number>+15557654321</Number></Dial>"), "{xml}");
+    let s = wait_summary(&call_dir(&server, &report)).await;
+    assert_eq!(s["outcome"], "transferred");
+    assert!(report.heard_ms > 800, "the words before the transfer were heard: {report:?}");
+    server.stop().await;
+    fake.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn barge_in_sends_clear_and_truncates_to_what_the_marks_confirmed() {
+    let fake = RealtimeFake::start(RealtimeFakeConfig {
+        responses: vec![
+            ScriptedResponse {
+                audio_ms: Some(5000),
+                ..ScriptedResponse::say("Let me tell you a long story about your order and its journey.")
+            },
+            ScriptedResponse::say("Yes?"),
+        ],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let server = start_server(&[("native", native_pipeline(&fake))], "").await;
+    // Turn 1 ends at 1.5 s; the reply starts ~2.2 s; the caller speaks over it at 3.6 s.
+    let report = place_call(
+        &server.carrier,
+        &caller(&server, caller_audio(&[(500, 1000), (3600, 1000)], 6000), "barge"),
+    )
+    .await;
+    assert_eq!(report.status, "completed", "{report:?}");
+    assert!(report.clears >= 1, "a clear was sent: {report:?}");
+    let dir = call_dir(&server, &report);
+    wait_summary(&dir).await;
+    let events = read_events(&dir.join("events.jsonl"));
+    let truncate = events_of(&events, "truncate");
+    assert_eq!(truncate.len(), 1, "{events:?}");
+    let audio_end = truncate[0]["audio_end_ms"].as_u64().unwrap();
+    // What the caller's marks confirmed before the clear.
+    let timing = read_events(&server.dir.path().join("caller/barge.jsonl"));
+    let clear_at = timing.iter().position(|e| e["event"] == "clear").unwrap();
+    let confirmed =
+        timing[..clear_at].iter().rev().find(|e| e["event"] == "mark").unwrap()["heard_ms"].as_u64().unwrap();
+    assert!(
+        audio_end.abs_diff(confirmed) <= 20,
+        "truncated at {audio_end} ms, marks confirmed {confirmed} ms"
+    );
+    assert!((800..3000).contains(&audio_end), "{audio_end}");
+    server.stop().await;
+    fake.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_requests_are_refused_and_a_full_server_says_so_politely() {
+    let fake = RealtimeFake::start(RealtimeFakeConfig::default()).await.unwrap();
+    let server = start_server(&[("native", native_pipeline(&fake))], "[limits]\nmax_calls = 1\n").await;
+    let http = reqwest::Client::new();
+    // Unsigned and badly signed webhooks: 403, and nothing answered.
+    let form = [("CallSid", "CA1"), ("From", "+1555")];
+    let r = http.post(server.webhook()).form(&form).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let r = http
+        .post(server.webhook())
+        .header("X-Twilio-Signature", voxpipe_twilio::signature::compute("wrong", &server.webhook(), &[]))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let mut forged = caller(&server, caller_audio(&[], 500), "forged");
+    forged.sign_with = Some("not-the-token".into());
+    let report = place_call(&server.carrier, &forged).await;
+    assert_eq!(report.status, "failed", "{report:?}");
+    // An unsigned media upgrade: 403.
+    let ws_url = format!("{}/twilio/media", server.url.replace("http://", "ws://"));
+    let e = tokio_tungstenite::connect_async(&ws_url).await.unwrap_err().to_string();
+    assert!(e.contains("403"), "{e}");
+    // One call at a time: a second caller hears the busy message.
+    let long = tokio::spawn({
+        let carrier = server.carrier.clone();
+        let opts = caller(&server, caller_audio(&[], 3000), "long");
+        async move { place_call(&carrier, &opts).await }
+    });
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let busy = place_call(&server.carrier, &caller(&server, caller_audio(&[], 500), "busy")).await;
+    assert_eq!(busy.status, "rejected", "{busy:?}");
+    assert!(busy.detail.unwrap().contains("busy"));
+    assert_eq!(long.await.unwrap().status, "completed");
+    let m = http
+        .get(format!("{}/metrics", server.url))
+        .bearer_auth(API_KEY)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(m.contains(r#"outcome="rejected_busy"} 1"#), "{m}");
+    assert!(m.contains(r#"voxpipe_auth_failures_total{kind="twilio/voice"} 3"#), "{m}");
+    server.stop().await;
+    fake.shutdown().await;
+}
+
+/// A carrier that misbehaves: garbage JSON, bad base64, an oversize payload, then the socket
+/// is cut mid-call. The call ends cleanly with its recording and log, and a concurrent call
+/// is unaffected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_media_and_a_cut_socket_end_one_call_cleanly_and_not_the_other() {
+    let fake = RealtimeFake::start(RealtimeFakeConfig::default()).await.unwrap();
+    let server = start_server(&[("native", native_pipeline(&fake))], "").await;
+    let good = tokio::spawn({
+        let carrier = server.carrier.clone();
+        let opts = caller(&server, caller_audio(&[(500, 1000)], 4000), "good");
+        async move { place_call(&carrier, &opts).await }
+    });
+    // The bad carrier: answer the webhook ourselves, then misbehave on the stream.
+    let ws_url = format!("{}/twilio/media", server.url.replace("http://", "ws://"));
+    let mut req =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(ws_url.as_str())
+            .unwrap();
+    let sig = voxpipe_twilio::signature::compute(TOKEN, &ws_url, &[]);
+    req.headers_mut().insert("X-Twilio-Signature", sig.parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    use tokio_tungstenite::tungstenite::Message;
+    let start = r#"{"event":"start","sequenceNumber":"1","streamSid":"MZbad","start":{"accountSid":"AC0123456789abcdef0123456789abcdef","streamSid":"MZbad","callSid":"CAbad0000000000000000000000000000","tracks":["inbound"],"customParameters":{"pipeline":"native"},"mediaFormat":{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}}}"#;
+    ws.send(Message::Text(start.into())).await.unwrap();
+    let media = |payload: &str| {
+        format!(
+            r#"{{"event":"media","sequenceNumber":"2","streamSid":"MZbad","media":{{"track":"inbound","chunk":"1","timestamp":"0","payload":"{payload}"}}}}"#
+        )
+    };
+    for _ in 0..25 {
+        ws.send(Message::Text(media(&"/".repeat(212)).into())).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    ws.send(Message::Text("{not json".into())).await.unwrap();
+    ws.send(Message::Text(media("@@@ not base64 @@@").into())).await.unwrap();
+    ws.send(Message::Text(media(&"A".repeat(20_000)).into())).await.unwrap();
+    ws.send(Message::Binary(vec![1, 2, 3].into())).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(ws); // cut, no stop, no close handshake
+    let dir = server.calls_dir().join("CAbad0000000000000000000000000000");
+    let s = wait_summary(&dir).await;
+    assert_eq!(s["outcome"], "socket_lost", "{s}");
+    assert!(s["bad_messages"].as_u64().unwrap() >= 4, "{s}");
+    let r = hound::WavReader::open(dir.join("recording.wav")).unwrap();
+    assert!(r.duration() >= 8000 * 4 / 10, "the caller's half second is recorded: {}", r.duration());
+    let events = read_events(&dir.join("events.jsonl"));
+    assert_eq!(events.last().unwrap()["type"], "call_ended");
+    let good = good.await.unwrap();
+    assert_eq!((good.status.as_str(), good.ended_by.as_str()), ("completed", "caller"), "{good:?}");
+    assert!(good.first_audio_ms.is_some(), "the other call was answered: {good:?}");
+    server.stop().await;
+    fake.shutdown().await;
+}
+
+/// A drain during live calls: readiness turns off at once, new calls hear the busy message,
+/// and every live call finishes on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_during_live_calls_loses_none() {
+    const CALLS: usize = 50;
+    let fake = RealtimeFake::start(RealtimeFakeConfig::default()).await.unwrap();
+    let server = start_server(&[("native", native_pipeline(&fake))], "[limits]\nmax_calls = 200\n").await;
+    let audio = caller_audio(&[(300, 800)], 3000);
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..CALLS {
+        let carrier = server.carrier.clone();
+        let mut opts = caller(&server, audio.clone(), "drain");
+        opts.heard_wav = None;
+        opts.timing_log = None;
+        calls.spawn(async move { place_call(&carrier, &opts).await });
+    }
+    for _ in 0..100 {
+        if server.app.active_calls() == CALLS {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(server.app.active_calls(), CALLS);
+    let app = server.app.clone();
+    let drain = tokio::spawn(async move { app.drain().await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let http = reqwest::Client::new();
+    assert_eq!(http.get(format!("{}/readyz", server.url)).send().await.unwrap().status(), 503);
+    let late = place_call(&server.carrier, &caller(&server, caller_audio(&[], 500), "late")).await;
+    assert_eq!(late.status, "rejected");
+    let mut ok = 0;
+    while let Some(r) = calls.join_next().await {
+        let r = r.unwrap();
+        assert_eq!((r.status.as_str(), r.ended_by.as_str()), ("completed", "caller"), "{r:?}");
+        assert!(r.first_audio_ms.is_some(), "answered: {r:?}");
+        ok += 1;
+    }
+    assert_eq!(ok, CALLS);
+    tokio::time::timeout(Duration::from_secs(20), drain).await.unwrap().unwrap();
+    assert_eq!(server.app.active_calls(), 0);
+    let outcomes: Vec<String> = std::fs::read_dir(server.calls_dir())
+        .unwrap()
+        .map(|d| summary(&d.unwrap().path())["outcome"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(outcomes.len(), CALLS);
+    assert!(outcomes.iter().all(|o| o == "hangup"), "{outcomes:?}");
+    server.stop().await;
+    fake.shutdown().await;
+}
