@@ -59,6 +59,9 @@ pub async fn run(
     outbound: mpsc::Sender<String>,
 ) {
     let c = &app.loaded.config;
+    // Held until the call is wrapped up: the socket stays open until then (a REST hang-up
+    // must reach the carrier before the stream closes behind it).
+    let _keep_open = outbound.clone();
     let mut stream = match accept(inbound, outbound, c.twilio.stream.clone(), c.dtmf.clone()).await {
         Ok(s) => s,
         Err(e) => {

@@ -380,6 +380,22 @@ async fn run_call(
     let ended_by;
     loop {
         tokio::select! {
+            // The API's commands first: a hang-up request is answered before the server closes
+            // the stream behind it, as at Twilio, where the REST call ends the stream.
+            biased;
+            cmd = commands.recv() => {
+                match cmd {
+                    Some(Command::HangUp) | None => { ended_by = "server"; }
+                    Some(Command::Twiml(xml)) => {
+                        ended_by = "transfer";
+                        if let Ok(verbs) = twiml::parse(&xml) {
+                            report.transferred_to = verbs.into_iter().find_map(|v| match v { Verb::Dial { target } => Some(target), _ => None });
+                        }
+                    }
+                }
+                log(&Timing { t_ms: now_ms(), event: ended_by, name: None, heard_ms: played / 8 });
+                break;
+            }
             _ = tick.tick() => {
                 let t = now_ms();
                 // Caller audio: the WAV, then silence (a live line).
@@ -442,19 +458,6 @@ async fn run_call(
                     break;
                 }
             }
-            cmd = commands.recv() => {
-                match cmd {
-                    Some(Command::HangUp) | None => { ended_by = "server"; }
-                    Some(Command::Twiml(xml)) => {
-                        ended_by = "transfer";
-                        if let Ok(verbs) = twiml::parse(&xml) {
-                            report.transferred_to = verbs.into_iter().find_map(|v| match v { Verb::Dial { target } => Some(target), _ => None });
-                        }
-                    }
-                }
-                log(&Timing { t_ms: now_ms(), event: ended_by, name: None, heard_ms: played / 8 });
-                break;
-            }
             msg = ws_rx.next() => {
                 let text = match msg {
                     Some(Ok(Message::Text(t))) => t,
@@ -500,6 +503,16 @@ async fn run_call(
         };
         let _ = ws_tx.send(send(&m)).await;
         let _ = ws_tx.send(Message::Close(None)).await;
+        // A proper close handshake: read until the server closes. Dropping a socket with
+        // unread data makes the kernel send RST, and the server would lose the `stop`.
+        let _ = tokio::time::timeout(Duration::from_secs(3), async {
+            while let Some(Ok(m)) = ws_rx.next().await {
+                if matches!(m, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
     }
     report.ended_by = ended_by.into();
     report.status = "completed".into();

@@ -54,7 +54,8 @@ pub enum SocketIn {
 pub struct StreamOptions {
     /// Audio kept queued at Twilio ahead of what is playing, ms.
     pub lead_ms: u64,
-    /// A mark after at most this much audio, ms (and at the end of every chunk).
+    /// A mark after at most this much audio, ms (and at the end of every chunk). Truncation
+    /// after a barge-in is exact to this (plus one mark in flight): 20 ms is a mark per frame.
     pub mark_interval_ms: u64,
     /// How long to wait for the `start` message after the socket opens, ms.
     pub start_timeout_ms: u64,
@@ -64,7 +65,7 @@ pub struct StreamOptions {
 
 impl Default for StreamOptions {
     fn default() -> Self {
-        Self { lead_ms: 300, mark_interval_ms: 100, start_timeout_ms: 10_000, mark_timeout_ms: 5_000 }
+        Self { lead_ms: 300, mark_interval_ms: 20, start_timeout_ms: 10_000, mark_timeout_ms: 5_000 }
     }
 }
 

@@ -276,6 +276,7 @@ impl Conn {
         if self.raw.len() > MAX_APPEND_BYTES {
             return Err(too_large(self.raw.len()));
         }
+        self.shared.record_audio(self.id, &self.raw);
         let format = self.eff.input_format;
         self.samples.clear();
         format.decode(&self.raw, &mut self.samples);

@@ -84,12 +84,24 @@ pub(crate) struct Shared {
     started: Instant,
     events: Mutex<Vec<RecordedEvent>>,
     connections: AtomicUsize,
+    /// The first [`INPUT_AUDIO_KEPT`] bytes of wire audio each connection appended.
+    input_audio: Mutex<std::collections::HashMap<usize, Vec<u8>>>,
 }
+
+/// Wire audio kept per connection for inspection (a minute of μ-law).
+const INPUT_AUDIO_KEPT: usize = 480_000;
 
 impl Shared {
     pub(crate) fn record(&self, connection: usize, json: Value) {
         let at = self.started.elapsed();
         self.events.lock().unwrap_or_else(|e| e.into_inner()).push(RecordedEvent { at, connection, json });
+    }
+
+    pub(crate) fn record_audio(&self, connection: usize, wire: &[u8]) {
+        let mut all = self.input_audio.lock().unwrap_or_else(|e| e.into_inner());
+        let kept = all.entry(connection).or_default();
+        let n = wire.len().min(INPUT_AUDIO_KEPT.saturating_sub(kept.len()));
+        kept.extend_from_slice(&wire[..n]);
     }
 }
 
@@ -117,6 +129,7 @@ impl RealtimeFake {
             started: Instant::now(),
             events: Mutex::new(Vec::new()),
             connections: AtomicUsize::new(0),
+            input_audio: Mutex::default(),
         });
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
@@ -134,6 +147,18 @@ impl RealtimeFake {
     /// The WebSocket URL without query: `ws://127.0.0.1:PORT/v1/realtime`.
     pub fn url(&self) -> String {
         format!("ws://{}/v1/realtime", self.addr)
+    }
+
+    /// The wire audio (as sent: PCM16, μ-law or A-law bytes) that connection `connection`
+    /// (1-based) appended, up to its first minute.
+    pub fn input_audio(&self, connection: usize) -> Vec<u8> {
+        self.shared
+            .input_audio
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&connection)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Every client event received so far, over all connections, in arrival order.
