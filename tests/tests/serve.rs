@@ -520,3 +520,99 @@ async fn drain_during_live_calls_loses_none() {
     server.stop().await;
     fake.shutdown().await;
 }
+
+/// A cascade on the fakes (transcription → chat → speech), resampled from the phone's 8 kHz.
+fn cascade_pipeline(asr: &str, llm: &str, tts: &str) -> String {
+    format!(
+        r#"name = "cascade-phone"
+[input]
+kind = "wav"
+path = "unused.wav"
+[output]
+kind = "wav"
+path = "unused-reply.wav"
+[turn]
+mode = "local"
+vad = "energy"
+[[stages]]
+kind = "asr.openai"
+base_url = "{asr}"
+api_key_env = "FAKE_API_KEY"
+[[stages]]
+kind = "llm.openai"
+base_url = "{llm}"
+api_key_env = "FAKE_API_KEY"
+[[stages]]
+kind = "tts.openai"
+base_url = "{tts}"
+api_key_env = "FAKE_API_KEY"
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cascade_call_answers_speech_and_keypad_digits_reach_the_llm() {
+    use voxpipe_fakes::{openai_chat, openai_speech, transcription};
+    let asr = transcription::TranscriptionFake::start(transcription::TranscriptionFakeConfig {
+        transcripts: vec!["Where is my order?".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let llm = openai_chat::ChatFake::start(openai_chat::ChatFakeConfig::default()).await.unwrap();
+    let tts = openai_speech::SpeechFake::start(openai_speech::SpeechFakeConfig::default()).await.unwrap();
+    let server =
+        start_server(&[("cascade", cascade_pipeline(&asr.base_url(), &llm.base_url(), &tts.base_url()))], "")
+            .await;
+    let mut opts = caller(&server, caller_audio(&[(500, 1200)], 9000), "cascade");
+    opts.dtmf = ["1", "2", "3", "4", "#"]
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (5000 + i as u64 * 150, d.to_string()))
+        .collect();
+    let report = place_call(&server.carrier, &opts).await;
+    assert_eq!(report.status, "completed", "{report:?}");
+    let s = wait_summary(&call_dir(&server, &report)).await;
+    assert_eq!(s["outcome"], "hangup");
+    let t: Vec<&str> = s["transcript"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(t.contains(&"user: Where is my order?"), "{t:?}");
+    assert!(t.contains(&"user: (The caller typed on the keypad: 1234)"), "{t:?}");
+    // Both reached the LLM, in order.
+    let bodies: Vec<String> = llm.requests().iter().map(|r| r.body.to_string()).collect();
+    assert_eq!(bodies.len(), 2, "{bodies:?}");
+    assert!(bodies[1].contains("(The caller typed on the keypad: 1234)"), "{}", bodies[1]);
+    // The phone's 8 kHz audio was resampled for the transcriber, and the replies were heard.
+    let wav = asr.requests()[0].wav.clone().unwrap();
+    assert_eq!(wav.sample_rate, 16_000, "{wav:?}");
+    let (heard, rate) = read_wav(&server.dir.path().join("caller/cascade.wav"));
+    assert_eq!(active_regions(&heard, rate, 300, 300).len(), 2, "two replies heard");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keypad_digits_reach_the_native_model_as_a_user_message() {
+    let fake = RealtimeFake::start(RealtimeFakeConfig {
+        responses: vec![ScriptedResponse::say("You pressed seven.")],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let server = start_server(&[("native", native_pipeline(&fake))], "").await;
+    let mut opts = caller(&server, caller_audio(&[], 3500), "keypad");
+    opts.dtmf = vec![(500, "7".into()), (700, "#".into())];
+    let report = place_call(&server.carrier, &opts).await;
+    assert!(report.first_audio_ms.is_some(), "the answer was heard: {report:?}");
+    let items: Vec<serde_json::Value> = fake
+        .client_events()
+        .into_iter()
+        .filter(|e| e.json["type"] == "conversation.item.create")
+        .map(|e| e.json)
+        .collect();
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0]["item"]["content"][0]["text"], "(The caller typed on the keypad: 7)");
+    let s = wait_summary(&call_dir(&server, &report)).await;
+    let t: Vec<&str> = s["transcript"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(t, ["user: (The caller typed on the keypad: 7)", "assistant: You pressed seven."]);
+    server.stop().await;
+    fake.shutdown().await;
+}

@@ -346,6 +346,9 @@ impl Stage for RealtimeStage {
                         let _ = s.out.send(f).await;
                         s.end_of_turn().await;
                     }
+                    // Text from the caller that is not speech (keypad digits): a user message,
+                    // answered like a turn.
+                    Some(Frame::UserTranscript(t)) if t.is_final => s.user_text(t).await,
                     Some(other) => { let _ = s.out.send(other).await; }
                 },
                 _ = settle.tick(), if input_ended => {
@@ -614,6 +617,24 @@ impl Session<'_> {
         .await;
         info!(item = %item, audio_end_ms, "barge-in: truncated the assistant item to what was heard");
         self.ctx.events.emit(EventKind::Truncate { item: item.to_string(), audio_end_ms }).await;
+    }
+
+    /// The caller's words as text (e.g. keypad digits): a user message item, then a reply
+    /// (after the response in progress, if one still runs).
+    async fn user_text(&mut self, t: Transcript) {
+        self.send(json!({
+            "type": "conversation.item.create",
+            "item": { "type": "message", "role": "user", "content": [{ "type": "input_text", "text": t.text }] },
+        }))
+        .await;
+        self.transcript.push(format!("user: {}", t.text));
+        let _ = self.out.send(Frame::UserTranscript(t)).await;
+        if self.active_response.is_some() && self.muted_response != self.active_response {
+            self.respond_after_done = true;
+        } else {
+            self.awaiting_response = true;
+            self.send(json!({ "type": "response.create" })).await;
+        }
     }
 
     /// Local turns: the caller's turn is over. Commit the buffer and ask for a reply (after the
