@@ -14,6 +14,7 @@ use voxpipe_twilio::carrier::{CallReport, CallerOptions, Carrier, place_call};
 const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
 const TOKEN: &str = "test-auth-token";
 const API_KEY: &str = "op-key-123";
+const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 struct Server {
     app: Arc<voxpipe_serve::App>,
@@ -63,6 +64,7 @@ async fn start_server(pipelines: &[(&str, String)], extra: &str) -> Server {
         ("VOXPIPE_API_KEY".into(), API_KEY.into()),
         ("OPENAI_API_KEY".into(), "sk-test".into()),
         ("FAKE_API_KEY".into(), "sk-test".into()),
+        ("VOXPIPE_WEBHOOK_SECRET".into(), WEBHOOK_SECRET.into()),
     ]);
     let app = voxpipe_serve::App::new(loaded, env).unwrap();
     let stop = CancellationToken::new();
@@ -613,6 +615,55 @@ async fn keypad_digits_reach_the_native_model_as_a_user_message() {
     let s = wait_summary(&call_dir(&server, &report)).await;
     let t: Vec<&str> = s["transcript"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
     assert_eq!(t, ["user: (The caller typed on the keypad: 7)", "assistant: You pressed seven."]);
+    server.stop().await;
+    fake.shutdown().await;
+}
+
+/// The post-call webhook: signed per Standard Webhooks, retried after a failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_post_call_webhook_is_signed_and_retried() {
+    use axum::http::HeaderMap;
+    type Got = Arc<std::sync::Mutex<Vec<(HeaderMap, String)>>>;
+    let got: Got = Arc::default();
+    let receiver = axum::Router::new()
+        .route(
+            "/hook",
+            axum::routing::post(|axum::extract::State(got): axum::extract::State<Got>, headers: HeaderMap, body: String| async move {
+                let mut g = got.lock().unwrap();
+                g.push((headers, body));
+                // The first delivery fails: the sender must retry.
+                if g.len() == 1 { axum::http::StatusCode::INTERNAL_SERVER_ERROR } else { axum::http::StatusCode::NO_CONTENT }
+            }),
+        )
+        .with_state(got.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
+    let fake = RealtimeFake::start(RealtimeFakeConfig::default()).await.unwrap();
+    let extra = format!("[webhook]\nurl = \"{hook}\"\nsecret_env = \"VOXPIPE_WEBHOOK_SECRET\"\n");
+    let server = start_server(&[("native", native_pipeline(&fake))], &extra).await;
+    let report = place_call(&server.carrier, &caller(&server, caller_audio(&[(300, 800)], 2500), "hook")).await;
+    assert_eq!(report.status, "completed");
+    for _ in 0..100 {
+        if got.lock().unwrap().len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = got.lock().unwrap().clone();
+    assert_eq!(got.len(), 2, "one failure, one retry");
+    let key = voxpipe_serve::webhook::key_of(WEBHOOK_SECRET);
+    for (headers, body) in &got {
+        let h = |k: &str| headers.get(k).unwrap().to_str().unwrap().to_string();
+        let ts: u64 = h("webhook-timestamp").parse().unwrap();
+        assert!(voxpipe_serve::webhook::verify(&key, &h("webhook-id"), ts, body, &h("webhook-signature")));
+        assert!(!voxpipe_serve::webhook::verify(&key, &h("webhook-id"), ts, &body.replace("hangup", "x"), &h("webhook-signature")));
+    }
+    assert_eq!(got[0].0.get("webhook-id"), got[1].0.get("webhook-id"), "a retry keeps its id");
+    let payload: serde_json::Value = serde_json::from_str(&got[1].1).unwrap();
+    assert_eq!(payload["type"], "call.ended");
+    assert_eq!(payload["data"]["call_sid"], report.call_sid.as_str());
+    assert_eq!(payload["data"]["outcome"], "hangup");
     server.stop().await;
     fake.shutdown().await;
 }
