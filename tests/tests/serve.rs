@@ -625,24 +625,34 @@ async fn the_post_call_webhook_is_signed_and_retried() {
     use axum::http::HeaderMap;
     type Got = Arc<std::sync::Mutex<Vec<(HeaderMap, String)>>>;
     let got: Got = Arc::default();
-    let receiver = axum::Router::new()
-        .route(
-            "/hook",
-            axum::routing::post(|axum::extract::State(got): axum::extract::State<Got>, headers: HeaderMap, body: String| async move {
-                let mut g = got.lock().unwrap();
-                g.push((headers, body));
-                // The first delivery fails: the sender must retry.
-                if g.len() == 1 { axum::http::StatusCode::INTERNAL_SERVER_ERROR } else { axum::http::StatusCode::NO_CONTENT }
-            }),
-        )
-        .with_state(got.clone());
+    let receiver =
+        axum::Router::new()
+            .route(
+                "/hook",
+                axum::routing::post(
+                    |axum::extract::State(got): axum::extract::State<Got>,
+                     headers: HeaderMap,
+                     body: String| async move {
+                        let mut g = got.lock().unwrap();
+                        g.push((headers, body));
+                        // The first delivery fails: the sender must retry.
+                        if g.len() == 1 {
+                            axum::http::StatusCode::INTERNAL_SERVER_ERROR
+                        } else {
+                            axum::http::StatusCode::NO_CONTENT
+                        }
+                    },
+                ),
+            )
+            .with_state(got.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let hook = format!("http://{}/hook", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, receiver).await });
     let fake = RealtimeFake::start(RealtimeFakeConfig::default()).await.unwrap();
     let extra = format!("[webhook]\nurl = \"{hook}\"\nsecret_env = \"VOXPIPE_WEBHOOK_SECRET\"\n");
     let server = start_server(&[("native", native_pipeline(&fake))], &extra).await;
-    let report = place_call(&server.carrier, &caller(&server, caller_audio(&[(300, 800)], 2500), "hook")).await;
+    let report =
+        place_call(&server.carrier, &caller(&server, caller_audio(&[(300, 800)], 2500), "hook")).await;
     assert_eq!(report.status, "completed");
     for _ in 0..100 {
         if got.lock().unwrap().len() >= 2 {
@@ -657,7 +667,13 @@ async fn the_post_call_webhook_is_signed_and_retried() {
         let h = |k: &str| headers.get(k).unwrap().to_str().unwrap().to_string();
         let ts: u64 = h("webhook-timestamp").parse().unwrap();
         assert!(voxpipe_serve::webhook::verify(&key, &h("webhook-id"), ts, body, &h("webhook-signature")));
-        assert!(!voxpipe_serve::webhook::verify(&key, &h("webhook-id"), ts, &body.replace("hangup", "x"), &h("webhook-signature")));
+        assert!(!voxpipe_serve::webhook::verify(
+            &key,
+            &h("webhook-id"),
+            ts,
+            &body.replace("hangup", "x"),
+            &h("webhook-signature")
+        ));
     }
     assert_eq!(got[0].0.get("webhook-id"), got[1].0.get("webhook-id"), "a retry keeps its id");
     let payload: serde_json::Value = serde_json::from_str(&got[1].1).unwrap();

@@ -115,7 +115,8 @@ pub async fn run(
                 }
             }
         }
-        let (watch_tx, watch_rx) = mpsc::unbounded_channel();
+        // Bounded: the observer never waits; the control task drains it (a few events per turn).
+        let (watch_tx, watch_rx) = mpsc::channel(256);
         let transcript = Arc::new(Mutex::new(Vec::<String>::new()));
         let observer = {
             let metrics = app.metrics.clone();
@@ -141,13 +142,13 @@ pub async fn run(
                     EventKind::ProviderError { stage, .. } => metrics.error(&format!("provider:{stage}")),
                     EventKind::Error { stage, .. } => metrics.error(&format!("component:{stage}")),
                     EventKind::Handoff { target, .. } => {
-                        let _ = watch_tx.send(Watch::Handoff(target.clone()));
+                        let _ = watch_tx.try_send(Watch::Handoff(target.clone()));
                     }
                     EventKind::PlayoutStarted { .. } => {
-                        let _ = watch_tx.send(Watch::PlayoutStarted);
+                        let _ = watch_tx.try_send(Watch::PlayoutStarted);
                     }
                     EventKind::PlayoutFinished { .. } => {
-                        let _ = watch_tx.send(Watch::PlayoutFinished);
+                        let _ = watch_tx.try_send(Watch::PlayoutFinished);
                     }
                     _ => {}
                 }
@@ -287,7 +288,7 @@ pub async fn run(
 async fn transfer_on_handoff(
     app: Arc<App>,
     call_sid: String,
-    mut rx: mpsc::UnboundedReceiver<Watch>,
+    mut rx: mpsc::Receiver<Watch>,
     done: Arc<Mutex<Option<String>>>,
 ) {
     let target = loop {

@@ -54,7 +54,7 @@ pub struct Carrier {
     pub account_sid: String,
     /// The auth token: signs webhooks, authenticates REST calls.
     pub auth_token: String,
-    calls: Arc<Mutex<HashMap<String, mpsc::UnboundedSender<Command>>>>,
+    calls: Arc<Mutex<HashMap<String, mpsc::Sender<Command>>>>,
     updates: Arc<Mutex<Vec<Update>>>,
 }
 
@@ -189,7 +189,8 @@ async fn update_call(
         .push(Update { call_sid: call.into(), form: form.clone() });
     let live = c.calls.lock().unwrap_or_else(|e| e.into_inner()).get(call).cloned();
     match live {
-        Some(tx) if tx.send(command).is_ok() => {
+        // A call takes one command (it ends on it): a full queue means one is already pending.
+        Some(tx) if !matches!(tx.try_send(command), Err(mpsc::error::TrySendError::Closed(_))) => {
             let status = if get("Status").is_some() { "completed" } else { "in-progress" };
             axum::Json(serde_json::json!({
                 "sid": call, "account_sid": c.account_sid, "status": status, "direction": "inbound",
@@ -265,7 +266,7 @@ struct Timing<'a> {
 pub async fn place_call(carrier: &Carrier, opts: &CallerOptions) -> CallReport {
     let call_sid = sid("CA");
     let mut report = CallReport { call_sid: call_sid.clone(), ..Default::default() };
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx) = mpsc::channel(4);
     carrier.calls.lock().unwrap_or_else(|e| e.into_inner()).insert(call_sid.clone(), tx);
     let result = run_call(carrier, opts, &call_sid, rx, &mut report).await;
     carrier.calls.lock().unwrap_or_else(|e| e.into_inner()).remove(&call_sid);
@@ -280,7 +281,7 @@ async fn run_call(
     carrier: &Carrier,
     opts: &CallerOptions,
     call_sid: &str,
-    mut commands: mpsc::UnboundedReceiver<Command>,
+    mut commands: mpsc::Receiver<Command>,
     report: &mut CallReport,
 ) -> anyhow::Result<()> {
     let token = opts.sign_with.as_deref().unwrap_or(&carrier.auth_token);

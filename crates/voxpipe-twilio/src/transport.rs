@@ -34,6 +34,9 @@ use voxpipe_transport::recording::CallRecorder;
 pub const RATE: u32 = 8000;
 /// Samples in one 20 ms frame.
 const FRAME: usize = 160;
+/// Mark echoes queued between the source (which reads the socket) and the sink: at one mark
+/// per 20 ms this is 5 s of them, far more than Twilio ever holds.
+const MARK_QUEUE: usize = 256;
 /// The largest `media` payload accepted from the carrier (1 s of audio; Twilio sends 20 ms).
 const MAX_PAYLOAD_BYTES: usize = 8000;
 
@@ -213,7 +216,7 @@ pub async fn accept(
         return Err(StreamError::Format(format!("{} {} Hz × {}", f.encoding, f.sample_rate, f.channels)));
     }
     let state = Arc::new(StreamState::default());
-    let (mark_tx, mark_rx) = mpsc::unbounded_channel();
+    let (mark_tx, mark_rx) = mpsc::channel(MARK_QUEUE);
     let writer = OutboundWriter::new(&start.stream_sid);
     let source = TwilioSource {
         inbound,
@@ -232,7 +235,7 @@ pub async fn accept(
 #[derive(Debug)]
 pub struct TwilioSource {
     inbound: mpsc::Receiver<SocketIn>,
-    marks: mpsc::UnboundedSender<String>,
+    marks: mpsc::Sender<String>,
     dtmf: DtmfConfig,
     state: Arc<StreamState>,
     recorder: Option<CallRecorder>,
@@ -337,7 +340,11 @@ impl Source for TwilioSource {
                     }
                 }
                 Inbound::Mark { mark, .. } => {
-                    let _ = self.marks.send(mark.name);
+                    tokio::select! {
+                        biased;
+                        () = ctx.cancel.cancelled() => break None,
+                        _ = self.marks.send(mark.name) => {}
+                    }
                 }
                 Inbound::Dtmf { dtmf, .. } => {
                     info!(digit = %dtmf.digit, "DTMF");
@@ -441,7 +448,7 @@ struct Pending {
 pub struct TwilioSink {
     outbound: mpsc::Sender<String>,
     writer: OutboundWriter,
-    marks: mpsc::UnboundedReceiver<String>,
+    marks: mpsc::Receiver<String>,
     opts: StreamOptions,
     recorder: Option<CallRecorder>,
     state: Arc<StreamState>,
