@@ -29,6 +29,11 @@ impl Server {
     fn webhook(&self) -> String {
         format!("{}/twilio/voice", self.url)
     }
+    /// `/metrics`, with the operator key.
+    async fn metrics(&self) -> String {
+        let r = reqwest::Client::new().get(format!("{}/metrics", self.url)).bearer_auth(API_KEY).send().await;
+        r.unwrap().text().await.unwrap()
+    }
     fn calls_dir(&self) -> PathBuf {
         self.dir.path().join("calls")
     }
@@ -222,15 +227,7 @@ async fn a_native_pcmu_call_end_to_end_with_no_transcoding() {
     let http = reqwest::Client::new();
     let m = http.get(format!("{}/metrics", server.url)).send().await.unwrap();
     assert_eq!(m.status(), 403);
-    let m = http
-        .get(format!("{}/metrics", server.url))
-        .bearer_auth(API_KEY)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = server.metrics().await;
     assert!(m.contains(r#"voxpipe_calls_total{pipeline="native",outcome="hangup"} 1"#), "{m}");
     assert!(m.contains("voxpipe_turn_latency_seconds_bucket"), "{m}");
     assert_eq!(http.get(format!("{}/readyz", server.url)).send().await.unwrap().status(), 200);
@@ -398,15 +395,7 @@ async fn forged_requests_are_refused_and_a_full_server_says_so_politely() {
     assert_eq!(busy.status, "rejected", "{busy:?}");
     assert!(busy.detail.unwrap().contains("busy"));
     assert_eq!(long.await.unwrap().status, "completed");
-    let m = http
-        .get(format!("{}/metrics", server.url))
-        .bearer_auth(API_KEY)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = server.metrics().await;
     assert!(m.contains(r#"outcome="rejected_busy"} 1"#), "{m}");
     assert!(m.contains(r#"voxpipe_auth_failures_total{kind="twilio/voice"} 3"#), "{m}");
     server.stop().await;
@@ -680,6 +669,37 @@ async fn the_post_call_webhook_is_signed_and_retried() {
     assert_eq!(payload["type"], "call.ended");
     assert_eq!(payload["data"]["call_sid"], report.call_sid.as_str());
     assert_eq!(payload["data"]["outcome"], "hangup");
+    server.stop().await;
+    fake.shutdown().await;
+}
+
+/// The caller hangs up in the middle of a reply: the call ends at once, cleanly, with its
+/// recording and log complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hang_up_mid_reply_ends_the_call_cleanly() {
+    let fake = RealtimeFake::start(RealtimeFakeConfig {
+        responses: vec![ScriptedResponse {
+            audio_ms: Some(6000),
+            ..ScriptedResponse::say("A very long answer.")
+        }],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let server = start_server(&[("native", native_pipeline(&fake))], "").await;
+    let mut opts = caller(&server, caller_audio(&[(300, 800)], 3000), "midreply");
+    opts.linger = Duration::ZERO;
+    let report = place_call(&server.carrier, &opts).await;
+    assert_eq!((report.status.as_str(), report.ended_by.as_str()), ("completed", "caller"));
+    assert!(report.heard_ms > 300 && report.heard_ms < 3000, "hung up mid-reply: {report:?}");
+    let dir = call_dir(&server, &report);
+    let s = wait_summary(&dir).await;
+    assert_eq!(s["outcome"], "hangup");
+    let events = read_events(&dir.join("events.jsonl"));
+    assert!(events_of(&events, "error").is_empty(), "{events:?}");
+    assert_eq!(events.last().unwrap()["type"], "call_ended");
+    let r = hound::WavReader::open(dir.join("recording.wav")).unwrap();
+    assert!(r.duration() >= 8000 * 29 / 10, "the whole call is recorded: {} samples", r.duration());
     server.stop().await;
     fake.shutdown().await;
 }

@@ -404,3 +404,31 @@ fn a_recorded_call_becomes_a_scenario_that_ab_replays() {
         .filter(|l| l.contains("\"voice_to_voice_ms\":") && !l.contains("\"voice_to_voice_ms\":null"));
     assert_eq!(measured.count(), 4, "both turns answered in both pipelines: {results}");
 }
+
+/// `voxpipe check` on a serve file: the file and every pipeline it names, secrets unprinted;
+/// a mistake is named by file and key.
+#[test]
+fn check_understands_serve_files() {
+    let out = voxpipe()
+        .args(["check", "pipelines/serve.toml"])
+        .env("TWILIO_ACCOUNT_SID", "AC0123456789abcdef0123456789abcdef")
+        .env("TWILIO_AUTH_TOKEN", SECRET)
+        .env("OPENAI_API_KEY", SECRET)
+        .env("FAKE_API_KEY", SECRET)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("pipeline native: phone-native-fake.toml — valid"), "{text}");
+    assert!(text.contains("pipeline cascade: phone-cascade-fake.toml — valid"), "{text}");
+    assert!(!text.contains(SECRET), "{text}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("serve.toml");
+    std::fs::write(&bad, "public_url = \"https://x\"\n[limits]\nmax_calls = -1\n[[pipelines]]\nname = \"a\"\nfile = \"a.toml\"\n")
+        .unwrap();
+    let out = voxpipe().args(["check", bad.to_str().unwrap()]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("serve.toml") && err.contains("limits.max_calls"), "{err}");
+}

@@ -195,21 +195,29 @@ fn enqueue(
     if a.epoch != ctx.playout.epoch() {
         return Ok(()); // produced before an interruption
     }
-    let samples = if a.chunk.sample_rate == rate {
-        a.chunk.samples
-    } else {
-        let r = match resampler {
-            Some(r) if r.from_rate() == a.chunk.sample_rate => r,
-            _ => resampler.insert(StreamResampler::new(a.chunk.sample_rate, rate)?),
-        };
-        let mut v =
-            Vec::with_capacity(a.chunk.samples.len() * rate as usize / a.chunk.sample_rate as usize + 64);
-        r.push(&a.chunk.samples, &mut v)?;
-        Samples::from_vec(v)
-    };
+    let samples = at_rate(resampler, a.chunk, rate)?;
     ctx.playout.set_pending(a.epoch);
     queue.push_back(Queued { item: a.item, epoch: a.epoch, samples, offset: 0, text: a.text });
     Ok(())
+}
+
+/// `chunk`'s samples at `rate`: as they are, or through `resampler`, which is kept across the
+/// chunks of a stream (and replaced when the input rate changes) so the output stays continuous.
+pub fn at_rate(
+    resampler: &mut Option<StreamResampler>,
+    chunk: voxpipe_core::AudioChunk,
+    rate: SampleRate,
+) -> Result<Samples, voxpipe_core::audio::ResampleError> {
+    if chunk.sample_rate == rate {
+        return Ok(chunk.samples);
+    }
+    let r = match resampler {
+        Some(r) if r.from_rate() == chunk.sample_rate => r,
+        _ => resampler.insert(StreamResampler::new(chunk.sample_rate, rate)?),
+    };
+    let mut v = Vec::with_capacity(chunk.samples.len() * rate as usize / chunk.sample_rate as usize + 64);
+    r.push(&chunk.samples, &mut v)?;
+    Ok(Samples::from_vec(v))
 }
 
 /// Logs the start of `item`'s playout and, for the turn's first audio, `voice_to_voice_ms`.

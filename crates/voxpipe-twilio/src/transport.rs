@@ -27,7 +27,7 @@ use voxpipe_core::{
     CallContext, Control, EventKind, Frame, Inbox, ItemId, Outbox, OutputAudio, Samples, Sink, Source,
     StageError, Transcript,
 };
-use voxpipe_transport::playout::{TurnMetrics, finished, started};
+use voxpipe_transport::playout::{TurnMetrics, at_rate, finished, started};
 use voxpipe_transport::recording::CallRecorder;
 
 /// Media Streams audio: μ-law, 8 kHz, mono.
@@ -573,18 +573,7 @@ impl TwilioSink {
         if a.epoch != ctx.playout.epoch() {
             return Ok(());
         }
-        let samples = if a.chunk.sample_rate == RATE {
-            a.chunk.samples
-        } else {
-            let r = match &mut s.resampler {
-                Some(r) if r.from_rate() == a.chunk.sample_rate => r,
-                r => r.insert(StreamResampler::new(a.chunk.sample_rate, RATE)?),
-            };
-            let mut v =
-                Vec::with_capacity(a.chunk.samples.len() * RATE as usize / a.chunk.sample_rate as usize + 64);
-            r.push(&a.chunk.samples, &mut v)?;
-            Samples::from_vec(v)
-        };
+        let samples = at_rate(&mut s.resampler, a.chunk, RATE)?;
         ctx.playout.set_pending(a.epoch);
         s.queue.push_back(Queued { item: a.item, epoch: a.epoch, samples, offset: 0, text: a.text });
         Ok(())
@@ -697,5 +686,102 @@ impl TwilioSink {
                 text: p.text,
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::Outbound;
+
+    const START: &str = r#"{"event":"start","sequenceNumber":"1","streamSid":"MZ1","start":{"accountSid":"AC1","streamSid":"MZ1","callSid":"CA1","tracks":["inbound"],"customParameters":{},"mediaFormat":{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}}}"#;
+
+    fn mark(name: &str) -> SocketIn {
+        SocketIn::Text(format!(
+            r#"{{"event":"mark","sequenceNumber":"9","streamSid":"MZ1","mark":{{"name":"{name}"}}}}"#
+        ))
+    }
+
+    /// Everything the sink has sent so far.
+    fn drain(rx: &mut mpsc::Receiver<String>) -> Vec<Outbound> {
+        let mut v = Vec::new();
+        while let Ok(t) = rx.try_recv() {
+            v.push(serde_json::from_str(&t).unwrap());
+        }
+        v
+    }
+
+    /// Paced sending, mark-confirmed playout, and a hold that clears Twilio's buffer and sends
+    /// the unconfirmed audio again from the first sample the caller did not hear.
+    #[tokio::test(start_paused = true)]
+    async fn pacing_marks_and_a_hold_resend_from_what_was_confirmed() {
+        let (in_tx, in_rx) = mpsc::channel(64);
+        let (out_tx, mut out_rx) = mpsc::channel(1024);
+        in_tx.send(SocketIn::Text(START.into())).await.unwrap();
+        let stream = accept(in_rx, out_tx, StreamOptions::default(), DtmfConfig::default()).await.unwrap();
+        let (ctx, mut events) = CallContext::new(Arc::new(voxpipe_core::NoTools));
+        tokio::spawn(async move { while events.recv().await.is_some() {} });
+        let (src_out, _src_in) = voxpipe_core::channel();
+        let (sink_out, sink_in) = voxpipe_core::channel();
+        tokio::spawn(Box::new(stream.source).run(ctx.clone(), src_out));
+        tokio::spawn(Box::new(stream.sink).run(ctx.clone(), sink_in));
+
+        // One second of a ramp, so every frame's bytes are distinct.
+        let samples: Vec<i16> = (0..8000).map(|i| (i * 3 - 12000) as i16).collect();
+        let item: ItemId = "item_1".into();
+        let chunk = AudioChunk::new(RATE, Duration::ZERO, Samples::from_vec(samples.clone()));
+        sink_out
+            .send(Frame::OutputAudio(OutputAudio { item: item.clone(), epoch: 0, chunk, text: None }))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let first = drain(&mut out_rx);
+        let media = first.iter().filter(|m| matches!(m, Outbound::Media { .. })).count();
+        let marks: Vec<String> = first
+            .iter()
+            .filter_map(|m| if let Outbound::Mark { mark, .. } = m { Some(mark.name.clone()) } else { None })
+            .collect();
+        // Paced: about lead_ms (300 ms) of 20 ms frames, not the whole second.
+        assert!((15..=17).contains(&media), "{media} frames sent at once");
+        assert_eq!(marks.len(), media, "a mark per frame");
+        assert_eq!(ctx.playout.played_ms("item_1"), None, "nothing confirmed yet");
+
+        // Twilio confirms the first 5 frames (100 ms).
+        in_tx.send(mark(&marks[4])).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(ctx.playout.played_ms("item_1"), Some(100));
+
+        // Hold: a clear, then nothing until resumed.
+        assert!(ctx.playout.pause());
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        let held = drain(&mut out_rx);
+        assert!(matches!(held.first(), Some(Outbound::Clear { .. })), "{held:?}");
+        assert_eq!(held.iter().filter(|m| matches!(m, Outbound::Media { .. })).count(), 0, "{held:?}");
+        // An echo of a cleared mark changes nothing.
+        in_tx.send(mark(&marks[10])).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(drain(&mut out_rx).is_empty());
+        assert_eq!(ctx.playout.played_ms("item_1"), Some(100));
+
+        // Resume: sending starts again at sample 800, the first one not confirmed.
+        assert!(ctx.playout.resume());
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let resumed = drain(&mut out_rx);
+        let Some(Outbound::Media { media, .. }) = resumed.first() else { panic!("{resumed:?}") };
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::STANDARD.decode(&media.payload).unwrap();
+        let mut expected = Vec::new();
+        g711::encode_ulaw(&samples[800..960], &mut expected);
+        assert_eq!(bytes, expected);
+
+        // Barge-in: a clear, and later echoes are not counted.
+        let played = ctx.interrupt(voxpipe_core::InterruptReason::BargeIn, None).await.unwrap();
+        assert_eq!(played.played_ms, 100);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(drain(&mut out_rx).iter().any(|m| matches!(m, Outbound::Clear { .. })));
+        in_tx.send(mark("vx40")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert_eq!(ctx.playout.played_ms("item_1"), Some(100));
+        ctx.cancel.cancel();
     }
 }
