@@ -43,9 +43,6 @@ pub struct AbArgs {
     pub virtual_clock: bool,
 }
 
-/// Stage kinds whose work happens on this machine's CPU.
-const LOCAL_COMPUTE: &[&str] = &["asr.whisper", "llm.local", "tts.piper", "tts.espeak"];
-
 /// The first pipeline stage that computes locally, if any (for `--virtual-clock`). Warns about
 /// `command` tools: their processes run in real time, which the virtual clock skips over.
 fn local_stage(args: &AbArgs) -> anyhow::Result<Option<(PathBuf, String)>> {
@@ -63,9 +60,8 @@ fn local_stage(args: &AbArgs) -> anyhow::Result<Option<(PathBuf, String)>> {
             }
         }
         for stage in &config.stages {
-            let kind = serde_json::to_value(stage)?.get("kind").and_then(|k| k.as_str()).map(str::to_string);
-            if let Some(kind) = kind.filter(|k| LOCAL_COMPUTE.contains(&k.as_str())) {
-                return Ok(Some((path.clone(), kind)));
+            if stage.row().local {
+                return Ok(Some((path.clone(), stage.kind().to_string())));
             }
         }
     }

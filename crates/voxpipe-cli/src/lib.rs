@@ -63,8 +63,12 @@ pub enum Command {
     },
     /// Load a pipeline file, print it resolved (secrets never appear) or a precise error.
     Check {
-        /// The pipeline file.
-        pipeline: PathBuf,
+        /// The pipeline file (or a serve file).
+        #[arg(required_unless_present = "kinds")]
+        pipeline: Option<PathBuf>,
+        /// Print the stage kinds this build knows (name, role, feature, fake, summary) instead.
+        #[arg(long, conflicts_with = "pipeline")]
+        kinds: bool,
         /// Apply `[profiles.NAME]` of the file.
         #[arg(long)]
         profile: Option<String>,
@@ -140,10 +144,18 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match command {
             Command::Run { args, mic } => run::run_command(args, mic).await,
-            Command::Check { pipeline, .. } if voxpipe_serve::config::is_serve_file(&pipeline) => {
+            Command::Check { pipeline: None, .. } => {
+                print!("{}", run::kinds_table());
+                Ok(())
+            }
+            Command::Check { pipeline: Some(pipeline), .. }
+                if voxpipe_serve::config::is_serve_file(&pipeline) =>
+            {
                 serve::check_serve(&pipeline).await
             }
-            Command::Check { pipeline, profile, sets } => run::check_command(&pipeline, profile, sets).await,
+            Command::Check { pipeline: Some(pipeline), profile, sets, .. } => {
+                run::check_command(&pipeline, profile, sets).await
+            }
             Command::Serve(args) => serve::serve(args).await,
             Command::Call { cmd } => serve::call(cmd).await,
             Command::Fake { which } => fake::run(which).await,

@@ -432,3 +432,25 @@ fn check_understands_serve_files() {
     assert!(!out.status.success());
     assert!(err.contains("serve.toml") && err.contains("limits.max_calls"), "{err}");
 }
+
+/// `voxpipe check --kinds` prints the stage-kind table, every kind once; a mistyped kind in a
+/// pipeline gets a suggestion from the same table.
+#[test]
+fn check_kinds_prints_the_table_and_typos_get_a_suggestion() {
+    let out = voxpipe().args(["check", "--kinds"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("kind"), "{text}");
+    for kind in voxpipe_config::STAGE_KIND_NAMES {
+        assert_eq!(text.lines().filter(|l| l.starts_with(&format!("{kind} "))).count(), 1, "{kind}: {text}");
+    }
+    assert!(text.contains("voxpipe fake realtime"), "{text}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    let local = std::fs::read_to_string(repo("pipelines/local.toml")).unwrap();
+    std::fs::write(&bad, local.replacen("\"llm.local\"", "\"llm.lcal\"", 1)).unwrap();
+    let out = voxpipe().arg("check").arg(&bad).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("did you mean `llm.local`?"), "{err}");
+}

@@ -195,7 +195,10 @@ fn from_figment(file: &Path, err: figment::Error, origins: &BTreeMap<String, Str
         }
         figment::error::Kind::UnknownVariant(found, expected) => {
             path.push("kind".into());
-            format!("unknown kind `{found}`, expected one of: {}", expected.join(", "))
+            let hint = crate::schema::did_you_mean(found, expected)
+                .map(|k| format!("did you mean `{k}`? "))
+                .unwrap_or_default();
+            format!("unknown kind `{found}`, {hint}expected one of: {}", expected.join(", "))
         }
         kind => kind.to_string(),
     };

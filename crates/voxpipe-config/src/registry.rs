@@ -22,11 +22,6 @@ impl BuildError {
     }
 }
 
-/// Every stage `kind` the pipeline file accepts (some need a cargo feature to run).
-pub fn kinds() -> &'static [&'static str] {
-    crate::schema::STAGE_KINDS
-}
-
 /// The environment secrets are read from (the process environment, or a map in tests).
 #[derive(Debug, Clone, Default)]
 pub struct Env {
@@ -294,7 +289,7 @@ fn check_presses(config: &PipelineConfig) -> Result<(), BuildError> {
 
 /// Index of the cascade's ASR stage.
 fn asr_index(config: &PipelineConfig) -> Option<usize> {
-    config.stages.iter().position(|s| matches!(s, StageConfig::AsrWhisper(_) | StageConfig::AsrOpenAi(_)))
+    config.stages.iter().position(|s| s.row().role == crate::Role::Asr)
 }
 
 /// The call's tools: schemas compiled, secret headers read from `env`.

@@ -74,76 +74,181 @@ pub struct EventsConfig {
     pub path: PathBuf,
 }
 
-/// `[[stages]]`: one stage, chosen by `kind`.
-///
-/// Deserialised by hand (kind first, then the provider's struct straight from the figment
-/// value) so that errors inside a stage keep their key path; serde's internally tagged enums
-/// buffer the content and lose it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "kind")]
-pub enum StageConfig {
-    /// OpenAI Realtime speech-to-speech.
-    #[serde(rename = "realtime.openai")]
-    RealtimeOpenAi(RealtimeConfig),
-    /// Local whisper.cpp ASR.
-    #[serde(rename = "asr.whisper")]
-    AsrWhisper(WhisperConfig),
-    /// OpenAI `/audio/transcriptions`.
-    #[serde(rename = "asr.openai")]
-    AsrOpenAi(OpenAiTranscribeConfig),
-    /// OpenAI-compatible chat completions (OpenAI, vLLM, Ollama, llama.cpp server, Groq…).
-    #[serde(rename = "llm.openai")]
-    LlmOpenAi(OpenAiChatConfig),
-    /// Anthropic Messages.
-    #[serde(rename = "llm.anthropic")]
-    LlmAnthropic(AnthropicConfig),
-    /// llama.cpp in a `voxpipe-llm-worker` process (feature `llama`).
-    #[cfg(feature = "llama")]
-    #[serde(rename = "llm.local")]
-    LlmLocal(voxpipe_llama::LocalLlmConfig),
-    /// OpenAI `/audio/speech`.
-    #[serde(rename = "tts.openai")]
-    TtsOpenAi(OpenAiSpeechConfig),
-    /// ElevenLabs (HTTP stream or stream-input WebSocket).
-    #[serde(rename = "tts.elevenlabs")]
-    TtsElevenLabs(ElevenLabsConfig),
-    /// Local Piper voice (onnxruntime).
-    #[serde(rename = "tts.piper")]
-    TtsPiper(PiperConfig),
-    /// Local espeak-ng voice.
-    #[serde(rename = "tts.espeak")]
-    TtsEspeak(EspeakConfig),
+/// What a stage does in a pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Speech in, speech out (a whole pipeline on its own).
+    Native,
+    /// Speech to text.
+    Asr,
+    /// Text to text (and tool calls).
+    Llm,
+    /// Text to speech.
+    Tts,
 }
 
-impl StageConfig {
-    /// The `kind` string.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            StageConfig::RealtimeOpenAi(_) => "realtime.openai",
-            StageConfig::AsrWhisper(_) => "asr.whisper",
-            StageConfig::AsrOpenAi(_) => "asr.openai",
-            StageConfig::LlmOpenAi(_) => "llm.openai",
-            StageConfig::LlmAnthropic(_) => "llm.anthropic",
-            #[cfg(feature = "llama")]
-            StageConfig::LlmLocal(_) => "llm.local",
-            StageConfig::TtsOpenAi(_) => "tts.openai",
-            StageConfig::TtsElevenLabs(_) => "tts.elevenlabs",
-            StageConfig::TtsPiper(_) => "tts.piper",
-            StageConfig::TtsEspeak(_) => "tts.espeak",
-        }
+/// One row of the stage-kind table ([`STAGE_KINDS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct StageKind {
+    /// The `kind` string of `[[stages]]`.
+    pub name: &'static str,
+    /// Its place in a pipeline.
+    pub role: Role,
+    /// The cargo feature of `voxpipe-config` (and of `voxpipe`) this build needs to run it.
+    pub feature: Option<&'static str>,
+    /// Whether it computes on this machine (its latency depends on the machine's load).
+    pub local: bool,
+    /// The `voxpipe fake` that speaks its provider's protocol, if one does.
+    pub fake: Option<&'static str>,
+    /// One line for humans.
+    pub summary: &'static str,
+}
+
+impl StageKind {
+    /// The row named `name`.
+    pub fn get(name: &str) -> Option<&'static StageKind> {
+        STAGE_KINDS.iter().find(|k| k.name == name)
+    }
+
+    /// Whether this build can run it.
+    pub fn available(&self) -> bool {
+        self.feature.is_none_or(feature_enabled)
     }
 }
 
-/// Every stage `kind` this build can parse.
-pub const STAGE_KINDS: &[&str] = &[
-    "realtime.openai",
-    "asr.whisper",
-    "asr.openai",
-    "llm.openai",
-    "llm.anthropic",
-    "tts.openai",
-    "tts.elevenlabs",
-];
+fn feature_enabled(feature: &str) -> bool {
+    match feature {
+        "whisper" => cfg!(feature = "whisper"),
+        "piper" => cfg!(feature = "piper"),
+        "espeak" => cfg!(feature = "espeak"),
+        "llama" => cfg!(feature = "llama"),
+        _ => false,
+    }
+}
+
+/// The closest of `known` to a mistyped `word`, if it is close enough to be a typo.
+pub fn did_you_mean<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|k| (strsim::damerau_levenshtein(word, k), *k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// The one table of stage kinds. Each row names the kind once and gives its variant of
+/// [`StageConfig`], its config type, role, cargo feature (to run), whether it computes
+/// locally, its fake and a summary; `StageConfig`, its (de)serialisation, [`StageConfig::kind`]
+/// and [`STAGE_KINDS`] are generated from it. A row with `if <cfg>` exists as a variant only
+/// when the cfg holds (its config type lives in an optional crate); otherwise loading it says
+/// which feature to build with.
+macro_rules! stage_kinds {
+    ($(
+        $(#[doc = $doc:literal])+
+        $variant:ident($config:ty) = $name:literal, $role:ident
+            $(, feature $feature:literal)? $(, if $gate:meta)?
+            , local $local:literal, fake $fake:expr;
+    )+) => {
+        /// `[[stages]]`: one stage, chosen by `kind` (the variants are the rows of the
+        /// stage-kind table).
+        ///
+        /// Deserialised by hand (kind first, then the provider's struct straight from the
+        /// figment value) so that errors inside a stage keep their key path; serde's internally
+        /// tagged enums buffer the content and lose it.
+        #[derive(Debug, Clone, PartialEq, Serialize)]
+        #[serde(tag = "kind")]
+        pub enum StageConfig {
+            $(
+                $(#[doc = $doc])+
+                $(#[cfg($gate)])?
+                #[serde(rename = $name)]
+                $variant($config),
+            )+
+        }
+
+        impl StageConfig {
+            /// The `kind` string.
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $( $(#[cfg($gate)])? StageConfig::$variant(_) => $name, )+
+                }
+            }
+
+            /// Its row of the stage-kind table.
+            pub fn row(&self) -> &'static StageKind {
+                StageKind::get(self.kind()).expect("every variant has a row")
+            }
+        }
+
+        /// Every stage `kind` the pipeline file accepts, whether or not this build can run it.
+        pub const STAGE_KINDS: &[StageKind] = &[
+            $(
+                StageKind {
+                    name: $name,
+                    role: Role::$role,
+                    feature: stage_kinds!(@opt $($feature)?),
+                    local: $local,
+                    fake: $fake,
+                    summary: concat!($($doc),+),
+                },
+            )+
+        ];
+
+        /// The names of [`STAGE_KINDS`], in the same order.
+        pub const STAGE_KIND_NAMES: &[&str] = &[$($name),+];
+
+        impl<'de> Deserialize<'de> for StageConfig {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                use serde::de::Error;
+                let (kind, value) = tagged(deserializer)?;
+                match kind.as_str() {
+                    $(
+                        $name => {
+                            $(
+                                #[cfg(not($gate))]
+                                return Err(D::Error::custom(format!(
+                                    "`{}` needs a build with feature `{}`",
+                                    $name,
+                                    StageKind::get($name).and_then(|k| k.feature).unwrap_or("?")
+                                )));
+                            )?
+                            $(#[cfg($gate)])?
+                            return Ok(StageConfig::$variant(inner(&value)?));
+                        }
+                    )+
+                    other => Err(D::Error::unknown_variant(other, STAGE_KIND_NAMES)),
+                }
+            }
+        }
+    };
+    (@opt) => { None };
+    (@opt $feature:literal) => { Some($feature) };
+}
+
+stage_kinds! {
+    /// OpenAI Realtime speech-to-speech over a WebSocket.
+    RealtimeOpenAi(RealtimeConfig) = "realtime.openai", Native, local false, fake Some("realtime");
+    /// Local whisper.cpp speech recognition.
+    AsrWhisper(WhisperConfig) = "asr.whisper", Asr, feature "whisper", local true, fake None;
+    /// OpenAI `/audio/transcriptions`.
+    AsrOpenAi(OpenAiTranscribeConfig) = "asr.openai", Asr, local false, fake Some("transcription");
+    /// OpenAI-compatible chat completions (OpenAI, vLLM, Ollama, llama.cpp server, Groq…).
+    LlmOpenAi(OpenAiChatConfig) = "llm.openai", Llm, local false, fake Some("llm");
+    /// Anthropic Messages.
+    LlmAnthropic(AnthropicConfig) = "llm.anthropic", Llm, local false, fake Some("anthropic");
+    /// llama.cpp in a `voxpipe-llm-worker` process.
+    LlmLocal(voxpipe_llama::LocalLlmConfig) = "llm.local", Llm, feature "llama", if feature = "llama",
+        local true, fake None;
+    /// OpenAI `/audio/speech`.
+    TtsOpenAi(OpenAiSpeechConfig) = "tts.openai", Tts, local false, fake Some("tts");
+    /// ElevenLabs text to speech (HTTP stream or stream-input WebSocket).
+    TtsElevenLabs(ElevenLabsConfig) = "tts.elevenlabs", Tts, local false, fake Some("elevenlabs");
+    /// A local Piper voice (onnxruntime).
+    TtsPiper(PiperConfig) = "tts.piper", Tts, feature "piper", local true, fake None;
+    /// A local espeak-ng voice.
+    TtsEspeak(EspeakConfig) = "tts.espeak", Tts, feature "espeak", local true, fake None;
+}
 
 /// A table chosen by its `kind`: the kind, and the rest of the table as a figment value.
 fn tagged<'de, D: serde::Deserializer<'de>>(
@@ -196,29 +301,6 @@ impl<'de> Deserialize<'de> for OutputConfig {
             "wav" => Ok(OutputConfig::Wav(inner(&value)?)),
             "stdout" => Ok(OutputConfig::Stdout(inner(&value)?)),
             other => Err(serde::de::Error::unknown_variant(other, &["wav", "stdout"])),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for StageConfig {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        use serde::de::Error;
-        let (kind, value) = tagged(deserializer)?;
-        match kind.as_str() {
-            "realtime.openai" => Ok(StageConfig::RealtimeOpenAi(inner(&value)?)),
-            "asr.whisper" => Ok(StageConfig::AsrWhisper(inner(&value)?)),
-            "asr.openai" => Ok(StageConfig::AsrOpenAi(inner(&value)?)),
-            "llm.openai" => Ok(StageConfig::LlmOpenAi(inner(&value)?)),
-            "llm.anthropic" => Ok(StageConfig::LlmAnthropic(inner(&value)?)),
-            #[cfg(feature = "llama")]
-            "llm.local" => Ok(StageConfig::LlmLocal(inner(&value)?)),
-            #[cfg(not(feature = "llama"))]
-            "llm.local" => Err(D::Error::custom("`llm.local` needs a build with feature `llama`")),
-            "tts.openai" => Ok(StageConfig::TtsOpenAi(inner(&value)?)),
-            "tts.elevenlabs" => Ok(StageConfig::TtsElevenLabs(inner(&value)?)),
-            "tts.piper" => Ok(StageConfig::TtsPiper(inner(&value)?)),
-            "tts.espeak" => Ok(StageConfig::TtsEspeak(inner(&value)?)),
-            other => Err(D::Error::unknown_variant(other, STAGE_KINDS)),
         }
     }
 }

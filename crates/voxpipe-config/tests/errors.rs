@@ -61,11 +61,36 @@ fn unknown_stage_kind_lists_the_known_ones() {
     let e = err(&GOOD.replace("realtime.openai", "realtime.opnai"));
     assert!(
         e.starts_with(
-            "pipelines/bad.toml: key `stages[0].kind`: unknown kind `realtime.opnai`, expected one of:"
+            "pipelines/bad.toml: key `stages[0].kind`: unknown kind `realtime.opnai`, did you mean `realtime.openai`? expected one of:"
         ),
         "{e}"
     );
     assert!(e.contains("realtime.openai"), "{e}");
+    // Every kind of the table is listed (llm.local and the local voices too) and a typo gets
+    // a suggestion.
+    let e = err(&GOOD.replace("realtime.openai", "llm.lcal"));
+    assert!(e.contains("unknown kind `llm.lcal`, did you mean `llm.local`? expected one of:"), "{e}");
+    for kind in voxpipe_config::STAGE_KIND_NAMES {
+        assert!(e.contains(kind), "{kind} missing from: {e}");
+    }
+    let e = err(&GOOD.replace("realtime.openai", "something.else"));
+    assert!(!e.contains("did you mean"), "{e}");
+}
+
+/// Each kind of the table parses from a minimal stage table with its key path intact, and
+/// names its own row.
+#[test]
+fn every_kind_in_the_table_parses() {
+    for row in voxpipe_config::STAGE_KINDS {
+        let text =
+            GOOD.replace("kind = \"realtime.openai\"", &format!("kind = {:?}\nbogus_key = 1", row.name));
+        let e = err(&text);
+        if cfg!(not(feature = "llama")) && row.feature == Some("llama") {
+            assert!(e.contains("needs a build with feature `llama`"), "{e}");
+            continue;
+        }
+        assert!(e.contains("stages[0].bogus_key"), "{}: {e}", row.name);
+    }
 }
 
 #[test]
@@ -213,5 +238,8 @@ fn a_channel_the_input_file_lacks_fails_the_build_with_its_key() {
         r#"pipelines/bad.toml: key `input.channel`: invalid type: found string "left", expected u16"#
     );
     let e = err(&GOOD.replace("kind = \"wav\"\npath = \"in.wav\"", "kind = \"wave\"\npath = \"in.wav\""));
-    assert_eq!(e, "pipelines/bad.toml: key `input.kind`: unknown kind `wave`, expected one of: wav, stdin");
+    assert_eq!(
+        e,
+        "pipelines/bad.toml: key `input.kind`: unknown kind `wave`, did you mean `wav`? expected one of: wav, stdin"
+    );
 }

@@ -78,8 +78,8 @@ impl CallFakes {
             if let Some(var) = stage.get("api_key_env").and_then(|v| v.as_str()) {
                 me.env.push((var.to_string(), FAKE_KEY.to_string()));
             }
-            match kind.as_str() {
-                "realtime.openai" => {
+            match voxpipe_config::StageKind::get(kind).and_then(|k| k.fake) {
+                Some("realtime") => {
                     let mut cfg: RealtimeFakeConfig = script.realtime.clone().unwrap_or_default();
                     cfg.first_audio_delay_ms = add(cfg.first_audio_delay_ms, delay.first_audio_ms);
                     let fake = RealtimeFake::start(cfg)
@@ -88,7 +88,7 @@ impl CallFakes {
                     me.sets.push(format!("stages[{i}].url={}", fake.url()));
                     me.realtime = Some(fake);
                 }
-                "llm.openai" => {
+                Some("llm") => {
                     let mut cfg = ChatFakeConfig::default();
                     if !script.llm.is_empty() {
                         cfg.replies = script.llm.iter().map(chat_reply).collect();
@@ -99,7 +99,7 @@ impl CallFakes {
                     me.sets.push(format!("stages[{i}].base_url={}", fake.base_url()));
                     me.chat = Some(fake);
                 }
-                "tts.openai" => {
+                Some("tts") => {
                     let mut cfg = SpeechFakeConfig { api_key: FAKE_KEY.into(), ..Default::default() };
                     cfg.time_to_first_byte_ms = add(cfg.time_to_first_byte_ms, delay.first_audio_ms);
                     let fake = SpeechFake::start(cfg)

@@ -50,9 +50,6 @@ pub struct ReportInput<'a> {
     pub concurrency: usize,
 }
 
-/// Stage kinds that compute on this machine: their latency depends on its load.
-const LOCAL_COMPUTE: &[&str] = &["asr.whisper", "llm.local", "tts.piper", "tts.espeak"];
-
 /// A warning when calls ran concurrently through stages that compute locally: they competed
 /// for the CPU, so their latencies measure the machine as much as the pipeline.
 fn contention_note(r: &ReportInput<'_>) -> Option<String> {
@@ -63,8 +60,12 @@ fn contention_note(r: &ReportInput<'_>) -> Option<String> {
         .pipelines
         .iter()
         .filter_map(|p| {
-            let kinds: Vec<&str> =
-                p.stages.iter().map(|(k, _)| k.as_str()).filter(|k| LOCAL_COMPUTE.contains(k)).collect();
+            let kinds: Vec<&str> = p
+                .stages
+                .iter()
+                .map(|(k, _)| k.as_str())
+                .filter(|k| voxpipe_config::StageKind::get(k).is_some_and(|k| k.local))
+                .collect();
             (!kinds.is_empty()).then(|| format!("{} (`{}`)", p.label, kinds.join("`, `")))
         })
         .collect();
