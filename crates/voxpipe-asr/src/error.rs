@@ -69,11 +69,7 @@ impl Error {
     }
 }
 
-/// The first 300 characters of a body, for error messages.
+/// The first 300 bytes of a body, on one line, for error messages.
 pub(crate) fn excerpt(body: &str) -> String {
-    let mut s: String = body.chars().take(300).collect();
-    if s.len() < body.len() {
-        s.push('…');
-    }
-    s
+    voxpipe_core::text::excerpt(body, 300)
 }

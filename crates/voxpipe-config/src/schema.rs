@@ -117,6 +117,8 @@ impl StageKind {
     }
 }
 
+// Each arm's value depends on the build's features, which clippy sees as constants.
+#[allow(clippy::match_like_matches_macro)]
 fn feature_enabled(feature: &str) -> bool {
     match feature {
         "whisper" => cfg!(feature = "whisper"),

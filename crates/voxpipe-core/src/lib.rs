@@ -24,6 +24,8 @@ pub mod playout;
 pub mod runner;
 pub mod secret;
 pub mod stage;
+pub mod text;
+pub mod time;
 pub mod tool;
 
 pub use audio::{AudioChunk, SampleRate, Samples};

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{debug, info, trace, warn};
+use voxpipe_core::time::sleep_until;
 use voxpipe_core::{
     CallContext, Control, EventKind, EventSender, Frame, Inbox, ItemId, Outbox, ResponseDone,
     ResponseStarted, ResponseStatus, StageError, TextDelta, ToolAction, ToolCall, ToolResult, ToolSpec,
@@ -487,14 +488,6 @@ async fn run_tools(
         sig.send(out, Frame::ToolResult(r.clone())).await?;
     }
     Ok(run)
-}
-
-/// Sleeps until `at`; forever when there is no `at`.
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// Sends `Control::EndCall` once the goodbye `reply` has started playing (the runner then ends

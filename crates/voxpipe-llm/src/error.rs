@@ -119,16 +119,7 @@ impl Error {
 
 /// The first [`EXCERPT_BYTES`] of a response body, on a character boundary, one line.
 pub(crate) fn excerpt(body: &str) -> String {
-    let body = body.trim();
-    let mut end = body.len().min(EXCERPT_BYTES);
-    while !body.is_char_boundary(end) {
-        end -= 1;
-    }
-    let mut s = body[..end].replace(['\n', '\r'], " ");
-    if end < body.len() {
-        s.push('…');
-    }
-    s
+    voxpipe_core::text::excerpt(body, EXCERPT_BYTES)
 }
 
 #[cfg(test)]

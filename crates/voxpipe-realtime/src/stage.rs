@@ -19,6 +19,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tracing::{debug, info, trace, warn};
 use voxpipe_core::audio::{StreamResampler, g711, pcm, samples_for_ms};
+use voxpipe_core::time::sleep_until;
 use voxpipe_core::{
     AudioChunk, CallContext, Control, EventKind, Frame, Inbox, InterruptReason, ItemId, Outbox, OutputAudio,
     PlayedItem, ResponseDone, ResponseStarted, ResponseStatus, Samples, Secret, Stage, StageError,
@@ -160,13 +161,6 @@ struct Filler {
 impl Filler {
     fn speaking(&self) -> bool {
         self.requested || self.response.is_some()
-    }
-}
-
-async fn sleep_until(t: Option<tokio::time::Instant>) {
-    match t {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
     }
 }
 

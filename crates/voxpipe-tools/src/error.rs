@@ -155,15 +155,7 @@ impl Error {
     }
 }
 
-/// The first [`EXCERPT_BYTES`] of `text`, trimmed, cut at a character boundary.
+/// The first [`EXCERPT_BYTES`] of `text`, trimmed, on one line.
 pub(crate) fn excerpt(text: &str) -> String {
-    let text = text.trim();
-    if text.len() <= EXCERPT_BYTES {
-        return text.to_string();
-    }
-    let mut cut = EXCERPT_BYTES;
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}…", &text[..cut])
+    voxpipe_core::text::excerpt(text, EXCERPT_BYTES)
 }

@@ -87,13 +87,9 @@ impl Error {
 }
 
 /// At most this many characters of an error body go into a message.
-const BODY_EXCERPT_CHARS: usize = 300;
+const BODY_EXCERPT_BYTES: usize = 300;
 
-/// The first [`BODY_EXCERPT_CHARS`] characters of `body`, on one line.
+/// The first [`BODY_EXCERPT_BYTES`] of `body`, on one line.
 pub(crate) fn excerpt(body: &str) -> String {
-    let one_line: String = body.trim().chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    match one_line.char_indices().nth(BODY_EXCERPT_CHARS) {
-        Some((i, _)) => format!("{}…", &one_line[..i]),
-        None => one_line,
-    }
+    voxpipe_core::text::excerpt(body, BODY_EXCERPT_BYTES)
 }

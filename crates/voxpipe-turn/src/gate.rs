@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 use tracing::debug;
+use voxpipe_core::time::sleep_until;
 use voxpipe_core::{
     CallContext, EventKind, Frame, Inbox, InterruptReason, ItemId, Outbox, Stage, StageError, Transcript,
 };
@@ -158,13 +159,6 @@ struct Gate<'a> {
     current: Current,
     pending: Option<Pending>,
     turn: u32,
-}
-
-async fn sleep_until(t: Option<Instant>) {
-    match t {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
-    }
 }
 
 #[async_trait]

@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, info, warn};
 use voxpipe_core::audio::{AudioChunk, CHUNK_MS, StreamResampler, g711};
+use voxpipe_core::time::sleep_until;
 use voxpipe_core::{
     CallContext, Control, EventKind, Frame, Inbox, ItemId, Outbox, OutputAudio, Samples, Sink, Source,
     StageError, Transcript,
@@ -414,13 +415,6 @@ impl TwilioSource {
         ctx.events.emit(EventKind::Dtmf { digits: text.clone() }).await;
         let frame = Frame::UserTranscript(Transcript { item: None, text, is_final: true });
         out.send(frame).await.is_ok()
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 
