@@ -5,8 +5,6 @@
 
 mod ab;
 mod fake;
-#[cfg(feature = "mic")]
-pub mod mic;
 mod models;
 mod run;
 mod scenario;

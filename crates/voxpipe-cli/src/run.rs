@@ -206,7 +206,7 @@ pub async fn check_command(
 /// The default microphone, opened before the pipeline is built so a missing device fails fast.
 #[cfg(feature = "mic")]
 fn microphone() -> anyhow::Result<Box<dyn voxpipe_core::Source>> {
-    Ok(Box::new(crate::mic::MicSource::open()?))
+    Ok(Box::new(voxpipe_transport::mic::MicSource::open()?))
 }
 
 #[cfg(not(feature = "mic"))]

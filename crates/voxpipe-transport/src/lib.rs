@@ -12,6 +12,8 @@
 //! - [`recording`]: stereo call recordings (caller left, agent right) on the call's timeline.
 
 pub mod jsonl;
+#[cfg(feature = "mic")]
+pub mod mic;
 pub mod pcm;
 pub mod playout;
 pub mod recording;

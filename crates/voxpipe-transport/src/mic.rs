@@ -1,4 +1,4 @@
-//! `voxpipe run --mic`: the caller's audio from the default input device (feature `mic`).
+//! The caller's audio from the default input device (feature `mic`; `voxpipe run --mic`).
 //!
 //! cpal's stream is not `Send`, so it lives on its own thread; its callback mixes each buffer
 //! down to mono PCM16 and hands it over a channel. The source resamples to [`MIC_RATE`] and
