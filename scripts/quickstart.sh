@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 # `voxpipe`, and beside it `voxpipe-llm-worker`, the process that runs llama.cpp for llm.local
 # (llama.cpp cannot share a process with whisper.cpp's ggml).
 target="${CARGO_TARGET_DIR:-target}"
-cargo build --release --locked -p voxpipe-cli -p voxpipe-llama
+cargo build --release --locked -p voxpipe-cli -p voxpipe-llm-worker
 bin="$target/release/voxpipe"
 mkdir -p out
 

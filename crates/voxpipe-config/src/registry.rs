@@ -119,7 +119,11 @@ async fn build_stage(
                 resolve_model(&c.model).map_err(|m| BuildError::new(key("model"), m))?;
                 return Ok(None);
             }
-            Box::new(voxpipe_llama::LocalLlm::load(c.clone()).await.map_err(|e| BuildError::new(whole(), e))?)
+            Box::new(
+                voxpipe_llm_local::LocalLlm::load(c.clone())
+                    .await
+                    .map_err(|e| BuildError::new(whole(), e))?,
+            )
         }
         StageConfig::TtsPiper(c) => {
             if load == Load::PathsOnly {

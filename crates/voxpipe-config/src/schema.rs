@@ -240,7 +240,7 @@ stage_kinds! {
     /// Anthropic Messages.
     LlmAnthropic(AnthropicConfig) = "llm.anthropic", Llm, local false, fake Some("anthropic");
     /// llama.cpp in a `voxpipe-llm-worker` process.
-    LlmLocal(voxpipe_llama::LocalLlmConfig) = "llm.local", Llm, feature "llama", if feature = "llama",
+    LlmLocal(voxpipe_llm_local::LocalLlmConfig) = "llm.local", Llm, feature "llama", if feature = "llama",
         local true, fake None;
     /// OpenAI `/audio/speech`.
     TtsOpenAi(OpenAiSpeechConfig) = "tts.openai", Tts, local false, fake Some("tts");

@@ -81,6 +81,7 @@
 //! # Layout
 //! - [`audio`]: sample buffers, PCM16 and G.711 codecs, resampling, chunk sizes.
 //! - [`frame`]: the data-path messages.
+//! - [`history`]: the provider-neutral conversation of a call.
 //! - [`control`]: the control bus.
 //! - [`playout`]: played-position tracking and interruption epochs.
 //! - [`event`]: the event log.
@@ -92,6 +93,7 @@ pub mod audio;
 pub mod control;
 pub mod event;
 pub mod frame;
+pub mod history;
 pub mod playout;
 pub mod runner;
 pub mod secret;

@@ -50,7 +50,7 @@
 pub mod anthropic;
 mod driver;
 mod error;
-pub mod history;
+pub use voxpipe_core::history;
 mod http;
 pub mod openai;
 

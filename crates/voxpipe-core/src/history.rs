@@ -1,7 +1,9 @@
-//! The conversation of one call, provider-neutral. Each provider renders it into its own wire
-//! shape (`openai::wire`, `anthropic::wire`).
+//! The conversation of one call, provider-neutral: what the caller said, what the assistant
+//! said (cut to what the caller heard) and the tool calls and results between. Each LLM provider
+//! renders it into its own wire shape (`voxpipe_llm::openai::wire`, `voxpipe_llm::anthropic::wire`,
+//! the local model's chat template in `voxpipe-llm-local`).
 
-use voxpipe_core::{ToolCall, ToolResult};
+use crate::{ToolCall, ToolResult};
 
 /// One part of an assistant message, in the order the model produced it.
 #[derive(Clone, Debug, PartialEq)]
@@ -138,7 +140,7 @@ impl History {
 }
 
 /// The concatenated text parts of an assistant message.
-pub(crate) fn text_of(parts: &[AssistantPart]) -> String {
+pub fn text_of(parts: &[AssistantPart]) -> String {
     parts
         .iter()
         .filter_map(|p| match p {

@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use voxpipe_llama_client::protocol::{ChatMessage, Finish, Reply, Request, Settings};
+use voxpipe_llm_local::protocol::{ChatMessage, Finish, Reply, Request, Settings};
 
 /// A worker process with its replies read on a thread (so a silent worker fails the test
 /// instead of hanging it).

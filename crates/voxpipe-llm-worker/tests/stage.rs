@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 use support::{Running, context_with_events, greedy, read_turn, said, stage, start, start_with, worker};
 use voxpipe_core::{EventKind, Frame, InterruptReason, ResponseStatus};
-use voxpipe_llama_client::{Error, LocalLlm, LocalLlmConfig};
+use voxpipe_llm_local::{Error, LocalLlm, LocalLlmConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_turn_streams_deltas_whose_concatenation_is_the_final_transcript() {
@@ -168,11 +168,11 @@ async fn a_missing_worker_program_names_the_build_command() {
     let err = LocalLlm::load(config).await.unwrap_err();
     assert!(matches!(err, Error::WorkerNotFound { .. }), "{err:?}");
     let message = err.to_string();
-    assert!(message.contains("cargo build --release -p voxpipe-llama"), "{message}");
+    assert!(message.contains("cargo build --release -p voxpipe-llm-worker"), "{message}");
     assert!(message.contains(&missing.display().to_string()), "{message}");
 
     // Found beside the running executable: this test binary runs from `target/<profile>/deps/`,
     // where cargo also built the worker's directory.
-    let found = voxpipe_llama_client::worker::locate(None).unwrap();
+    let found = voxpipe_llm_local::worker::locate(None).unwrap();
     assert_eq!(found.canonicalize().unwrap(), worker().canonicalize().unwrap());
 }

@@ -1,14 +1,14 @@
 //! `voxpipe-llm-worker`: runs llama.cpp for the `llm.local` stage of `voxpipe`, in its own
 //! process (llama.cpp's shared ggml cannot live beside the ggml whisper.cpp links statically
 //! into `voxpipe`). It speaks the line-delimited JSON protocol of
-//! `voxpipe_llama_client::protocol` on stdin/stdout and logs to stderr
+//! `voxpipe_llm_local::protocol` on stdin/stdout and logs to stderr
 //! (`VOXPIPE_WORKER_LOG`, else `RUST_LOG`, sets the level; default `info`).
 //!
 //! Exit status: 0 when stdin ends, 1 when the model cannot be loaded, 2 on a protocol error,
 //! 3 when stdout is closed.
 
 use std::process::ExitCode;
-use voxpipe_llama::serve::{Exit, serve};
+use voxpipe_llm_worker::serve::{Exit, serve};
 
 fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("VOXPIPE_WORKER_LOG")

@@ -1,12 +1,12 @@
 //! The llama.cpp side of voxpipe's `llm.local`: the engine (through `llama-cpp-2`) and the
 //! worker program `voxpipe-llm-worker` that runs it out of process.
 //!
-//! The `llm.local` stage itself lives in `voxpipe-llama-client`, which `voxpipe` links
+//! The `llm.local` stage itself lives in `voxpipe-llm-local`, which `voxpipe` links
 //! instead of this crate: whisper-rs links ggml statically into `voxpipe`, and llama.cpp's
 //! shared ggml loaded into the same process has its symbols interposed by that copy and
 //! aborts. The stage starts `voxpipe-llm-worker` (built by `cargo build --release -p
-//! voxpipe-llama`, beside `voxpipe`) and speaks the line-delimited JSON protocol of
-//! [`voxpipe_llama_client::protocol`] with it; [`serve`](serve::serve) is the worker's side.
+//! voxpipe-llm-worker`, beside `voxpipe`) and speaks the line-delimited JSON protocol of
+//! [`voxpipe_llm_local::protocol`] with it; [`serve`](serve::serve) is the worker's side.
 //!
 //! # Engine
 //! One [`Session`] per worker: a llama.cpp context whose KV cache is kept between requests.
@@ -36,4 +36,4 @@ pub mod serve;
 pub use engine::{Outcome, Session, StopFlag};
 pub use error::Error;
 pub use model::LocalModel;
-pub use voxpipe_llama_client::PULL_HINT;
+pub use voxpipe_llm_local::PULL_HINT;

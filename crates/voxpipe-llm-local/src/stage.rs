@@ -11,11 +11,11 @@ use async_trait::async_trait;
 use std::time::Instant;
 use tokio::sync::broadcast;
 use tracing::{debug, warn};
+use voxpipe_core::history::{AssistantPart, History};
 use voxpipe_core::{
     CallContext, Control, EventKind, Frame, Inbox, ItemId, Outbox, ResponseDone, ResponseStarted,
     ResponseStatus, Stage, StageError, TextDelta, ToolAction, ToolCall, ToolSpec, Transcript, Usage,
 };
-use voxpipe_llm::{AssistantPart, History};
 
 /// The stage name.
 pub const STAGE_NAME: &str = "llm.local";

@@ -1,7 +1,7 @@
 //! The engine's error type.
 
 use std::path::PathBuf;
-use voxpipe_llama_client::PULL_HINT;
+use voxpipe_llm_local::PULL_HINT;
 
 /// What can go wrong running a model in llama.cpp.
 #[derive(Debug, thiserror::Error)]

@@ -1,4 +1,4 @@
-//! The worker side of the [protocol](voxpipe_llama_client::protocol): reads requests from a
+//! The worker side of the [protocol](voxpipe_llm_local::protocol): reads requests from a
 //! reader (stdin), runs them on an engine [`Session`], writes replies to a writer (stdout).
 //!
 //! A reader thread parses incoming lines so that `cancel` raises the running request's stop
@@ -14,7 +14,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tracing::{debug, info, warn};
-use voxpipe_llama_client::protocol::{ChatMessage, Reply, Request, TokenUsage};
+use voxpipe_llm_local::protocol::{ChatMessage, Reply, Request, TokenUsage};
 
 /// How [`serve`] ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

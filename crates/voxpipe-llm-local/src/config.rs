@@ -45,7 +45,7 @@ pub struct LocalLlmConfig {
     /// CPU threads of the worker for generation and prompt processing. Default: 1. llama.cpp's
     /// OpenMP threads spin while waiting, so on an oversubscribed machine (ASR and TTS busy on
     /// the same cores, as on a 2-core box) 1 can be ten times faster than 2: measure with
-    /// `cargo bench -p voxpipe-llama`.
+    /// `cargo bench -p voxpipe-llm-worker`.
     #[serde(default = "defaults::threads")]
     pub threads: u32,
     /// CPU threads for evaluating prompts (many tokens at once, between the caller's end of
@@ -97,7 +97,7 @@ pub struct LocalLlmConfig {
     pub restarts: u32,
     /// Path of the `voxpipe-llm-worker` program that runs llama.cpp. Default: the
     /// `VOXPIPE_LLM_WORKER` environment variable, else the file of that name beside the
-    /// running executable (where `cargo build --release -p voxpipe-llama` puts it, next to
+    /// running executable (where `cargo build --release -p voxpipe-llm-worker` puts it, next to
     /// `voxpipe`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker: Option<std::path::PathBuf>,

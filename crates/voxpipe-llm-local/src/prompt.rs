@@ -5,7 +5,7 @@ use crate::config::Example;
 pub use crate::protocol::ChatMessage;
 use crate::text::{TOOL_CALL_CLOSE, TOOL_CALL_OPEN};
 use voxpipe_core::ToolSpec;
-use voxpipe_llm::{AssistantPart, History, Message};
+use voxpipe_core::history::{AssistantPart, History, Message};
 
 /// The system prompt: `instructions`, then the tool convention when `tools` is non-empty.
 pub fn system_prompt(instructions: &str, tools: &[ToolSpec]) -> String {

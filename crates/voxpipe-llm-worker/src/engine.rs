@@ -14,8 +14,8 @@ use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tracing::{debug, trace, warn};
-use voxpipe_llama_client::protocol::{ChatMessage, Finish, Settings};
-use voxpipe_llama_client::text::{Scan, Scanner, Utf8Stream};
+use voxpipe_llm_local::protocol::{ChatMessage, Finish, Settings};
+use voxpipe_llm_local::text::{Scan, Scanner, Utf8Stream};
 
 /// Largest batch of prompt tokens evaluated at once.
 const MAX_BATCH: u32 = 512;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 pub const PULL_HINT: &str = "voxpipe models pull smollm2-135m";
 
 /// The command that builds the worker program.
-pub const BUILD_HINT: &str = "cargo build --release -p voxpipe-llama";
+pub const BUILD_HINT: &str = "cargo build --release -p voxpipe-llm-worker";
 
 /// What can go wrong running a local model.
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,6 @@
 //! `llm.local`: the local LLM stage for cascade pipelines (ASR → **LLM** → TTS), running any
 //! GGUF model with llama.cpp in a separate process, `voxpipe-llm-worker` (package
-//! `voxpipe-llama`). The default model is SmolLM2-135M Instruct (`smollm2-135m` in the
+//! `voxpipe-llm-worker`). The default model is SmolLM2-135M Instruct (`smollm2-135m` in the
 //! `voxpipe models` catalog): small and fast, fine for a demo.
 //!
 //! # Why a separate process
@@ -17,7 +17,7 @@
 //!
 //! The worker program is found, in order: the stage's `worker` key, the `VOXPIPE_LLM_WORKER`
 //! environment variable, `voxpipe-llm-worker` beside the running executable. Build it with
-//! `cargo build --release -p voxpipe-llama`. One worker runs per call (per stage) and is
+//! `cargo build --release -p voxpipe-llm-worker`. One worker runs per call (per stage) and is
 //! killed when the stage ends.
 //!
 //! # Frames
@@ -33,7 +33,7 @@
 //!
 //! # Context
 //! The prompt is the model's own chat template (ChatML when the GGUF has none) applied to the
-//! system prompt (`instructions`) and the call's history ([`voxpipe_llm::History`]). The
+//! system prompt (`instructions`) and the call's history ([`voxpipe_core::history::History`]). The
 //! worker keeps the KV cache between turns: only the tokens after the longest common prefix
 //! with the previous prompt are evaluated. When the conversation outgrows
 //! `context_tokens - max_tokens`, the oldest turns are dropped.
@@ -62,8 +62,8 @@
 //! request, and are evaluated into the worker's KV cache (`prefill`) when the call starts.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), voxpipe_llama_client::Error> {
-//! use voxpipe_llama_client::{LocalLlm, LocalLlmConfig};
+//! # async fn demo() -> Result<(), voxpipe_llm_local::Error> {
+//! use voxpipe_llm_local::{LocalLlm, LocalLlmConfig};
 //! let config = LocalLlmConfig { instructions: "Answer in one short sentence.".into(), ..Default::default() };
 //! let stage = LocalLlm::load(config).await?; // pulls `smollm2-135m` once, starts the worker
 //! // Put `Box::new(stage)` between the ASR and TTS stages of a `voxpipe_core::Pipeline`.
