@@ -1,9 +1,9 @@
 //! voxpipe's shared tool runtime. A tool declared once in the pipeline file (or registered
 //! from code with [`ToolHandler`]) is offered to whichever model runs the call — the Realtime
-//! stage or a cascade LLM, each declaring it in its own wire shape ([`shapes`]) — and executed
-//! here: arguments checked against the tool's JSON Schema, a timeout, panics and failures
-//! turned into structured error results the model can act on, results capped in size, and
-//! repeated identical calls of a non-idempotent tool answered from the first result.
+//! stage or a cascade LLM, each declaring it in its own wire shape, in that provider's module —
+//! and executed here: arguments checked against the tool's JSON Schema, a timeout, panics and
+//! failures turned into structured error results the model can act on, results capped in size,
+//! and repeated identical calls of a non-idempotent tool answered from the first result.
 //!
 //! ```toml
 //! [tools.get_order_status]
@@ -45,7 +45,6 @@
 //! - `config`: the `[tools.NAME]` tables.
 //! - `runtime`: [`Tools`], validation, timeouts, the idempotency guard, truncation.
 //! - `handler`, `http`, `command`: what runs.
-//! - [`shapes`]: declarations for Chat Completions, Realtime and Anthropic.
 //! - `error`: [`Error`], and the error bodies the model sees.
 
 mod command;
@@ -54,7 +53,6 @@ mod error;
 mod handler;
 mod http;
 mod runtime;
-pub mod shapes;
 
 pub use config::{
     CommandHandlerConfig, HandlerConfig, HoldHandlerConfig, HttpHandlerConfig, HttpMethod, ToolConfig,
