@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use voxpipe_cli::{RunArgs, run_pipeline};
 use voxpipe_core::RunOptions;
 use voxpipe_e2e::*;
-use voxpipe_fakes::realtime::{RealtimeFake, RealtimeFakeConfig, ScriptedFunctionCall, ScriptedResponse};
+use voxpipe_fakes::realtime::{RealtimeFake, RealtimeFakeConfig, ScriptedResponse};
 
 fn args(dir: &Path, input: PathBuf, fake: &RealtimeFake, extra: &[&str]) -> RunArgs {
     let mut a = run_args(dir, repo_path("pipelines/native-fake.toml"), input);
@@ -164,14 +164,8 @@ async fn function_call_round_trip_sends_output_then_response_create_after_done()
     write_wav(&input, 16_000, &s);
     let config = RealtimeFakeConfig {
         responses: vec![
-            ScriptedResponse {
-                function_call: Some(ScriptedFunctionCall {
-                    name: "get_order_status".into(),
-                    arguments: r#"{"order_id":"A-1234"}"#.into(),
-                    call_id: Some("call_order_1".into()),
-                }),
-                ..ScriptedResponse::say("")
-            },
+            ScriptedResponse::call("get_order_status", r#"{"order_id":"A-1234"}"#)
+                .with_call_id("call_order_1"),
             ScriptedResponse::say("Your order has shipped and arrives tomorrow."),
         ],
         ..Default::default()
@@ -299,14 +293,7 @@ async fn run_with_tool_latency(dir: &Path, latency_ms: u64) -> (RealtimeFake, Ve
     .unwrap();
     let fake = RealtimeFake::start(RealtimeFakeConfig {
         responses: vec![
-            ScriptedResponse {
-                function_call: Some(ScriptedFunctionCall {
-                    name: "get_order_status".into(),
-                    arguments: r#"{"order_id":"A-1001"}"#.into(),
-                    call_id: Some("call_1".into()),
-                }),
-                ..ScriptedResponse::say("")
-            },
+            ScriptedResponse::call("get_order_status", r#"{"order_id":"A-1001"}"#).with_call_id("call_1"),
             ScriptedResponse::say("Your order has shipped."),
         ],
         ..Default::default()

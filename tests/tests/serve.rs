@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use voxpipe_e2e::*;
-use voxpipe_fakes::realtime::{RealtimeFake, RealtimeFakeConfig, ScriptedFunctionCall, ScriptedResponse};
+use voxpipe_fakes::realtime::{RealtimeFake, RealtimeFakeConfig, ScriptedResponse};
 use voxpipe_twilio::carrier::{CallReport, CallerOptions, Carrier, place_call};
 
 const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
@@ -239,17 +239,7 @@ async fn a_native_pcmu_call_end_to_end_with_no_transcoding() {
 async fn end_call_hangs_up_through_the_rest_api_after_the_goodbye_has_played() {
     let goodbye = "Thank you for calling, goodbye!";
     let fake = RealtimeFake::start(RealtimeFakeConfig {
-        responses: vec![
-            ScriptedResponse {
-                function_call: Some(ScriptedFunctionCall {
-                    name: "end_call".into(),
-                    arguments: "{}".into(),
-                    call_id: None,
-                }),
-                ..ScriptedResponse::say("")
-            },
-            ScriptedResponse::say(goodbye),
-        ],
+        responses: vec![ScriptedResponse::call("end_call", "{}"), ScriptedResponse::say(goodbye)],
         ..Default::default()
     })
     .await
@@ -286,14 +276,7 @@ async fn end_call_hangs_up_through_the_rest_api_after_the_goodbye_has_played() {
 async fn transfer_redirects_the_live_call_with_dial() {
     let fake = RealtimeFake::start(RealtimeFakeConfig {
         responses: vec![
-            ScriptedResponse {
-                function_call: Some(ScriptedFunctionCall {
-                    name: "transfer_to_human".into(),
-                    arguments: r#"{"reason":"asked for a person"}"#.into(),
-                    call_id: None,
-                }),
-                ..ScriptedResponse::say("")
-            },
+            ScriptedResponse::call("transfer_to_human", r#"{"reason":"asked for a person"}"#),
             ScriptedResponse::say("Putting you through now."),
         ],
         ..Default::default()

@@ -12,7 +12,7 @@ use voxpipe_fakes::openai_chat::{
     ChatFake, ChatFakeConfig, RecordedRequest, ScriptedReply, ScriptedToolCall,
 };
 use voxpipe_fakes::openai_speech::{SpeechFake, SpeechFakeConfig};
-use voxpipe_fakes::realtime::{RealtimeFake, RealtimeFakeConfig, ScriptedFunctionCall, ScriptedResponse};
+use voxpipe_fakes::realtime::{RealtimeFake, RealtimeFakeConfig, ScriptedResponse};
 use voxpipe_fakes::tool_server::{ToolServer, ToolServerConfig};
 use voxpipe_fakes::transcription::{TranscriptionFake, TranscriptionFakeConfig};
 
@@ -236,12 +236,8 @@ async fn one_declaration_works_through_realtime_chat_and_anthropic_in_each_wire_
             responses: vec![
                 ScriptedResponse {
                     user_transcript: Some("Where is my order A-1001?".into()),
-                    function_call: Some(ScriptedFunctionCall {
-                        name: "get_order_status".into(),
-                        arguments: r#"{"order_id":"A-1001"}"#.into(),
-                        call_id: Some("call_rt_1".into()),
-                    }),
-                    ..ScriptedResponse::say("")
+                    ..ScriptedResponse::call("get_order_status", r#"{"order_id":"A-1001"}"#)
+                        .with_call_id("call_rt_1")
                 },
                 ScriptedResponse::say("Your order A-1001 has shipped with UPS."),
             ],
@@ -409,17 +405,7 @@ async fn end_call_ends_the_run_cleanly_after_the_goodbye_has_played() {
     // Native.
     let dir = tempfile::tempdir().unwrap();
     let fake = RealtimeFake::start(RealtimeFakeConfig {
-        responses: vec![
-            ScriptedResponse {
-                function_call: Some(ScriptedFunctionCall {
-                    name: "end_call".into(),
-                    arguments: "{}".into(),
-                    call_id: None,
-                }),
-                ..ScriptedResponse::say("")
-            },
-            ScriptedResponse::say(goodbye),
-        ],
+        responses: vec![ScriptedResponse::call("end_call", "{}"), ScriptedResponse::say(goodbye)],
         ..Default::default()
     })
     .await
@@ -508,12 +494,7 @@ async fn transfer_writes_the_handoff_event_with_the_transcript_in_cascade_and_na
             },
             ScriptedResponse {
                 user_transcript: Some("I want to talk to a human.".into()),
-                function_call: Some(ScriptedFunctionCall {
-                    name: "transfer_to_human".into(),
-                    arguments: r#"{"reason":"caller asked for a human"}"#.into(),
-                    call_id: None,
-                }),
-                ..ScriptedResponse::say("")
+                ..ScriptedResponse::call("transfer_to_human", r#"{"reason":"caller asked for a human"}"#)
             },
             ScriptedResponse::say("I'm transferring you to a colleague now."),
         ],

@@ -128,6 +128,21 @@ impl ScriptedResponse {
         Self { text: text.into(), audio_ms: None, function_call: None, user_transcript: None }
     }
 
+    /// A response that only calls `name` with `arguments` (JSON text); the fake picks the
+    /// call id unless [`with_call_id`](Self::with_call_id) sets one.
+    pub fn call(name: impl Into<String>, arguments: impl Into<String>) -> Self {
+        let call = ScriptedFunctionCall { name: name.into(), arguments: arguments.into(), call_id: None };
+        Self { function_call: Some(call), ..Self::say("") }
+    }
+
+    /// The same response with its function call's id set.
+    pub fn with_call_id(mut self, id: impl Into<String>) -> Self {
+        if let Some(call) = &mut self.function_call {
+            call.call_id = Some(id.into());
+        }
+        self
+    }
+
     /// Audio length in ms for this response.
     pub(crate) fn audio_len_ms(&self) -> u64 {
         if self.text.is_empty() && self.audio_ms.is_none() {
