@@ -11,6 +11,20 @@
 //! [`registry`] builds the running [`Pipeline`](voxpipe_core::Pipeline) from it. Secrets are
 //! never in the file: a stage names the environment variable holding its key, and the key is
 //! read at build time into a [`Secret`](voxpipe_core::Secret) that is never printed.
+//!
+//! Every stage `kind` is a row of one table, [`STAGE_KINDS`] (its role, the feature it needs,
+//! whether it computes locally, its fake, a summary); [`StageConfig`] and its parser are
+//! generated from that table, and `voxpipe check --kinds` prints it.
+//!
+//! # Features
+//! Each builds a local stage; without it, a pipeline that uses the kind is told (by `load`,
+//! `check` or `build`) which feature to build with.
+//! - `whisper`: `asr.whisper` (whisper.cpp, compiled in).
+//! - `piper`: `tts.piper` (onnxruntime, loaded at run time) and, through `espeak`, `tts.espeak`.
+//! - `espeak`: `tts.espeak` (links libespeak-ng).
+//! - `llama`: `llm.local`, a client of the `voxpipe-llm-worker` process (llama.cpp is in the
+//!   worker, never in this crate's users).
+//! - `silero`: the Silero VAD for the local turn controller (otherwise the energy VAD).
 
 mod layers;
 pub mod registry;

@@ -10,6 +10,11 @@
 //!   guards).
 //! - [`policy`]: the [`EndOfTurnPolicy`] trait and the shipped [`TextPolicy`].
 //! - [`guard`]: the minimum-words and backchannel guards.
+//!
+//! # Features
+//! - `silero`: the Silero VAD (`silero`, `ort_env`) through onnxruntime, loaded at run time
+//!   (`voxpipe models pull silero-vad onnxruntime`). Without it the [`EnergyVad`] is the only
+//!   VAD, and a pipeline that asks for Silero is told to build with the feature.
 
 pub mod config;
 pub mod controller;
