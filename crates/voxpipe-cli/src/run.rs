@@ -151,36 +151,26 @@ fn print_summary(config: &PipelineConfig, s: &Summary) {
     }
 }
 
-/// `voxpipe check --kinds`: the stage-kind table, one row per kind.
+/// `voxpipe check --kinds`: the stage-kind table, one row per kind, in aligned columns.
 pub fn kinds_table() -> String {
-    use std::fmt::Write;
-    let rows: Vec<[String; 5]> = voxpipe_config::STAGE_KINDS
-        .iter()
-        .map(|k| {
-            let feature = match k.feature {
-                Some(f) if k.available() => format!("{f} (built)"),
-                Some(f) => format!("{f} (not built)"),
-                None => "-".into(),
-            };
-            let fake = k.fake.map(|f| format!("voxpipe fake {f}")).unwrap_or_else(|| "-".into());
-            let role = serde_json::to_value(k.role).ok().and_then(|v| v.as_str().map(str::to_string));
-            [k.name.into(), role.unwrap_or_default(), feature, fake, k.summary.trim().into()]
-        })
-        .collect();
-    let header = ["kind", "role", "feature", "fake", "what it is"];
-    let width =
-        |c: usize| rows.iter().map(|r| r[c].chars().count()).chain([header[c].len()]).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..4).map(width).collect();
+    let mut rows = vec![["kind", "role", "feature", "fake", "what it is"].map(String::from)];
+    rows.extend(voxpipe_config::STAGE_KINDS.iter().map(|k| {
+        let feature = match k.feature {
+            Some(f) => format!("{f} ({})", if k.built { "built" } else { "not built" }),
+            None => "-".into(),
+        };
+        let fake = k.fake.map_or_else(|| "-".into(), |f| format!("voxpipe fake {f}"));
+        [k.name.into(), k.role.name().into(), feature, fake, k.summary.trim().into()]
+    }));
+    let widths: Vec<usize> =
+        (0..4).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
     let mut out = String::new();
-    let mut line = |cells: [&str; 5]| {
-        for (c, cell) in cells.iter().take(4).enumerate() {
-            let _ = write!(out, "{cell:<w$}  ", w = widths[c]);
-        }
-        let _ = writeln!(out, "{}", cells[4]);
-    };
-    line(header);
     for r in &rows {
-        line([&r[0], &r[1], &r[2], &r[3], &r[4]]);
+        for (cell, w) in r.iter().zip(&widths) {
+            out.push_str(&format!("{cell:<w$}  "));
+        }
+        out.push_str(&r[4]);
+        out.push('\n');
     }
     out
 }

@@ -75,8 +75,7 @@ pub struct EventsConfig {
 }
 
 /// What a stage does in a pipeline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     /// Speech in, speech out (a whole pipeline on its own).
     Native,
@@ -88,8 +87,20 @@ pub enum Role {
     Tts,
 }
 
+impl Role {
+    /// Its name for humans (`voxpipe check --kinds`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Native => "native",
+            Role::Asr => "asr",
+            Role::Llm => "llm",
+            Role::Tts => "tts",
+        }
+    }
+}
+
 /// One row of the stage-kind table ([`STAGE_KINDS`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StageKind {
     /// The `kind` string of `[[stages]]`.
     pub name: &'static str,
@@ -97,6 +108,8 @@ pub struct StageKind {
     pub role: Role,
     /// The cargo feature of `voxpipe-config` (and of `voxpipe`) this build needs to run it.
     pub feature: Option<&'static str>,
+    /// Whether this build has that feature (always, for a kind that needs none).
+    pub built: bool,
     /// Whether it computes on this machine (its latency depends on the machine's load).
     pub local: bool,
     /// The `voxpipe fake` that speaks its provider's protocol, if one does.
@@ -109,23 +122,6 @@ impl StageKind {
     /// The row named `name`.
     pub fn get(name: &str) -> Option<&'static StageKind> {
         STAGE_KINDS.iter().find(|k| k.name == name)
-    }
-
-    /// Whether this build can run it.
-    pub fn available(&self) -> bool {
-        self.feature.is_none_or(feature_enabled)
-    }
-}
-
-// Each arm's value depends on the build's features, which clippy sees as constants.
-#[allow(clippy::match_like_matches_macro)]
-fn feature_enabled(feature: &str) -> bool {
-    match feature {
-        "whisper" => cfg!(feature = "whisper"),
-        "piper" => cfg!(feature = "piper"),
-        "espeak" => cfg!(feature = "espeak"),
-        "llama" => cfg!(feature = "llama"),
-        _ => false,
     }
 }
 
@@ -190,6 +186,7 @@ macro_rules! stage_kinds {
                     name: $name,
                     role: Role::$role,
                     feature: stage_kinds!(@opt $($feature)?),
+                    built: stage_kinds!(@built $($feature)?),
                     local: $local,
                     fake: $fake,
                     summary: concat!($($doc),+),
@@ -226,6 +223,8 @@ macro_rules! stage_kinds {
     };
     (@opt) => { None };
     (@opt $feature:literal) => { Some($feature) };
+    (@built) => { true };
+    (@built $feature:literal) => { cfg!(feature = $feature) };
 }
 
 stage_kinds! {
