@@ -112,4 +112,6 @@ pub use playout::{PlayedItem, PlayoutTracker};
 pub use runner::{EndReason, Pipeline, RunError, RunOptions};
 pub use secret::{MissingSecret, Secret};
 pub use stage::{CallContext, Clock, Closed, Inbox, Outbox, Sink, Source, Stage, StageError, channel};
-pub use tool::{NoTools, ToolAction, ToolCall, ToolResult, ToolRuntime, ToolSpec};
+pub use tool::{
+    Filler, NoTools, ToolAction, ToolBatch, ToolCall, ToolResult, ToolRuntime, ToolSpec, batch_results,
+};

@@ -12,9 +12,9 @@ use tokio::time::Instant;
 use tracing::{debug, info, trace, warn};
 use voxpipe_core::time::sleep_until;
 use voxpipe_core::{
-    CallContext, Control, EventKind, EventSender, Frame, Inbox, ItemId, Outbox, ResponseDone,
-    ResponseStarted, ResponseStatus, StageError, TextDelta, ToolAction, ToolCall, ToolResult, ToolSpec,
-    Transcript, Usage,
+    CallContext, Control, EventKind, EventSender, Filler, Frame, Inbox, ItemId, Outbox, ResponseDone,
+    ResponseStarted, ResponseStatus, StageError, TextDelta, ToolAction, ToolBatch, ToolCall, ToolResult,
+    ToolSpec, Transcript, Usage,
 };
 
 /// Longest wait for the goodbye of an `end_call` turn to start playing before the call is
@@ -438,30 +438,22 @@ async fn run_tools(
     }
     let mut run = ToolRun { results: Vec::new(), interrupted: false, filler: None };
     if allowed {
-        let started = Instant::now();
-        let filler = calls
-            .iter()
-            .filter_map(|c| tools.filler(&c.name).map(|(text, after)| (c.name.as_str(), text, after)))
-            .filter(|(_, text, _)| !text.trim().is_empty())
-            .min_by_key(|(_, _, after)| *after);
-        let all = futures_util::future::join_all(calls.iter().map(|c| tools.call(c)));
-        tokio::pin!(all);
+        let mut batch = ToolBatch::start(tools.clone(), calls);
         run.results = loop {
-            let due = filler.as_ref().filter(|_| run.filler.is_none() && !run.interrupted);
-            let due_at = due.map(|(_, _, after)| started + *after);
+            let filler_at = batch.filler_at();
             tokio::select! {
                 biased;
-                r = sig.race(&mut all) => match r {
+                r = sig.race(&mut batch) => match r {
                     Ok(results) => break results,
                     Err(Abort::Interrupted(_)) => {
                         input.flush_interruptible();
                         run.interrupted = true;
+                        batch.cancel_filler();
                     }
                     Err(e) => return Err(e),
                 },
-                () = sleep_until(due_at) => {
-                    let (tool, text, after) = due.expect("the filler is due only when there is one");
-                    let text = text.trim().to_string();
+                () = sleep_until(filler_at) => {
+                    let Some(Filler { tool, text, after }) = batch.take_filler() else { continue };
                     info!(tool, after_ms = after.as_millis() as u64, filler = %text, "tool still running: speaking the filler");
                     let delta = TextDelta { item: filler_item.clone(), text: text.clone() };
                     sig.send(out, Frame::TextDelta(delta)).await?;

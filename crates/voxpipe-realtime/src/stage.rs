@@ -21,9 +21,9 @@ use tracing::{debug, info, trace, warn};
 use voxpipe_core::audio::{StreamResampler, g711, pcm, samples_for_ms};
 use voxpipe_core::time::sleep_until;
 use voxpipe_core::{
-    AudioChunk, CallContext, Control, EventKind, Frame, Inbox, InterruptReason, ItemId, Outbox, OutputAudio,
-    PlayedItem, ResponseDone, ResponseStarted, ResponseStatus, Samples, Secret, Stage, StageError,
-    ToolAction, ToolCall, ToolResult, Transcript,
+    AudioChunk, CallContext, Control, EventKind, Filler, Frame, Inbox, InterruptReason, ItemId, Outbox,
+    OutputAudio, PlayedItem, ResponseDone, ResponseStarted, ResponseStatus, Samples, Secret, Stage,
+    StageError, ToolAction, ToolBatch, ToolCall, ToolResult, Transcript, batch_results,
 };
 
 const NAME: &str = "realtime.openai";
@@ -143,9 +143,7 @@ struct ItemAudio {
 /// model's history is not touched) that says the tool's filler line. The tool results wait for
 /// it to finish, then go to the model as usual.
 #[derive(Default)]
-struct Filler {
-    /// When to speak, and what, while tools run.
-    due: Option<(tokio::time::Instant, String)>,
+struct FillerSpeech {
     /// Asked for; `response.created` not seen yet.
     requested: bool,
     /// The filler response being spoken.
@@ -158,7 +156,7 @@ struct Filler {
     muted: bool,
 }
 
-impl Filler {
+impl FillerSpeech {
     fn speaking(&self) -> bool {
         self.requested || self.response.is_some()
     }
@@ -179,13 +177,16 @@ struct Session<'a> {
     last_item: Option<ItemId>,
     call_names: HashMap<String, String>,
     pending_calls: Vec<ToolCall>,
+    /// The calls of the last response, running (with their filler line, if any).
+    batch: Option<ToolBatch>,
+    /// Tool calls are running, or their results wait for the filler to finish.
     tools_running: bool,
     end_after_response: bool,
     /// Local turns: a turn ended while a response was still running; ask for the next reply
     /// when it is done.
     respond_after_done: bool,
     /// Filler speech while slow tools run.
-    filler: Filler,
+    filler: FillerSpeech,
     speech_active: bool,
     transcript: Vec<String>,
     decoded: Vec<u8>,
@@ -216,7 +217,6 @@ impl Stage for RealtimeStage {
             }
             let _ = sink.close().await;
         });
-        let (tool_tx, mut tool_rx) = mpsc::channel::<Vec<ToolResult>>(4);
         let mut control = ctx.control.subscribe();
         let wire_rate = config.audio_format.sample_rate();
         let append_samples = samples_for_ms(wire_rate, config.append_ms as u64);
@@ -245,16 +245,18 @@ impl Stage for RealtimeStage {
             last_item: None,
             call_names: HashMap::new(),
             pending_calls: Vec::new(),
+            batch: None,
             tools_running: false,
             end_after_response: false,
             respond_after_done: false,
-            filler: Filler::default(),
+            filler: FillerSpeech::default(),
             speech_active: false,
             transcript: Vec::new(),
             decoded: Vec::new(),
         };
 
         let result: Result<(), StageError> = loop {
+            let filler_at = s.batch.as_ref().and_then(ToolBatch::filler_at);
             tokio::select! {
                 biased;
                 () = ctx.cancel.cancelled() => break Ok(()),
@@ -273,7 +275,7 @@ impl Stage for RealtimeStage {
                     last_server_event = tokio::time::Instant::now();
                     match ev {
                         Some(Ok(Message::Text(t))) => match serde_json::from_str::<ServerEvent>(&t) {
-                            Ok(ev) => if let Err(e) = s.on_event(ev, &tool_tx).await { break Err(e) },
+                            Ok(ev) => if let Err(e) = s.on_event(ev).await { break Err(e) },
                             Err(e) => warn!(error = %e, "undecodable server event ignored"),
                         },
                         Some(Ok(Message::Close(frame))) => {
@@ -298,13 +300,13 @@ impl Stage for RealtimeStage {
                         },
                     }
                 }
-                Some(results) = tool_rx.recv() => {
+                results = batch_results(&mut s.batch) => {
                     if s.filler.speaking() {
                         // The filler is still being spoken: the reply follows it.
                         s.filler.held = Some(results);
                     } else if let Err(e) = s.on_tool_results(results).await { break Err(e) }
                 }
-                () = sleep_until(s.filler.due.as_ref().map(|d| d.0)) => s.speak_filler().await,
+                () = sleep_until(filler_at) => s.speak_filler().await,
                 frame = input.recv(), if !input_ended => match frame {
                     Some(Frame::InputAudio(chunk)) => {
                         let r = match &mut resampler {
@@ -422,11 +424,7 @@ impl Session<'_> {
         }
     }
 
-    async fn on_event(
-        &mut self,
-        ev: ServerEvent,
-        tool_tx: &mpsc::Sender<Vec<ToolResult>>,
-    ) -> Result<(), StageError> {
+    async fn on_event(&mut self, ev: ServerEvent) -> Result<(), StageError> {
         match ev {
             ServerEvent::SpeechStarted { audio_start_ms, .. } => {
                 self.speech_active = true;
@@ -463,7 +461,7 @@ impl Session<'_> {
                 self.pending_calls.clear();
                 self.emit(Frame::ResponseStarted(ResponseStarted { response_id: response.id })).await;
             }
-            ServerEvent::ResponseDone { response } => self.on_response_done(response, tool_tx).await,
+            ServerEvent::ResponseDone { response } => self.on_response_done(response).await,
             ServerEvent::OutputItemAdded { item } => {
                 if let (Some(call_id), Some(name)) = (item.call_id, item.name) {
                     self.call_names.insert(call_id, name);
@@ -578,7 +576,9 @@ impl Session<'_> {
 
     /// The caller spoke over the filler: cancel it and drop what is left of it.
     async fn stop_filler(&mut self) {
-        self.filler.due = None;
+        if let Some(batch) = &mut self.batch {
+            batch.cancel_filler();
+        }
         if let Some(id) = self.filler.response.clone()
             && !self.filler.muted
         {
@@ -643,11 +643,7 @@ impl Session<'_> {
         }
     }
 
-    async fn on_response_done(
-        &mut self,
-        response: crate::events::ResponseInfo,
-        tool_tx: &mpsc::Sender<Vec<ToolResult>>,
-    ) {
+    async fn on_response_done(&mut self, response: crate::events::ResponseInfo) {
         if self.filler.response.as_deref() == Some(response.id.as_str()) {
             self.filler.response = None;
             let usage = response.usage.map(Into::into);
@@ -695,20 +691,9 @@ impl Session<'_> {
             self.send(json!({ "type": "response.create" })).await;
         }
         if !calls.is_empty() && status == ResponseStatus::Completed {
-            // Run the calls concurrently, off the event loop; results come back on tool_tx.
+            // The calls run concurrently beside the event loop; dropped with the session.
             self.tools_running = true;
-            // The shortest filler delay among the calls wins; one filler per round.
-            self.filler.due = calls
-                .iter()
-                .filter_map(|c| self.ctx.tools.filler(&c.name))
-                .min_by_key(|(_, after)| *after)
-                .map(|(text, after)| (tokio::time::Instant::now() + after, text));
-            let tools = self.ctx.tools.clone();
-            let tx = tool_tx.clone();
-            tokio::spawn(async move {
-                let results = futures_util::future::join_all(calls.iter().map(|c| tools.call(c))).await;
-                let _ = tx.send(results).await;
-            });
+            self.batch = Some(ToolBatch::start(self.ctx.tools.clone(), calls));
         } else if self.end_after_response && status == ResponseStatus::Completed {
             self.ctx.control.send(Control::EndCall);
         }
@@ -716,11 +701,10 @@ impl Session<'_> {
 
     /// A tool is still running after its filler delay: say the filler line.
     async fn speak_filler(&mut self) {
-        let Some((_, text)) = self.filler.due.take() else { return };
-        if !self.tools_running {
+        let Some(Filler { tool, text, after }) = self.batch.as_mut().and_then(ToolBatch::take_filler) else {
             return;
-        }
-        info!(filler = %text, "tool still running: speaking the filler");
+        };
+        info!(tool, after_ms = after.as_millis() as u64, filler = %text, "tool still running: speaking the filler");
         self.filler.requested = true;
         let modalities = match self.config.protocol {
             Protocol::Ga => "output_modalities",
@@ -741,7 +725,6 @@ impl Session<'_> {
 
     async fn on_tool_results(&mut self, results: Vec<ToolResult>) -> Result<(), StageError> {
         self.tools_running = false;
-        self.filler.due = None;
         for r in &results {
             self.emit(Frame::ToolResult(r.clone())).await;
             self.send(json!({
