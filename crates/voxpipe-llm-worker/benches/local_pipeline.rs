@@ -31,7 +31,7 @@ const TURNS: [&str; 10] = [
 const GAP_S: f64 = 12.0;
 
 /// `--set` overrides from `VOXPIPE_BENCH_SET` (separated by `;`), to try settings without
-/// editing local.toml: `VOXPIPE_BENCH_SET='turn.pause_ms=100;stages[2].first_chunk_chars=18'`.
+/// editing local.toml: `VOXPIPE_BENCH_SET='turn.pause_ms=100;stages[2].chunking.first_chars=18'`.
 fn extra_sets() -> Vec<String> {
     let sets = std::env::var("VOXPIPE_BENCH_SET").unwrap_or_default();
     let sets: Vec<String> =

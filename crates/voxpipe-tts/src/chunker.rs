@@ -24,6 +24,44 @@ pub const DEFAULT_MIN_CHUNK_CHARS: usize = 20;
 /// Default length in characters beyond which a sentence is cut at a clause boundary.
 pub const DEFAULT_MAX_CHUNK_CHARS: usize = 150;
 
+/// How a TTS stage cuts a reply's text into chunks: the `[stages.chunking]` table every TTS
+/// stage takes.
+///
+/// ```toml
+/// [[stages]]
+/// kind = "tts.piper"
+/// [stages.chunking]
+/// min_chars = 4      # a reply starting "Yes," is spoken after a token or two
+/// first_chars = 16   # cut the first chunk soon, for sooner first audio
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChunkingConfig {
+    /// Minimum chunk length in characters: shorter sentences merge with the next. Default: 20.
+    pub min_chars: usize,
+    /// Length in characters beyond which a sentence is cut at a clause boundary. Default: 150.
+    pub max_chars: usize,
+    /// The first chunk of each reply is cut sooner, for sooner first audio: at its first clause
+    /// boundary (`,` `;` `:` `—`) after `min_chars`, or at a word boundary once it is longer
+    /// than this many characters (a sentence end still cuts it first). Later chunks follow
+    /// `min_chars`/`max_chars`. Costs prosody at the cut. Default: none (the first chunk is like
+    /// the others).
+    pub first_chars: Option<usize>,
+}
+
+impl Default for ChunkingConfig {
+    fn default() -> Self {
+        Self { min_chars: DEFAULT_MIN_CHUNK_CHARS, max_chars: DEFAULT_MAX_CHUNK_CHARS, first_chars: None }
+    }
+}
+
+impl ChunkingConfig {
+    /// A chunker for one reply.
+    pub fn chunker(&self) -> SentenceChunker {
+        SentenceChunker::new(self.min_chars, self.max_chars).with_first_chunk_chars(self.first_chars)
+    }
+}
+
 /// Incremental sentence chunker. Pure: no I/O, no clock.
 ///
 /// Push text with [`push`](Self::push), take ready chunks with [`pop`](Self::pop), and at the
@@ -261,6 +299,18 @@ fn is_abbreviation(before: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunking_table_defaults_each_key_and_rejects_unknown_ones() {
+        let c: ChunkingConfig = serde_json::from_str(r#"{"first_chars": 16}"#).unwrap();
+        assert_eq!(c, ChunkingConfig { first_chars: Some(16), ..ChunkingConfig::default() });
+        assert_eq!((c.min_chars, c.max_chars), (DEFAULT_MIN_CHUNK_CHARS, DEFAULT_MAX_CHUNK_CHARS));
+        let e = serde_json::from_str::<ChunkingConfig>(r#"{"min_chunk_chars": 4}"#).unwrap_err();
+        assert!(e.to_string().contains("unknown field `min_chunk_chars`"), "{e}");
+        let mut chunker = ChunkingConfig { min_chars: 4, max_chars: 50, first_chars: Some(16) }.chunker();
+        chunker.push("Yes, we do offer free returns within thirty days.");
+        assert_eq!(chunker.pop().as_deref(), Some("Yes,"));
+    }
 
     fn feed(chunker: &mut SentenceChunker, text: &str) -> Vec<String> {
         let mut out = Vec::new();

@@ -49,7 +49,7 @@ mod segment;
 pub mod stage;
 pub mod synth;
 
-pub use chunker::SentenceChunker;
+pub use chunker::{ChunkingConfig, SentenceChunker};
 pub use elevenlabs::{ElevenLabs, ElevenLabsConfig, OutputFormat, Transport, VoiceSettings};
 pub use error::Error;
 #[cfg(feature = "espeak")]

@@ -2,7 +2,7 @@
 //! `piper`/`espeak` features so a pipeline file can be checked by any build.
 
 use crate::Error;
-use crate::chunker::{DEFAULT_MAX_CHUNK_CHARS, DEFAULT_MIN_CHUNK_CHARS};
+use crate::chunker::ChunkingConfig;
 use crate::stage::StageOptions;
 use serde::{Deserialize, Serialize};
 use voxpipe_core::SampleRate;
@@ -33,19 +33,9 @@ pub struct EspeakConfig {
     /// Output sample rate in Hz; espeak-ng's 22,050 Hz audio is resampled. Default: 24000.
     #[serde(default = "espeak_defaults::sample_rate")]
     pub sample_rate: SampleRate,
-    /// Minimum chunk length in characters: shorter sentences merge with the next. Default: 20.
-    #[serde(default = "espeak_defaults::min_chunk_chars")]
-    pub min_chunk_chars: usize,
-    /// Length in characters beyond which a sentence is cut at a clause boundary. Default: 150.
-    #[serde(default = "espeak_defaults::max_chunk_chars")]
-    pub max_chunk_chars: usize,
-    /// The first chunk of each reply is cut sooner, for sooner first audio: at its first clause
-    /// boundary (`,` `;` `:` `—`) after `min_chunk_chars`, or at a word boundary once it is
-    /// longer than this many characters (a sentence end still cuts it first). Later chunks
-    /// follow `min_chunk_chars`/`max_chunk_chars`. Costs prosody at the cut. Default: none (the
-    /// first chunk is like the others).
+    /// How replies are cut into chunks (`[stages.chunking]`). Default: see [`ChunkingConfig`].
     #[serde(default)]
-    pub first_chunk_chars: Option<usize>,
+    pub chunking: ChunkingConfig,
 }
 
 mod espeak_defaults {
@@ -58,7 +48,7 @@ mod espeak_defaults {
     pub fn pitch() -> u32 {
         50
     }
-    pub use crate::openai::defaults::{max_chunk_chars, min_chunk_chars, sample_rate};
+    pub use crate::openai::defaults::sample_rate;
 }
 
 impl Default for EspeakConfig {
@@ -68,9 +58,7 @@ impl Default for EspeakConfig {
             rate_wpm: espeak_defaults::rate_wpm(),
             pitch: espeak_defaults::pitch(),
             sample_rate: espeak_defaults::sample_rate(),
-            min_chunk_chars: DEFAULT_MIN_CHUNK_CHARS,
-            max_chunk_chars: DEFAULT_MAX_CHUNK_CHARS,
-            first_chunk_chars: None,
+            chunking: ChunkingConfig::default(),
         }
     }
 }
@@ -78,12 +66,7 @@ impl Default for EspeakConfig {
 impl EspeakConfig {
     /// The stage settings.
     pub fn stage_options(&self) -> StageOptions {
-        StageOptions {
-            sample_rate: self.sample_rate,
-            min_chunk_chars: self.min_chunk_chars,
-            max_chunk_chars: self.max_chunk_chars,
-            first_chunk_chars: self.first_chunk_chars,
-        }
+        StageOptions { sample_rate: self.sample_rate, chunking: self.chunking }
     }
 }
 
@@ -123,19 +106,9 @@ pub struct PiperConfig {
     /// Output sample rate in Hz; the voice's audio (22,050 Hz) is resampled. Default: 24000.
     #[serde(default = "piper_defaults::sample_rate")]
     pub sample_rate: SampleRate,
-    /// Minimum chunk length in characters: shorter sentences merge with the next. Default: 20.
-    #[serde(default = "piper_defaults::min_chunk_chars")]
-    pub min_chunk_chars: usize,
-    /// Length in characters beyond which a sentence is cut at a clause boundary. Default: 150.
-    #[serde(default = "piper_defaults::max_chunk_chars")]
-    pub max_chunk_chars: usize,
-    /// The first chunk of each reply is cut sooner, for sooner first audio: at its first clause
-    /// boundary (`,` `;` `:` `—`) after `min_chunk_chars`, or at a word boundary once it is
-    /// longer than this many characters (a sentence end still cuts it first). Later chunks
-    /// follow `min_chunk_chars`/`max_chunk_chars`. Costs prosody at the cut. Default: none (the
-    /// first chunk is like the others).
+    /// How replies are cut into chunks (`[stages.chunking]`). Default: see [`ChunkingConfig`].
     #[serde(default)]
-    pub first_chunk_chars: Option<usize>,
+    pub chunking: ChunkingConfig,
     /// onnxruntime threads for the voice model (they never spin). Default: 1, which keeps
     /// Piper from competing with whisper and the LLM for a small machine's cores; more
     /// threads shorten each sentence's synthesis on idle cores. Voices loaded once per
@@ -151,7 +124,7 @@ mod piper_defaults {
     pub fn threads() -> u16 {
         1
     }
-    pub use crate::openai::defaults::{max_chunk_chars, min_chunk_chars, sample_rate};
+    pub use crate::openai::defaults::sample_rate;
 }
 
 impl Default for PiperConfig {
@@ -164,9 +137,7 @@ impl Default for PiperConfig {
             noise_w: None,
             sentence_silence_ms: 0,
             sample_rate: piper_defaults::sample_rate(),
-            min_chunk_chars: DEFAULT_MIN_CHUNK_CHARS,
-            max_chunk_chars: DEFAULT_MAX_CHUNK_CHARS,
-            first_chunk_chars: None,
+            chunking: ChunkingConfig::default(),
             threads: piper_defaults::threads(),
         }
     }
@@ -175,12 +146,7 @@ impl Default for PiperConfig {
 impl PiperConfig {
     /// The stage settings.
     pub fn stage_options(&self) -> StageOptions {
-        StageOptions {
-            sample_rate: self.sample_rate,
-            min_chunk_chars: self.min_chunk_chars,
-            max_chunk_chars: self.max_chunk_chars,
-            first_chunk_chars: self.first_chunk_chars,
-        }
+        StageOptions { sample_rate: self.sample_rate, chunking: self.chunking }
     }
 
     /// Checks ranges the type system cannot.

@@ -2,7 +2,7 @@
 //! LE mono, streamed in chunks), one request per text chunk.
 
 use crate::Error;
-use crate::chunker::{DEFAULT_MAX_CHUNK_CHARS, DEFAULT_MIN_CHUNK_CHARS};
+use crate::chunker::ChunkingConfig;
 use crate::codec::AudioDecoder;
 use crate::http::{ChunkRequests, check_base_url, client, speak_chunks};
 use crate::stage::{StageOptions, TtsStage};
@@ -70,19 +70,9 @@ pub struct OpenAiSpeechConfig {
     /// Output sample rate in Hz; audio is resampled from 24 kHz when it differs. Default: 24000.
     #[serde(default = "defaults::sample_rate")]
     pub sample_rate: SampleRate,
-    /// Minimum chunk length in characters: shorter sentences merge with the next. Default: 20.
-    #[serde(default = "defaults::min_chunk_chars")]
-    pub min_chunk_chars: usize,
-    /// Length in characters beyond which a sentence is cut at a clause boundary. Default: 150.
-    #[serde(default = "defaults::max_chunk_chars")]
-    pub max_chunk_chars: usize,
-    /// The first chunk of each reply is cut sooner, for sooner first audio: at its first clause
-    /// boundary (`,` `;` `:` `—`) after `min_chunk_chars`, or at a word boundary once it is
-    /// longer than this many characters (a sentence end still cuts it first). Later chunks
-    /// follow `min_chunk_chars`/`max_chunk_chars`. Costs prosody at the cut. Default: none (the
-    /// first chunk is like the others).
+    /// How replies are cut into chunks (`[stages.chunking]`). Default: see [`ChunkingConfig`].
     #[serde(default)]
-    pub first_chunk_chars: Option<usize>,
+    pub chunking: ChunkingConfig,
     /// Retries of a chunk's request on 429, 5xx and network errors before its audio starts.
     /// Default: 2.
     #[serde(default = "defaults::max_retries")]
@@ -107,12 +97,6 @@ pub(crate) mod defaults {
     pub fn sample_rate() -> SampleRate {
         24_000
     }
-    pub fn min_chunk_chars() -> usize {
-        crate::chunker::DEFAULT_MIN_CHUNK_CHARS
-    }
-    pub fn max_chunk_chars() -> usize {
-        crate::chunker::DEFAULT_MAX_CHUNK_CHARS
-    }
     pub fn max_retries() -> u32 {
         2
     }
@@ -131,9 +115,7 @@ impl Default for OpenAiSpeechConfig {
             instructions: None,
             speed: None,
             sample_rate: defaults::sample_rate(),
-            min_chunk_chars: DEFAULT_MIN_CHUNK_CHARS,
-            max_chunk_chars: DEFAULT_MAX_CHUNK_CHARS,
-            first_chunk_chars: None,
+            chunking: ChunkingConfig::default(),
             max_retries: defaults::max_retries(),
             request_timeout_ms: defaults::request_timeout_ms(),
         }
@@ -143,12 +125,7 @@ impl Default for OpenAiSpeechConfig {
 impl OpenAiSpeechConfig {
     /// The stage settings.
     pub fn stage_options(&self) -> StageOptions {
-        StageOptions {
-            sample_rate: self.sample_rate,
-            min_chunk_chars: self.min_chunk_chars,
-            max_chunk_chars: self.max_chunk_chars,
-            first_chunk_chars: self.first_chunk_chars,
-        }
+        StageOptions { sample_rate: self.sample_rate, chunking: self.chunking }
     }
 }
 

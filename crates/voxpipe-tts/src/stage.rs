@@ -6,7 +6,7 @@
 //! out in order, in pieces of at most 100 ms tagged with the words they carry.
 
 use crate::Error;
-use crate::chunker::SentenceChunker;
+use crate::chunker::{ChunkingConfig, SentenceChunker};
 use crate::segment::{Piece, Segment};
 use crate::synth::{EVENT_CAPACITY, SynthEvent, Synthesizer, TEXT_CAPACITY, TextChunk};
 use async_trait::async_trait;
@@ -35,13 +35,8 @@ const INITIAL_CHARS_PER_SEC: f64 = 15.0;
 pub struct StageOptions {
     /// Output sample rate, Hz.
     pub sample_rate: SampleRate,
-    /// Minimum chunk length, characters (see [`SentenceChunker::new`]).
-    pub min_chunk_chars: usize,
-    /// Length beyond which a sentence is cut at a clause boundary, characters.
-    pub max_chunk_chars: usize,
-    /// The first chunk of each reply is cut sooner (see
-    /// [`SentenceChunker::with_first_chunk_chars`]); `None`: like the others.
-    pub first_chunk_chars: Option<usize>,
+    /// How replies are cut into chunks.
+    pub chunking: ChunkingConfig,
 }
 
 /// A streaming TTS stage over a [`Synthesizer`].
@@ -299,8 +294,7 @@ impl<P: Synthesizer> Runner<P> {
                 item: d.item.clone(),
                 turn: self.turn,
                 epoch: self.ctx.playout.epoch(),
-                chunker: SentenceChunker::new(self.opts.min_chunk_chars, self.opts.max_chunk_chars)
-                    .with_first_chunk_chars(self.opts.first_chunk_chars),
+                chunker: self.opts.chunking.chunker(),
                 ready: VecDeque::new(),
                 any_chunk: false,
                 text_done: false,

@@ -5,7 +5,7 @@
 mod ws;
 
 use crate::Error;
-use crate::chunker::{DEFAULT_MAX_CHUNK_CHARS, DEFAULT_MIN_CHUNK_CHARS};
+use crate::chunker::ChunkingConfig;
 use crate::codec::AudioDecoder;
 use crate::http::{ChunkRequests, check_base_url, client, speak_chunks};
 use crate::stage::{StageOptions, TtsStage};
@@ -159,19 +159,9 @@ pub struct ElevenLabsConfig {
     /// 50 to 500. Default: the service's `[120, 160, 250, 290]`.
     #[serde(default)]
     pub chunk_length_schedule: Option<Vec<u32>>,
-    /// Minimum chunk length in characters. Default: 20.
-    #[serde(default = "defaults::min_chunk_chars")]
-    pub min_chunk_chars: usize,
-    /// Length in characters beyond which a sentence is cut at a clause boundary. Default: 150.
-    #[serde(default = "defaults::max_chunk_chars")]
-    pub max_chunk_chars: usize,
-    /// The first chunk of each reply is cut sooner, for sooner first audio: at its first clause
-    /// boundary (`,` `;` `:` `—`) after `min_chunk_chars`, or at a word boundary once it is
-    /// longer than this many characters (a sentence end still cuts it first). Later chunks
-    /// follow `min_chunk_chars`/`max_chunk_chars`. Costs prosody at the cut. Default: none (the
-    /// first chunk is like the others).
+    /// How replies are cut into chunks (`[stages.chunking]`). Default: see [`ChunkingConfig`].
     #[serde(default)]
-    pub first_chunk_chars: Option<usize>,
+    pub chunking: ChunkingConfig,
     /// Retries on 429, 5xx and network errors before audio starts. Default: 2.
     #[serde(default = "defaults::max_retries")]
     pub max_retries: u32,
@@ -182,9 +172,7 @@ pub struct ElevenLabsConfig {
 }
 
 mod defaults {
-    pub use crate::openai::defaults::{
-        max_chunk_chars, max_retries, min_chunk_chars, request_timeout_ms, sample_rate,
-    };
+    pub use crate::openai::defaults::{max_retries, request_timeout_ms, sample_rate};
     pub fn base_url() -> String {
         "https://api.elevenlabs.io/v1".into()
     }
@@ -214,9 +202,7 @@ impl ElevenLabsConfig {
             language_code: None,
             sample_rate: defaults::sample_rate(),
             chunk_length_schedule: None,
-            min_chunk_chars: DEFAULT_MIN_CHUNK_CHARS,
-            max_chunk_chars: DEFAULT_MAX_CHUNK_CHARS,
-            first_chunk_chars: None,
+            chunking: ChunkingConfig::default(),
             max_retries: defaults::max_retries(),
             request_timeout_ms: defaults::request_timeout_ms(),
         }
@@ -224,12 +210,7 @@ impl ElevenLabsConfig {
 
     /// The stage settings.
     pub fn stage_options(&self) -> StageOptions {
-        StageOptions {
-            sample_rate: self.sample_rate,
-            min_chunk_chars: self.min_chunk_chars,
-            max_chunk_chars: self.max_chunk_chars,
-            first_chunk_chars: self.first_chunk_chars,
-        }
+        StageOptions { sample_rate: self.sample_rate, chunking: self.chunking }
     }
 }
 
