@@ -67,22 +67,15 @@ pub(crate) struct Settings {
 }
 
 impl Settings {
-    /// Settings from a provider config's shared keys (all durations in ms).
-    pub(crate) fn from_ms(
-        stage_name: &str,
-        max_tool_rounds: u32,
-        max_retries: u32,
-        retry_backoff_ms: u64,
-        request_timeout_ms: u64,
-        stall_timeout_ms: u64,
-    ) -> Self {
+    /// Settings from a provider config's shared keys.
+    pub(crate) fn new(stage_name: &str, max_tool_rounds: u32, http: &crate::http::HttpConfig) -> Self {
         Self {
             stage_name: stage_name.into(),
             max_tool_rounds,
-            max_retries,
-            retry_backoff: Duration::from_millis(retry_backoff_ms),
-            request_timeout: Duration::from_millis(request_timeout_ms),
-            stall_timeout: Duration::from_millis(stall_timeout_ms),
+            max_retries: http.max_retries,
+            retry_backoff: Duration::from_millis(http.retry_backoff_ms),
+            request_timeout: Duration::from_millis(http.request_timeout_ms),
+            stall_timeout: Duration::from_millis(http.stall_timeout_ms),
         }
     }
 }

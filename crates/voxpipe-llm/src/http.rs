@@ -12,10 +12,42 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
+use voxpipe_core::time::{backoff, retry_after};
 use voxpipe_core::{CallContext, Control, Frame, Outbox};
 
 /// Longest `Retry-After` honoured; a provider asking for more gets a reported error sooner.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// Retries and timeouts of an HTTP LLM provider: the `[stages.http]` table of `llm.openai` and
+/// `llm.anthropic`.
+///
+/// ```toml
+/// [[stages]]
+/// kind = "llm.openai"
+/// [stages.http]
+/// max_retries = 4
+/// stall_timeout_ms = 5000
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Retries of a request answered 429, 5xx (Anthropic's 529 overloaded included) or not at
+    /// all; never once the body started. Default: 2.
+    pub max_retries: u32,
+    /// First retry delay in ms, doubled each retry (up to 32 times); a `Retry-After` header
+    /// wins. Default: 500.
+    pub retry_backoff_ms: u64,
+    /// Time allowed to connect and receive the response headers, ms. Default: 10000.
+    pub request_timeout_ms: u64,
+    /// Longest gap between two SSE events before the response fails, ms. Default: 10000.
+    pub stall_timeout_ms: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { max_retries: 2, retry_backoff_ms: 500, request_timeout_ms: 10_000, stall_timeout_ms: 10_000 }
+    }
+}
 
 /// Why a wait ended early.
 #[derive(Debug)]
@@ -113,11 +145,6 @@ fn connect_error<P: Provider>(message: String, attempts: u32) -> Error {
     Error::Connect { provider: P::NAME, attempts, message }
 }
 
-/// Exponential backoff: `base`, 2×`base`, 4×`base`… capped at 32×`base`.
-fn backoff(base: Duration, attempt: u32) -> Duration {
-    base * 2u32.pow(attempt.saturating_sub(1).min(5))
-}
-
 /// Reads an error response into an [`Error`] and its `Retry-After`, if any.
 async fn status_error<P: Provider>(
     provider: &P,
@@ -130,9 +157,7 @@ async fn status_error<P: Provider>(
         .headers()
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(|s| Duration::from_secs_f64(s).min(MAX_RETRY_AFTER));
+        .and_then(|v| retry_after(v, MAX_RETRY_AFTER));
     let timeout = provider.settings().request_timeout;
     let body = match sig.race(tokio::time::timeout(timeout, response.text())).await? {
         Ok(Ok(text)) => excerpt(&text),
@@ -145,18 +170,4 @@ async fn status_error<P: Provider>(
         _ => Error::Status { provider: P::NAME, status, attempts, body },
     };
     Ok((error, retry_after))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_and_is_capped() {
-        let b = Duration::from_millis(100);
-        assert_eq!(backoff(b, 1), b);
-        assert_eq!(backoff(b, 2), b * 2);
-        assert_eq!(backoff(b, 3), b * 4);
-        assert_eq!(backoff(b, 40), b * 32);
-    }
 }

@@ -24,7 +24,8 @@
 //!
 //! # Errors
 //! 401/403 end the call ([`Error::Auth`] names the key's environment variable). 429, 5xx and
-//! transport errors before the body are retried (`max_retries`, `Retry-After` honoured). A
+//! transport errors before the body are retried (`[stages.http]`, [`HttpConfig`]; `Retry-After`
+//! honoured, up to a minute). A
 //! stall or a broken stream is never retried, since its text may already be spoken: it is
 //! logged as a `provider_error` event, the response ends `failed`, and the call goes on.
 //!
@@ -58,4 +59,5 @@ pub use anthropic::{Anthropic, AnthropicConfig};
 pub use driver::{RoundOutput, Step};
 pub use error::Error;
 pub use history::{AssistantPart, History, Message};
+pub use http::HttpConfig;
 pub use openai::{OpenAiChat, OpenAiChatConfig};

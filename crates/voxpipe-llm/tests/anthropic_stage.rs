@@ -9,7 +9,7 @@ use support::{Harness, RecordingTools};
 use voxpipe_core::{Control, Frame, InterruptReason, NoTools, ResponseStatus, Secret};
 use voxpipe_fakes::anthropic::{AnthropicFake, AnthropicFakeConfig};
 use voxpipe_fakes::openai_chat::{Knobs, ScriptedReply, ScriptedToolCall};
-use voxpipe_llm::{Anthropic, AnthropicConfig};
+use voxpipe_llm::{Anthropic, AnthropicConfig, HttpConfig};
 
 async fn fake(replies: Vec<ScriptedReply>, knobs: Knobs) -> AnthropicFake {
     AnthropicFake::start(AnthropicFakeConfig { api_key: Some("sk-ant-test".into()), replies, knobs })
@@ -21,7 +21,7 @@ fn stage(fake: &AnthropicFake, key: &str) -> Box<Anthropic> {
     let config = AnthropicConfig {
         base_url: fake.base_url(),
         instructions: "Be brief.".into(),
-        retry_backoff_ms: 20,
+        http: HttpConfig { retry_backoff_ms: 20, ..HttpConfig::default() },
         ..AnthropicConfig::default()
     };
     Box::new(Anthropic::new(config, Secret::new(key)).unwrap())

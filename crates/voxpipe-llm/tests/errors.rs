@@ -8,7 +8,7 @@ use std::time::Duration;
 use support::Harness;
 use voxpipe_core::{EventKind, NoTools, ResponseStatus, Secret};
 use voxpipe_fakes::openai_chat::{ChatFake, ChatFakeConfig, Fault, Knobs, ScriptedReply};
-use voxpipe_llm::{OpenAiChat, OpenAiChatConfig};
+use voxpipe_llm::{HttpConfig, OpenAiChat, OpenAiChatConfig};
 
 async fn fake_with(faults: BTreeMap<usize, Fault>) -> ChatFake {
     let knobs = Knobs { faults, ..Knobs::default() };
@@ -19,8 +19,7 @@ async fn fake_with(faults: BTreeMap<usize, Fault>) -> ChatFake {
 fn stage(fake: &ChatFake, key: &str, stall_timeout_ms: u64) -> Box<OpenAiChat> {
     let config = OpenAiChatConfig {
         base_url: fake.base_url(),
-        retry_backoff_ms: 20,
-        stall_timeout_ms,
+        http: HttpConfig { retry_backoff_ms: 20, stall_timeout_ms, ..HttpConfig::default() },
         ..OpenAiChatConfig::default()
     };
     Box::new(OpenAiChat::new(config, Some(Secret::new(key))).unwrap())
@@ -139,8 +138,8 @@ async fn a_missing_server_is_retried_then_reported() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let base_url = format!("http://{}/v1", listener.local_addr().unwrap());
     drop(listener);
-    let config =
-        OpenAiChatConfig { base_url, retry_backoff_ms: 10, api_key_env: None, ..OpenAiChatConfig::default() };
+    let http = HttpConfig { retry_backoff_ms: 10, ..HttpConfig::default() };
+    let config = OpenAiChatConfig { base_url, http, api_key_env: None, ..OpenAiChatConfig::default() };
     let mut h = Harness::start(Box::new(OpenAiChat::new(config, None).unwrap()), Arc::new(NoTools));
     h.say("Anyone?").await;
     assert_eq!(h.turn().await.done().reason.as_deref(), Some("connect"));

@@ -9,13 +9,13 @@ use voxpipe_core::{
     Control, EventKind, Frame, InterruptReason, ItemId, NoTools, PlayedItem, ResponseStatus, Secret,
 };
 use voxpipe_fakes::openai_chat::{ChatFake, ChatFakeConfig, Knobs, ScriptedReply, ScriptedToolCall};
-use voxpipe_llm::{OpenAiChat, OpenAiChatConfig};
+use voxpipe_llm::{HttpConfig, OpenAiChat, OpenAiChatConfig};
 
 fn stage(fake: &ChatFake) -> Box<OpenAiChat> {
     let config = OpenAiChatConfig {
         base_url: fake.base_url(),
         instructions: "You are a test.".into(),
-        retry_backoff_ms: 20,
+        http: HttpConfig { retry_backoff_ms: 20, ..HttpConfig::default() },
         ..OpenAiChatConfig::default()
     };
     Box::new(OpenAiChat::new(config, Some(Secret::new("sk-test"))).unwrap())

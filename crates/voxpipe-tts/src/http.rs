@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, trace, warn};
+use voxpipe_core::time::{backoff, retry_after};
 
 /// Longest `Retry-After` honoured; a longer one is cut to this.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
@@ -85,7 +86,11 @@ async fn send_with_retries<R: ChunkRequests>(
             Ok(Ok(resp)) if resp.status().is_success() => return Ok(resp),
             Ok(Ok(resp)) => {
                 let status = resp.status().as_u16();
-                let retry_after = parse_retry_after(resp.headers());
+                let retry_after = resp
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| retry_after(v, MAX_RETRY_AFTER));
                 let body = excerpt(&resp.text().await.unwrap_or_default());
                 match status {
                     401 | 403 => {
@@ -100,7 +105,7 @@ async fn send_with_retries<R: ChunkRequests>(
         if attempt > req.max_retries() {
             return Err(Error::Unavailable { provider, attempts: attempt, detail });
         }
-        let wait = retry_after.unwrap_or(BASE_BACKOFF * 2u32.pow(attempt - 1)).min(MAX_RETRY_AFTER);
+        let wait = retry_after.unwrap_or_else(|| backoff(BASE_BACKOFF, attempt)).min(MAX_RETRY_AFTER);
         warn!(provider, attempt, ?wait, %detail, "TTS request failed; retrying");
         tokio::time::sleep(wait).await;
     }
@@ -130,13 +135,6 @@ async fn stream_body(
     }
     debug!(provider, bytes = received, "audio stream complete");
     Ok(())
-}
-
-/// `Retry-After` in seconds (the HTTP-date form is not used by these providers).
-fn parse_retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    let secs: f64 = v.trim().parse().ok()?;
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
 }
 
 /// A reqwest error's message without its URL (URLs go last or not at all).

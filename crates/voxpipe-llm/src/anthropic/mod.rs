@@ -5,6 +5,7 @@ pub mod accumulate;
 use crate::Error;
 use crate::driver::{Driver, Provider, Settings};
 use crate::history::{AssistantPart, History, Message};
+use crate::http::HttpConfig;
 use crate::openai::defaults;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -45,19 +46,9 @@ pub struct AnthropicConfig {
     /// `none`. Default: 4.
     #[serde(default = "defaults::max_tool_rounds")]
     pub max_tool_rounds: u32,
-    /// Retries of a request answered 429, 5xx (529 overloaded included) or not at all (never
-    /// once the body started). Default: 2.
-    #[serde(default = "defaults::max_retries")]
-    pub max_retries: u32,
-    /// First retry delay in ms, doubled each retry; a `Retry-After` header wins. Default: 500.
-    #[serde(default = "defaults::retry_backoff_ms")]
-    pub retry_backoff_ms: u64,
-    /// Time allowed to connect and receive the response headers, ms. Default: 10000.
-    #[serde(default = "defaults::request_timeout_ms")]
-    pub request_timeout_ms: u64,
-    /// Longest gap between two SSE events before the response fails, ms. Default: 10000.
-    #[serde(default = "defaults::stall_timeout_ms")]
-    pub stall_timeout_ms: u64,
+    /// Retries and timeouts (`[stages.http]`). Default: see [`HttpConfig`].
+    #[serde(default)]
+    pub http: HttpConfig,
 }
 
 fn model() -> String {
@@ -107,14 +98,7 @@ impl Anthropic {
             let message = "max_tokens must be at least 1".to_string();
             return Err(Error::Config { provider: MessagesProvider::NAME, message });
         }
-        let settings = Settings::from_ms(
-            "llm.anthropic",
-            config.max_tool_rounds,
-            config.max_retries,
-            config.retry_backoff_ms,
-            config.request_timeout_ms,
-            config.stall_timeout_ms,
-        );
+        let settings = Settings::new("llm.anthropic", config.max_tool_rounds, &config.http);
         let provider = MessagesProvider { config, api_key, url, settings };
         Ok(Self { driver: Driver::new(provider)? })
     }

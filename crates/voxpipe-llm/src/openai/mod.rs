@@ -6,6 +6,7 @@ pub mod accumulate;
 use crate::Error;
 use crate::driver::{Driver, Provider, Settings};
 use crate::history::{AssistantPart, History, Message, text_of};
+use crate::http::HttpConfig;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -43,19 +44,9 @@ pub struct OpenAiChatConfig {
     /// `none`. Default: 4.
     #[serde(default = "defaults::max_tool_rounds")]
     pub max_tool_rounds: u32,
-    /// Retries of a request answered 429, 5xx or not at all (never once the body started).
-    /// Default: 2.
-    #[serde(default = "defaults::max_retries")]
-    pub max_retries: u32,
-    /// First retry delay in ms, doubled each retry; a `Retry-After` header wins. Default: 500.
-    #[serde(default = "defaults::retry_backoff_ms")]
-    pub retry_backoff_ms: u64,
-    /// Time allowed to connect and receive the response headers, ms. Default: 10000.
-    #[serde(default = "defaults::request_timeout_ms")]
-    pub request_timeout_ms: u64,
-    /// Longest gap between two SSE events before the response fails, ms. Default: 10000.
-    #[serde(default = "defaults::stall_timeout_ms")]
-    pub stall_timeout_ms: u64,
+    /// Retries and timeouts (`[stages.http]`). Default: see [`HttpConfig`].
+    #[serde(default)]
+    pub http: HttpConfig,
     /// Extra HTTP headers sent with every request (`OpenAI-Organization`, proxies…). Default:
     /// none.
     #[serde(default)]
@@ -86,18 +77,6 @@ pub(crate) mod defaults {
     }
     pub fn max_tool_rounds() -> u32 {
         4
-    }
-    pub fn max_retries() -> u32 {
-        2
-    }
-    pub fn retry_backoff_ms() -> u64 {
-        500
-    }
-    pub fn request_timeout_ms() -> u64 {
-        10_000
-    }
-    pub fn stall_timeout_ms() -> u64 {
-        10_000
     }
     pub fn empty_is_none<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
         Ok(Option::<String>::deserialize(d)?.filter(|s| !s.is_empty()))
@@ -134,14 +113,7 @@ impl OpenAiChat {
                 return Err(Error::Config { provider: ChatProvider::NAME, message });
             }
         }
-        let settings = Settings::from_ms(
-            "llm.openai",
-            config.max_tool_rounds,
-            config.max_retries,
-            config.retry_backoff_ms,
-            config.request_timeout_ms,
-            config.stall_timeout_ms,
-        );
+        let settings = Settings::new("llm.openai", config.max_tool_rounds, &config.http);
         let provider = ChatProvider { config, api_key, url, settings };
         Ok(Self { driver: Driver::new(provider)? })
     }
@@ -298,7 +270,7 @@ mod tests {
     fn config_defaults_and_unknown_keys() {
         let c = OpenAiChatConfig::default();
         assert_eq!((c.model.as_str(), c.api_key_env.as_deref()), ("gpt-4o-mini", Some("OPENAI_API_KEY")));
-        assert_eq!((c.max_tool_rounds, c.max_retries, c.stall_timeout_ms), (4, 2, 10_000));
+        assert_eq!((c.max_tool_rounds, c.http.max_retries, c.http.stall_timeout_ms), (4, 2, 10_000));
         let local: OpenAiChatConfig = serde_json::from_value(json!({"api_key_env": ""})).unwrap();
         assert_eq!(local.api_key_env, None);
         let err = serde_json::from_value::<OpenAiChatConfig>(json!({"modle": "x"})).unwrap_err();
