@@ -14,7 +14,8 @@
 //! and a press while the assistant is audible interrupts it.
 
 use crate::config::{PolicyKind, TurnConfig, TurnMode};
-use crate::gate::{Shared, TurnGate};
+use crate::gate::TurnGate;
+use crate::onsets::OnsetLine;
 use crate::policy::Waits;
 use crate::vad::Vad;
 use async_trait::async_trait;
@@ -40,8 +41,8 @@ enum State {
 pub struct TurnController {
     config: TurnConfig,
     vad: Box<dyn Vad>,
-    /// Shared with the gate when there is one.
-    gate: Option<Arc<Shared>>,
+    /// The onset line to the gate, when there is one.
+    gate: Option<Arc<OnsetLine>>,
     /// The gate judges overlaps on their words (otherwise this controller does, on duration).
     judge_words: bool,
     /// Silence that ends speech.
@@ -90,7 +91,7 @@ impl TurnController {
                 Silence { turn: s, overlap: s }
             }
         };
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(OnsetLine::default());
         let gate = TurnGate::new(config.clone(), shared.clone());
         // Without a word threshold the words add nothing: decide overlaps on duration here.
         let judge_words = config.interruption.min_words > 0;
@@ -363,7 +364,7 @@ async fn false_interruption(ctx: &CallContext, reason: &str, onset: Duration) {
 /// The controller's settings, apart from the VAD.
 struct Rules {
     config: TurnConfig,
-    gate: Option<Arc<Shared>>,
+    gate: Option<Arc<OnsetLine>>,
     judge_words: bool,
     silence: Silence,
 }

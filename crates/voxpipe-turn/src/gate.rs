@@ -17,11 +17,10 @@
 
 use crate::config::{PolicyKind, TurnConfig, TurnMode};
 use crate::guard::{Verdict, WordGuard};
+use crate::onsets::OnsetLine;
 use crate::policy::{Completeness, EndOfTurnPolicy, TextPolicy, Waits};
 use async_trait::async_trait;
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 use tracing::debug;
@@ -42,46 +41,10 @@ const ONSET_POLL: Duration = Duration::from_millis(10);
 /// VAD decides on frames of up to 32 ms).
 const ONSET_SLACK: Duration = Duration::from_millis(50);
 
-/// State the controller shares with its gate.
-#[derive(Debug, Default)]
-pub(crate) struct Shared {
-    /// One entry per `SpeechStarted` the controller sent: whether it overlapped the assistant.
-    onsets: Mutex<VecDeque<bool>>,
-    /// The VAD hears speech that is not yet long enough to start an utterance.
-    onset_pending: AtomicBool,
-}
-
-impl Shared {
-    /// The controller says whether it hears speech it has not confirmed yet (every VAD frame).
-    pub(crate) fn set_onset_pending(&self, pending: bool) {
-        self.onset_pending.store(pending, Ordering::Relaxed);
-    }
-
-    /// True while the controller hears speech it has not confirmed yet: the caller may be
-    /// talking again.
-    fn onset_pending(&self) -> bool {
-        self.onset_pending.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn push_onset(&self, overlap: bool) {
-        self.onsets.lock().unwrap_or_else(|e| e.into_inner()).push_back(overlap);
-    }
-
-    fn pop_onset(&self) -> bool {
-        self.onsets.lock().unwrap_or_else(|e| e.into_inner()).pop_front().unwrap_or(false)
-    }
-
-    /// True when the controller has sent a `SpeechStarted` the gate has not seen yet: the
-    /// caller is talking again (the frame waits behind a final decode in the ASR).
-    fn caller_resumed(&self) -> bool {
-        !self.onsets.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
-    }
-}
-
 /// The gate stage. Made by [`TurnController::with_gate`](crate::TurnController::with_gate).
 pub struct TurnGate {
     config: TurnConfig,
-    shared: Arc<Shared>,
+    shared: Arc<OnsetLine>,
     policy: Box<dyn EndOfTurnPolicy>,
     waits: Waits,
     guard: WordGuard,
@@ -97,7 +60,7 @@ impl std::fmt::Debug for TurnGate {
 }
 
 impl TurnGate {
-    pub(crate) fn new(config: TurnConfig, shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(config: TurnConfig, shared: Arc<OnsetLine>) -> Self {
         let mut waits = Waits::new(config.min_silence_ms, &config.end_of_turn);
         let ptt = config.mode == Some(TurnMode::PushToTalk);
         if ptt || config.end_of_turn.policy == PolicyKind::Silence {

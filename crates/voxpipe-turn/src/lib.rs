@@ -10,6 +10,8 @@
 //!   guards).
 //! - [`policy`]: the [`EndOfTurnPolicy`] trait and the shipped [`TextPolicy`].
 //! - [`guard`]: the minimum-words and backchannel guards.
+//! - `onsets` (private): the onset line, the controller's one path to its gate that does not
+//!   wait behind the ASR.
 //!
 //! # Features
 //! - `silero`: the Silero VAD (`silero`, `ort_env`) through onnxruntime, loaded at run time
@@ -20,6 +22,7 @@ pub mod config;
 pub mod controller;
 pub mod gate;
 pub mod guard;
+mod onsets;
 pub mod policy;
 pub mod vad;
 
