@@ -87,7 +87,7 @@ pub struct LlmArgs {
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RepliesFile {
-    replies: Vec<voxpipe_eval::scenario::FakeLlmReply>,
+    replies: Vec<openai_chat::ReplySpec>,
 }
 
 /// The scripted replies of `--replies FILE`, or echo without one.
@@ -97,7 +97,7 @@ fn scripted_replies(path: Option<&Path>) -> anyhow::Result<Vec<openai_chat::Scri
     let file: RepliesFile =
         toml::from_str(&text).with_context(|| format!("{}: invalid scripted replies", path.display()))?;
     anyhow::ensure!(!file.replies.is_empty(), "{}: `replies` is empty", path.display());
-    Ok(file.replies.iter().map(voxpipe_eval::fakes::chat_reply).collect())
+    Ok(file.replies.iter().map(openai_chat::ScriptedReply::from).collect())
 }
 
 /// Knobs of the TTS fakes.

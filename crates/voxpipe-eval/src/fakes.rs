@@ -12,7 +12,7 @@
 
 use crate::error::EvalError;
 use crate::scenario::FakeScript;
-use voxpipe_fakes::openai_chat::{ChatFake, ChatFakeConfig, ScriptedReply, ScriptedToolCall};
+use voxpipe_fakes::openai_chat::{ChatFake, ChatFakeConfig, ScriptedReply};
 use voxpipe_fakes::openai_speech::{SpeechFake, SpeechFakeConfig};
 use voxpipe_fakes::realtime::{RealtimeFake, RealtimeFakeConfig};
 use voxpipe_fakes::tool_server::ToolServer;
@@ -91,7 +91,7 @@ impl CallFakes {
                 Some("llm") => {
                     let mut cfg = ChatFakeConfig::default();
                     if !script.llm.is_empty() {
-                        cfg.replies = script.llm.iter().map(chat_reply).collect();
+                        cfg.replies = script.llm.iter().map(ScriptedReply::from).collect();
                     }
                     let fake = ChatFake::start(cfg)
                         .await
@@ -143,17 +143,6 @@ fn tool_server_tools(tools: &serde_json::Value) -> Vec<(String, String)> {
             (loopback && TOOL_SERVER_PATHS.contains(&path)).then(|| (name.clone(), path.to_string()))
         })
         .collect()
-}
-
-/// A scenario's scripted chat reply as the LLM fakes take it.
-pub fn chat_reply(r: &crate::scenario::FakeLlmReply) -> ScriptedReply {
-    match &r.tool {
-        Some(t) => ScriptedReply::ToolCalls {
-            text: r.text.clone(),
-            calls: vec![ScriptedToolCall { name: t.name.clone(), arguments: t.arguments.clone() }],
-        },
-        None => ScriptedReply::Text(r.text.clone().unwrap_or_default()),
-    }
 }
 
 #[cfg(test)]

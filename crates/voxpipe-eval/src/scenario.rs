@@ -29,6 +29,7 @@
 use crate::error::EvalError;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use voxpipe_fakes::openai_chat::ReplySpec;
 use voxpipe_fakes::realtime::RealtimeFakeConfig;
 
 /// The file name inside a scenario directory.
@@ -151,7 +152,7 @@ pub struct FakeScript {
     pub realtime: Option<RealtimeFakeConfig>,
     /// Chat-completions fake replies, in order (cycling). Default: echo the caller.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub llm: Vec<FakeLlmReply>,
+    pub llm: Vec<ReplySpec>,
 }
 
 impl FakeScript {
@@ -159,29 +160,6 @@ impl FakeScript {
     pub fn is_empty(&self) -> bool {
         self.realtime.is_none() && self.llm.is_empty()
     }
-}
-
-/// One scripted chat-completions reply.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct FakeLlmReply {
-    /// Text to say (before the tool call, if any).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub text: Option<String>,
-    /// A tool call to make.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tool: Option<FakeToolCall>,
-}
-
-/// A scripted tool call of the chat fake.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct FakeToolCall {
-    /// Tool name.
-    pub name: String,
-    /// Arguments object.
-    #[serde(default = "empty_object")]
-    pub arguments: serde_json::Value,
 }
 
 /// Default `expected_reply_delay_ms`.

@@ -83,6 +83,52 @@ pub struct ScriptedToolCall {
     pub arguments: Value,
 }
 
+/// A scripted reply as files write it: `text` and/or `tool = { name, arguments }` (the
+/// `[[replies]]` of `voxpipe fake llm --replies FILE`, a scenario's `[[fakes.llm]]`).
+///
+/// ```toml
+/// [[replies]]
+/// text = "Let me check."
+/// tool = { name = "get_order_status", arguments = { order_id = "A12" } }
+/// ```
+#[derive(Clone, Debug, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplySpec {
+    /// Text to say (before the tool call, if any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// A tool call to make.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<ToolCallSpec>,
+}
+
+/// The tool call of a [`ReplySpec`].
+#[derive(Clone, Debug, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolCallSpec {
+    /// Tool name.
+    pub name: String,
+    /// Arguments object. Default: `{}`.
+    #[serde(default = "empty_object")]
+    pub arguments: Value,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Default::default())
+}
+
+impl From<&ReplySpec> for ScriptedReply {
+    fn from(r: &ReplySpec) -> Self {
+        match &r.tool {
+            Some(t) => Self::ToolCalls {
+                text: r.text.clone(),
+                calls: vec![ScriptedToolCall { name: t.name.clone(), arguments: t.arguments.clone() }],
+            },
+            None => Self::Text(r.text.clone().unwrap_or_default()),
+        }
+    }
+}
+
 /// A request the fake received.
 #[derive(Clone, Debug)]
 pub struct RecordedRequest {
