@@ -45,7 +45,7 @@ async fn whisper_transcripts_reach_the_llm_and_tts_audio_follows_each_turn() {
     assert_eq!(users.len(), 2, "{users:?}");
     let (mut errors, mut words) = (0, 0);
     for (r, h) in REFERENCE.iter().zip(&users) {
-        let (e, w) = voxpipe_asr::wer::errors_and_words(r, h);
+        let (e, w) = voxpipe_eval::wer::errors_and_words(r, h);
         errors += e;
         words += w;
     }

@@ -18,7 +18,6 @@
 //! - [`whisper`]: `asr.whisper`, local whisper.cpp ([`WhisperConfig`] always; the stage needs
 //!   feature `whisper`).
 //! - [`openai`]: `asr.openai`, OpenAI's `/audio/transcriptions`.
-//! - [`wer`]: word error rate.
 //!
 //! # Features
 //! | feature | enables | default |
@@ -29,13 +28,11 @@
 mod error;
 pub mod openai;
 pub mod segment;
-pub mod wer;
 pub mod whisper;
 
 pub use error::Error;
 pub use openai::{OpenAiTranscribeConfig, OpenAiTranscribeStage, OpenAiTranscriber};
 pub use segment::{Decode, Pass, SegmentOptions, SegmentingStage};
-pub use wer::wer;
 pub use whisper::{AudioCtx, AudioCtxMode, WhisperConfig};
 #[cfg(feature = "whisper")]
 pub use whisper::{DecodeOptions, Transcriber, Transcription, WhisperStage};

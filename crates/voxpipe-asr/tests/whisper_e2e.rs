@@ -3,9 +3,9 @@
 
 mod common;
 
-use voxpipe_asr::wer::errors_and_words;
 use voxpipe_asr::{DecodeOptions, Transcriber, WhisperConfig};
 use voxpipe_core::audio::pcm::i16_to_f32;
+use voxpipe_eval::wer::errors_and_words;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn converted_tiny_en_transcribes_espeak_sentences_within_15_percent_wer() {
@@ -49,7 +49,7 @@ async fn a_looping_decode_of_a_short_goodbye_is_decoded_again_with_a_wider_conte
         println!("{id}: {:?} (audio_ctx {})", out.text, out.audio_ctx);
         assert_eq!(out.audio_ctx, 384 + 64, "{id}: the auto context (384 frames) looped on this clip");
         assert!(!voxpipe_asr::whisper::repeats_itself(&out.text), "{id}: {:?}", out.text);
-        assert_eq!(voxpipe_asr::wer("Goodbye.", &out.text), 0.0, "{id}: {:?}", out.text);
+        assert_eq!(voxpipe_eval::wer::wer("Goodbye.", &out.text), 0.0, "{id}: {:?}", out.text);
     }
 }
 

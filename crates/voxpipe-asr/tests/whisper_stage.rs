@@ -77,7 +77,7 @@ async fn speech_between_started_and_stopped_yields_interims_then_a_final_transcr
     assert!(pos("speech_started") < pos("speech_stopped"));
     assert!(pos("speech_stopped") < *final_pos, "end of speech precedes its final transcript");
     assert_eq!(kinds.last(), Some(&"end_of_stream"));
-    let wer = voxpipe_asr::wer(sentence, &fin.text);
+    let wer = voxpipe_eval::wer::wer(sentence, &fin.text);
     assert!(wer <= 0.3, "final `{}` has WER {wer}", fin.text);
 
     drop(ctx);
@@ -113,5 +113,5 @@ async fn end_of_stream_during_speech_finishes_the_utterance_first() {
     let kinds: Vec<&str> = frames.iter().map(|f| f.kind()).collect();
     assert_eq!(kinds, ["speech_started", "user_transcript", "end_of_stream"]);
     let Frame::UserTranscript(t) = &frames[1] else { unreachable!() };
-    assert!(t.is_final && voxpipe_asr::wer(common::SENTENCES[3], &t.text) <= 0.3, "{}", t.text);
+    assert!(t.is_final && voxpipe_eval::wer::wer(common::SENTENCES[3], &t.text) <= 0.3, "{}", t.text);
 }

@@ -28,6 +28,7 @@ pub mod report;
 pub mod scenario;
 pub mod score;
 pub mod stats;
+pub mod wer;
 
 pub use call::CallRecord;
 pub use error::EvalError;

@@ -17,11 +17,11 @@ pub struct WerScore {
     pub wer: f64,
 }
 
-/// WER of `hypothesis` against `reference`, after `voxpipe_asr`'s normalisation (lower case,
+/// WER of `hypothesis` against `reference`, after [`crate::wer::normalize_words`] (lower case,
 /// punctuation dropped).
 pub fn score_wer(reference: &str, hypothesis: &str) -> WerScore {
-    let (errors, words) = voxpipe_asr::wer::errors_and_words(reference, hypothesis);
-    WerScore { errors, words, wer: voxpipe_asr::wer::wer(reference, hypothesis) }
+    let (errors, words) = crate::wer::errors_and_words(reference, hypothesis);
+    WerScore { errors, words, wer: crate::wer::wer(reference, hypothesis) }
 }
 
 /// How the tool calls of a turn compare with the expected one.

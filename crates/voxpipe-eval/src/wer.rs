@@ -1,4 +1,4 @@
-//! Word error rate, for tests and evaluation.
+//! Word error rate: how `voxpipe ab` scores transcripts, and how the ASR tests judge theirs.
 
 /// Lowercases, turns punctuation into spaces (keeping apostrophes inside words) and splits
 /// into words.

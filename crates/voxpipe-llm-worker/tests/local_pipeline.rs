@@ -78,7 +78,7 @@ async fn the_local_pipeline_answers_both_turns_with_piper_audio() {
     // compare the whole call's words.
     assert!(user.len() >= 2, "at least two user turns: {:?}", summary.transcript);
     let (said, heard) = (SAID.join(" "), user.join(" "));
-    let wer = voxpipe_asr::wer(&said, &heard);
+    let wer = voxpipe_eval::wer::wer(&said, &heard);
     eprintln!("WER {wer:.2}: {said:?} -> {heard:?}");
     assert!(wer <= 0.3, "WER {wer:.2} for {heard:?}");
     assert_eq!(assistant.len(), user.len(), "one reply per user turn: {:?}", summary.transcript);
@@ -114,7 +114,7 @@ async fn the_local_pipeline_answers_both_turns_with_piper_audio() {
     // Whisper transcribes the reply audio back to the words the LLM wrote.
     let heard_back = transcribe_replies(&samples, rate).await;
     let wrote = assistant.join(" ");
-    let back_wer = voxpipe_asr::wer(&wrote, &heard_back);
+    let back_wer = voxpipe_eval::wer::wer(&wrote, &heard_back);
     eprintln!("reply WER {back_wer:.2}: {wrote:?} -> {heard_back:?}");
     assert!(back_wer <= 0.35, "reply WER {back_wer:.2}: {wrote:?} -> {heard_back:?}");
     std::fs::remove_dir_all(&out).unwrap();
