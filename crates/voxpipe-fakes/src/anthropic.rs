@@ -42,9 +42,8 @@ impl Default for AnthropicFakeConfig {
 /// A running Messages fake. Stops when dropped.
 #[derive(Debug)]
 pub struct AnthropicFake {
-    addr: SocketAddr,
+    server: crate::server::Running,
     shared: Arc<Shared<AnthropicFakeConfig>>,
-    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl AnthropicFake {
@@ -66,18 +65,18 @@ impl AnthropicFake {
             shutdown: shutdown.clone(),
         });
         let router = Router::new().route("/v1/messages", post(handle)).with_state(shared.clone());
-        let (addr, task) = crate::server::serve(addr, router, shutdown).await?;
-        Ok(Self { addr, shared, task: Some(task) })
+        let server = crate::server::Running::start(addr, router, shutdown).await?;
+        Ok(Self { server, shared })
     }
 
     /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// The base URL to configure clients with: `http://127.0.0.1:<port>/v1`.
     pub fn base_url(&self) -> String {
-        format!("http://{}/v1", self.addr)
+        self.server.v1_url()
     }
 
     /// Every request received so far.
@@ -86,17 +85,8 @@ impl AnthropicFake {
     }
 
     /// Stops the server (hanging streams end) and waits for it.
-    pub async fn stop(mut self) {
-        self.shared.shutdown.cancel();
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
-    }
-}
-
-impl Drop for AnthropicFake {
-    fn drop(&mut self) {
-        self.shared.shutdown.cancel();
+    pub async fn stop(self) {
+        self.server.stop().await;
     }
 }
 

@@ -19,7 +19,6 @@ use axum::routing::{any, post};
 use base64::Engine;
 use serde_json::{Value, json};
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -159,9 +158,8 @@ impl Shared {
 /// A running ElevenLabs fake; stops when dropped.
 #[derive(Debug)]
 pub struct ElevenLabsFake {
-    addr: SocketAddr,
+    server: crate::server::Running,
     shared: Arc<Shared>,
-    stop: CancellationToken,
 }
 
 impl ElevenLabsFake {
@@ -183,19 +181,18 @@ impl ElevenLabsFake {
             .route("/v1/text-to-speech/{voice_id}/stream/with-timestamps", post(http_stream))
             .route("/v1/text-to-speech/{voice_id}/stream-input", any(ws_upgrade))
             .with_state(shared.clone());
-        let stop = CancellationToken::new();
-        let (addr, _task) = crate::server::serve(addr, app, stop.clone()).await?;
-        Ok(Self { addr, shared, stop })
+        let server = crate::server::Running::start(addr, app, CancellationToken::new()).await?;
+        Ok(Self { server, shared })
     }
 
     /// `http://127.0.0.1:port/v1`, the client's `base_url`.
     pub fn base_url(&self) -> String {
-        format!("http://{}/v1", self.addr)
+        self.server.v1_url()
     }
 
     /// `ws://127.0.0.1:port/v1`, the client's `ws_url`.
     pub fn ws_url(&self) -> String {
-        format!("ws://{}/v1", self.addr)
+        format!("ws://{}/v1", self.server.addr())
     }
 
     /// Every HTTP request so far.
@@ -206,12 +203,6 @@ impl ElevenLabsFake {
     /// Every WebSocket session so far.
     pub fn ws_sessions(&self) -> Vec<WsRecord> {
         self.shared.ws.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-}
-
-impl Drop for ElevenLabsFake {
-    fn drop(&mut self) {
-        self.stop.cancel();
     }
 }
 

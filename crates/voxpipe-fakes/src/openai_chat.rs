@@ -13,7 +13,7 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::post;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashSet};
@@ -342,9 +342,8 @@ pub fn split_fragments(s: &str, n: usize) -> Vec<String> {
 /// A running chat-completions fake. Stops when dropped.
 #[derive(Debug)]
 pub struct ChatFake {
-    addr: SocketAddr,
+    server: crate::server::Running,
     shared: Arc<Shared<ChatFakeConfig>>,
-    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl ChatFake {
@@ -366,18 +365,18 @@ impl ChatFake {
             shutdown: shutdown.clone(),
         });
         let router = Router::new().route("/v1/chat/completions", post(handle)).with_state(shared.clone());
-        let (addr, task) = crate::server::serve(addr, router, shutdown).await?;
-        Ok(Self { addr, shared, task: Some(task) })
+        let server = crate::server::Running::start(addr, router, shutdown).await?;
+        Ok(Self { server, shared })
     }
 
     /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// The base URL to configure clients with: `http://127.0.0.1:<port>/v1`.
     pub fn base_url(&self) -> String {
-        format!("http://{}/v1", self.addr)
+        self.server.v1_url()
     }
 
     /// Every request received so far.
@@ -386,25 +385,15 @@ impl ChatFake {
     }
 
     /// Stops the server (hanging streams end) and waits for it.
-    pub async fn stop(mut self) {
-        self.shared.shutdown.cancel();
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
-    }
-}
-
-impl Drop for ChatFake {
-    fn drop(&mut self) {
-        self.shared.shutdown.cancel();
+    pub async fn stop(self) {
+        self.server.stop().await;
     }
 }
 
 /// An OpenAI error response.
 fn error(status: u16, kind: &str, message: &str, param: Option<&str>, code: Option<&str>) -> Response {
-    let body = json!({"error": {"message": message, "type": kind, "param": param, "code": code}});
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, axum::Json(body)).into_response()
+    crate::server::openai_error(status, message, kind, param, code)
 }
 
 fn invalid(message: impl AsRef<str>, param: Option<&str>) -> Response {

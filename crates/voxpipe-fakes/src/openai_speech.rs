@@ -11,8 +11,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use serde_json::{Value, json};
-use std::net::SocketAddr;
+use serde_json::Value;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -137,9 +136,8 @@ impl Shared {
 /// A running speech fake; stops when dropped.
 #[derive(Debug)]
 pub struct SpeechFake {
-    addr: SocketAddr,
+    server: crate::server::Running,
     shared: Arc<Shared>,
-    stop: CancellationToken,
 }
 
 impl std::fmt::Debug for Shared {
@@ -158,14 +156,13 @@ impl SpeechFake {
     pub async fn start_on(addr: std::net::SocketAddr, config: SpeechFakeConfig) -> std::io::Result<Self> {
         let shared = Arc::new(Shared { config, start: Instant::now(), requests: Mutex::new(Vec::new()) });
         let app = Router::new().route("/v1/audio/speech", post(speech)).with_state(shared.clone());
-        let stop = CancellationToken::new();
-        let (addr, _task) = crate::server::serve(addr, app, stop.clone()).await?;
-        Ok(Self { addr, shared, stop })
+        let server = crate::server::Running::start(addr, app, CancellationToken::new()).await?;
+        Ok(Self { server, shared })
     }
 
     /// `http://127.0.0.1:port/v1`, the client's `base_url`.
     pub fn base_url(&self) -> String {
-        format!("http://{}/v1", self.addr)
+        self.server.v1_url()
     }
 
     /// Now on the fake's clock (the clock request times are on).
@@ -179,22 +176,7 @@ impl SpeechFake {
     }
 }
 
-impl Drop for SpeechFake {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
-fn openai_error(
-    status: StatusCode,
-    message: &str,
-    kind: &str,
-    param: Option<&str>,
-    code: Option<&str>,
-) -> Response {
-    let body = json!({ "error": { "message": message, "type": kind, "param": param, "code": code } });
-    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
-}
+use crate::server::openai_error;
 
 fn invalid(message: &str, param: Option<&str>) -> Response {
     openai_error(StatusCode::BAD_REQUEST, message, "invalid_request_error", param, None)

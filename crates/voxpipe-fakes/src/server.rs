@@ -37,3 +37,69 @@ pub(crate) async fn serve(
     });
     Ok((addr, task))
 }
+
+/// A fake serving on loopback: where it listens, and the means to stop it. Every HTTP fake
+/// holds one; dropping it stops the server.
+#[derive(Debug)]
+pub(crate) struct Running {
+    addr: SocketAddr,
+    stop: CancellationToken,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Serves `router` on `addr` until `stop` is cancelled (by [`Running::stop`], on drop, or
+    /// by whoever else holds the token).
+    pub(crate) async fn start(
+        addr: SocketAddr,
+        router: Router,
+        stop: CancellationToken,
+    ) -> std::io::Result<Self> {
+        let (addr, task) = serve(addr, router, stop.clone()).await?;
+        Ok(Self { addr, stop, task: Some(task) })
+    }
+
+    /// The bound address.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:port/v1`: the `base_url` of a client of an OpenAI-shaped API.
+    pub(crate) fn v1_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// Stops serving (open streams are cut).
+    pub(crate) fn cancel(&self) {
+        self.stop.cancel();
+    }
+
+    /// Stops serving and waits for the server task.
+    pub(crate) async fn stop(mut self) {
+        self.stop.cancel();
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// An error response in the shape every OpenAI API uses:
+/// `{"error": {"message", "type", "param", "code"}}`, as JSON.
+pub(crate) fn openai_error(
+    status: axum::http::StatusCode,
+    message: &str,
+    kind: &str,
+    param: Option<&str>,
+    code: Option<&str>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let body =
+        serde_json::json!({ "error": { "message": message, "type": kind, "param": param, "code": code } });
+    (status, axum::Json(body)).into_response()
+}

@@ -83,9 +83,8 @@ struct Shared {
 /// A running tool server; stops when dropped.
 #[derive(Debug)]
 pub struct ToolServer {
-    addr: SocketAddr,
+    server: crate::server::Running,
     shared: Arc<Shared>,
-    stop: CancellationToken,
 }
 
 impl ToolServer {
@@ -113,19 +112,18 @@ impl ToolServer {
             .route("/appointments/book", post(handle))
             .route("/handoff", post(handle))
             .with_state(shared.clone());
-        let stop = CancellationToken::new();
-        let (addr, _task) = crate::server::serve(addr, app, stop.clone()).await?;
-        Ok(Self { addr, shared, stop })
+        let server = crate::server::Running::start(addr, app, CancellationToken::new()).await?;
+        Ok(Self { server, shared })
     }
 
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// `http://127.0.0.1:port`.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.server.addr())
     }
 
     /// Every request so far, in arrival order.
@@ -135,13 +133,7 @@ impl ToolServer {
 
     /// Stops serving (also done on drop).
     pub fn stop(&self) {
-        self.stop.cancel();
-    }
-}
-
-impl Drop for ToolServer {
-    fn drop(&mut self) {
-        self.stop.cancel();
+        self.server.cancel();
     }
 }
 

@@ -14,7 +14,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -117,9 +116,8 @@ impl std::fmt::Debug for Shared {
 /// A running transcription fake; stops when dropped.
 #[derive(Debug)]
 pub struct TranscriptionFake {
-    addr: SocketAddr,
+    server: crate::server::Running,
     shared: Arc<Shared>,
-    stop: CancellationToken,
 }
 
 impl TranscriptionFake {
@@ -143,14 +141,13 @@ impl TranscriptionFake {
             .route("/v1/audio/transcriptions", post(transcribe))
             .layer(axum::extract::DefaultBodyLimit::max(MAX_FILE_BYTES + 1024 * 1024))
             .with_state(shared.clone());
-        let stop = CancellationToken::new();
-        let (addr, _task) = crate::server::serve(addr, app, stop.clone()).await?;
-        Ok(Self { addr, shared, stop })
+        let server = crate::server::Running::start(addr, app, CancellationToken::new()).await?;
+        Ok(Self { server, shared })
     }
 
     /// `http://127.0.0.1:port/v1`, the client's `base_url`.
     pub fn base_url(&self) -> String {
-        format!("http://{}/v1", self.addr)
+        self.server.v1_url()
     }
 
     /// Every request so far, in arrival order.
@@ -159,19 +156,10 @@ impl TranscriptionFake {
     }
 }
 
-impl Drop for TranscriptionFake {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
-fn openai_error(status: StatusCode, message: &str, param: Option<&str>, code: Option<&str>) -> Response {
-    let body = json!({ "error": { "message": message, "type": "invalid_request_error", "param": param, "code": code } });
-    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
-}
+use crate::server::openai_error;
 
 fn invalid(message: &str, param: Option<&str>, code: Option<&str>) -> Response {
-    openai_error(StatusCode::BAD_REQUEST, message, param, code)
+    openai_error(StatusCode::BAD_REQUEST, message, "invalid_request_error", param, code)
 }
 
 /// One part of a multipart body.
@@ -262,11 +250,17 @@ fn validate(
     match auth.and_then(|a| a.strip_prefix("Bearer ")) {
         None => {
             let msg = "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).";
-            return Err(openai_error(StatusCode::UNAUTHORIZED, msg, None, None));
+            return Err(openai_error(StatusCode::UNAUTHORIZED, msg, "invalid_request_error", None, None));
         }
         Some(k) if k != config.api_key => {
             let msg = "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.";
-            return Err(openai_error(StatusCode::UNAUTHORIZED, msg, None, Some("invalid_api_key")));
+            return Err(openai_error(
+                StatusCode::UNAUTHORIZED,
+                msg,
+                "invalid_request_error",
+                None,
+                Some("invalid_api_key"),
+            ));
         }
         Some(_) => {}
     }
@@ -310,7 +304,13 @@ fn validate(
         .ok_or_else(|| invalid("you must provide a model parameter", None, None))?;
     if !MODELS.contains(&model.as_str()) {
         let msg = format!("The model `{model}` does not exist or you do not have access to it.");
-        return Err(openai_error(StatusCode::NOT_FOUND, &msg, None, Some("model_not_found")));
+        return Err(openai_error(
+            StatusCode::NOT_FOUND,
+            &msg,
+            "invalid_request_error",
+            None,
+            Some("model_not_found"),
+        ));
     }
     let ext = file.file_name.as_deref().and_then(|n| n.rsplit_once('.')).map(|(_, e)| e.to_ascii_lowercase());
     if !ext.as_deref().is_some_and(|e| EXTENSIONS.contains(&e)) {
@@ -321,6 +321,7 @@ fn validate(
         return Err(openai_error(
             StatusCode::PAYLOAD_TOO_LARGE,
             "Maximum content size limit (26214400) exceeded.",
+            "invalid_request_error",
             Some("file"),
             None,
         ));
