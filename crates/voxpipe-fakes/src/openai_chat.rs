@@ -408,17 +408,8 @@ async fn handle(State(s): State<Arc<Shared<ChatFakeConfig>>>, headers: HeaderMap
 }
 
 fn answer(s: &Arc<Shared<ChatFakeConfig>>, index: usize, headers: &HeaderMap, body: &Bytes) -> Response {
-    let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    match (auth.and_then(|a| a.strip_prefix("Bearer ")), &s.config.api_key) {
-        (None, _) => {
-            let msg = "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).";
-            return error(401, "invalid_request_error", msg, None, None);
-        }
-        (Some(got), Some(want)) if got != want => {
-            let msg = "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.";
-            return error(401, "invalid_request_error", msg, None, Some("invalid_api_key"));
-        }
-        _ => {}
+    if let Err(refused) = crate::server::openai_bearer(headers, s.config.api_key.as_deref()) {
+        return refused;
     }
     if let Some((status, retry_after)) = s.status_fault(index) {
         let mut r = match status {

@@ -185,24 +185,7 @@ fn invalid(message: &str, param: Option<&str>) -> Response {
 /// Checks auth and body like the real endpoint; returns the input text on success.
 #[allow(clippy::result_large_err, reason = "fake request path: the error is the HTTP response to send")]
 fn validate(config: &SpeechFakeConfig, headers: &HeaderMap, body: &Value) -> Result<String, Response> {
-    let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    match auth.and_then(|a| a.strip_prefix("Bearer ")) {
-        None => {
-            let msg = "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).";
-            return Err(openai_error(StatusCode::UNAUTHORIZED, msg, "invalid_request_error", None, None));
-        }
-        Some(k) if k != config.api_key => {
-            let msg = "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.";
-            return Err(openai_error(
-                StatusCode::UNAUTHORIZED,
-                msg,
-                "invalid_request_error",
-                None,
-                Some("invalid_api_key"),
-            ));
-        }
-        Some(_) => {}
-    }
+    crate::server::openai_bearer(headers, Some(&config.api_key))?;
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let Some(obj) = body.as_object().filter(|_| ct.starts_with("application/json")) else {
         return Err(invalid(

@@ -103,3 +103,25 @@ pub(crate) fn openai_error(
         serde_json::json!({ "error": { "message": message, "type": kind, "param": param, "code": code } });
     (status, axum::Json(body)).into_response()
 }
+
+/// OpenAI's Bearer authentication: `Authorization: Bearer <key>` with `key` (any key when `key`
+/// is `None`), refused with OpenAI's 401 bodies (no key; a wrong key).
+#[allow(clippy::result_large_err, reason = "fake request path: the error is the HTTP response to send")]
+pub(crate) fn openai_bearer(
+    headers: &axum::http::HeaderMap,
+    key: Option<&str>,
+) -> Result<(), axum::response::Response> {
+    let auth = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let unauthorized = axum::http::StatusCode::UNAUTHORIZED;
+    match (auth.and_then(|a| a.strip_prefix("Bearer ")), key) {
+        (None, _) => {
+            let msg = "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).";
+            Err(openai_error(unauthorized, msg, "invalid_request_error", None, None))
+        }
+        (Some(got), Some(want)) if got != want => {
+            let msg = "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.";
+            Err(openai_error(unauthorized, msg, "invalid_request_error", None, Some("invalid_api_key")))
+        }
+        _ => Ok(()),
+    }
+}

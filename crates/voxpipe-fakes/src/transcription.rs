@@ -246,24 +246,7 @@ fn validate(
     rec: &mut TranscriptionRequest,
     body: &[u8],
 ) -> Result<(String, f64), Response> {
-    let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    match auth.and_then(|a| a.strip_prefix("Bearer ")) {
-        None => {
-            let msg = "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).";
-            return Err(openai_error(StatusCode::UNAUTHORIZED, msg, "invalid_request_error", None, None));
-        }
-        Some(k) if k != config.api_key => {
-            let msg = "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.";
-            return Err(openai_error(
-                StatusCode::UNAUTHORIZED,
-                msg,
-                "invalid_request_error",
-                None,
-                Some("invalid_api_key"),
-            ));
-        }
-        Some(_) => {}
-    }
+    crate::server::openai_bearer(headers, Some(&config.api_key))?;
     if !rec.content_type.starts_with("multipart/form-data") {
         return Err(invalid("Invalid Content-Type header (expected multipart/form-data).", None, None));
     }
