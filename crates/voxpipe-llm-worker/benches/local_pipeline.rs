@@ -11,8 +11,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
-use voxpipe_cli::{RunArgs, run_pipeline};
-use voxpipe_core::RunOptions;
+#[allow(dead_code, reason = "shared with the tests, which use more of it")]
+#[path = "../tests/support/local.rs"]
+mod local;
 
 const TURNS: [&str; 10] = [
     "Hi, I would like to check the status of my order.",
@@ -40,10 +41,6 @@ fn extra_sets() -> Vec<String> {
         println!("overrides: {sets:?}");
     }
     sets
-}
-
-fn repo(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel)
 }
 
 fn run(cmd: &mut Command) {
@@ -112,24 +109,16 @@ async fn bench() {
     std::fs::create_dir_all(&dir).unwrap();
     let call = script_call(&dir);
     let events = dir.join("events.jsonl");
-    let args = RunArgs {
-        pipeline: repo("pipelines/local.toml"),
-        input: Some(call),
-        output: Some(dir.join("reply.wav")),
-        events: Some(events.clone()),
-        profile: None,
-        sets: std::iter::once(format!("stages[1].worker={}", env!("CARGO_BIN_EXE_voxpipe-llm-worker")))
-            .chain(extra_sets())
-            .collect(),
-        quiet: true,
-    };
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let t0 = Instant::now();
-    let (_, summary) =
-        run_pipeline(&args, std::env::vars().collect(), RunOptions::default()).await.expect("run");
+    let log = local::run_local(&call, &dir.join("reply.wav"), &events, extra_sets()).await;
     println!("call: {:.1} s; load average before: {}", t0.elapsed().as_secs_f64(), load.trim());
-    for line in &summary.transcript {
-        println!("  {line}");
+    for e in log.events.iter().filter(|e| e["type"].as_str().unwrap_or_default().ends_with("transcript")) {
+        println!(
+            "  {}: {}",
+            e["type"].as_str().unwrap_or_default().trim_end_matches("_transcript"),
+            e["text"]
+        );
     }
 
     // Per-turn metrics from the event log; LLM timing from response_started/response_done.

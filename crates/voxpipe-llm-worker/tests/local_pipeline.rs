@@ -4,17 +4,11 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use voxpipe_cli::{RunArgs, run_pipeline};
-use voxpipe_core::RunOptions;
+use support::local::{repo, run_local};
 
 /// What the caller says in `samples/shop-call.wav` (see scripts/make-samples.sh).
 const SAID: [&str; 2] =
     ["Hi, is the black coat in stock?", "Thanks. Can you also book an appointment for tomorrow morning?"];
-
-fn repo(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel)
-}
 
 /// Seconds of the WAV whose 20 ms blocks are louder than silence.
 fn voiced_seconds(samples: &[i16], rate: u32) -> f64 {
@@ -34,57 +28,44 @@ async fn the_local_pipeline_answers_both_turns_with_piper_audio() {
     }
     let out = std::env::temp_dir().join(format!("voxpipe-local-e2e-{}", std::process::id()));
     std::fs::create_dir_all(&out).unwrap();
-    let args = RunArgs {
-        pipeline: repo("pipelines/local.toml"),
-        input: Some(repo("samples/shop-call.wav")),
-        output: Some(out.join("reply.wav")),
-        events: Some(out.join("events.jsonl")),
-        profile: None,
-        sets: vec![
-            format!("stages[1].worker={}", support::worker().display()),
-            // The tool's path in local.toml is relative to the repository root.
-            format!("tools.check_stock.handler.program={}", repo("pipelines/tools/check-stock.sh").display()),
-        ],
-        quiet: true,
-    };
     let started = std::time::Instant::now();
-    let (_, summary) = run_pipeline(&args, std::env::vars().collect(), RunOptions::default())
-        .await
-        .expect("local.toml runs");
+    // The tool's path in local.toml is relative to the repository root.
+    let tool =
+        format!("tools.check_stock.handler.program={}", repo("pipelines/tools/check-stock.sh").display());
+    let log = run_local(
+        &repo("samples/shop-call.wav"),
+        &out.join("reply.wav"),
+        &out.join("events.jsonl"),
+        vec![tool],
+    )
+    .await;
     eprintln!("call took {:.1} s", started.elapsed().as_secs_f64());
-    for line in &summary.transcript {
-        eprintln!("{line}");
-    }
-    for (turn, name, ms) in &summary.metrics {
-        eprintln!("turn {turn}: {name} = {ms} ms");
-    }
-    let events: Vec<serde_json::Value> = std::fs::read_to_string(out.join("events.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    for e in events.iter().filter(|e| {
+    for e in log.events.iter().filter(|e| {
         let kind = e["type"].as_str().unwrap_or_default();
-        kind.starts_with("tool") || kind == "response_done" || kind == "call_ended"
+        kind.ends_with("transcript")
+            || kind.starts_with("tool")
+            || kind == "response_done"
+            || kind == "call_ended"
     }) {
         eprintln!("{e}");
     }
+    let metrics = log.metrics();
+    for (turn, name, ms) in &metrics {
+        eprintln!("turn {turn}: {name} = {ms} ms");
+    }
 
-    let user: Vec<&str> =
-        summary.transcript.iter().filter_map(|l| l.strip_prefix("user:")).map(str::trim).collect();
-    let assistant: Vec<&str> =
-        summary.transcript.iter().filter_map(|l| l.strip_prefix("assistant:")).map(str::trim).collect();
+    let (user, assistant) = (log.said("user_transcript"), log.said("assistant_transcript"));
     // The turn controller decides where turns end (a pause after "Thanks." may end one):
     // compare the whole call's words.
-    assert!(user.len() >= 2, "at least two user turns: {:?}", summary.transcript);
+    assert!(user.len() >= 2, "at least two user turns: {user:?}");
     let (said, heard) = (SAID.join(" "), user.join(" "));
     let wer = voxpipe_eval::wer::wer(&said, &heard);
     eprintln!("WER {wer:.2}: {said:?} -> {heard:?}");
     assert!(wer <= 0.3, "WER {wer:.2} for {heard:?}");
-    assert_eq!(assistant.len(), user.len(), "one reply per user turn: {:?}", summary.transcript);
-    assert!(!assistant.is_empty() && assistant.iter().all(|a| !a.is_empty()), "{:?}", summary.transcript);
-    assert!(summary.metrics.iter().any(|(_, n, _)| n == "llm_first_token_ms"), "{:?}", summary.metrics);
-    assert!(summary.metrics.iter().any(|(_, n, _)| n == "voice_to_voice_ms"), "{:?}", summary.metrics);
+    assert_eq!(assistant.len(), user.len(), "one reply per user turn: {user:?} / {assistant:?}");
+    assert!(!assistant.is_empty() && assistant.iter().all(|a| !a.is_empty()), "{assistant:?}");
+    assert!(metrics.iter().any(|(_, n, _)| n == "llm_first_token_ms"), "{metrics:?}");
+    assert!(metrics.iter().any(|(_, n, _)| n == "voice_to_voice_ms"), "{metrics:?}");
 
     // Piper audio of plausible length: it speaks about 12-18 characters a second.
     let reader = hound::WavReader::open(out.join("reply.wav")).unwrap();
@@ -100,7 +81,7 @@ async fn the_local_pipeline_answers_both_turns_with_piper_audio() {
     );
 
     // The one tool: the caller asks whether the black coat is in stock.
-    let kinds = |kind: &str| events.iter().filter(|e| e["type"] == kind).collect::<Vec<_>>();
+    let kinds = |kind: &str| log.of(kind);
     let calls = kinds("tool_call");
     assert!(
         calls.iter().any(|c| c["name"] == "check_stock" && c["arguments"].as_str().unwrap().contains("coat")),

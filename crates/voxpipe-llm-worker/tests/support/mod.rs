@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod local;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
