@@ -243,3 +243,40 @@ fn a_channel_the_input_file_lacks_fails_the_build_with_its_key() {
         "pipelines/bad.toml: key `input.kind`: unknown kind `wave`, did you mean `wav`? expected one of: wav, stdin"
     );
 }
+
+/// Each remote kind of the table builds (as `voxpipe check` does: secrets read, settings
+/// checked, no connection) in a pipeline of its role: alone if native, with OpenAI stages for
+/// the other two roles of a cascade. Local kinds need models and their features; the shipped
+/// pipeline files cover them.
+#[test]
+fn every_remote_kind_in_the_table_builds() {
+    use voxpipe_config::Role;
+    // Keys a kind requires beyond `kind`.
+    let required = |kind: &str| if kind == "tts.elevenlabs" { "voice_id = \"v\"\n" } else { "" };
+    let stage = |kind: &str| format!("[[stages]]\nkind = {kind:?}\n{}", required(kind));
+    let env = Env::from_vars(
+        ["OPENAI_API_KEY", "ANTHROPIC_API_KEY", "ELEVENLABS_API_KEY"]
+            .map(|k| (k.to_string(), "k".to_string())),
+    );
+    let head = GOOD.split("[[stages]]").next().unwrap();
+    let mut built = 0;
+    for row in voxpipe_config::STAGE_KINDS.iter().filter(|r| !r.local) {
+        let stages = match row.role {
+            Role::Native => stage(row.name),
+            Role::Asr => [row.name, "llm.openai", "tts.openai"].map(stage).concat(),
+            Role::Llm => ["asr.openai", row.name, "tts.openai"].map(stage).concat(),
+            Role::Tts => ["asr.openai", "llm.openai", row.name].map(stage).concat(),
+        };
+        let text = format!("{head}{stages}");
+        let c = load_str(Path::new("p.toml"), &text, &LoadOptions::default())
+            .unwrap_or_else(|e| panic!("{}: {e}\n{text}", row.name));
+        assert_eq!(c.stages.iter().filter(|s| s.kind() == row.name).count(), 1);
+        block_on(voxpipe_config::registry::validate(&c, &env))
+            .unwrap_or_else(|e| panic!("{}: {e}", row.name));
+        built += 1;
+    }
+    assert_eq!(
+        built, 6,
+        "realtime.openai, asr.openai, llm.openai, llm.anthropic, tts.openai, tts.elevenlabs"
+    );
+}
