@@ -202,14 +202,7 @@ fn validate(config: &SpeechFakeConfig, headers: &HeaderMap, body: &Value) -> Res
         None => return Err(invalid("Missing required parameter: 'model'.", Some("model"))),
     };
     if !MODELS.contains(&model) {
-        let msg = format!("The model `{model}` does not exist or you do not have access to it.");
-        return Err(openai_error(
-            StatusCode::NOT_FOUND,
-            &msg,
-            "invalid_request_error",
-            None,
-            Some("model_not_found"),
-        ));
+        return Err(crate::server::openai_model_not_found(model));
     }
     let input = match obj.get("input") {
         Some(Value::String(s)) if s.is_empty() => {

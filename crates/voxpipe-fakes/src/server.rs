@@ -125,3 +125,15 @@ pub(crate) fn openai_bearer(
         _ => Ok(()),
     }
 }
+
+/// OpenAI's 404 for a model the service does not have.
+pub(crate) fn openai_model_not_found(model: &str) -> axum::response::Response {
+    let msg = format!("The model `{model}` does not exist or you do not have access to it.");
+    openai_error(
+        axum::http::StatusCode::NOT_FOUND,
+        &msg,
+        "invalid_request_error",
+        None,
+        Some("model_not_found"),
+    )
+}

@@ -286,14 +286,7 @@ fn validate(
         .cloned()
         .ok_or_else(|| invalid("you must provide a model parameter", None, None))?;
     if !MODELS.contains(&model.as_str()) {
-        let msg = format!("The model `{model}` does not exist or you do not have access to it.");
-        return Err(openai_error(
-            StatusCode::NOT_FOUND,
-            &msg,
-            "invalid_request_error",
-            None,
-            Some("model_not_found"),
-        ));
+        return Err(crate::server::openai_model_not_found(&model));
     }
     let ext = file.file_name.as_deref().and_then(|n| n.rsplit_once('.')).map(|(_, e)| e.to_ascii_lowercase());
     if !ext.as_deref().is_some_and(|e| EXTENSIONS.contains(&e)) {
