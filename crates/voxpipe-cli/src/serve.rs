@@ -45,9 +45,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let app = voxpipe_serve::App::new(loaded, env)
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.config.display()))?;
     let (tx, rx) = tokio::sync::oneshot::channel();
+    // A page link for whoever started the server: a short-lived session token (never the
+    // operator's key) in the fragment, which browsers do not send to servers or logs.
+    let page = app.loaded.config.web.enabled.then(|| app.web.tokens.mint());
     let task = tokio::spawn(voxpipe_serve::serve(app, CancellationToken::new(), Some(tx)));
     if let Ok(addr) = rx.await {
         println!("voxpipe serve listening on http://{addr}");
+        if let Some((token, _)) = page {
+            println!("talk to it in a browser: http://{addr}/#token={token}");
+        }
     }
     task.await?
 }

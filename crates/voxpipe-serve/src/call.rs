@@ -12,9 +12,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
-use voxpipe_core::{EndReason, Event, EventKind, EventWriter, Observed, RunOptions};
+use voxpipe_core::{EndReason, Event, EventKind, EventWriter, Observed, RunOptions, Sink, Source};
 use voxpipe_transport::recording::CallRecorder;
-use voxpipe_twilio::transport::{SocketIn, StreamEnd, accept};
+use voxpipe_twilio::transport::{SocketIn, StreamEnd, StreamState, accept};
 
 /// What the call's event observer passes to the call-control task.
 #[derive(Debug)]
@@ -51,7 +51,94 @@ impl EventWriter for TaggedJsonl {
     }
 }
 
-/// Runs one call on an accepted socket.
+/// Where a call came from, and what only that kind of call has.
+pub(crate) enum Carrier {
+    /// A Twilio Media Stream: REST hang-up and transfer.
+    Twilio {
+        /// How the stream ended.
+        state: Arc<StreamState>,
+    },
+    /// A browser over WebRTC: the page hears the call's events.
+    Browser {
+        /// How the connection ended.
+        state: Arc<voxpipe_webrtc::CallState>,
+        /// The page's data channel.
+        page: voxpipe_webrtc::PageEvents,
+        /// Closes the connection.
+        close: CancellationToken,
+    },
+}
+
+/// One call ready to run: its identity, its transport halves and where it came from.
+pub(crate) struct Leg {
+    /// The call's id (Twilio's call SID, or the server's id of a browser call).
+    pub id: String,
+    /// The pipeline's name.
+    pub pipeline: String,
+    /// How it was picked.
+    pub assigned_by: String,
+    /// The caller (a phone number, or the page's client address).
+    pub from: String,
+    /// The caller's audio.
+    pub source: Box<dyn Source>,
+    /// The assistant's audio.
+    pub sink: Box<dyn Sink>,
+    /// The carrier.
+    pub carrier: Carrier,
+}
+
+/// What a call keeps on disk.
+pub(crate) struct CallFiles {
+    dir: Option<PathBuf>,
+    events: Option<Box<dyn EventWriter>>,
+    /// The stereo recording, when the transport records.
+    pub recorder: Option<CallRecorder>,
+}
+
+/// Opens the call's directory: its event log (every line tagged with the call's assignment)
+/// and, at `rate`, its recording. Failures are logged and counted; the call goes on without.
+pub(crate) fn open_files(
+    app: &App,
+    id: &str,
+    pipeline: &str,
+    assigned_by: &str,
+    rate: Option<u32>,
+) -> CallFiles {
+    let dir = app.loaded.config.recordings_dir.as_ref().map(|d| d.join(safe_name(id)));
+    let mut files = CallFiles { dir: dir.clone(), events: None, recorder: None };
+    let Some(dir) = &dir else { return files };
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        error!(error = %e, dir = %dir.display(), "cannot create the call's directory; not recording");
+        app.metrics.error("recording");
+        files.dir = None;
+        return files;
+    }
+    if let Some(rate) = rate {
+        match CallRecorder::create(&dir.join("recording.wav"), rate) {
+            Ok(r) => files.recorder = Some(r),
+            Err(e) => {
+                error!(error = %e, "cannot create the recording");
+                app.metrics.error("recording");
+            }
+        }
+    }
+    match std::fs::File::create(dir.join("events.jsonl")) {
+        Ok(f) => {
+            let mut tags = serde_json::Map::new();
+            tags.insert("call_sid".into(), id.into());
+            tags.insert("pipeline".into(), pipeline.into());
+            tags.insert("assigned_by".into(), assigned_by.into());
+            files.events = Some(Box::new(TaggedJsonl { out: std::io::BufWriter::new(f), tags }));
+        }
+        Err(e) => {
+            error!(error = %e, "cannot create the event log");
+            app.metrics.error("recording");
+        }
+    }
+    files
+}
+
+/// Runs one call on an accepted Twilio socket.
 pub async fn run(
     app: Arc<App>,
     slot: Slot,
@@ -72,57 +159,73 @@ pub async fn run(
     };
     let call_sid = stream.start.call_sid.clone();
     let params = stream.start.custom_parameters.clone();
+    let name = params.get("pipeline").cloned().unwrap_or_default();
+    let assigned_by = params.get("assigned_by").cloned().unwrap_or_else(|| "default".into());
+    let from = params.get("from").cloned().unwrap_or_default();
+    let files = open_files(&app, &call_sid, &name, &assigned_by, Some(voxpipe_twilio::transport::RATE));
+    if let Some(r) = &files.recorder {
+        stream.record_to(r.clone());
+    }
+    let leg = Leg {
+        id: call_sid,
+        pipeline: name,
+        assigned_by,
+        from,
+        source: Box::new(stream.source),
+        sink: Box::new(stream.sink),
+        carrier: Carrier::Twilio { state: stream.state.clone() },
+    };
+    run_leg(app, slot, leg, files).await;
+}
+
+/// The call's events the page shows: captions, tool calls, latencies, speech and playout.
+fn for_page(e: &Event) -> bool {
+    matches!(
+        e.kind,
+        EventKind::UserTranscript(_)
+            | EventKind::AssistantTranscript(_)
+            | EventKind::ToolCall(_)
+            | EventKind::ToolResult(_)
+            | EventKind::Metric { .. }
+            | EventKind::SpeechStarted { .. }
+            | EventKind::SpeechStopped { .. }
+            | EventKind::PlayoutStarted { .. }
+            | EventKind::PlayoutFinished { .. }
+            | EventKind::Interrupt { .. }
+            | EventKind::ProviderError { .. }
+            | EventKind::CallEnded { .. }
+    )
+}
+
+/// Runs one call, from building its pipeline to its summary.
+pub(crate) async fn run_leg(app: Arc<App>, slot: Slot, leg: Leg, files: CallFiles) {
+    let Leg { id: call_sid, pipeline: name, assigned_by, from, source, sink, carrier } = leg;
     let span = info_span!("call", call_sid = %call_sid);
     async move {
-        let name = params.get("pipeline").cloned().unwrap_or_default();
-        let assigned_by = params.get("assigned_by").cloned().unwrap_or_else(|| "default".into());
-        let from = params.get("from").cloned().unwrap_or_default();
+        let CallFiles { dir, events, recorder } = files;
         let Some((_, pipeline_config)) = app.loaded.pipelines.iter().find(|(e, _)| e.name == name) else {
-            warn!(pipeline = %name, "the stream names no pipeline of this server; closing it");
+            warn!(pipeline = %name, "the call names no pipeline of this server; closing it");
             app.metrics.error("unknown_pipeline");
             return;
         };
-        let dir = app.loaded.config.recordings_dir.as_ref().map(|d| d.join(safe_name(&call_sid)));
-        let mut events: Option<Box<dyn EventWriter>> = None;
-        let mut recorder = None;
-        if let Some(dir) = &dir {
-            if let Err(e) = std::fs::create_dir_all(dir) {
-                error!(error = %e, dir = %dir.display(), "cannot create the call's directory; not recording");
-                app.metrics.error("recording");
-            } else {
-                match CallRecorder::create(&dir.join("recording.wav"), voxpipe_twilio::transport::RATE) {
-                    Ok(r) => {
-                        stream.record_to(r.clone());
-                        recorder = Some(r);
-                    }
-                    Err(e) => {
-                        error!(error = %e, "cannot create the recording");
-                        app.metrics.error("recording");
-                    }
-                }
-                match std::fs::File::create(dir.join("events.jsonl")) {
-                    Ok(f) => {
-                        let mut tags = serde_json::Map::new();
-                        tags.insert("call_sid".into(), call_sid.clone().into());
-                        tags.insert("pipeline".into(), name.clone().into());
-                        tags.insert("assigned_by".into(), assigned_by.clone().into());
-                        events = Some(Box::new(TaggedJsonl { out: std::io::BufWriter::new(f), tags }));
-                    }
-                    Err(e) => {
-                        error!(error = %e, "cannot create the event log");
-                        app.metrics.error("recording");
-                    }
-                }
-            }
-        }
         // Bounded: the observer never waits; the control task drains it (a few events per turn).
         let (watch_tx, watch_rx) = mpsc::channel(256);
         let transcript = Arc::new(Mutex::new(Vec::<String>::new()));
+        let page = match &carrier {
+            Carrier::Browser { page, .. } => Some(page.clone()),
+            Carrier::Twilio { .. } => None,
+        };
         let observer = {
             let metrics = app.metrics.clone();
             let transcript = transcript.clone();
             let pipeline = name.clone();
             move |e: &Event| {
+                if let Some(page) = &page
+                    && for_page(e)
+                    && let Ok(text) = serde_json::to_string(e)
+                {
+                    page.send(text);
+                }
                 match &e.kind {
                     EventKind::Metric { name, value_ms, .. } => {
                         let metric = name.strip_suffix("_ms").unwrap_or(name).to_string();
@@ -156,26 +259,23 @@ pub async fn run(
             }
         };
         let events: Box<dyn EventWriter> = Box::new(Observed::new(events, observer));
-        let state = stream.state.clone();
-        let pipeline = match voxpipe_config::build_call(
-            pipeline_config,
-            &app.env,
-            Box::new(stream.source),
-            vec![Box::new(stream.sink)],
-            Some(events),
-        )
-        .await
-        {
-            Ok(p) => p,
-            Err(e) => {
-                error!(pipeline = %name, error = %e, "the pipeline could not be built; ending the call");
-                app.metrics.error("build");
-                if let Some(r) = recorder {
-                    let _ = r.finish();
+        let pipeline =
+            match voxpipe_config::build_call(pipeline_config, &app.env, source, vec![sink], Some(events))
+                .await
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    error!(pipeline = %name, error = %e, "the pipeline could not be built; ending the call");
+                    app.metrics.error("build");
+                    if let Some(r) = recorder {
+                        let _ = r.finish();
+                    }
+                    if let Carrier::Browser { close, .. } = &carrier {
+                        close.cancel();
+                    }
+                    return;
                 }
-                return;
-            }
-        };
+            };
         let cancel = CancellationToken::new();
         let started_at =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
@@ -208,30 +308,55 @@ pub async fn run(
             }
         });
         let transferred = Arc::new(Mutex::new(None::<String>));
-        let control =
-            tokio::spawn(transfer_on_handoff(app.clone(), call_sid.clone(), watch_rx, transferred.clone()));
+        let control = match &carrier {
+            Carrier::Twilio { .. } => Some(tokio::spawn(transfer_on_handoff(
+                app.clone(),
+                call_sid.clone(),
+                watch_rx,
+                transferred.clone(),
+            ))),
+            // A browser call cannot be transferred: the handoff is in the event log.
+            Carrier::Browser { .. } => None,
+        };
 
         let result = pipeline.run(RunOptions { handle_ctrl_c: false, cancel: Some(cancel.clone()) }).await;
         limit.abort();
-        control.abort();
+        if let Some(control) = control {
+            control.abort();
+        }
         let transferred = transferred.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let outcome = match (&result, state.end()) {
+        let carrier_outcome = match &carrier {
+            Carrier::Twilio { state } => match state.end() {
+                Some(StreamEnd::Stop) => Some("hangup"),
+                Some(StreamEnd::SocketLost(_)) => Some("socket_lost"),
+                None => None,
+            },
+            Carrier::Browser { state, .. } => state.end().map(|e| e.outcome()),
+        };
+        let outcome = match &result {
             _ if transferred.is_some() => "transferred",
-            (Ok(EndReason::EndCall), _) => {
-                // The goodbye has played (its marks came back): hang up through the API.
-                if let Err(e) = app.rest.hang_up(&call_sid).await {
+            Ok(EndReason::EndCall) => {
+                if let Carrier::Twilio { .. } = &carrier
+                    && let Err(e) = app.rest.hang_up(&call_sid).await
+                {
+                    // The goodbye has played (its marks came back): hang up through the API.
                     warn!(error = %e, "end_call: the hang-up request failed; closing the stream instead");
                     app.metrics.error("twilio_rest");
                 }
                 "end_call"
             }
-            (Err(_), _) => "error",
-            (_, Some(StreamEnd::Stop)) => "hangup",
-            (_, Some(StreamEnd::SocketLost(_))) => "socket_lost",
+            Err(_) => "error",
+            _ if carrier_outcome.is_some() => carrier_outcome.unwrap_or_default(),
             _ if timed_out.load(std::sync::atomic::Ordering::SeqCst) => "max_duration",
             _ if app.is_draining() => "drained",
             _ => "completed",
         };
+        if let Carrier::Browser { close, page, .. } = &carrier {
+            page.send(serde_json::json!({ "type": "call_summary", "outcome": outcome }).to_string());
+            // Let the last page messages go out before the connection closes.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            close.cancel();
+        }
         if let Err(e) = &result {
             warn!(error = %e, "the call ended with an error");
         }
@@ -243,6 +368,10 @@ pub async fn run(
             }
             Some(Ok(())) => dir.as_ref().map(|d| d.join("recording.wav")),
             None => None,
+        };
+        let bad_messages = match &carrier {
+            Carrier::Twilio { state } => state.stats.bad_messages.load(std::sync::atomic::Ordering::Relaxed),
+            Carrier::Browser { state, .. } => state.bad_packets.load(std::sync::atomic::Ordering::Relaxed),
         };
         let duration_ms = clock.elapsed().as_millis() as u64;
         let summary = serde_json::json!({
@@ -257,7 +386,7 @@ pub async fn run(
             "transcript": *transcript.lock().unwrap_or_else(|e| e.into_inner()),
             "recording": recording.as_ref().map(|p| p.display().to_string()),
             "events": dir.as_ref().map(|d| d.join("events.jsonl").display().to_string()),
-            "bad_messages": state.stats.bad_messages.load(std::sync::atomic::Ordering::Relaxed),
+            "bad_messages": bad_messages,
         });
         if let Some(d) = &dir
             && let Err(e) =

@@ -45,6 +45,59 @@ pub struct ServeConfig {
     /// Post-call webhook.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<WebhookConfig>,
+    /// The browser page and its WebRTC calls.
+    #[serde(default)]
+    pub web: WebConfig,
+}
+
+/// `[web]`: the voice page at `/` and browser calls over WebRTC.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    /// Serve the page and take browser calls.
+    pub enabled: bool,
+    /// Environment variable of the key that signs page session tokens; unset: a random key per
+    /// process (tokens die with it).
+    pub token_secret_env: Option<String>,
+    /// How long a page session token lasts, s.
+    pub token_ttl_secs: u64,
+    /// Origins whose pages may start calls (`https://app.example.com`), beside the server's
+    /// own; a request with another `Origin` is refused.
+    pub allowed_origins: Vec<String>,
+    /// Session tokens minted per client IP per minute (`POST /web/session`).
+    pub mint_per_minute: u32,
+    /// STUN/TURN servers the page's peer connection uses (none on a LAN or loopback).
+    pub ice_servers: Vec<IceServer>,
+    /// The server side of each call's peer connection.
+    pub webrtc: voxpipe_webrtc::WebRtcOptions,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            token_secret_env: None,
+            token_ttl_secs: 3600,
+            allowed_origins: Vec::new(),
+            mint_per_minute: 30,
+            ice_servers: Vec::new(),
+            webrtc: voxpipe_webrtc::WebRtcOptions::default(),
+        }
+    }
+}
+
+/// A STUN or TURN server, in the shape of the browser's `RTCIceServer`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IceServer {
+    /// `stun:host:port` or `turn:host:port?transport=udp`.
+    pub urls: Vec<String>,
+    /// TURN user name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Environment variable of the TURN credential (sent to pages, never logged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_env: Option<String>,
 }
 
 fn default_listen() -> String {

@@ -6,6 +6,8 @@
 //! - `GET /twilio/media` (signed upgrade): the Media Streams WebSocket; one call.
 //! - `GET /healthz`, `GET /readyz` (503 while draining): open, they carry no data.
 //! - `GET /metrics` (bearer: an API key or the metrics key), `GET /calls` (bearer: API key).
+//! - `GET /`, `POST /web/session`, `GET /web/config`, `POST /webrtc/offer`: the voice page and
+//!   browser calls over WebRTC ([`web`]).
 //!
 //! # Layout
 //! - [`config`]: the serve file.
@@ -13,11 +15,13 @@
 //! - [`call`]: one live call, from stream start to summary.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`webhook`]: signed post-call webhooks.
+//! - [`web`]: the page, its session tokens and WebRTC calls.
 
 pub mod call;
 pub mod config;
 pub mod metrics;
 pub mod routing;
+pub mod web;
 pub mod webhook;
 
 use axum::Router;
@@ -120,6 +124,8 @@ pub struct App {
     router: routing::Router,
     /// Cancelled when every call has ended after a drain.
     pub stopped: CancellationToken,
+    /// The browser page's tokens and limits.
+    pub web: web::Web,
 }
 
 impl App {
@@ -148,6 +154,7 @@ impl App {
                 .map_err(|e| anyhow::anyhow!("key `recordings_dir`: cannot create {}: {e}", dir.display()))?;
         }
         let router = routing::Router::new(&loaded.config);
+        let web = web::Web::new(&loaded.config.web, &env)?;
         Ok(Arc::new(Self {
             loaded,
             secrets,
@@ -160,6 +167,7 @@ impl App {
             webhook,
             router,
             stopped: CancellationToken::new(),
+            web,
         }))
     }
 
@@ -173,6 +181,10 @@ impl App {
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics_endpoint))
             .route("/calls", get(list_calls))
+            .route("/", get(web::page))
+            .route("/web/session", post(web::mint))
+            .route("/web/config", get(web::config))
+            .route("/webrtc/offer", post(web::offer))
             .with_state(self.clone())
     }
 
@@ -227,7 +239,7 @@ impl App {
     }
 
     /// Bearer check for operator endpoints.
-    fn authorized(&self, headers: &HeaderMap, allow_metrics_key: bool) -> bool {
+    pub(crate) fn authorized(&self, headers: &HeaderMap, allow_metrics_key: bool) -> bool {
         use subtle::ConstantTimeEq;
         let Some(given) = headers
             .get(http::header::AUTHORIZATION)
@@ -253,7 +265,7 @@ impl App {
     }
 
     /// Reserves a call slot; `None` when full or draining.
-    fn reserve(self: &Arc<Self>) -> Option<Slot> {
+    pub(crate) fn reserve(self: &Arc<Self>) -> Option<Slot> {
         if self.is_draining() {
             return None;
         }
@@ -459,7 +471,8 @@ pub async fn serve_on(
     }
     let router = app.router();
     let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
+        let _ =
+            axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).await;
     });
     let sigterm = async {
         #[cfg(unix)]

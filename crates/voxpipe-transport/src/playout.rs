@@ -67,7 +67,7 @@ impl TurnMetrics {
 }
 
 /// Runs the playout loop for one call: the body of every audio sink.
-pub(crate) async fn run_playout(
+pub async fn run_playout(
     name: &str,
     ctx: CallContext,
     mut input: Inbox,

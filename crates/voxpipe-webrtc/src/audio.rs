@@ -1,0 +1,222 @@
+//! The call's halves: the caller's Opus audio decoded into the pipeline, and the assistant's
+//! audio paced, encoded and sent.
+
+use crate::messages::PageMessage;
+use crate::peer::{CallEnd, CallState, Inbound, Outbound};
+use crate::{FRAME_48K, INPUT_RATE, OPUS_RATE};
+use async_trait::async_trait;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+use voxpipe_core::audio::{AudioChunk, duration_of};
+use voxpipe_core::{CallContext, Control, Frame, Inbox, Outbox, Samples, Sink, Source, StageError};
+use voxpipe_transport::playout::{AudioOut, run_playout};
+
+/// Opus's RTP clock ticks per input sample (48 kHz / 16 kHz).
+const TICKS_PER_SAMPLE: u64 = (OPUS_RATE / INPUT_RATE) as u64;
+/// The longest Opus frame (120 ms) at 16 kHz.
+const MAX_DECODED: usize = 1920;
+/// A gap longer than this in the caller's RTP timeline is filled with silence (the pipeline's
+/// timeline stays the caller's); shorter jitter is not.
+const GAP_FILL_SAMPLES: u64 = 2 * 320;
+/// The longest gap filled at once: 5 s.
+const MAX_GAP_SAMPLES: u64 = 5 * INPUT_RATE as u64;
+
+fn report(state: &CallState, what: &str, detail: &str) {
+    let n = state.bad_packets.fetch_add(1, Ordering::Relaxed) + 1;
+    if n <= 5 || n.is_multiple_of(100) {
+        warn!(count = n, detail, "WebRTC: {what}; ignored");
+    }
+}
+
+/// The caller's audio from the browser, 16 kHz mono, and the page's controls.
+pub struct WebRtcSource {
+    inbound: mpsc::Receiver<Inbound>,
+    state: Arc<CallState>,
+}
+
+impl std::fmt::Debug for WebRtcSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebRtcSource").finish_non_exhaustive()
+    }
+}
+
+impl WebRtcSource {
+    pub(crate) fn new(inbound: mpsc::Receiver<Inbound>, state: Arc<CallState>) -> Self {
+        Self { inbound, state }
+    }
+}
+
+#[async_trait]
+impl Source for WebRtcSource {
+    fn name(&self) -> &str {
+        "webrtc"
+    }
+
+    async fn run(mut self: Box<Self>, ctx: CallContext, out: Outbox) -> Result<(), StageError> {
+        let mut decoder = opus::Decoder::new(INPUT_RATE, opus::Channels::Mono)
+            .map_err(|e| StageError::new("webrtc", std::io::Error::other(e.to_string())))?;
+        let mut pcm = vec![0i16; MAX_DECODED];
+        // Samples delivered, and the RTP time of sample 0.
+        let mut position: u64 = 0;
+        let mut origin: Option<u64> = None;
+        let mut muted = false;
+        loop {
+            let msg = tokio::select! {
+                biased;
+                () = ctx.cancel.cancelled() => return Ok(()),
+                m = self.inbound.recv() => m,
+            };
+            match msg {
+                Some(Inbound::Audio { rtp, packet }) => {
+                    let at = (rtp - *origin.get_or_insert(rtp)) / TICKS_PER_SAMPLE;
+                    if at + GAP_FILL_SAMPLES < position {
+                        continue; // late or repeated: its time has been delivered already
+                    }
+                    if at > position + GAP_FILL_SAMPLES {
+                        let gap = (at - position).min(MAX_GAP_SAMPLES) as usize;
+                        if !deliver(&ctx, &out, vec![0; gap], &mut position).await {
+                            return Ok(());
+                        }
+                    }
+                    let n = match decoder.decode(&packet, &mut pcm, false) {
+                        Ok(n) => n,
+                        Err(e) => {
+                            report(&self.state, "undecodable Opus packet", &e.to_string());
+                            continue;
+                        }
+                    };
+                    let samples = if muted { vec![0; n] } else { pcm[..n].to_vec() };
+                    if !deliver(&ctx, &out, samples, &mut position).await {
+                        return Ok(());
+                    }
+                }
+                Some(Inbound::Page(text)) => match PageMessage::parse(&text) {
+                    Ok(PageMessage::Mute { muted: m }) => {
+                        info!(muted = m, "page: microphone");
+                        muted = m;
+                    }
+                    Ok(PageMessage::Ptt { down: true }) => {
+                        ctx.control.send(Control::UserTurnStart { at: None })
+                    }
+                    Ok(PageMessage::Ptt { down: false }) => {
+                        ctx.control.send(Control::UserTurnEnd { at: None })
+                    }
+                    Ok(PageMessage::End) => {
+                        info!("page: the caller ended the call");
+                        self.state.set_end(CallEnd::PageEnded);
+                        ctx.cancel.cancel();
+                        return Ok(());
+                    }
+                    Err(e) => report(&self.state, "bad page message", &e),
+                },
+                None => {
+                    // The connection is gone: nobody is listening any more.
+                    debug!("WebRTC connection closed; ending the call");
+                    ctx.cancel.cancel();
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// Sends caller audio downstream; false when the pipeline has gone.
+async fn deliver(ctx: &CallContext, out: &Outbox, samples: Vec<i16>, position: &mut u64) -> bool {
+    let pts = duration_of(*position as usize, INPUT_RATE);
+    *position += samples.len() as u64;
+    let frame = Frame::InputAudio(AudioChunk::new(INPUT_RATE, pts, Samples::from_vec(samples)));
+    tokio::select! {
+        biased;
+        () = ctx.cancel.cancelled() => false,
+        r = out.send(frame) => r.is_ok(),
+    }
+}
+
+/// The assistant's audio to the browser: the shared playout engine at 48 kHz, each 20 ms
+/// encoded to Opus and sent as one RTP packet.
+pub struct WebRtcSink {
+    outbound: mpsc::Sender<Outbound>,
+    state: Arc<CallState>,
+}
+
+impl std::fmt::Debug for WebRtcSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebRtcSink").finish_non_exhaustive()
+    }
+}
+
+impl WebRtcSink {
+    pub(crate) fn new(outbound: mpsc::Sender<Outbound>, state: Arc<CallState>) -> Self {
+        Self { outbound, state }
+    }
+}
+
+#[async_trait]
+impl Sink for WebRtcSink {
+    fn name(&self) -> &str {
+        "webrtc"
+    }
+
+    async fn run(self: Box<Self>, ctx: CallContext, input: Inbox) -> Result<(), StageError> {
+        let encoder = opus::Encoder::new(OPUS_RATE, opus::Channels::Mono, opus::Application::Voip)
+            .map_err(|e| StageError::new("webrtc", std::io::Error::other(e.to_string())))?;
+        let mut out = RtpOut {
+            encoder,
+            frame: Vec::with_capacity(FRAME_48K),
+            packet: vec![0u8; 1500],
+            rtp: 0,
+            outbound: self.outbound,
+            state: self.state,
+        };
+        run_playout("webrtc", ctx, input, OPUS_RATE, &mut out).await
+    }
+}
+
+/// Played samples to Opus RTP packets.
+struct RtpOut {
+    encoder: opus::Encoder,
+    /// Samples of the frame being filled.
+    frame: Vec<i16>,
+    /// Encoder output buffer.
+    packet: Vec<u8>,
+    /// RTP time of the next frame, 48 kHz ticks.
+    rtp: u64,
+    outbound: mpsc::Sender<Outbound>,
+    state: Arc<CallState>,
+}
+
+#[async_trait]
+impl AudioOut for RtpOut {
+    async fn write(&mut self, mut samples: &[i16]) -> Result<(), voxpipe_transport::Error> {
+        while !samples.is_empty() {
+            let n = (FRAME_48K - self.frame.len()).min(samples.len());
+            self.frame.extend_from_slice(&samples[..n]);
+            samples = &samples[n..];
+            if self.frame.len() == FRAME_48K {
+                match self.encoder.encode(&self.frame, &mut self.packet) {
+                    Ok(len) => {
+                        // One allocation per frame: str0m keeps the payload for retransmission.
+                        let packet: Arc<[u8]> = Arc::from(&self.packet[..len]);
+                        // The socket task gone means the connection is gone; the source ends
+                        // the call.
+                        let _ = self.outbound.send(Outbound::Audio { rtp: self.rtp, packet }).await;
+                    }
+                    Err(e) => report(&self.state, "Opus encoding failed", &e.to_string()),
+                }
+                self.rtp += FRAME_48K as u64;
+                self.frame.clear();
+            }
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), voxpipe_transport::Error> {
+        Ok(())
+    }
+
+    async fn finish(&mut self) -> Result<(), voxpipe_transport::Error> {
+        Ok(())
+    }
+}

@@ -1,0 +1,387 @@
+//! The voice page in a real browser: Debian's headless Chromium, its fake microphone fed from a
+//! WAV of espeak-ng speech, talking over WebRTC to `voxpipe serve` and the in-process provider
+//! fakes. Driven through the Chrome DevTools Protocol (a WebSocket; no driver to install):
+//! the page starts the call itself (`#autostart=1`), the test reads the page's state
+//! (`window.voxpipe`) and the server's event log, ends the call from the page, and keeps a
+//! screenshot (`target/browser-artifacts/`).
+
+use futures_util::{SinkExt, StreamExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+use voxpipe_e2e::*;
+
+const API_KEY: &str = "op-key-123";
+
+/// A minimal DevTools Protocol client: one page target.
+struct Cdp {
+    ws: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    next: u64,
+}
+
+impl Cdp {
+    async fn call(&mut self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        self.next += 1;
+        let id = self.next;
+        let msg = serde_json::json!({ "id": id, "method": method, "params": params });
+        self.ws.send(Message::Text(msg.to_string().into())).await.unwrap();
+        loop {
+            let m = tokio::time::timeout(Duration::from_secs(20), self.ws.next())
+                .await
+                .unwrap_or_else(|_| panic!("{method}: no answer"))
+                .expect("devtools socket open")
+                .unwrap();
+            let Message::Text(t) = m else { continue };
+            let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+            if v["id"] == id {
+                assert!(v.get("error").is_none(), "{method}: {v}");
+                return v["result"].clone();
+            }
+        }
+    }
+
+    /// Evaluates `expr` in the page and returns its JSON value.
+    async fn eval(&mut self, expr: &str) -> serde_json::Value {
+        let r = self
+            .call("Runtime.evaluate", serde_json::json!({ "expression": expr, "returnByValue": true }))
+            .await;
+        r["result"]["value"].clone()
+    }
+}
+
+/// Headless Chromium on `url`, with `wav` as its microphone; killed on drop.
+struct Browser {
+    child: std::process::Child,
+    _profile: tempfile::TempDir,
+    devtools_port: u16,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Browser {
+    async fn launch(url: &str, wav: &Path) -> Browser {
+        let profile = tempfile::tempdir().unwrap();
+        let child = std::process::Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--remote-debugging-port=0",
+                "--autoplay-policy=no-user-gesture-required",
+                "--use-fake-ui-for-media-stream",
+                "--use-fake-device-for-media-stream",
+                "--allow-loopback-in-peer-connection",
+                "--window-size=1280,900",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg(format!("--use-file-for-fake-audio-capture={}%noloop", wav.display()))
+            .arg(url)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("chromium runs (installed by scripts/setup.sh)");
+        // Chromium writes its DevTools port here once it listens.
+        let port_file = profile.path().join("DevToolsActivePort");
+        let mut port = None;
+        for _ in 0..300 {
+            if let Ok(text) = std::fs::read_to_string(&port_file)
+                && let Some(p) = text.lines().next().and_then(|l| l.trim().parse().ok())
+            {
+                port = Some(p);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Browser { child, _profile: profile, devtools_port: port.expect("chromium's DevTools port") }
+    }
+
+    async fn page(&self) -> Cdp {
+        let list = format!("http://127.0.0.1:{}/json/list", self.devtools_port);
+        for _ in 0..100 {
+            if let Ok(r) = reqwest::get(&list).await
+                && let Ok(targets) = r.json::<serde_json::Value>().await
+                && let Some(ws) = targets
+                    .as_array()
+                    .and_then(|a| a.iter().find(|t| t["type"] == "page"))
+                    .and_then(|t| t["webSocketDebuggerUrl"].as_str())
+            {
+                let (ws, _) = tokio_tungstenite::connect_async(ws).await.unwrap();
+                return Cdp { ws, next: 0 };
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no page target");
+    }
+}
+
+struct Server {
+    app: Arc<voxpipe_serve::App>,
+    url: String,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    dir: tempfile::TempDir,
+}
+
+async fn start_server(pipelines: &[(&str, String)]) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let mut serve = format!(
+        "listen = \"127.0.0.1:0\"\npublic_url = \"{url}\"\nrecordings_dir = \"{}\"\n\
+         [auth]\napi_keys_env = [\"VOXPIPE_API_KEY\"]\n[web]\nmint_per_minute = 3\n",
+        dir.path().join("calls").display()
+    );
+    for (name, toml) in pipelines {
+        let file = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&file, toml).unwrap();
+        serve += &format!("[[pipelines]]\nname = \"{name}\"\nfile = \"{}\"\n", file.display());
+    }
+    let path = dir.path().join("serve.toml");
+    std::fs::write(&path, serve).unwrap();
+    let loaded = voxpipe_serve::config::load(&path, &[]).unwrap();
+    let env = voxpipe_config::Env::from_vars([
+        ("TWILIO_ACCOUNT_SID".to_string(), "AC0".to_string()),
+        ("TWILIO_AUTH_TOKEN".into(), "unused".into()),
+        ("VOXPIPE_API_KEY".into(), API_KEY.into()),
+        ("FAKE_API_KEY".into(), "sk-test".into()),
+    ]);
+    let app = voxpipe_serve::App::new(loaded, env).unwrap();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(voxpipe_serve::serve_on(app.clone(), listener, stop.clone(), None));
+    Server { app, url, stop, task, dir }
+}
+
+/// A cascade on the fakes, its turns decided by the energy VAD on the browser's audio.
+fn cascade_pipeline(asr: &str, llm: &str, tts: &str) -> String {
+    format!(
+        r#"name = "cascade-web"
+[input]
+kind = "wav"
+path = "unused.wav"
+[output]
+kind = "wav"
+path = "unused-reply.wav"
+[turn]
+mode = "local"
+vad = "energy"
+[[stages]]
+kind = "asr.openai"
+base_url = "{asr}"
+api_key_env = "FAKE_API_KEY"
+[[stages]]
+kind = "llm.openai"
+base_url = "{llm}"
+api_key_env = "FAKE_API_KEY"
+[[stages]]
+kind = "tts.openai"
+base_url = "{tts}"
+api_key_env = "FAKE_API_KEY"
+"#
+    )
+}
+
+fn artifacts() -> PathBuf {
+    let d = repo_path("target/browser-artifacts");
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Polls the page's state until `done` holds (or 40 s pass) and returns the last state.
+async fn wait_page(
+    cdp: &mut Cdp,
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let mut last = serde_json::Value::Null;
+    for _ in 0..400 {
+        let s = cdp.eval("JSON.stringify(window.voxpipe || null)").await;
+        last = serde_json::from_str(s.as_str().unwrap_or("null")).unwrap_or_default();
+        if done(&last) {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what}: the page never got there: {last}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cascade_call_from_the_page_over_webrtc_captions_both_sides_and_plays_the_reply() {
+    use voxpipe_fakes::{openai_chat, openai_speech, transcription};
+    let asr = transcription::TranscriptionFake::start(transcription::TranscriptionFakeConfig {
+        transcripts: vec!["Where is my order?".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let llm = openai_chat::ChatFake::start(openai_chat::ChatFakeConfig {
+        replies: vec![openai_chat::ScriptedReply::text("Your order ships tomorrow morning.")],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let tts = openai_speech::SpeechFake::start(openai_speech::SpeechFakeConfig::default()).await.unwrap();
+    let server =
+        start_server(&[("cascade", cascade_pipeline(&asr.base_url(), &llm.base_url(), &tts.base_url()))])
+            .await;
+
+    // The caller: silence while the page connects, a question, then quiet for the reply.
+    let call = Call::default().silence(2500).say("question", "Where is my order?").silence(12_000);
+    let wav = server.dir.path().join("caller.wav");
+    call.write(&wav);
+
+    // A session token as an app's backend would get one.
+    let session: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/web/session", server.url))
+        .bearer_auth(API_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = session["token"].as_str().unwrap();
+    let browser =
+        Browser::launch(&format!("{}/#token={token}&pipeline=cascade&autostart=1", server.url), &wav).await;
+    let mut page = browser.page().await;
+
+    let state = wait_page(&mut page, "a reply caption and audio", |s| {
+        let captions = s["captions"].as_array().map(Vec::as_slice).unwrap_or_default();
+        captions.iter().any(|c| c["who"] == "assistant") && s["bytesReceived"].as_u64().unwrap_or(0) > 4000
+    })
+    .await;
+    assert_eq!(state["status"], "live", "{state}");
+    let captions = state["captions"].as_array().unwrap();
+    assert_eq!(captions[0], serde_json::json!({ "who": "user", "text": "Where is my order?" }), "{state}");
+    assert!(
+        captions.iter().any(|c| c["who"] == "assistant" && c["text"] == "Your order ships tomorrow morning."),
+        "{state}"
+    );
+    // The per-turn latency readout got its number.
+    assert!(state["turns"]["1"]["voice_to_voice_ms"].as_u64().is_some(), "{state}");
+    // The transcriber heard the browser's audio (Opus decoded at 16 kHz).
+    let heard = asr.requests()[0].wav.clone().unwrap();
+    assert_eq!(heard.sample_rate, 16_000);
+
+    // Wait for the reply to finish, keep a screenshot, then hang up from the page.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let shot = page.call("Page.captureScreenshot", serde_json::json!({ "format": "png" })).await;
+    use base64::Engine;
+    let png = base64::engine::general_purpose::STANDARD.decode(shot["data"].as_str().unwrap()).unwrap();
+    let path = artifacts().join("cascade-call.png");
+    std::fs::write(&path, &png).unwrap();
+    // A blank 1280×900 page compresses to a few KB; the call's page is far richer.
+    assert!(png.len() > 20_000, "screenshot of {} bytes looks blank ({})", png.len(), path.display());
+    page.eval("document.getElementById('end').click()").await;
+
+    // The server's record of the call: ended by the page, both sides in the log.
+    let calls = server.dir.path().join("calls");
+    let mut summary = serde_json::Value::Null;
+    for _ in 0..100 {
+        if let Some(dir) = std::fs::read_dir(&calls).ok().and_then(|mut d| d.next()).and_then(Result::ok)
+            && let Ok(bytes) = std::fs::read(dir.path().join("call.json"))
+        {
+            summary = serde_json::from_slice(&bytes).unwrap();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(summary["outcome"], "hangup", "{summary}");
+    assert!(summary["call_sid"].as_str().unwrap().starts_with("WR"), "{summary}");
+    let t = summary["transcript"].as_array().unwrap();
+    assert!(t.contains(&"user: Where is my order?".into()), "{summary}");
+    assert!(t.contains(&"assistant: Your order ships tomorrow morning.".into()), "{summary}");
+    assert_eq!(server.app.active_calls(), 0);
+    drop(browser);
+    server.stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(20), server.task).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_endpoints_refuse_bad_tokens_origins_and_offers_and_limit_minting() {
+    let server = start_server(&[(
+        "cascade",
+        cascade_pipeline("http://127.0.0.1:9/v1", "http://127.0.0.1:9/v1", "http://127.0.0.1:9/v1"),
+    )])
+    .await;
+    let http = reqwest::Client::new();
+    let offer_url = format!("{}/webrtc/offer", server.url);
+    // The page itself is public and carries no secret.
+    let page = http.get(format!("{}/", server.url)).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("RTCPeerConnection"));
+
+    // Minting needs the operator key, and is limited per address (3 a minute here).
+    let r = http.post(format!("{}/web/session", server.url)).bearer_auth("wrong").send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let mut tokens = Vec::new();
+    for _ in 0..3 {
+        let r = http.post(format!("{}/web/session", server.url)).bearer_auth(API_KEY).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        tokens.push(r.json::<serde_json::Value>().await.unwrap()["token"].as_str().unwrap().to_string());
+    }
+    let r = http.post(format!("{}/web/session", server.url)).bearer_auth(API_KEY).send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    let token = &tokens[0];
+
+    // No token, a forged one, the operator key instead of a session token.
+    let body = serde_json::json!({ "sdp": "v=0", "pipeline": "cascade" });
+    for bearer in [None, Some("v1.9999999999.bm9uY2U.forged"), Some(API_KEY)] {
+        let mut req = http.post(&offer_url).json(&body);
+        if let Some(b) = bearer {
+            req = req.bearer_auth(b);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 401, "{bearer:?}");
+    }
+    // A page of another origin.
+    let r = http
+        .post(&offer_url)
+        .bearer_auth(token)
+        .header("Origin", "https://evil.example")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // A malformed offer, an unknown pipeline, a body that is not an offer: clear 4xx errors.
+    let r = http.post(&offer_url).bearer_auth(token).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let e = r.json::<serde_json::Value>().await.unwrap();
+    assert!(e["error"].as_str().unwrap().starts_with("malformed SDP offer"), "{e}");
+    let r = http
+        .post(&offer_url)
+        .bearer_auth(token)
+        .json(&serde_json::json!({ "sdp": "v=0", "pipeline": "nope" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = http.post(&offer_url).bearer_auth(token).body("{\"hello\": 1}").send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    // Nothing was started, nothing is held.
+    assert_eq!(server.app.active_calls(), 0);
+    let config: serde_json::Value = http
+        .get(format!("{}/web/config", server.url))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(config["pipelines"][0]["name"], "cascade", "{config}");
+    server.stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(20), server.task).await;
+}
