@@ -199,6 +199,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The page's session token, checked.
+#[allow(clippy::result_large_err, reason = "the error is the response to send")]
 fn session(app: &App, headers: &HeaderMap, kind: &str) -> Result<(), Response> {
     let Some(token) = bearer(headers) else {
         return Err(refuse(app, kind, StatusCode::UNAUTHORIZED, "a session token is required"));
