@@ -192,6 +192,69 @@ api_key_env = "FAKE_API_KEY"
     )
 }
 
+/// A native pipeline on the Realtime fake (its server VAD decides turns).
+fn native_pipeline(url: &str) -> String {
+    format!(
+        r#"name = "native-web"
+[input]
+kind = "wav"
+path = "unused.wav"
+[output]
+kind = "wav"
+path = "unused-reply.wav"
+[[stages]]
+kind = "realtime.openai"
+url = "{url}"
+api_key_env = "FAKE_API_KEY"
+transcription = {{ model = "gpt-4o-mini-transcribe" }}
+"#
+    )
+}
+
+/// Mints a session token as an app's backend would, and opens the page on `pipeline` with
+/// `wav` as the microphone; the page starts the call itself.
+async fn open_page(server: &Server, pipeline: &str, wav: &Path) -> (Browser, Cdp) {
+    let session: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/web/session", server.url))
+        .bearer_auth(API_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = session["token"].as_str().unwrap();
+    let url = format!("{}/#token={token}&pipeline={pipeline}&autostart=1", server.url);
+    let browser = Browser::launch(&url, wav).await;
+    let page = browser.page().await;
+    (browser, page)
+}
+
+/// Keeps a screenshot of the page as a test artifact and checks it is not blank.
+async fn screenshot(page: &mut Cdp, name: &str) {
+    use base64::Engine;
+    let shot = page.call("Page.captureScreenshot", serde_json::json!({ "format": "png" })).await;
+    let png = base64::engine::general_purpose::STANDARD.decode(shot["data"].as_str().unwrap()).unwrap();
+    let path = artifacts().join(name);
+    std::fs::write(&path, &png).unwrap();
+    // A blank 1280×900 page compresses to a few KB; the call's page is far richer.
+    assert!(png.len() > 20_000, "screenshot of {} bytes looks blank ({})", png.len(), path.display());
+}
+
+/// The one call's summary and event log, once the server has written them.
+async fn call_record(server: &Server) -> (serde_json::Value, Vec<serde_json::Value>) {
+    let calls = server.dir.path().join("calls");
+    for _ in 0..150 {
+        if let Some(dir) = std::fs::read_dir(&calls).ok().and_then(|mut d| d.next()).and_then(Result::ok)
+            && let Ok(bytes) = std::fs::read(dir.path().join("call.json"))
+        {
+            return (serde_json::from_slice(&bytes).unwrap(), read_events(&dir.path().join("events.jsonl")));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no call summary under {}", calls.display());
+}
+
 fn artifacts() -> PathBuf {
     let d = repo_path("target/browser-artifacts");
     std::fs::create_dir_all(&d).unwrap();
@@ -240,21 +303,7 @@ async fn a_cascade_call_from_the_page_over_webrtc_captions_both_sides_and_plays_
     let call = Call::default().silence(2500).say("question", "Where is my order?").silence(12_000);
     let wav = server.dir.path().join("caller.wav");
     call.write(&wav);
-
-    // A session token as an app's backend would get one.
-    let session: serde_json::Value = reqwest::Client::new()
-        .post(format!("{}/web/session", server.url))
-        .bearer_auth(API_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = session["token"].as_str().unwrap();
-    let browser =
-        Browser::launch(&format!("{}/#token={token}&pipeline=cascade&autostart=1", server.url), &wav).await;
-    let mut page = browser.page().await;
+    let (browser, mut page) = open_page(&server, "cascade", &wav).await;
 
     let state = wait_page(&mut page, "a reply caption and audio", |s| {
         let captions = s["captions"].as_array().map(Vec::as_slice).unwrap_or_default();
@@ -274,29 +323,13 @@ async fn a_cascade_call_from_the_page_over_webrtc_captions_both_sides_and_plays_
     let heard = asr.requests()[0].wav.clone().unwrap();
     assert_eq!(heard.sample_rate, 16_000);
 
-    // Wait for the reply to finish, keep a screenshot, then hang up from the page.
+    // Let the reply finish, keep a screenshot, then hang up from the page.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let shot = page.call("Page.captureScreenshot", serde_json::json!({ "format": "png" })).await;
-    use base64::Engine;
-    let png = base64::engine::general_purpose::STANDARD.decode(shot["data"].as_str().unwrap()).unwrap();
-    let path = artifacts().join("cascade-call.png");
-    std::fs::write(&path, &png).unwrap();
-    // A blank 1280×900 page compresses to a few KB; the call's page is far richer.
-    assert!(png.len() > 20_000, "screenshot of {} bytes looks blank ({})", png.len(), path.display());
+    screenshot(&mut page, "cascade-call.png").await;
     page.eval("document.getElementById('end').click()").await;
 
     // The server's record of the call: ended by the page, both sides in the log.
-    let calls = server.dir.path().join("calls");
-    let mut summary = serde_json::Value::Null;
-    for _ in 0..100 {
-        if let Some(dir) = std::fs::read_dir(&calls).ok().and_then(|mut d| d.next()).and_then(Result::ok)
-            && let Ok(bytes) = std::fs::read(dir.path().join("call.json"))
-        {
-            summary = serde_json::from_slice(&bytes).unwrap();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (summary, _) = call_record(&server).await;
     assert_eq!(summary["outcome"], "hangup", "{summary}");
     assert!(summary["call_sid"].as_str().unwrap().starts_with("WR"), "{summary}");
     let t = summary["transcript"].as_array().unwrap();
@@ -306,6 +339,67 @@ async fn a_cascade_call_from_the_page_over_webrtc_captions_both_sides_and_plays_
     drop(browser);
     server.stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(20), server.task).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_native_call_from_the_page_is_interrupted_by_the_caller_and_truncated() {
+    use voxpipe_fakes::realtime::{RealtimeFake, RealtimeFakeConfig, ScriptedResponse};
+    let fake = RealtimeFake::start(RealtimeFakeConfig {
+        responses: vec![
+            ScriptedResponse {
+                audio_ms: Some(6000),
+                user_transcript: Some("Where is my order?".into()),
+                ..ScriptedResponse::say(
+                    "Let me tell you a long story about your order and its journey to you.",
+                )
+            },
+            ScriptedResponse {
+                user_transcript: Some("Wait, stop.".into()),
+                ..ScriptedResponse::say("Sure, go ahead.")
+            },
+        ],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let server = start_server(&[("native", native_pipeline(&fake.url()))]).await;
+    // The question, then the caller speaks over the six-second reply.
+    let call = Call::default()
+        .silence(2500)
+        .say("question", "Where is my order?")
+        .silence(3000)
+        .say("barge", "Wait, stop.")
+        .silence(6000);
+    let wav = server.dir.path().join("caller.wav");
+    call.write(&wav);
+    let (browser, mut page) = open_page(&server, "native", &wav).await;
+
+    let state = wait_page(&mut page, "the barge-in and the second reply", |s| {
+        let captions = s["captions"].as_array().map(Vec::as_slice).unwrap_or_default();
+        captions.iter().any(|c| c["text"] == "Sure, go ahead.")
+    })
+    .await;
+    let captions = state["captions"].as_array().unwrap();
+    assert_eq!(captions[0], serde_json::json!({ "who": "user", "text": "Where is my order?" }), "{state}");
+    assert!(captions.iter().any(|c| c["who"] == "user" && c["text"] == "Wait, stop."), "{state}");
+    assert!(state["bytesReceived"].as_u64().unwrap() > 4000, "reply audio reached the browser: {state}");
+    screenshot(&mut page, "native-call.png").await;
+    page.eval("document.getElementById('end').click()").await;
+
+    let (summary, events) = call_record(&server).await;
+    assert_eq!(summary["outcome"], "hangup", "{summary}");
+    // The long reply was cut where the caller stopped hearing it: after it started, well
+    // before its six seconds.
+    let truncate = events_of(&events, "truncate");
+    assert_eq!(truncate.len(), 1, "{events:?}");
+    let audio_end = truncate[0]["audio_end_ms"].as_u64().unwrap();
+    assert!((300..5000).contains(&audio_end), "truncated at {audio_end} ms");
+    let finished = events_of(&events, "playout_finished");
+    assert!(finished.iter().any(|e| e["interrupted"] == true), "{finished:?}");
+    drop(browser);
+    server.stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(20), server.task).await;
+    fake.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
