@@ -317,6 +317,8 @@ async fn a_cascade_call_from_the_page_over_webrtc_captions_both_sides_and_plays_
         captions.iter().any(|c| c["who"] == "assistant" && c["text"] == "Your order ships tomorrow morning."),
         "{state}"
     );
+    // Live (interim) captions came before the finals.
+    assert!(state["interims"].as_u64().unwrap_or(0) > 0, "{state}");
     // The per-turn latency readout got its number.
     assert!(state["turns"]["1"]["voice_to_voice_ms"].as_u64().is_some(), "{state}");
     // The transcriber heard the browser's audio (Opus decoded at 16 kHz).
@@ -383,6 +385,7 @@ async fn a_native_call_from_the_page_is_interrupted_by_the_caller_and_truncated(
     assert_eq!(captions[0], serde_json::json!({ "who": "user", "text": "Where is my order?" }), "{state}");
     assert!(captions.iter().any(|c| c["who"] == "user" && c["text"] == "Wait, stop."), "{state}");
     assert!(state["bytesReceived"].as_u64().unwrap() > 4000, "reply audio reached the browser: {state}");
+    assert!(state["interims"].as_u64().unwrap_or(0) > 0, "live captions: {state}");
     screenshot(&mut page, "native-call.png").await;
     page.eval("document.getElementById('end').click()").await;
 

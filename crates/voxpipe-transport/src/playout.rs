@@ -29,6 +29,11 @@ pub trait AudioOut: Send {
     async fn flush(&mut self) -> Result<(), crate::Error>;
     /// Flushes and closes.
     async fn finish(&mut self) -> Result<(), crate::Error>;
+    /// Sees every frame that reaches the sink, before the engine handles it (a transport that
+    /// shows live captions reads the transcript fragments here). Default: nothing.
+    fn observe(&mut self, frame: &Frame) {
+        let _ = frame;
+    }
 }
 
 struct Queued {
@@ -108,7 +113,7 @@ pub async fn run_playout(
                 Ok(_) | Err(RecvError::Lagged(_)) => {}
                 Err(RecvError::Closed) => {}
             },
-            frame = input.recv(), if !end_of_stream => match frame {
+            frame = input.recv(), if !end_of_stream => match frame.inspect(|f| out.observe(f)) {
                 Some(Frame::OutputAudio(a)) => enqueue(&ctx, &mut queue, &mut resampler, rate, a).map_err(fail)?,
                 Some(f @ (Frame::SpeechStarted { .. } | Frame::SpeechStopped { .. })) => metrics.observe(&f),
                 Some(Frame::EndOfStream) | None => end_of_stream = true,

@@ -2,7 +2,7 @@
 //! audio paced, encoded and sent.
 
 use crate::messages::PageMessage;
-use crate::peer::{CallEnd, CallState, Inbound, Outbound};
+use crate::peer::{CallEnd, CallState, Inbound, Outbound, PageEvents};
 use crate::{FRAME_48K, INPUT_RATE, OPUS_RATE};
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -167,6 +167,7 @@ impl Sink for WebRtcSink {
             frame: Vec::with_capacity(FRAME_48K),
             packet: vec![0u8; 1500],
             rtp: 0,
+            page: PageEvents::new(self.outbound.clone()),
             outbound: self.outbound,
             state: self.state,
         };
@@ -185,10 +186,34 @@ struct RtpOut {
     rtp: u64,
     outbound: mpsc::Sender<Outbound>,
     state: Arc<CallState>,
+    /// Live captions to the page.
+    page: PageEvents,
 }
 
 #[async_trait]
 impl AudioOut for RtpOut {
+    /// Interim captions: the caller's words as the recogniser hears them, the assistant's as
+    /// they are generated (native) or handed to the voice (cascade). Finals come from the
+    /// event log.
+    fn observe(&mut self, frame: &Frame) {
+        let msg = match frame {
+            Frame::UserTranscript(t) if !t.is_final => {
+                serde_json::json!({ "type": "user_interim", "text": t.text })
+            }
+            Frame::AssistantTranscript(t) if !t.is_final => {
+                serde_json::json!({ "type": "assistant_interim", "item": t.item.as_deref(), "text": t.text })
+            }
+            Frame::OutputAudio(a) => match &a.text {
+                Some(words) => {
+                    serde_json::json!({ "type": "assistant_interim", "item": &*a.item, "text": format!("{words} ") })
+                }
+                None => return,
+            },
+            _ => return,
+        };
+        self.page.send(msg.to_string());
+    }
+
     async fn write(&mut self, mut samples: &[i16]) -> Result<(), voxpipe_transport::Error> {
         while !samples.is_empty() {
             let n = (FRAME_48K - self.frame.len()).min(samples.len());

@@ -133,6 +133,10 @@ pub struct PageEvents {
 }
 
 impl PageEvents {
+    pub(crate) fn new(tx: mpsc::Sender<Outbound>) -> Self {
+        Self { tx }
+    }
+
     /// Queues `text` for the page.
     pub fn send(&self, text: String) {
         if self.tx.try_send(Outbound::Page(text)).is_err() {
@@ -207,7 +211,7 @@ pub async fn accept(offer: &str, opts: &WebRtcOptions) -> Result<WebRtcCall, Web
         answer,
         source: WebRtcSource::new(in_rx, state.clone()),
         sink: WebRtcSink::new(out_tx.clone(), state.clone()),
-        page: PageEvents { tx: out_tx },
+        page: PageEvents::new(out_tx),
         state,
         close,
     })
