@@ -213,7 +213,7 @@ transcription = {{ model = "gpt-4o-mini-transcribe" }}
 
 /// Mints a session token as an app's backend would, and opens the page on `pipeline` with
 /// `wav` as the microphone; the page starts the call itself.
-async fn open_page(server: &Server, pipeline: &str, wav: &Path) -> (Browser, Cdp) {
+async fn open_page(server: &Server, pipeline: &str, wav: &Path, extra: &str) -> (Browser, Cdp) {
     let session: serde_json::Value = reqwest::Client::new()
         .post(format!("{}/web/session", server.url))
         .bearer_auth(API_KEY)
@@ -224,7 +224,7 @@ async fn open_page(server: &Server, pipeline: &str, wav: &Path) -> (Browser, Cdp
         .await
         .unwrap();
     let token = session["token"].as_str().unwrap();
-    let url = format!("{}/#token={token}&pipeline={pipeline}&autostart=1", server.url);
+    let url = format!("{}/#token={token}&pipeline={pipeline}&autostart=1{extra}", server.url);
     let browser = Browser::launch(&url, wav).await;
     let page = browser.page().await;
     (browser, page)
@@ -281,6 +281,16 @@ async fn wait_page(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cascade_call_from_the_page_over_webrtc_captions_both_sides_and_plays_the_reply() {
+    cascade_call("", "cascade-call.png").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_websocket_fallback_carries_the_same_call_without_udp() {
+    cascade_call("&transport=ws", "cascade-call-websocket.png").await;
+}
+
+/// A cascade call from the page, over WebRTC or (with `&transport=ws`) the fallback socket.
+async fn cascade_call(extra: &str, shot: &str) {
     use voxpipe_fakes::{openai_chat, openai_speech, transcription};
     let asr = transcription::TranscriptionFake::start(transcription::TranscriptionFakeConfig {
         transcripts: vec!["Where is my order?".into()],
@@ -303,11 +313,14 @@ async fn a_cascade_call_from_the_page_over_webrtc_captions_both_sides_and_plays_
     let call = Call::default().silence(2500).say("question", "Where is my order?").silence(12_000);
     let wav = server.dir.path().join("caller.wav");
     call.write(&wav);
-    let (browser, mut page) = open_page(&server, "cascade", &wav).await;
+    let (browser, mut page) = open_page(&server, "cascade", &wav, extra).await;
 
     let state = wait_page(&mut page, "a reply caption and audio", |s| {
         let captions = s["captions"].as_array().map(Vec::as_slice).unwrap_or_default();
-        captions.iter().any(|c| c["who"] == "assistant") && s["bytesReceived"].as_u64().unwrap_or(0) > 4000
+        captions.iter().any(|c| c["who"] == "assistant")
+            && s["bytesReceived"].as_u64().unwrap_or(0) > 4000
+            && s["turns"]["1"]["voice_to_voice_ms"].is_u64()
+            && s["interims"].as_u64().unwrap_or(0) > 0
     })
     .await;
     assert_eq!(state["status"], "live", "{state}");
@@ -327,7 +340,7 @@ async fn a_cascade_call_from_the_page_over_webrtc_captions_both_sides_and_plays_
 
     // Let the reply finish, keep a screenshot, then hang up from the page.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    screenshot(&mut page, "cascade-call.png").await;
+    screenshot(&mut page, shot).await;
     page.eval("document.getElementById('end').click()").await;
 
     // The server's record of the call: ended by the page, both sides in the log.
@@ -374,11 +387,11 @@ async fn a_native_call_from_the_page_is_interrupted_by_the_caller_and_truncated(
         .silence(6000);
     let wav = server.dir.path().join("caller.wav");
     call.write(&wav);
-    let (browser, mut page) = open_page(&server, "native", &wav).await;
+    let (browser, mut page) = open_page(&server, "native", &wav, "").await;
 
     let state = wait_page(&mut page, "the barge-in and the second reply", |s| {
         let captions = s["captions"].as_array().map(Vec::as_slice).unwrap_or_default();
-        captions.iter().any(|c| c["text"] == "Sure, go ahead.")
+        captions.iter().any(|c| c["text"] == "Sure, go ahead.") && s["interims"].as_u64().unwrap_or(0) > 0
     })
     .await;
     let captions = state["captions"].as_array().unwrap();

@@ -185,6 +185,7 @@ impl App {
             .route("/web/session", post(web::mint))
             .route("/web/config", get(web::config))
             .route("/webrtc/offer", post(web::offer))
+            .route("/web/socket", get(web::socket))
             .with_state(self.clone())
     }
 

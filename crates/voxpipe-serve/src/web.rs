@@ -10,6 +10,9 @@
 //! - `POST /webrtc/offer` (bearer: a session token; `Origin` the server's own or allowed):
 //!   `{"sdp": offer, "pipeline": name}` → `{"sdp": answer, "call_id": id}`; the call runs
 //!   until the page ends it or the connection goes.
+//! - `GET /web/socket?pipeline=NAME` (WebSocket, sub-protocols `voxpipe-pcm16` and
+//!   `bearer.<session token>`, since a browser cannot set headers on a WebSocket): the same
+//!   call over one socket, PCM16 at 16 kHz, for networks without UDP.
 //!
 //! A session token is `v1.<expiry>.<nonce>.<HMAC-SHA256>`: short-lived, signed with
 //! `web.token_secret_env` (or a key made at start), and never the operator's key.
@@ -152,6 +155,13 @@ pub struct Web {
 }
 
 impl Web {
+    /// A new browser call's id: `WR`, random hex, a process-wide sequence number.
+    pub fn call_id(&self) -> String {
+        let n = self.next_call.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let nonce: u32 = rand::random();
+        format!("WR{nonce:08x}{n:06}")
+    }
+
     /// From the serve file's `[web]`, reading its secrets from `env`.
     pub fn new(c: &crate::config::WebConfig, env: &voxpipe_config::Env) -> anyhow::Result<Self> {
         let key = match &c.token_secret_env {
@@ -227,7 +237,7 @@ pub async fn page(State(app): State<Arc<App>>) -> Response {
     h.insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
     h.insert(
         http::header::CONTENT_SECURITY_POLICY,
-        http::HeaderValue::from_static("default-src 'self'; script-src 'unsafe-inline' 'self'; style-src 'unsafe-inline' 'self'; media-src 'self' blob:; connect-src 'self'"),
+        http::HeaderValue::from_static("default-src 'self'; script-src 'unsafe-inline' 'self' blob:; style-src 'unsafe-inline' 'self'; media-src 'self' blob:; connect-src 'self'"),
     );
     h.insert("referrer-policy", http::HeaderValue::from_static("no-referrer"));
     r
@@ -328,9 +338,7 @@ pub async fn offer(
                 .into_response();
         }
     };
-    let n = app.web.next_call.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let nonce: u32 = rand::random();
-    let call_id = format!("WR{:08x}{n:06}", nonce);
+    let call_id = app.web.call_id();
     info!(%call_id, pipeline = %pick.pipeline, client = %peer.ip(), "browser call answered");
     let answer = call.answer.clone();
     let files = open_files(&app, &call_id, &pick.pipeline, &pick.by, None);
@@ -345,6 +353,118 @@ pub async fn offer(
     };
     tokio::spawn(run_leg(app.clone(), slot, leg, files));
     axum::Json(serde_json::json!({ "type": "answer", "sdp": answer, "call_id": call_id })).into_response()
+}
+
+/// The fallback socket's sub-protocol.
+const SOCKET_PROTOCOL: &str = "voxpipe-pcm16";
+
+/// `GET /web/socket` query.
+#[derive(Debug, serde::Deserialize)]
+pub struct SocketQuery {
+    /// The pipeline to talk to.
+    #[serde(default)]
+    pub pipeline: Option<String>,
+}
+
+/// `GET /web/socket`.
+pub async fn socket(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    axum::extract::Query(q): axum::extract::Query<SocketQuery>,
+    headers: HeaderMap,
+    ws: axum::extract::ws::WebSocketUpgrade,
+) -> Response {
+    use axum::extract::ws::Message;
+    use futures_util::{SinkExt, StreamExt};
+    const KIND: &str = "web/socket";
+    if !app.loaded.config.web.enabled {
+        return (StatusCode::NOT_FOUND, "browser calls are disabled").into_response();
+    }
+    if !origin_ok(&app, &headers) {
+        return refuse(&app, KIND, StatusCode::FORBIDDEN, "origin not allowed");
+    }
+    let offered: Vec<&str> = headers
+        .get_all(http::header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(str::trim))
+        .collect();
+    let Some(token) = offered.iter().find_map(|p| p.strip_prefix("bearer.")) else {
+        return refuse(&app, KIND, StatusCode::UNAUTHORIZED, "a session token is required");
+    };
+    if let Err(e) = app.web.tokens.verify(token) {
+        return refuse(&app, KIND, StatusCode::UNAUTHORIZED, &e.to_string());
+    }
+    if !offered.contains(&SOCKET_PROTOCOL) {
+        return (StatusCode::BAD_REQUEST, "expected the voxpipe-pcm16 sub-protocol").into_response();
+    }
+    let Some(pick) = app.router.pick(q.pipeline.as_deref(), "") else {
+        return (StatusCode::NOT_FOUND, "no such pipeline").into_response();
+    };
+    let Some(slot) = app.reserve() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "busy").into_response();
+    };
+    let max = app.loaded.config.limits.max_message_bytes.max(voxpipe_webrtc::socket::MAX_AUDIO_BYTES + 1);
+    ws.protocols([SOCKET_PROTOCOL]).max_message_size(max).max_frame_size(max).on_upgrade(move |socket| async move {
+        let call = voxpipe_webrtc::socket::accept_socket();
+        let call_id = app.web.call_id();
+        info!(%call_id, pipeline = %pick.pipeline, client = %peer.ip(), "browser call over the fallback socket");
+        let files = open_files(&app, &call_id, &pick.pipeline, &pick.by, None);
+        let close = tokio_util::sync::CancellationToken::new();
+        let leg = Leg {
+            id: call_id.clone(),
+            pipeline: pick.pipeline,
+            assigned_by: pick.by,
+            from: format!("browser:{}", peer.ip()),
+            source: Box::new(call.source),
+            sink: Box::new(call.sink),
+            carrier: Carrier::Browser { state: call.state, page: call.page.clone(), close: close.clone() },
+        };
+        call.page.send(serde_json::json!({ "type": "call_started", "call_id": call_id }).to_string());
+        let run = tokio::spawn(run_leg(app.clone(), slot, leg, files));
+        let (mut tx, mut rx) = socket.split();
+        let mut io = call.io;
+        let idle = Duration::from_secs(app.loaded.config.limits.idle_timeout_secs);
+        let end = loop {
+            tokio::select! {
+                () = close.cancelled() => break None,
+                out = io.next() => match out {
+                    Some(voxpipe_webrtc::socket::SocketOut::Audio(pcm)) => {
+                        if tx.send(Message::Binary(axum::body::Bytes::copy_from_slice(&pcm))).await.is_err() {
+                            break Some(voxpipe_webrtc::CallEnd::Disconnected);
+                        }
+                    }
+                    Some(voxpipe_webrtc::socket::SocketOut::Text(t)) => {
+                        if tx.send(Message::Text(t.into())).await.is_err() {
+                            break Some(voxpipe_webrtc::CallEnd::Disconnected);
+                        }
+                    }
+                    None => break None,
+                },
+                msg = tokio::time::timeout(idle, rx.next()) => match msg {
+                    Err(_) => break Some(voxpipe_webrtc::CallEnd::Failed(format!("nothing from the page for {} s", idle.as_secs()))),
+                    Ok(Some(Ok(Message::Binary(b)))) => { if !io.audio(&b).await { break None } }
+                    Ok(Some(Ok(Message::Text(t)))) => { if !io.text(t.to_string()).await { break None } }
+                    Ok(Some(Ok(Message::Close(_)))) | Ok(None) => break Some(voxpipe_webrtc::CallEnd::Disconnected),
+                    Ok(Some(Ok(_))) => {}
+                    Ok(Some(Err(e))) => break Some(voxpipe_webrtc::CallEnd::Failed(e.to_string())),
+                },
+            }
+        };
+        if let Some(end) = end {
+            io.closed(end);
+        } else {
+            // The call ended on the server: flush what is left for the page, then close.
+            while let Ok(Some(out)) = tokio::time::timeout(Duration::from_millis(300), io.next()).await {
+                if let voxpipe_webrtc::socket::SocketOut::Text(t) = out {
+                    let _ = tx.send(Message::Text(t.into())).await;
+                }
+            }
+            let _ = tx.send(Message::Close(None)).await;
+            drop(io);
+        }
+        let _ = run.await;
+    })
 }
 
 #[cfg(test)]

@@ -92,6 +92,12 @@ impl Source for WebRtcSource {
                         return Ok(());
                     }
                 }
+                Some(Inbound::Pcm16(samples)) => {
+                    let samples = if muted { vec![0; samples.len()] } else { samples };
+                    if !deliver(&ctx, &out, samples, &mut position).await {
+                        return Ok(());
+                    }
+                }
                 Some(Inbound::Page(text)) => match PageMessage::parse(&text) {
                     Ok(PageMessage::Mute { muted: m }) => {
                         info!(muted = m, "page: microphone");
@@ -134,11 +140,31 @@ async fn deliver(ctx: &CallContext, out: &Outbox, samples: Vec<i16>, position: &
     }
 }
 
-/// The assistant's audio to the browser: the shared playout engine at 48 kHz, each 20 ms
-/// encoded to Opus and sent as one RTP packet.
+/// How the sink encodes each 20 ms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Codec {
+    /// Opus at 48 kHz, one RTP packet per frame.
+    Opus,
+    /// PCM16LE at 16 kHz, one WebSocket message per frame (the fallback).
+    Pcm16,
+}
+
+impl Codec {
+    fn rate(self) -> u32 {
+        match self {
+            Codec::Opus => OPUS_RATE,
+            Codec::Pcm16 => INPUT_RATE,
+        }
+    }
+}
+
+/// The assistant's audio to the browser: the shared playout engine on the call clock, each
+/// 20 ms encoded (Opus at 48 kHz over WebRTC, PCM16 at 16 kHz over the WebSocket fallback)
+/// and sent as one packet.
 pub struct WebRtcSink {
     outbound: mpsc::Sender<Outbound>,
     state: Arc<CallState>,
+    codec: Codec,
 }
 
 impl std::fmt::Debug for WebRtcSink {
@@ -148,8 +174,8 @@ impl std::fmt::Debug for WebRtcSink {
 }
 
 impl WebRtcSink {
-    pub(crate) fn new(outbound: mpsc::Sender<Outbound>, state: Arc<CallState>) -> Self {
-        Self { outbound, state }
+    pub(crate) fn new(outbound: mpsc::Sender<Outbound>, state: Arc<CallState>, codec: Codec) -> Self {
+        Self { outbound, state, codec }
     }
 }
 
@@ -160,24 +186,34 @@ impl Sink for WebRtcSink {
     }
 
     async fn run(self: Box<Self>, ctx: CallContext, input: Inbox) -> Result<(), StageError> {
-        let encoder = opus::Encoder::new(OPUS_RATE, opus::Channels::Mono, opus::Application::Voip)
-            .map_err(|e| StageError::new("webrtc", std::io::Error::other(e.to_string())))?;
+        let encoder = match self.codec {
+            Codec::Opus => Some(
+                opus::Encoder::new(OPUS_RATE, opus::Channels::Mono, opus::Application::Voip)
+                    .map_err(|e| StageError::new("webrtc", std::io::Error::other(e.to_string())))?,
+            ),
+            Codec::Pcm16 => None,
+        };
+        let rate = self.codec.rate();
+        let frame_len = voxpipe_core::audio::samples_for_ms(rate, 20);
         let mut out = RtpOut {
             encoder,
-            frame: Vec::with_capacity(FRAME_48K),
+            frame_len,
+            frame: Vec::with_capacity(frame_len),
             packet: vec![0u8; 1500],
             rtp: 0,
             page: PageEvents::new(self.outbound.clone()),
             outbound: self.outbound,
             state: self.state,
         };
-        run_playout("webrtc", ctx, input, OPUS_RATE, &mut out).await
+        run_playout("webrtc", ctx, input, rate, &mut out).await
     }
 }
 
-/// Played samples to Opus RTP packets.
+/// Played samples to packets: Opus RTP, or PCM16LE (no encoder).
 struct RtpOut {
-    encoder: opus::Encoder,
+    encoder: Option<opus::Encoder>,
+    /// Samples per 20 ms packet.
+    frame_len: usize,
     /// Samples of the frame being filled.
     frame: Vec<i16>,
     /// Encoder output buffer.
@@ -216,19 +252,25 @@ impl AudioOut for RtpOut {
 
     async fn write(&mut self, mut samples: &[i16]) -> Result<(), voxpipe_transport::Error> {
         while !samples.is_empty() {
-            let n = (FRAME_48K - self.frame.len()).min(samples.len());
+            let n = (self.frame_len - self.frame.len()).min(samples.len());
             self.frame.extend_from_slice(&samples[..n]);
             samples = &samples[n..];
-            if self.frame.len() == FRAME_48K {
-                match self.encoder.encode(&self.frame, &mut self.packet) {
-                    Ok(len) => {
-                        // One allocation per frame: str0m keeps the payload for retransmission.
-                        let packet: Arc<[u8]> = Arc::from(&self.packet[..len]);
-                        // The socket task gone means the connection is gone; the source ends
-                        // the call.
-                        let _ = self.outbound.send(Outbound::Audio { rtp: self.rtp, packet }).await;
-                    }
-                    Err(e) => report(&self.state, "Opus encoding failed", &e.to_string()),
+            if self.frame.len() == self.frame_len {
+                // One allocation per packet: str0m keeps the payload for retransmission, the
+                // WebSocket owns its message.
+                let packet: Option<Arc<[u8]>> = match &mut self.encoder {
+                    Some(encoder) => match encoder.encode(&self.frame, &mut self.packet) {
+                        Ok(len) => Some(Arc::from(&self.packet[..len])),
+                        Err(e) => {
+                            report(&self.state, "Opus encoding failed", &e.to_string());
+                            None
+                        }
+                    },
+                    None => Some(self.frame.iter().flat_map(|s| s.to_le_bytes()).collect()),
+                };
+                if let Some(packet) = packet {
+                    // The connection gone means the source ends the call.
+                    let _ = self.outbound.send(Outbound::Audio { rtp: self.rtp, packet }).await;
                 }
                 self.rtp += FRAME_48K as u64;
                 self.frame.clear();

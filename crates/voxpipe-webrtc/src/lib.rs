@@ -14,6 +14,9 @@
 //! - a [`PageEvents`] handle: JSON messages to the page over the data channel (captions, tool
 //!   calls, latency per turn), queued until the channel opens.
 //!
+//! [`socket`] is the fallback for networks without UDP: the same call over one WebSocket,
+//! PCM16 at 16 kHz both ways.
+//!
 //! # Why str0m
 //! str0m is sans-IO: the connection is a value the call's own task drives with its socket and
 //! timers, so a call is one task and a few buffers (hundreds per process), shuts down with
@@ -24,6 +27,7 @@
 mod audio;
 pub mod messages;
 mod peer;
+pub mod socket;
 
 pub use audio::{WebRtcSink, WebRtcSource};
 pub use messages::PageMessage;

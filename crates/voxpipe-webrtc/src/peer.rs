@@ -112,6 +112,8 @@ impl CallState {
 pub(crate) enum Inbound {
     /// One Opus packet and its RTP time (48 kHz ticks, unwrapped).
     Audio { rtp: u64, packet: Arc<[u8]> },
+    /// PCM16 samples at 16 kHz (the WebSocket fallback).
+    Pcm16(Vec<i16>),
     /// A text message from the page.
     Page(String),
 }
@@ -119,7 +121,8 @@ pub(crate) enum Inbound {
 /// What the sink and the server hand the socket task.
 #[derive(Debug)]
 pub(crate) enum Outbound {
-    /// One Opus packet and its RTP time (48 kHz ticks).
+    /// One encoded frame (Opus, or PCM16LE on the WebSocket fallback) and its RTP time
+    /// (48 kHz ticks; unused on the fallback).
     Audio { rtp: u64, packet: Arc<[u8]> },
     /// A text message to the page.
     Page(String),
@@ -210,7 +213,7 @@ pub async fn accept(offer: &str, opts: &WebRtcOptions) -> Result<WebRtcCall, Web
     Ok(WebRtcCall {
         answer,
         source: WebRtcSource::new(in_rx, state.clone()),
-        sink: WebRtcSink::new(out_tx.clone(), state.clone()),
+        sink: WebRtcSink::new(out_tx.clone(), state.clone(), crate::audio::Codec::Opus),
         page: PageEvents::new(out_tx),
         state,
         close,
