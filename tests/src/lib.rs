@@ -163,3 +163,34 @@ pub fn run_args(dir: &Path, pipeline: PathBuf, input: PathBuf) -> voxpipe_cli::R
         quiet: true,
     }
 }
+
+/// A cascade pipeline file on the provider fakes (transcription → chat → speech at these base
+/// URLs, key from `FAKE_API_KEY`), its turns decided by the energy VAD; its `[input]` and
+/// `[output]` are unused under `voxpipe serve`.
+pub fn fake_cascade_pipeline(name: &str, asr: &str, llm: &str, tts: &str) -> String {
+    format!(
+        r#"name = "{name}"
+[input]
+kind = "wav"
+path = "unused.wav"
+[output]
+kind = "wav"
+path = "unused-reply.wav"
+[turn]
+mode = "local"
+vad = "energy"
+[[stages]]
+kind = "asr.openai"
+base_url = "{asr}"
+api_key_env = "FAKE_API_KEY"
+[[stages]]
+kind = "llm.openai"
+base_url = "{llm}"
+api_key_env = "FAKE_API_KEY"
+[[stages]]
+kind = "tts.openai"
+base_url = "{tts}"
+api_key_env = "FAKE_API_KEY"
+"#
+    )
+}

@@ -134,6 +134,13 @@ struct Server {
     dir: tempfile::TempDir,
 }
 
+impl Server {
+    async fn stop(self) {
+        self.stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(20), self.task).await;
+    }
+}
+
 async fn start_server(pipelines: &[(&str, String)]) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -163,33 +170,8 @@ async fn start_server(pipelines: &[(&str, String)]) -> Server {
     Server { app, url, stop, task, dir }
 }
 
-/// A cascade on the fakes, its turns decided by the energy VAD on the browser's audio.
 fn cascade_pipeline(asr: &str, llm: &str, tts: &str) -> String {
-    format!(
-        r#"name = "cascade-web"
-[input]
-kind = "wav"
-path = "unused.wav"
-[output]
-kind = "wav"
-path = "unused-reply.wav"
-[turn]
-mode = "local"
-vad = "energy"
-[[stages]]
-kind = "asr.openai"
-base_url = "{asr}"
-api_key_env = "FAKE_API_KEY"
-[[stages]]
-kind = "llm.openai"
-base_url = "{llm}"
-api_key_env = "FAKE_API_KEY"
-[[stages]]
-kind = "tts.openai"
-base_url = "{tts}"
-api_key_env = "FAKE_API_KEY"
-"#
-    )
+    fake_cascade_pipeline("cascade-web", asr, llm, tts)
 }
 
 /// A native pipeline on the Realtime fake (its server VAD decides turns).
@@ -352,8 +334,7 @@ async fn cascade_call(extra: &str, shot: &str) {
     assert!(t.contains(&"assistant: Your order ships tomorrow morning.".into()), "{summary}");
     assert_eq!(server.app.active_calls(), 0);
     drop(browser);
-    server.stop.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(20), server.task).await;
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -413,8 +394,7 @@ async fn a_native_call_from_the_page_is_interrupted_by_the_caller_and_truncated(
     let finished = events_of(&events, "playout_finished");
     assert!(finished.iter().any(|e| e["interrupted"] == true), "{finished:?}");
     drop(browser);
-    server.stop.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(20), server.task).await;
+    server.stop().await;
     fake.shutdown().await;
 }
 
@@ -492,6 +472,5 @@ async fn browser_endpoints_refuse_bad_tokens_origins_and_offers_and_limit_mintin
         .await
         .unwrap();
     assert_eq!(config["pipelines"][0]["name"], "cascade", "{config}");
-    server.stop.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(20), server.task).await;
+    server.stop().await;
 }

@@ -495,33 +495,8 @@ async fn drain_during_live_calls_loses_none() {
     fake.shutdown().await;
 }
 
-/// A cascade on the fakes (transcription → chat → speech), resampled from the phone's 8 kHz.
 fn cascade_pipeline(asr: &str, llm: &str, tts: &str) -> String {
-    format!(
-        r#"name = "cascade-phone"
-[input]
-kind = "wav"
-path = "unused.wav"
-[output]
-kind = "wav"
-path = "unused-reply.wav"
-[turn]
-mode = "local"
-vad = "energy"
-[[stages]]
-kind = "asr.openai"
-base_url = "{asr}"
-api_key_env = "FAKE_API_KEY"
-[[stages]]
-kind = "llm.openai"
-base_url = "{llm}"
-api_key_env = "FAKE_API_KEY"
-[[stages]]
-kind = "tts.openai"
-base_url = "{tts}"
-api_key_env = "FAKE_API_KEY"
-"#
-    )
+    fake_cascade_pipeline("cascade-phone", asr, llm, tts)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -179,8 +179,6 @@ struct Session<'a> {
     pending_calls: Vec<ToolCall>,
     /// The calls of the last response, running (with their filler line, if any).
     batch: Option<ToolBatch>,
-    /// Tool calls are running, or their results wait for the filler to finish.
-    tools_running: bool,
     end_after_response: bool,
     /// Local turns: a turn ended while a response was still running; ask for the next reply
     /// when it is done.
@@ -246,7 +244,6 @@ impl Stage for RealtimeStage {
             call_names: HashMap::new(),
             pending_calls: Vec::new(),
             batch: None,
-            tools_running: false,
             end_after_response: false,
             respond_after_done: false,
             filler: FillerSpeech::default(),
@@ -392,10 +389,15 @@ async fn send_append(
 }
 
 impl Session<'_> {
+    /// Tool calls are running, or their results wait for the filler to finish.
+    fn tools_running(&self) -> bool {
+        self.batch.is_some() || self.filler.held.is_some()
+    }
+
     fn idle(&self) -> bool {
         self.active_response.is_none()
             && !self.awaiting_response
-            && !self.tools_running
+            && !self.tools_running()
             && !self.filler.speaking()
             && !self.speech_active
     }
@@ -692,7 +694,6 @@ impl Session<'_> {
         }
         if !calls.is_empty() && status == ResponseStatus::Completed {
             // The calls run concurrently beside the event loop; dropped with the session.
-            self.tools_running = true;
             self.batch = Some(ToolBatch::start(self.ctx.tools.clone(), calls));
         } else if self.end_after_response && status == ResponseStatus::Completed {
             self.ctx.control.send(Control::EndCall);
@@ -724,7 +725,6 @@ impl Session<'_> {
     }
 
     async fn on_tool_results(&mut self, results: Vec<ToolResult>) -> Result<(), StageError> {
-        self.tools_running = false;
         for r in &results {
             self.emit(Frame::ToolResult(r.clone())).await;
             self.send(json!({

@@ -333,9 +333,9 @@ pub(crate) async fn run_leg(app: Arc<App>, slot: Slot, leg: Leg, files: CallFile
             },
             Carrier::Browser { state, .. } => state.end().map(|e| e.outcome()),
         };
-        let outcome = match &result {
+        let outcome = match (&result, carrier_outcome) {
             _ if transferred.is_some() => "transferred",
-            Ok(EndReason::EndCall) => {
+            (Ok(EndReason::EndCall), _) => {
                 if let Carrier::Twilio { .. } = &carrier
                     && let Err(e) = app.rest.hang_up(&call_sid).await
                 {
@@ -345,8 +345,8 @@ pub(crate) async fn run_leg(app: Arc<App>, slot: Slot, leg: Leg, files: CallFile
                 }
                 "end_call"
             }
-            Err(_) => "error",
-            _ if carrier_outcome.is_some() => carrier_outcome.unwrap_or_default(),
+            (Err(_), _) => "error",
+            (_, Some(ended)) => ended,
             _ if timed_out.load(std::sync::atomic::Ordering::SeqCst) => "max_duration",
             _ if app.is_draining() => "drained",
             _ => "completed",

@@ -289,59 +289,44 @@ struct Offer {
     _kind: Option<String>,
 }
 
-/// `POST /webrtc/offer`.
-pub async fn offer(
-    State(app): State<Arc<App>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    const KIND: &str = "webrtc/offer";
+/// The checks every browser-call endpoint makes first: calls are enabled, and a page asking
+/// comes from an allowed origin.
+#[allow(clippy::result_large_err, reason = "the error is the response to send")]
+fn admit(app: &App, headers: &HeaderMap, kind: &str) -> Result<(), Response> {
     if !app.loaded.config.web.enabled {
-        return (StatusCode::NOT_FOUND, "browser calls are disabled").into_response();
+        return Err((StatusCode::NOT_FOUND, "browser calls are disabled").into_response());
     }
-    if !origin_ok(&app, &headers) {
-        return refuse(&app, KIND, StatusCode::FORBIDDEN, "origin not allowed");
+    if !origin_ok(app, headers) {
+        return Err(refuse(app, kind, StatusCode::FORBIDDEN, "origin not allowed"));
     }
-    if let Err(r) = session(&app, &headers, KIND) {
-        return r;
-    }
-    if body.len() > MAX_OFFER_BODY {
-        return (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            axum::Json(serde_json::json!({ "error": "offer too large" })),
-        )
-            .into_response();
-    }
-    let offer: Offer = match serde_json::from_slice(&body) {
-        Ok(o) => o,
-        Err(e) => {
-            let error = format!("expected {{\"sdp\": \"...\", \"pipeline\": \"...\"}}: {e}");
-            return (StatusCode::BAD_REQUEST, axum::Json(serde_json::json!({ "error": error })))
-                .into_response();
-        }
-    };
-    let Some(pick) = app.router.pick(offer.pipeline.as_deref(), "") else {
-        let error = format!("no pipeline `{}` on this server", offer.pipeline.unwrap_or_default());
-        return (StatusCode::NOT_FOUND, axum::Json(serde_json::json!({ "error": error }))).into_response();
-    };
-    let Some(slot) = app.reserve() else {
-        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(serde_json::json!({ "error": "busy" })))
-            .into_response();
-    };
-    let call = match voxpipe_webrtc::accept(&offer.sdp, &app.loaded.config.web.webrtc).await {
-        Ok(c) => c,
-        Err(e) => {
-            warn!(error = %e, "WebRTC offer refused");
-            app.metrics.error("webrtc_offer");
-            return (StatusCode::BAD_REQUEST, axum::Json(serde_json::json!({ "error": e.to_string() })))
-                .into_response();
-        }
-    };
+    Ok(())
+}
+
+fn json_error(status: StatusCode, error: &str) -> Response {
+    (status, axum::Json(serde_json::json!({ "error": error }))).into_response()
+}
+
+/// A browser call's transport, over WebRTC or the fallback socket.
+struct BrowserCall {
+    source: voxpipe_webrtc::WebRtcSource,
+    sink: voxpipe_webrtc::WebRtcSink,
+    state: Arc<voxpipe_webrtc::CallState>,
+    page: voxpipe_webrtc::PageEvents,
+    close: tokio_util::sync::CancellationToken,
+}
+
+/// Starts a browser call on its own task (its files, its pipeline, its summary); returns its id
+/// and the task.
+fn spawn_call(
+    app: &Arc<App>,
+    slot: crate::Slot,
+    pick: crate::routing::Pick,
+    peer: SocketAddr,
+    call: BrowserCall,
+) -> (String, tokio::task::JoinHandle<()>) {
     let call_id = app.web.call_id();
     info!(%call_id, pipeline = %pick.pipeline, client = %peer.ip(), "browser call answered");
-    let answer = call.answer.clone();
-    let files = open_files(&app, &call_id, &pick.pipeline, &pick.by, None);
+    let files = open_files(app, &call_id, &pick.pipeline, &pick.by, None);
     let leg = Leg {
         id: call_id.clone(),
         pipeline: pick.pipeline,
@@ -351,7 +336,57 @@ pub async fn offer(
         sink: Box::new(call.sink),
         carrier: Carrier::Browser { state: call.state, page: call.page, close: call.close },
     };
-    tokio::spawn(run_leg(app.clone(), slot, leg, files));
+    (call_id, tokio::spawn(run_leg(app.clone(), slot, leg, files)))
+}
+
+/// `POST /webrtc/offer`.
+pub async fn offer(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    const KIND: &str = "webrtc/offer";
+    if let Err(r) = admit(&app, &headers, KIND) {
+        return r;
+    }
+    if let Err(r) = session(&app, &headers, KIND) {
+        return r;
+    }
+    if body.len() > MAX_OFFER_BODY {
+        return json_error(StatusCode::PAYLOAD_TOO_LARGE, "offer too large");
+    }
+    let offer: Offer = match serde_json::from_slice(&body) {
+        Ok(o) => o,
+        Err(e) => {
+            let error = format!("expected {{\"sdp\": \"...\", \"pipeline\": \"...\"}}: {e}");
+            return json_error(StatusCode::BAD_REQUEST, &error);
+        }
+    };
+    let Some(pick) = app.router.pick(offer.pipeline.as_deref(), "") else {
+        let error = format!("no pipeline `{}` on this server", offer.pipeline.unwrap_or_default());
+        return json_error(StatusCode::NOT_FOUND, &error);
+    };
+    let Some(slot) = app.reserve() else {
+        return json_error(StatusCode::SERVICE_UNAVAILABLE, "busy");
+    };
+    let call = match voxpipe_webrtc::accept(&offer.sdp, &app.loaded.config.web.webrtc).await {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(error = %e, "WebRTC offer refused");
+            app.metrics.error("webrtc_offer");
+            return json_error(StatusCode::BAD_REQUEST, &e.to_string());
+        }
+    };
+    let answer = call.answer;
+    let parts = BrowserCall {
+        source: call.source,
+        sink: call.sink,
+        state: call.state,
+        page: call.page,
+        close: call.close,
+    };
+    let (call_id, _) = spawn_call(&app, slot, pick, peer, parts);
     axum::Json(serde_json::json!({ "type": "answer", "sdp": answer, "call_id": call_id })).into_response()
 }
 
@@ -377,11 +412,8 @@ pub async fn socket(
     use axum::extract::ws::Message;
     use futures_util::{SinkExt, StreamExt};
     const KIND: &str = "web/socket";
-    if !app.loaded.config.web.enabled {
-        return (StatusCode::NOT_FOUND, "browser calls are disabled").into_response();
-    }
-    if !origin_ok(&app, &headers) {
-        return refuse(&app, KIND, StatusCode::FORBIDDEN, "origin not allowed");
+    if let Err(r) = admit(&app, &headers, KIND) {
+        return r;
     }
     let offered: Vec<&str> = headers
         .get_all(http::header::SEC_WEBSOCKET_PROTOCOL)
@@ -407,21 +439,12 @@ pub async fn socket(
     let max = app.loaded.config.limits.max_message_bytes.max(voxpipe_webrtc::socket::MAX_AUDIO_BYTES + 1);
     ws.protocols([SOCKET_PROTOCOL]).max_message_size(max).max_frame_size(max).on_upgrade(move |socket| async move {
         let call = voxpipe_webrtc::socket::accept_socket();
-        let call_id = app.web.call_id();
-        info!(%call_id, pipeline = %pick.pipeline, client = %peer.ip(), "browser call over the fallback socket");
-        let files = open_files(&app, &call_id, &pick.pipeline, &pick.by, None);
         let close = tokio_util::sync::CancellationToken::new();
-        let leg = Leg {
-            id: call_id.clone(),
-            pipeline: pick.pipeline,
-            assigned_by: pick.by,
-            from: format!("browser:{}", peer.ip()),
-            source: Box::new(call.source),
-            sink: Box::new(call.sink),
-            carrier: Carrier::Browser { state: call.state, page: call.page.clone(), close: close.clone() },
-        };
-        call.page.send(serde_json::json!({ "type": "call_started", "call_id": call_id }).to_string());
-        let run = tokio::spawn(run_leg(app.clone(), slot, leg, files));
+        let page = call.page.clone();
+        let parts =
+            BrowserCall { source: call.source, sink: call.sink, state: call.state, page: call.page, close: close.clone() };
+        let (call_id, run) = spawn_call(&app, slot, pick, peer, parts);
+        page.send(serde_json::json!({ "type": "call_started", "call_id": call_id }).to_string());
         let (mut tx, mut rx) = socket.split();
         let mut io = call.io;
         let idle = Duration::from_secs(app.loaded.config.limits.idle_timeout_secs);
@@ -430,7 +453,7 @@ pub async fn socket(
                 () = close.cancelled() => break None,
                 out = io.next() => match out {
                     Some(voxpipe_webrtc::socket::SocketOut::Audio(pcm)) => {
-                        if tx.send(Message::Binary(axum::body::Bytes::copy_from_slice(&pcm))).await.is_err() {
+                        if tx.send(Message::Binary(axum::body::Bytes::from_owner(pcm))).await.is_err() {
                             break Some(voxpipe_webrtc::CallEnd::Disconnected);
                         }
                     }

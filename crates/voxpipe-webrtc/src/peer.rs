@@ -241,7 +241,7 @@ struct Driver {
 impl Driver {
     async fn run(mut self, close: CancellationToken, connect_deadline: tokio::time::Instant) {
         let mut buf = vec![0u8; 2048];
-        let end = loop {
+        let end = 'call: loop {
             // Everything str0m wants to send or report, until it asks for a timer.
             let timeout = loop {
                 match self.rtc.poll_output() {
@@ -253,13 +253,10 @@ impl Driver {
                     }
                     Ok(Output::Event(e)) => {
                         if let Some(end) = self.on_event(e).await {
-                            break_end(&mut self.rtc);
-                            return self.finish(end);
+                            break 'call Some(end);
                         }
                     }
-                    Err(e) => {
-                        return self.finish(CallEnd::Failed(e.to_string()));
-                    }
+                    Err(e) => break 'call Some(CallEnd::Failed(e.to_string())),
                 }
             };
             let wake = tokio::time::Instant::from_std(timeout);
@@ -296,20 +293,18 @@ impl Driver {
                 },
             }
         };
-        break_end(&mut self.rtc);
+        if self.rtc.is_alive() {
+            self.rtc.disconnect();
+        }
         // Let the goodbye (DTLS close alert) go out.
         while let Ok(Output::Transmit(t)) = self.rtc.poll_output() {
             let _ = self.socket.send_to(&t.contents, t.destination).await;
         }
         if let Some(end) = end {
-            self.finish(end);
+            info!(?end, "WebRTC connection ended");
+            self.state.set_end(end);
         }
-    }
-
-    fn finish(&self, end: CallEnd) {
-        info!(?end, "WebRTC connection ended");
-        self.state.set_end(end);
-        // The source sees the closed queue and ends the call.
+        // Dropping the driver closes the source's queue: it ends the call.
     }
 
     async fn on_event(&mut self, event: Event) -> Option<CallEnd> {
@@ -388,12 +383,6 @@ impl Driver {
                 }
             }
         }
-    }
-}
-
-fn break_end(rtc: &mut Rtc) {
-    if rtc.is_alive() {
-        rtc.disconnect();
     }
 }
 
