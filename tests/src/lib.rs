@@ -194,3 +194,17 @@ api_key_env = "FAKE_API_KEY"
 "#
     )
 }
+
+/// Writes a serve file in `dir`: `head` (its settings), then one `[[pipelines]]` entry per
+/// `(name, pipeline TOML)`, each pipeline in a file of its own. Returns the serve file's path.
+pub fn write_serve_file(dir: &Path, head: String, pipelines: &[(&str, String)]) -> PathBuf {
+    let mut serve = head;
+    for (name, toml) in pipelines {
+        let file = dir.join(format!("{name}.toml"));
+        std::fs::write(&file, toml).unwrap();
+        serve += &format!("[[pipelines]]\nname = \"{name}\"\nfile = \"{}\"\n", file.display());
+    }
+    let path = dir.join("serve.toml");
+    std::fs::write(&path, serve).unwrap();
+    path
+}

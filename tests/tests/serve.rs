@@ -50,18 +50,12 @@ async fn start_server(pipelines: &[(&str, String)], extra: &str) -> Server {
     let rest = carrier.serve_rest("127.0.0.1:0".parse().unwrap(), CancellationToken::new()).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let mut serve = format!(
+    let serve = format!(
         "listen = \"127.0.0.1:0\"\npublic_url = \"{url}\"\nrecordings_dir = \"{}\"\n{extra}\n\
          [auth]\napi_keys_env = [\"VOXPIPE_API_KEY\"]\n[twilio]\napi_base_url = \"http://{rest}\"\n",
         dir.path().join("calls").display()
     );
-    for (name, toml) in pipelines {
-        let file = dir.path().join(format!("{name}.toml"));
-        std::fs::write(&file, toml).unwrap();
-        serve += &format!("[[pipelines]]\nname = \"{name}\"\nfile = \"{}\"\n", file.display());
-    }
-    let path = dir.path().join("serve.toml");
-    std::fs::write(&path, serve).unwrap();
+    let path = write_serve_file(dir.path(), serve, pipelines);
     let loaded = voxpipe_serve::config::load(&path, &[]).unwrap();
     let env = voxpipe_config::Env::from_vars([
         ("TWILIO_ACCOUNT_SID".to_string(), ACCOUNT.to_string()),
