@@ -468,3 +468,244 @@ async fn browser_endpoints_refuse_bad_tokens_origins_and_offers_and_limit_mintin
     assert_eq!(config["pipelines"][0]["name"], "cascade", "{config}");
     server.stop().await;
 }
+
+/// A native pipeline that can go browser-direct, with a tool the server runs.
+fn direct_pipeline(url: &str) -> String {
+    format!(
+        r#"{}
+[tools.get_order_status]
+description = "Look up the delivery status of an order by its number."
+parameters = {{ type = "object", properties = {{ order_id = {{ type = "string" }} }}, required = ["order_id"] }}
+handler = {{ kind = "command", program = "{}" }}
+"#,
+        native_pipeline(url),
+        repo_path("scripts/tools/order-status.sh").display()
+    )
+}
+
+/// The Realtime fake for the direct path: a tool call, a long answer to interrupt, a short one.
+async fn direct_fake() -> voxpipe_fakes::realtime::RealtimeFake {
+    use voxpipe_fakes::realtime::{RealtimeFake, RealtimeFakeConfig, ScriptedFunctionCall, ScriptedResponse};
+    RealtimeFake::start(RealtimeFakeConfig {
+        api_key: Some(voxpipe_fakes::realtime::FakeApiKey("sk-test".into())),
+        responses: vec![
+            ScriptedResponse {
+                user_transcript: Some("Where is my order A1?".into()),
+                function_call: Some(ScriptedFunctionCall {
+                    name: "get_order_status".into(),
+                    arguments: r#"{"order_id":"A1"}"#.into(),
+                    call_id: None,
+                }),
+                ..ScriptedResponse::say("Let me check.")
+            },
+            ScriptedResponse {
+                audio_ms: Some(6000),
+                ..ScriptedResponse::say(
+                    "Your order A1 shipped with UPS and arrives tomorrow; here is the whole route it took.",
+                )
+            },
+            ScriptedResponse {
+                user_transcript: Some("Wait, stop.".into()),
+                ..ScriptedResponse::say("Sure, go ahead.")
+            },
+        ],
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_native_pipeline_goes_browser_direct_with_an_ephemeral_key_and_its_tools_run_on_the_server() {
+    let fake = direct_fake().await;
+    let server = start_server(&[("native", direct_pipeline(&fake.url()))]).await;
+    let call = Call::default()
+        .silence(2500)
+        .say("question", "Where is my order A1?")
+        .silence(4500)
+        .say("barge", "Wait, stop.")
+        .silence(6000);
+    let wav = server.dir.path().join("caller.wav");
+    call.write(&wav);
+    let (browser, mut page) = open_page(&server, "native", &wav, "&mode=direct").await;
+
+    let state = wait_page(&mut page, "the tool, the barge-in and the last reply", |s| {
+        let captions = s["captions"].as_array().map(Vec::as_slice).unwrap_or_default();
+        captions.iter().any(|c| c["text"] == "Sure, go ahead.")
+    })
+    .await;
+    assert_eq!(state["transport"], "direct", "{state}");
+    assert_eq!(state["status"], "live", "{state}");
+    assert!(state["error"].is_null(), "{state}");
+    let captions = state["captions"].as_array().unwrap();
+    assert_eq!(captions[0], serde_json::json!({ "who": "user", "text": "Where is my order A1?" }), "{state}");
+    assert!(captions.iter().any(|c| c["who"] == "assistant" && c["text"] == "Let me check."), "{state}");
+    assert!(captions.iter().any(|c| c["who"] == "user" && c["text"] == "Wait, stop."), "{state}");
+    // The tool ran on the server, with the pipeline's runtime, and its output went to the model.
+    let tools = state["tools"].as_array().unwrap();
+    assert!(
+        tools.iter().any(|t| t["name"] == "get_order_status"
+            && t["result"].as_str().is_some_and(|r| r.contains("shipped"))),
+        "{state}"
+    );
+    let outputs: Vec<_> = fake
+        .client_events()
+        .into_iter()
+        .filter(|e| {
+            e.json["type"] == "conversation.item.create" && e.json["item"]["type"] == "function_call_output"
+        })
+        .collect();
+    assert_eq!(outputs.len(), 1, "{outputs:?}");
+    assert!(outputs[0].json["item"]["output"].as_str().unwrap().contains("\"status\":\"shipped\""));
+    // The session came preset from the client secret: the page sent no session.update.
+    assert!(!fake.client_events().iter().any(|e| e.json["type"] == "session.update"));
+    // Reply audio reached the browser over the provider's track; the barge-in cleared the
+    // provider's output buffer and truncated the long answer there.
+    assert!(state["bytesReceived"].as_u64().unwrap() > 4000, "{state}");
+    let rt = state["rtEvents"].as_array().unwrap();
+    for ty in ["output_audio_buffer.started", "output_audio_buffer.cleared", "conversation.item.truncated"] {
+        assert!(rt.iter().any(|t| t == ty), "{ty} missing: {state}");
+    }
+    assert!(state["turns"]["1"]["voice_to_voice_ms"].is_u64(), "{state}");
+    // The page never held the API key.
+    let leaked = page.eval("document.documentElement.outerHTML.includes('sk-test') || JSON.stringify(window.voxpipe).includes('sk-test')").await;
+    assert_eq!(leaked, false);
+    screenshot(&mut page, "direct-call.png").await;
+    page.eval("document.getElementById('end').click()").await;
+    // No call ran through voxpipe's media path.
+    assert_eq!(server.app.active_calls(), 0);
+    drop(browser);
+    server.stop().await;
+    fake.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_direct_path_refuses_expired_secrets_foreign_tokens_and_bad_offers() {
+    let fake = direct_fake().await;
+    let server = start_server(&[
+        ("native", direct_pipeline(&fake.url())),
+        (
+            "cascade",
+            cascade_pipeline("http://127.0.0.1:9/v1", "http://127.0.0.1:9/v1", "http://127.0.0.1:9/v1"),
+        ),
+    ])
+    .await;
+    let http = reqwest::Client::new();
+    let mint = || async {
+        let r = http.post(format!("{}/web/session", server.url)).bearer_auth(API_KEY).send().await.unwrap();
+        r.json::<serde_json::Value>().await.unwrap()["token"].as_str().unwrap().to_string()
+    };
+    let (mine, theirs) = (mint().await, mint().await);
+    let session_url = format!("{}/web/realtime/session", server.url);
+    let open = |token: String, pipeline: &'static str| {
+        http.post(&session_url).bearer_auth(token).json(&serde_json::json!({ "pipeline": pipeline })).send()
+    };
+
+    // The page's view of the direct session: a client secret, never the key.
+    let r = open(mine.clone(), "native").await.unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(!text.contains("sk-test"), "{text}");
+    let s: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let secret = s["client_secret"].as_str().unwrap().to_string();
+    assert!(secret.starts_with("ek_"), "{s}");
+    assert_eq!(s["calls_url"], format!("{}/realtime/calls", fake.http_url()));
+    let config: serde_json::Value = http
+        .get(format!("{}/web/config", server.url))
+        .bearer_auth(&mine)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(config["pipelines"][0]["direct"], true, "{config}");
+    assert_eq!(config["pipelines"][1]["direct"], false, "{config}");
+    // A cascade cannot go direct; no token, no session.
+    let r = open(mine.clone(), "cascade").await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("cannot go browser-direct"));
+    let r = http.post(&session_url).json(&serde_json::json!({ "pipeline": "native" })).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+
+    // The tool relay: only the token that opened the session, only the pipeline's tools.
+    let tool_url = format!("{}/web/realtime/tool", server.url);
+    let call = |token: &str, name: &str| {
+        http.post(&tool_url).bearer_auth(token).json(&serde_json::json!({
+            "session_id": s["session_id"], "call_id": "call_1", "name": name, "arguments": "{\"order_id\":\"B2\"}",
+        }))
+        .send()
+    };
+    let r = call(&theirs, "get_order_status").await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("another token"));
+    let r = call(&mine, "rm_rf").await.unwrap();
+    assert_eq!(r.status(), 404);
+    let r = call(&mine, "get_order_status").await.unwrap();
+    assert_eq!(r.status(), 200);
+    let out: serde_json::Value = r.json().await.unwrap();
+    assert!(out["output"].as_str().unwrap().contains("B2"), "{out}");
+    assert_eq!(out["is_error"], false);
+
+    // The provider's side: a malformed offer, a standard key where an ephemeral one belongs, an
+    // ephemeral key where a standard one belongs, then the secret past its expiry.
+    let calls_url = s["calls_url"].as_str().unwrap();
+    let post_offer = |key: &str, sdp: &str| {
+        http.post(calls_url)
+            .bearer_auth(key)
+            .header("Content-Type", "application/sdp")
+            .body(sdp.to_string())
+            .send()
+    };
+    let r = post_offer(&secret, "v=0").await.unwrap();
+    assert_eq!(r.status(), 400);
+    let e: serde_json::Value = r.json().await.unwrap();
+    assert!(e["error"]["message"].as_str().unwrap().contains("Invalid SDP offer"), "{e}");
+    assert_eq!(post_offer("sk-test", "v=0").await.unwrap().status(), 400);
+    let r = http
+        .post(format!("{}/realtime/client_secrets", fake.http_url()))
+        .bearer_auth(&secret)
+        .json(&serde_json::json!({ "session": { "type": "realtime" } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = http
+        .post(format!("{}/realtime/client_secrets", fake.http_url()))
+        .bearer_auth("sk-test")
+        .json(&serde_json::json!({ "expires_after": { "anchor": "created_at", "seconds": 5 } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let e: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["param"], "expires_after.seconds", "{e}");
+    // CORS: the page's origin may call the provider's endpoints.
+    let r = http
+        .request(reqwest::Method::OPTIONS, calls_url)
+        .header("Origin", &server.url)
+        .header("Access-Control-Request-Method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    fake.advance_secret_clock(61);
+    let r = post_offer(&secret, "v=0").await.unwrap();
+    assert_eq!(r.status(), 401);
+    let e: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["code"], "ephemeral_key_expired", "{e}");
+    // An expired secret opens no WebSocket either.
+    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(format!(
+        "{}?model=gpt-realtime",
+        fake.url()
+    ))
+    .unwrap();
+    req.headers_mut().insert("Authorization", format!("Bearer {secret}").parse().unwrap());
+    let e = tokio_tungstenite::connect_async(req).await.unwrap_err();
+    assert!(e.to_string().contains("401"), "{e}");
+    assert_eq!(fake.live_calls(), 0);
+    assert_eq!(server.app.active_calls(), 0);
+    server.stop().await;
+    fake.shutdown().await;
+}

@@ -297,7 +297,7 @@ fn asr_index(config: &PipelineConfig) -> Option<usize> {
 }
 
 /// The call's tools: schemas compiled, secret headers read from `env`.
-fn build_tools(config: &PipelineConfig, env: &Env) -> Result<voxpipe_tools::Tools, BuildError> {
+pub fn build_tools(config: &PipelineConfig, env: &Env) -> Result<voxpipe_tools::Tools, BuildError> {
     voxpipe_tools::Tools::from_config_with_env(&config.tools, |v| env.var(v))
         .map(|t| t.with_defaults(&config.tool_defaults))
         .map_err(|e| BuildError::new("tools", e))

@@ -70,6 +70,11 @@ pub struct WebConfig {
     pub ice_servers: Vec<IceServer>,
     /// The server side of each call's peer connection.
     pub webrtc: voxpipe_webrtc::WebRtcOptions,
+    /// Let pages call a native OpenAI Realtime pipeline directly (WebRTC to the provider, with
+    /// a client secret minted here; tools still run here).
+    pub direct: bool,
+    /// Lifetime of those client secrets, s (10..7200): the page must start its call within it.
+    pub direct_secret_ttl_secs: u64,
 }
 
 impl Default for WebConfig {
@@ -82,6 +87,8 @@ impl Default for WebConfig {
             mint_per_minute: 30,
             ice_servers: Vec::new(),
             webrtc: voxpipe_webrtc::WebRtcOptions::default(),
+            direct: true,
+            direct_secret_ttl_secs: 60,
         }
     }
 }
@@ -342,6 +349,12 @@ fn check(c: &ServeConfig) -> Result<(), String> {
         .map_err(|_| format!("key `listen`: expected an address like 0.0.0.0:8080, found {:?}", c.listen))?;
     if c.limits.max_calls == 0 {
         return Err("key `limits.max_calls`: expected at least 1".into());
+    }
+    if !(10..=7200).contains(&c.web.direct_secret_ttl_secs) {
+        return Err(format!(
+            "key `web.direct_secret_ttl_secs`: expected 10 to 7200 (OpenAI's bounds), found {}",
+            c.web.direct_secret_ttl_secs
+        ));
     }
     if c.twilio.stream.mark_interval_ms < 20 || c.twilio.stream.lead_ms < 40 {
         return Err("key `twilio.stream`: expected mark_interval_ms >= 20 and lead_ms >= 40".into());

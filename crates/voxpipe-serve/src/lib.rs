@@ -19,6 +19,7 @@
 
 pub mod call;
 pub mod config;
+pub mod direct;
 pub mod metrics;
 pub mod routing;
 pub mod web;
@@ -126,6 +127,8 @@ pub struct App {
     pub stopped: CancellationToken,
     /// The browser page's tokens and limits.
     pub web: web::Web,
+    /// Browser-direct Realtime sessions.
+    pub direct: direct::Direct,
 }
 
 impl App {
@@ -168,6 +171,7 @@ impl App {
             router,
             stopped: CancellationToken::new(),
             web,
+            direct: direct::Direct::default(),
         }))
     }
 
@@ -186,6 +190,8 @@ impl App {
             .route("/web/config", get(web::config))
             .route("/webrtc/offer", post(web::offer))
             .route("/web/socket", get(web::socket))
+            .route("/web/realtime/session", post(direct::session))
+            .route("/web/realtime/tool", post(direct::tool))
             .with_state(self.clone())
     }
 

@@ -58,6 +58,8 @@ pub struct Metrics {
     pub errors_total: Family<KindLabel, Counter>,
     /// Requests refused for a bad signature or key.
     pub auth_failures_total: Family<KindLabel, Counter>,
+    /// Browser-direct Realtime sessions opened (client secrets minted).
+    pub direct_sessions_total: Counter,
 }
 
 impl Default for Metrics {
@@ -78,7 +80,21 @@ impl Default for Metrics {
             "Requests refused for a missing or bad signature or key",
             auth_failures_total.clone(),
         );
-        Self { registry, active_calls, calls_total, turn_latency, errors_total, auth_failures_total }
+        let direct_sessions_total = Counter::default();
+        registry.register(
+            "direct_sessions",
+            "Browser-direct Realtime sessions opened (client secrets minted)",
+            direct_sessions_total.clone(),
+        );
+        Self {
+            registry,
+            active_calls,
+            calls_total,
+            turn_latency,
+            errors_total,
+            auth_failures_total,
+            direct_sessions_total,
+        }
     }
 }
 

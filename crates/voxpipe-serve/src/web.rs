@@ -98,12 +98,13 @@ impl Tokens {
         (format!("{payload}.{sig}"), exp)
     }
 
-    /// Checks a token: its shape, its signature (in constant time), its expiry.
-    pub fn verify(&self, token: &str) -> Result<(), TokenError> {
+    /// Checks a token: its shape, its signature (in constant time), its expiry. Returns its
+    /// nonce, which names the page session.
+    pub fn verify(&self, token: &str) -> Result<String, TokenError> {
         use subtle::ConstantTimeEq;
         let (payload, sig) = token.rsplit_once('.').ok_or(TokenError::Malformed)?;
         let mut parts = payload.split('.');
-        let (Some("v1"), Some(exp), Some(_nonce), None) =
+        let (Some("v1"), Some(exp), Some(nonce), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(TokenError::Malformed);
@@ -115,7 +116,7 @@ impl Tokens {
         if exp < unix_now() {
             return Err(TokenError::Expired);
         }
-        Ok(())
+        Ok(nonce.to_string())
     }
 }
 
@@ -195,7 +196,7 @@ impl Web {
     }
 }
 
-fn refuse(app: &App, kind: &str, status: StatusCode, why: &str) -> Response {
+pub(crate) fn refuse(app: &App, kind: &str, status: StatusCode, why: &str) -> Response {
     warn!(endpoint = kind, reason = why, "request refused");
     app.metrics.auth_failures_total.get_or_create(&metrics::KindLabel { kind: kind.into() }).inc();
     (status, axum::Json(serde_json::json!({ "error": why }))).into_response()
@@ -208,9 +209,9 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .and_then(|v| v.strip_prefix("Bearer "))
 }
 
-/// The page's session token, checked.
+/// The page's session token, checked; its nonce.
 #[allow(clippy::result_large_err, reason = "the error is the response to send")]
-fn session(app: &App, headers: &HeaderMap, kind: &str) -> Result<(), Response> {
+pub(crate) fn session(app: &App, headers: &HeaderMap, kind: &str) -> Result<String, Response> {
     let Some(token) = bearer(headers) else {
         return Err(refuse(app, kind, StatusCode::UNAUTHORIZED, "a session token is required"));
     };
@@ -232,13 +233,28 @@ pub async fn page(State(app): State<Arc<App>>) -> Response {
     if !app.loaded.config.web.enabled {
         return (StatusCode::NOT_FOUND, "the web page is disabled").into_response();
     }
+    // The page may reach the Realtime APIs of browser-direct pipelines, and nothing else.
+    let mut connect = vec!["'self'".to_string()];
+    if app.loaded.config.web.direct {
+        for (_, p) in &app.loaded.pipelines {
+            let origin = crate::direct::direct_stage(p)
+                .and_then(|s| crate::direct::rest_base(&s.url))
+                .and_then(|b| crate::direct::origin_of(&b));
+            if let Some(o) = origin.filter(|o| !connect.contains(o)) {
+                connect.push(o);
+            }
+        }
+    }
+    let csp = format!(
+        "default-src 'self'; script-src 'unsafe-inline' 'self' blob:; style-src 'unsafe-inline' 'self'; media-src 'self' blob:; connect-src {}",
+        connect.join(" ")
+    );
     let mut r = Html(PAGE).into_response();
     let h = r.headers_mut();
     h.insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
-    h.insert(
-        http::header::CONTENT_SECURITY_POLICY,
-        http::HeaderValue::from_static("default-src 'self'; script-src 'unsafe-inline' 'self' blob:; style-src 'unsafe-inline' 'self'; media-src 'self' blob:; connect-src 'self'"),
-    );
+    if let Ok(v) = http::HeaderValue::from_str(&csp) {
+        h.insert(http::header::CONTENT_SECURITY_POLICY, v);
+    }
     h.insert("referrer-policy", http::HeaderValue::from_static("no-referrer"));
     r
 }
@@ -269,11 +285,19 @@ pub async fn config(State(app): State<Arc<App>>, headers: HeaderMap) -> Response
     if let Err(r) = session(&app, &headers, "web/config") {
         return r;
     }
+    let direct = app.loaded.config.web.direct;
     let pipelines: Vec<_> = app
         .loaded
         .pipelines
         .iter()
-        .map(|(e, p)| serde_json::json!({ "name": e.name, "kind": if p.stages.iter().any(|s| s.kind().starts_with("realtime.")) { "native" } else { "cascade" } }))
+        .map(|(e, p)| {
+            let native = p.stages.iter().any(|s| s.kind().starts_with("realtime."));
+            serde_json::json!({
+                "name": e.name,
+                "kind": if native { "native" } else { "cascade" },
+                "direct": direct && crate::direct::direct_stage(p).is_some(),
+            })
+        })
         .collect();
     axum::Json(serde_json::json!({ "pipelines": pipelines, "ice_servers": app.web.ice_servers }))
         .into_response()
@@ -292,7 +316,7 @@ struct Offer {
 /// The checks every browser-call endpoint makes first: calls are enabled, and a page asking
 /// comes from an allowed origin.
 #[allow(clippy::result_large_err, reason = "the error is the response to send")]
-fn admit(app: &App, headers: &HeaderMap, kind: &str) -> Result<(), Response> {
+pub(crate) fn admit(app: &App, headers: &HeaderMap, kind: &str) -> Result<(), Response> {
     if !app.loaded.config.web.enabled {
         return Err((StatusCode::NOT_FOUND, "browser calls are disabled").into_response());
     }
@@ -499,7 +523,8 @@ mod tests {
         let t = Tokens::new(Secret::new("k1"), Duration::from_secs(60));
         let (token, exp) = t.mint();
         assert!(exp > unix_now());
-        assert_eq!(t.verify(&token), Ok(()));
+        let nonce = t.verify(&token).unwrap();
+        assert!(token.contains(&format!(".{nonce}.")), "the nonce names the session");
         let other = Tokens::new(Secret::new("k2"), Duration::from_secs(60));
         assert_eq!(other.verify(&token), Err(TokenError::Signature));
         let tampered = token.replacen(&format!("v1.{exp}"), &format!("v1.{}", exp + 1000), 1);

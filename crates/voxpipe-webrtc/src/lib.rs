@@ -32,7 +32,8 @@ pub mod socket;
 pub use audio::{WebRtcSink, WebRtcSource};
 pub use messages::PageMessage;
 pub use peer::{
-    CallEnd, CallState, MAX_OFFER_BYTES, PageEvents, WebRtcCall, WebRtcError, WebRtcOptions, accept,
+    CallEnd, CallState, Inbound, MAX_OFFER_BYTES, Outbound, PageEvents, Peer, WebRtcCall, WebRtcError,
+    WebRtcOptions, accept, answer,
 };
 
 /// The caller's audio as the pipeline receives it.

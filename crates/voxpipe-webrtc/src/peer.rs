@@ -107,23 +107,33 @@ impl CallState {
     }
 }
 
-/// What the socket task hands the source.
+/// What the connection hands its owner (the call's source, or a server of another protocol
+/// such as the Realtime fake).
 #[derive(Debug)]
-pub(crate) enum Inbound {
-    /// One Opus packet and its RTP time (48 kHz ticks, unwrapped).
-    Audio { rtp: u64, packet: Arc<[u8]> },
+pub enum Inbound {
+    /// One Opus packet and its RTP time.
+    Audio {
+        /// RTP time, 48 kHz ticks, unwrapped to 64 bits.
+        rtp: u64,
+        /// The Opus payload.
+        packet: Arc<[u8]>,
+    },
     /// PCM16 samples at 16 kHz (the WebSocket fallback).
     Pcm16(Vec<i16>),
     /// A text message from the page.
     Page(String),
 }
 
-/// What the sink and the server hand the socket task.
+/// What the owner hands the connection to send.
 #[derive(Debug)]
-pub(crate) enum Outbound {
-    /// One encoded frame (Opus, or PCM16LE on the WebSocket fallback) and its RTP time
-    /// (48 kHz ticks; unused on the fallback).
-    Audio { rtp: u64, packet: Arc<[u8]> },
+pub enum Outbound {
+    /// One encoded frame (Opus, or PCM16LE on the WebSocket fallback) and its RTP time.
+    Audio {
+        /// RTP time, 48 kHz ticks (unused on the fallback).
+        rtp: u64,
+        /// The encoded frame.
+        packet: Arc<[u8]>,
+    },
     /// A text message to the page.
     Page(String),
 }
@@ -165,11 +175,43 @@ pub struct WebRtcCall {
     pub close: CancellationToken,
 }
 
+/// An answered offer as raw channels: Opus packets and data-channel text in, the same out.
+/// [`accept`] builds a voxpipe call on it; other servers (the Realtime fake) use it directly.
+#[derive(Debug)]
+pub struct Peer {
+    /// The SDP answer.
+    pub answer: String,
+    /// Caller audio (Opus, with its RTP time) and page messages. Ends when the connection does.
+    pub inbound: mpsc::Receiver<Inbound>,
+    /// Audio frames (Opus, RTP time in 48 kHz ticks) and messages to send.
+    pub outbound: mpsc::Sender<Outbound>,
+    /// How it ended, and counters.
+    pub state: Arc<CallState>,
+    /// Cancel to close the connection.
+    pub close: CancellationToken,
+}
+
 /// Answers `offer` (SDP text) and starts the peer connection on a task of its own.
 ///
 /// # Errors
 /// A malformed or unusable offer, or a socket that cannot be bound.
 pub async fn accept(offer: &str, opts: &WebRtcOptions) -> Result<WebRtcCall, WebRtcError> {
+    let peer = answer(offer, opts).await?;
+    Ok(WebRtcCall {
+        answer: peer.answer,
+        source: WebRtcSource::new(peer.inbound, peer.state.clone()),
+        sink: WebRtcSink::new(peer.outbound.clone(), peer.state.clone(), crate::audio::Codec::Opus),
+        page: PageEvents::new(peer.outbound),
+        state: peer.state,
+        close: peer.close,
+    })
+}
+
+/// Answers `offer` and starts the connection's task; the caller owns the channels.
+///
+/// # Errors
+/// A malformed or unusable offer, or a socket that cannot be bound.
+pub async fn answer(offer: &str, opts: &WebRtcOptions) -> Result<Peer, WebRtcError> {
     if offer.len() > MAX_OFFER_BYTES {
         return Err(WebRtcError::Sdp(format!("{} bytes (at most {MAX_OFFER_BYTES})", offer.len())));
     }
@@ -210,14 +252,7 @@ pub async fn accept(offer: &str, opts: &WebRtcOptions) -> Result<WebRtcCall, Web
     let deadline = tokio::time::Instant::now() + Duration::from_millis(opts.connect_timeout_ms);
     tokio::spawn(driver.run(close.clone(), deadline));
     info!(%local, "WebRTC offer answered");
-    Ok(WebRtcCall {
-        answer,
-        source: WebRtcSource::new(in_rx, state.clone()),
-        sink: WebRtcSink::new(out_tx.clone(), state.clone(), crate::audio::Codec::Opus),
-        page: PageEvents::new(out_tx),
-        state,
-        close,
-    })
+    Ok(Peer { answer, inbound: in_rx, outbound: out_tx, state, close })
 }
 
 /// The socket task of one call.

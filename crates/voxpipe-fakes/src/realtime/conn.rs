@@ -24,13 +24,13 @@ use super::validate::ParamError;
 /// Largest decoded audio accepted in one `input_audio_buffer.append`.
 const MAX_APPEND_BYTES: usize = 15 * 1024 * 1024;
 /// Outgoing queue depth (events) between the connection task and its writer.
-const OUT_QUEUE: usize = 256;
+pub(crate) const OUT_QUEUE: usize = 256;
 
 /// What the connection task hands the writer.
 #[derive(Debug)]
 pub(crate) enum Out {
-    /// A frame to send.
-    Frame(Message),
+    /// A server event to send.
+    Text(String),
     /// Flush what was sent, then drop the socket without a close frame.
     Abort,
 }
@@ -64,31 +64,29 @@ pub(crate) struct Conn {
     pub(crate) tokens_used: u64,
     pub(crate) aborted: bool,
     raw: Vec<u8>,
-    samples: Vec<i16>,
+    pub(crate) samples: Vec<i16>,
+    /// The output buffer, on a WebRTC session (audio on the track, not in events).
+    pub(crate) media: Option<super::Media>,
 }
 
 impl Conn {
-    /// Runs the connection until the client leaves, a fault closes it or the server stops.
-    pub(crate) async fn run(
-        ws: WebSocketStream<TcpStream>,
+    /// A connection's state before its first event; events go to `out`.
+    pub(crate) fn new(
         id: usize,
         dialect: Dialect,
-        model: String,
+        model: &str,
         cfg: Arc<RealtimeFakeConfig>,
         shared: Arc<Shared>,
-        stop: CancellationToken,
-    ) {
-        let (sink, mut stream) = ws.split();
-        let (tx, rx) = mpsc::channel(OUT_QUEUE);
-        let writer = tokio::spawn(write_loop(sink, rx));
-        let session = Session::new(dialect, &format!("sess_fake{id:04}"), &model);
+        out: mpsc::Sender<Out>,
+    ) -> Conn {
+        let session = Session::new(dialect, &format!("sess_fake{id:04}"), model);
         let eff = session.effective();
-        let mut conn = Conn {
+        Conn {
             id,
             dialect,
             cfg,
             shared,
-            out: tx,
+            out,
             session,
             eff,
             conv: Conversation::default(),
@@ -106,7 +104,38 @@ impl Conn {
             aborted: false,
             raw: Vec::new(),
             samples: Vec::new(),
-        };
+            media: None,
+        }
+    }
+
+    /// Applies a client secret's session (validated when the secret was minted).
+    pub(crate) fn preset(&mut self, session: &Value) {
+        if let Err(e) = self.session.update(session, false) {
+            tracing::warn!(connection = self.id, error = %e.message, "realtime fake: client secret's session not applied");
+        }
+        self.eff = self.session.effective();
+    }
+
+    /// Runs the connection until the client leaves, a fault closes it or the server stops.
+    /// `preset` is the session of the client secret it authenticated with, if any.
+    #[expect(clippy::too_many_arguments, reason = "one call site; the parts of an accepted socket")]
+    pub(crate) async fn run(
+        ws: WebSocketStream<TcpStream>,
+        id: usize,
+        dialect: Dialect,
+        model: String,
+        preset: Option<Value>,
+        cfg: Arc<RealtimeFakeConfig>,
+        shared: Arc<Shared>,
+        stop: CancellationToken,
+    ) {
+        let (sink, mut stream) = ws.split();
+        let (tx, rx) = mpsc::channel(OUT_QUEUE);
+        let writer = tokio::spawn(write_loop(sink, rx));
+        let mut conn = Conn::new(id, dialect, &model, cfg, shared, tx);
+        if let Some(p) = &preset {
+            conn.preset(p);
+        }
         let created = json!({"type": "session.created", "session": conn.session.json()});
         conn.send(created).await;
         while !conn.aborted {
@@ -153,8 +182,7 @@ impl Conn {
     pub(crate) async fn send(&mut self, mut event: Value) {
         let id = self.new_id("event");
         event["event_id"] = Value::String(id);
-        let text = event.to_string();
-        if self.out.send(Out::Frame(Message::text(text))).await.is_err() {
+        if self.out.send(Out::Text(event.to_string())).await.is_err() {
             self.aborted = true;
         }
     }
@@ -168,7 +196,7 @@ impl Conn {
         self.send(event).await;
     }
 
-    async fn on_text(&mut self, text: &str) {
+    pub(crate) async fn on_text(&mut self, text: &str) {
         let parsed: Result<Value, _> = serde_json::from_str(text);
         let Ok(Value::Object(mut ev)) = parsed else {
             self.shared.record(self.id, Value::String(text.to_string()));
@@ -235,6 +263,10 @@ impl Conn {
                 self.send(json!({"type": "input_audio_buffer.cleared"})).await;
                 Ok(())
             }
+            "output_audio_buffer.clear" if self.media.is_some() => {
+                self.clear_output().await;
+                Ok(())
+            }
             "output_audio_buffer.clear" => Err(ParamError::general(
                 "invalid_event",
                 "output_audio_buffer.clear is only supported for WebRTC and SIP connections.",
@@ -280,13 +312,18 @@ impl Conn {
         let format = self.eff.input_format;
         self.samples.clear();
         format.decode(&self.raw, &mut self.samples);
-        let ms = self.samples.len() as f64 * 1000.0 / format.rate() as f64;
+        self.on_samples(format.rate()).await;
+        Ok(())
+    }
+
+    /// Input audio in `self.samples` at `rate`: onto the input timeline and through the VAD.
+    pub(crate) async fn on_samples(&mut self, rate: u32) {
+        let ms = self.samples.len() as f64 * 1000.0 / rate as f64;
         self.appended_ms += ms;
         self.buffered_ms += ms;
-        tracing::trace!(connection = self.id, bytes = self.raw.len(), "realtime fake: append");
-        let Some(turn) = self.eff.turn else { return Ok(()) };
+        let Some(turn) = self.eff.turn else { return };
         let mut events = Vec::new();
-        self.vad.push(&self.samples, format.rate(), &turn, &self.cfg.vad, &mut events);
+        self.vad.push(&self.samples, rate, &turn, &self.cfg.vad, &mut events);
         for e in events {
             match e {
                 VadEvent::Started { audio_start_ms } => {
@@ -297,7 +334,6 @@ impl Conn {
                 }
             }
         }
-        Ok(())
     }
 
     async fn on_speech_started(&mut self, audio_start_ms: u64, interrupt: bool) {
@@ -308,6 +344,23 @@ impl Conn {
         self.send(event).await;
         if interrupt && self.active.is_some() {
             self.cancel_response("turn_detected").await;
+        }
+        if interrupt && self.media.as_ref().is_some_and(|m| m.playing()) {
+            self.clear_output().await;
+        }
+    }
+
+    /// WebRTC: drops the queued output audio, says so, and truncates the item to what was sent.
+    pub(crate) async fn clear_output(&mut self) {
+        let Some((response_id, item_id, sent_ms)) = self.media.as_mut().and_then(|m| m.clear()) else {
+            return;
+        };
+        self.send(json!({"type": "output_audio_buffer.cleared", "response_id": response_id})).await;
+        let truncate = json!({"item_id": item_id, "content_index": 0, "audio_end_ms": sent_ms});
+        if let Some(ev) = truncate.as_object()
+            && let Err(e) = self.on_truncate(ev).await
+        {
+            tracing::debug!(connection = self.id, error = %e.message, "realtime fake: server truncation skipped");
         }
     }
 
@@ -462,8 +515,8 @@ async fn write_loop(
 ) {
     while let Some(out) = rx.recv().await {
         match out {
-            Out::Frame(m) => {
-                if sink.send(m).await.is_err() {
+            Out::Text(t) => {
+                if sink.send(Message::text(t)).await.is_err() {
                     return;
                 }
             }

@@ -36,11 +36,14 @@
 //! audio bytes in `conversation.item.retrieved`.
 
 mod audio;
+mod calls;
 mod config;
 mod conn;
 mod conversation;
 mod items;
 mod response;
+#[cfg(feature = "webrtc")]
+mod rtc;
 mod session;
 mod vad;
 mod validate;
@@ -62,6 +65,27 @@ pub use config::{FakeApiKey, RealtimeFakeConfig, ScriptedFunctionCall, ScriptedR
 
 use conn::Conn;
 use session::Dialect;
+
+#[cfg(feature = "webrtc")]
+pub(crate) use rtc::Media;
+
+/// Without the `webrtc` feature there is no WebRTC session, so no output buffer.
+#[cfg(not(feature = "webrtc"))]
+#[derive(Debug)]
+pub(crate) enum Media {}
+
+#[cfg(not(feature = "webrtc"))]
+impl Media {
+    pub(crate) fn push(&mut self, _: &str, _: &str, _: &[i16]) -> bool {
+        match *self {}
+    }
+    pub(crate) fn playing(&self) -> bool {
+        match *self {}
+    }
+    pub(crate) fn clear(&mut self) -> Option<(String, String, u64)> {
+        match *self {}
+    }
+}
 
 /// How long a client may take to complete the WebSocket upgrade.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -86,6 +110,13 @@ pub(crate) struct Shared {
     connections: AtomicUsize,
     /// The first [`INPUT_AUDIO_KEPT`] bytes of wire audio each connection appended.
     input_audio: Mutex<std::collections::HashMap<usize, Vec<u8>>>,
+    /// Client secrets minted (ephemeral keys).
+    pub(crate) secrets: calls::Secrets,
+    /// WebRTC calls in progress, by call id: hanging up cancels the token.
+    pub(crate) calls: Mutex<std::collections::HashMap<String, CancellationToken>>,
+    /// The address WebRTC calls announce as their host candidate.
+    #[cfg_attr(not(feature = "webrtc"), allow(dead_code))]
+    pub(crate) webrtc_host: std::net::IpAddr,
 }
 
 /// Wire audio kept per connection for inspection (a minute of μ-law).
@@ -130,11 +161,30 @@ impl RealtimeFake {
             events: Mutex::new(Vec::new()),
             connections: AtomicUsize::new(0),
             input_audio: Mutex::default(),
+            secrets: calls::Secrets::default(),
+            calls: Mutex::default(),
+            webrtc_host: if addr.ip().is_unspecified() { Ipv4Addr::LOCALHOST.into() } else { addr.ip() },
         });
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
         let cfg = Arc::new(config);
-        tasks.spawn(accept_loop(listener, cfg, shared.clone(), stop.clone(), tasks.clone()));
+        // Plain HTTP requests (client secrets, WebRTC calls) are handed to axum on this port.
+        let (http_tx, rx) = tokio::sync::mpsc::channel(64);
+        let http = Arc::new(calls::Http {
+            cfg: cfg.clone(),
+            shared: shared.clone(),
+            stop: stop.clone(),
+            tasks: tasks.clone(),
+        });
+        let router = calls::router(http);
+        let (http_stop, listener_http) = (stop.clone(), calls::HandedOver { rx, addr });
+        tasks.spawn(async move {
+            tokio::select! {
+                _ = axum::serve(listener_http, router) => {}
+                () = http_stop.cancelled() => {}
+            }
+        });
+        tasks.spawn(accept_loop(listener, cfg, shared.clone(), stop.clone(), tasks.clone(), http_tx));
         tracing::info!(%addr, "realtime fake listening");
         Ok(RealtimeFake { addr, shared, stop, tasks })
     }
@@ -147,6 +197,22 @@ impl RealtimeFake {
     /// The WebSocket URL without query: `ws://127.0.0.1:PORT/v1/realtime`.
     pub fn url(&self) -> String {
         format!("ws://{}/v1/realtime", self.addr)
+    }
+
+    /// The HTTP base: `http://127.0.0.1:PORT/v1` (client secrets, WebRTC calls).
+    pub fn http_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// Moves the clock client secrets expire on forward by `secs` (to test expiry without
+    /// waiting: the shortest lifetime OpenAI allows is 10 s).
+    pub fn advance_secret_clock(&self, secs: u64) {
+        self.shared.secrets.advance(secs);
+    }
+
+    /// WebRTC calls in progress.
+    pub fn live_calls(&self) -> usize {
+        self.shared.calls.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// The wire audio (as sent: PCM16, μ-law or A-law bytes) that connection `connection`
@@ -191,6 +257,7 @@ async fn accept_loop(
     shared: Arc<Shared>,
     stop: CancellationToken,
     tasks: TaskTracker,
+    http: tokio::sync::mpsc::Sender<(TcpStream, SocketAddr)>,
 ) {
     loop {
         let accepted = tokio::select! {
@@ -201,7 +268,17 @@ async fn accept_loop(
         match accepted {
             Ok((tcp, peer)) => {
                 tracing::debug!(%peer, "realtime fake: connection");
-                tasks.spawn(serve(tcp, cfg.clone(), shared.clone(), stop.clone()));
+                let (cfg, shared, stop, http) = (cfg.clone(), shared.clone(), stop.clone(), http.clone());
+                tasks.spawn(async move {
+                    let _ = tcp.set_nodelay(true);
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, calls::is_upgrade(&tcp)).await {
+                        Ok(true) => serve(tcp, cfg, shared, stop).await,
+                        Ok(false) => {
+                            let _ = http.send((tcp, peer)).await;
+                        }
+                        Err(_) => tracing::debug!("realtime fake: request head timed out"),
+                    }
+                });
             }
             Err(e) => {
                 tracing::warn!(error = %e, "realtime fake: accept failed");
@@ -216,6 +293,8 @@ async fn accept_loop(
 struct Upgrade {
     dialect: Dialect,
     model: String,
+    /// The session of the client secret used as the key, if one was.
+    preset: Option<Value>,
 }
 
 #[expect(
@@ -226,7 +305,7 @@ async fn serve(tcp: TcpStream, cfg: Arc<RealtimeFakeConfig>, shared: Arc<Shared>
     let _ = tcp.set_nodelay(true);
     let mut upgrade = None;
     let callback = |req: &Request, resp: Response| {
-        check_upgrade(req, resp, &cfg).map(|(resp, u)| {
+        check_upgrade(req, resp, &cfg, &shared.secrets).map(|(resp, u)| {
             upgrade = Some(u);
             resp
         })
@@ -238,9 +317,9 @@ async fn serve(tcp: TcpStream, cfg: Arc<RealtimeFakeConfig>, shared: Arc<Shared>
         Ok(Err(e)) => return tracing::debug!(error = %e, "realtime fake: upgrade refused or failed"),
         Err(_) => return tracing::debug!("realtime fake: handshake timed out"),
     };
-    let Some(Upgrade { dialect, model }) = upgrade else { return };
+    let Some(Upgrade { dialect, model, preset }) = upgrade else { return };
     let id = shared.connections.fetch_add(1, Ordering::SeqCst) + 1;
-    Conn::run(ws, id, dialect, model, cfg, shared, stop).await;
+    Conn::run(ws, id, dialect, model, preset, cfg, shared, stop).await;
     tracing::debug!(connection = id, "realtime fake: connection ended");
 }
 
@@ -253,6 +332,7 @@ fn check_upgrade(
     req: &Request,
     mut resp: Response,
     cfg: &RealtimeFakeConfig,
+    secrets: &calls::Secrets,
 ) -> Result<(Response, Upgrade), ErrorResponse> {
     if let Some(status) = cfg.reject_with_status {
         let code = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
@@ -272,22 +352,21 @@ fn check_upgrade(
         .find_map(|kv| kv.strip_prefix("model="))
         .filter(|m| !m.is_empty())
         .map(str::to_string);
-    let Some(model) = model else {
-        let msg = "Missing required parameter: 'model'.";
-        return Err(reject(
-            StatusCode::BAD_REQUEST,
-            msg,
-            "invalid_request_error",
-            Some("missing_required_parameter"),
-            Some("model"),
-        ));
-    };
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
     let protocols: Vec<&str> = header("sec-websocket-protocol").split(',').map(str::trim).collect();
     let bearer = header("authorization").strip_prefix("Bearer ").map(str::trim).filter(|t| !t.is_empty());
     let sub_key = protocols.iter().find_map(|p| p.strip_prefix("openai-insecure-api-key."));
     let key = bearer.or(sub_key);
+    // An ephemeral key (client secret) stands for the API key and presets the session.
+    let mut preset = None;
+    if let Some(k) = key.filter(|k| k.starts_with("ek_")) {
+        let secret = secrets.check(k).map_err(|e| {
+            reject(StatusCode::UNAUTHORIZED, e.message(), "invalid_request_error", Some(e.code()), None)
+        })?;
+        preset = Some((secret.session, secret.model));
+    }
     let ok = match (key, &cfg.api_key) {
+        (Some(_), _) if preset.is_some() => true,
         (None, _) => {
             let msg = "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).";
             return Err(reject(
@@ -317,7 +396,19 @@ fn check_upgrade(
         resp.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static("realtime"));
     }
     let dialect = if beta { Dialect::Beta } else { Dialect::Ga };
-    Ok((resp, Upgrade { dialect, model }))
+    let (preset, preset_model) = preset.unzip();
+    let model = model.or(preset_model);
+    let Some(model) = model else {
+        let msg = "Missing required parameter: 'model'.";
+        return Err(reject(
+            StatusCode::BAD_REQUEST,
+            msg,
+            "invalid_request_error",
+            Some("missing_required_parameter"),
+            Some("model"),
+        ));
+    };
+    Ok((resp, Upgrade { dialect, model, preset }))
 }
 
 fn reject(

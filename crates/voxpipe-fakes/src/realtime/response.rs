@@ -160,6 +160,8 @@ impl Conn {
         };
         let format =
             match ov("output_audio_format").or(overrides.and_then(|o| o.pointer("/audio/output/format"))) {
+                // Over WebRTC the audio goes on the Opus track whatever the session's format.
+                _ if self.media.is_some() => AudioFormat::Pcm24k,
                 Some(f) => AudioFormat::from_session(f),
                 None => self.eff.output_format,
             };
@@ -279,13 +281,20 @@ impl Conn {
             let from = i * msg.samples_per_delta;
             let n = msg.samples_per_delta.min(msg.total_samples - from);
             tone(rg.format.rate(), from, n, msg.total_samples, &mut rg.pcm);
-            rg.wire.clear();
-            rg.format.encode(&rg.pcm, &mut rg.wire);
             rg.out_audio_ms = ((from + n) as u64 * 1000) / rg.format.rate() as u64;
-            let ty = self.name("response.output_audio.delta", "response.audio.delta");
-            let ev = json!({"type": ty, "response_id": rid, "item_id": item_id, "output_index": rg.output.len(),
-                "content_index": 0, "delta": B64.encode(&rg.wire)});
-            self.send(ev).await;
+            if let Some(media) = self.media.as_mut() {
+                // WebRTC: the audio goes to the output buffer and the track, not into events.
+                if media.push(&rid, &item_id, &rg.pcm) {
+                    self.send(json!({"type": "output_audio_buffer.started", "response_id": rid})).await;
+                }
+            } else {
+                rg.wire.clear();
+                rg.format.encode(&rg.pcm, &mut rg.wire);
+                let ty = self.name("response.output_audio.delta", "response.audio.delta");
+                let ev = json!({"type": ty, "response_id": rid, "item_id": item_id, "output_index": rg.output.len(),
+                    "content_index": 0, "delta": B64.encode(&rg.wire)});
+                self.send(ev).await;
+            }
             self.audio_produced = true;
             self.audio_deltas_sent += 1;
             tracing::trace!(connection = self.id, delta = i, "realtime fake: audio delta");
