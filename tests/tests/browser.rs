@@ -387,6 +387,14 @@ async fn a_native_call_from_the_page_is_interrupted_by_the_caller_and_truncated(
     assert!((300..5000).contains(&audio_end), "truncated at {audio_end} ms");
     let finished = events_of(&events, "playout_finished");
     assert!(finished.iter().any(|e| e["interrupted"] == true), "{finished:?}");
+    // Playout truth: the page reported what it was playing; the server knows the ear's lag.
+    let delay = &summary["playout_delay_ms"];
+    assert!(delay["reports"].as_u64().unwrap_or(0) > 5, "{summary}");
+    assert!(delay["p95_ms"].as_u64().unwrap() < 2000, "{summary}");
+    eprintln!(
+        "WebRTC playout delay (server send -> page playout): p50 {} ms, p95 {} ms over {} reports; browser jitter buffer {} ms",
+        delay["p50_ms"], delay["p95_ms"], delay["reports"], state["jitterBufferMs"]
+    );
     drop(browser);
     server.stop().await;
     fake.shutdown().await;

@@ -41,6 +41,9 @@ struct State {
 pub struct PlayoutTracker {
     epoch: AtomicU64,
     state: Mutex<State>,
+    /// Audio the sink has sent that the listener has not heard yet, ms (see
+    /// [`PlayoutTracker::set_output_delay_ms`]).
+    output_delay_ms: AtomicU64,
 }
 
 impl PlayoutTracker {
@@ -112,11 +115,26 @@ impl PlayoutTracker {
         self.lock().audible
     }
 
+    /// Tells the tracker how far the listener's ear lags the sink, ms: audio in flight and in
+    /// the far end's jitter buffer. A transport whose far end reports what it played sets it
+    /// (the voice page over WebRTC); positions reported from then on are the sink's minus this
+    /// lag, so a barge-in cuts history at what was heard, not at what was sent. Default 0.
+    pub fn set_output_delay_ms(&self, ms: u64) {
+        self.output_delay_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// The sink's position of `samples` at `rate`, less the listener's lag.
+    fn heard_ms(&self, samples: u64, rate: SampleRate) -> u64 {
+        ms_of(samples, rate).saturating_sub(self.output_delay_ms.load(Ordering::Relaxed))
+    }
+
     /// Milliseconds played of `item`, if it is the item playing (or last played).
     pub fn played_ms(&self, item: &str) -> Option<u64> {
         let s = self.lock();
         match &s.item {
-            Some(i) if &**i == item && s.sample_rate > 0 => Some(ms_of(s.played_samples, s.sample_rate)),
+            Some(i) if &**i == item && s.sample_rate > 0 => {
+                Some(self.heard_ms(s.played_samples, s.sample_rate))
+            }
             _ => None,
         }
     }
@@ -127,7 +145,7 @@ impl PlayoutTracker {
         let item = s.item.clone()?;
         (s.sample_rate > 0).then(|| PlayedItem {
             item,
-            played_ms: ms_of(s.played_samples, s.sample_rate),
+            played_ms: self.heard_ms(s.played_samples, s.sample_rate),
             heard: s.heard.clone(),
         })
     }
@@ -167,7 +185,7 @@ impl PlayoutTracker {
         match (&s.item, was_audible) {
             (Some(item), true) if s.sample_rate > 0 => Some(PlayedItem {
                 item: item.clone(),
-                played_ms: ms_of(s.played_samples, s.sample_rate),
+                played_ms: self.heard_ms(s.played_samples, s.sample_rate),
                 heard: s.heard.clone(),
             }),
             _ => None,
@@ -214,5 +232,17 @@ mod tests {
         assert!(t.pause());
         t.interrupt();
         assert!(!t.is_paused(), "an interruption ends the hold");
+    }
+
+    #[test]
+    fn the_listeners_lag_is_not_counted_as_heard() {
+        let t = PlayoutTracker::new();
+        let item: ItemId = "item_1".into();
+        assert!(t.record_played(&item, 0, 24_000, 24_000)); // one second sent
+        t.set_output_delay_ms(80);
+        assert_eq!(t.played_ms("item_1"), Some(920));
+        assert_eq!(t.interrupt().unwrap().played_ms, 920);
+        t.set_output_delay_ms(5000);
+        assert_eq!(t.current().unwrap().played_ms, 0, "never below zero");
     }
 }

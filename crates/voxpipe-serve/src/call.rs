@@ -387,6 +387,10 @@ pub(crate) async fn run_leg(app: Arc<App>, slot: Slot, leg: Leg, files: CallFile
             "recording": recording.as_ref().map(|p| p.display().to_string()),
             "events": dir.as_ref().map(|d| d.join("events.jsonl").display().to_string()),
             "bad_messages": bad_messages,
+            "playout_delay_ms": match &carrier {
+                Carrier::Browser { state, .. } => state.playout_delay().map(|d| serde_json::json!(d)),
+                Carrier::Twilio { .. } => None,
+            },
         });
         if let Some(d) = &dir
             && let Err(e) =

@@ -22,6 +22,8 @@ const MAX_DECODED: usize = 1920;
 const GAP_FILL_SAMPLES: u64 = 2 * 320;
 /// The longest gap filled at once: 5 s.
 const MAX_GAP_SAMPLES: u64 = 5 * INPUT_RATE as u64;
+/// A page reporting its ear more than 2 s behind the sink is confused, not slow.
+const MAX_LAG_TICKS: i32 = 2 * OPUS_RATE as i32;
 
 fn report(state: &CallState, what: &str, detail: &str) {
     let n = state.bad_packets.fetch_add(1, Ordering::Relaxed) + 1;
@@ -108,6 +110,18 @@ impl Source for WebRtcSource {
                     }
                     Ok(PageMessage::Ptt { down: false }) => {
                         ctx.control.send(Control::UserTurnEnd { at: None })
+                    }
+                    Ok(PageMessage::Playout { rtp }) => {
+                        // Sent minus played, on the 32-bit RTP clock: the listener's lag.
+                        let sent = self.state.sent_rtp.load(Ordering::Relaxed) as u32;
+                        let lag = sent.wrapping_sub(rtp) as i32;
+                        if (0..=MAX_LAG_TICKS).contains(&lag) {
+                            let ms = lag as u32 / (OPUS_RATE / 1000);
+                            ctx.playout.set_output_delay_ms(u64::from(ms));
+                            self.state.record_delay(ms);
+                        } else {
+                            report(&self.state, "implausible playout report", &format!("{lag} ticks behind"));
+                        }
                     }
                     Ok(PageMessage::End) => {
                         info!("page: the caller ended the call");
@@ -273,6 +287,7 @@ impl AudioOut for RtpOut {
                     let _ = self.outbound.send(Outbound::Audio { rtp: self.rtp, packet }).await;
                 }
                 self.rtp += FRAME_48K as u64;
+                self.state.sent_rtp.store(self.rtp, Ordering::Relaxed);
                 self.frame.clear();
             }
         }

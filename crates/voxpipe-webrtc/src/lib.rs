@@ -32,8 +32,8 @@ pub mod socket;
 pub use audio::{WebRtcSink, WebRtcSource};
 pub use messages::PageMessage;
 pub use peer::{
-    CallEnd, CallState, Inbound, MAX_OFFER_BYTES, Outbound, PageEvents, Peer, WebRtcCall, WebRtcError,
-    WebRtcOptions, accept, answer,
+    CallEnd, CallState, Inbound, MAX_OFFER_BYTES, Outbound, PageEvents, Peer, PlayoutDelay, WebRtcCall,
+    WebRtcError, WebRtcOptions, accept, answer,
 };
 
 /// The caller's audio as the pipeline receives it.

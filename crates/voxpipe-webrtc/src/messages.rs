@@ -20,6 +20,12 @@ pub enum PageMessage {
     },
     /// The caller ended the call.
     End,
+    /// What the page is playing now: the RTP timestamp of the last audio frame played out
+    /// (`RTCRtpReceiver.getSynchronizationSources()`), sent a few times a second.
+    Playout {
+        /// RTP timestamp (48 kHz ticks, 32 bits).
+        rtp: u32,
+    },
 }
 
 impl PageMessage {
@@ -47,6 +53,11 @@ mod tests {
             Ok(PageMessage::Ptt { down: false })
         );
         assert_eq!(PageMessage::parse(r#"{"type":"end"}"#), Ok(PageMessage::End));
+        assert_eq!(
+            PageMessage::parse(r#"{"type":"playout","rtp":4294967295}"#),
+            Ok(PageMessage::Playout { rtp: u32::MAX })
+        );
+        assert!(PageMessage::parse(r#"{"type":"playout","rtp":-1}"#).is_err());
         assert!(PageMessage::parse(r#"{"type":"reboot"}"#).is_err());
         assert!(PageMessage::parse("not json").is_err());
         assert!(PageMessage::parse(&format!(r#"{{"type":"end","x":"{}"}}"#, "a".repeat(5000))).is_err());

@@ -95,6 +95,26 @@ pub struct CallState {
     pub packets_in: std::sync::atomic::AtomicU64,
     /// Opus packets sent.
     pub packets_out: std::sync::atomic::AtomicU64,
+    /// RTP time of the next frame the sink will send (48 kHz ticks).
+    pub(crate) sent_rtp: std::sync::atomic::AtomicU64,
+    /// The page's playout reports: sent minus played, ms (the listener's lag), the first
+    /// [`MAX_DELAYS_KEPT`].
+    delays: Mutex<Vec<u32>>,
+}
+
+/// Playout reports kept per call (ten minutes at four a second).
+const MAX_DELAYS_KEPT: usize = 2400;
+
+/// Playout delay over a call: how far the page's ear lagged what the server had sent
+/// (network, jitter buffer, decoding, output), from the page's reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct PlayoutDelay {
+    /// Reports received.
+    pub reports: usize,
+    /// Median, ms.
+    pub p50_ms: u32,
+    /// 95th percentile, ms.
+    pub p95_ms: u32,
 }
 
 impl CallState {
@@ -104,6 +124,24 @@ impl CallState {
     }
     pub(crate) fn set_end(&self, end: CallEnd) {
         self.end.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(end);
+    }
+
+    pub(crate) fn record_delay(&self, ms: u32) {
+        let mut d = self.delays.lock().unwrap_or_else(|e| e.into_inner());
+        if d.len() < MAX_DELAYS_KEPT {
+            d.push(ms);
+        }
+    }
+
+    /// The page's playout delay so far, if it reported any (WebRTC only).
+    pub fn playout_delay(&self) -> Option<PlayoutDelay> {
+        let mut d = self.delays.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if d.is_empty() {
+            return None;
+        }
+        d.sort_unstable();
+        let at = |q: f64| d[((d.len() - 1) as f64 * q).round() as usize];
+        Some(PlayoutDelay { reports: d.len(), p50_ms: at(0.5), p95_ms: at(0.95) })
     }
 }
 
