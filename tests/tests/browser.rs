@@ -326,6 +326,14 @@ async fn cascade_call(extra: &str, shot: &str) {
     let t = summary["transcript"].as_array().unwrap();
     assert!(t.contains(&"user: Where is my order?".into()), "{summary}");
     assert!(t.contains(&"assistant: Your order ships tomorrow morning.".into()), "{summary}");
+    // The recording: the caller on the left as received, the agent on the right as sent.
+    let path = summary["recording"].as_str().unwrap_or_else(|| panic!("no recording: {summary}"));
+    let mut wav = hound::WavReader::open(path).unwrap();
+    assert_eq!((wav.spec().channels, wav.spec().sample_rate), (2, 16_000));
+    let samples: Vec<i16> = wav.samples::<i16>().map(Result::unwrap).collect();
+    let loud = |ch: usize| samples.iter().skip(ch).step_by(2).filter(|s| s.unsigned_abs() > 1000).count();
+    assert!(loud(0) > 1600 && loud(1) > 1600, "caller {} / agent {} loud samples", loud(0), loud(1));
+    assert!(samples.len() / 2 > 5 * 16_000, "the whole call: {} samples", samples.len() / 2);
     assert_eq!(server.app.active_calls(), 0);
     drop(browser);
     server.stop().await;

@@ -350,7 +350,11 @@ fn spawn_call(
 ) -> (String, tokio::task::JoinHandle<()>) {
     let call_id = app.web.call_id();
     info!(%call_id, pipeline = %pick.pipeline, client = %peer.ip(), "browser call answered");
-    let files = open_files(app, &call_id, &pick.pipeline, &pick.by, None);
+    let files = open_files(app, &call_id, &pick.pipeline, &pick.by, Some(voxpipe_webrtc::INPUT_RATE));
+    let mut call = call;
+    if let Some(r) = &files.recorder {
+        voxpipe_webrtc::record_to(&mut call.source, &mut call.sink, r.clone());
+    }
     let leg = Leg {
         id: call_id.clone(),
         pipeline: pick.pipeline,

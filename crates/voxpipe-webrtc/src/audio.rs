@@ -12,6 +12,7 @@ use tracing::{debug, info, warn};
 use voxpipe_core::audio::{AudioChunk, duration_of};
 use voxpipe_core::{CallContext, Control, Frame, Inbox, Outbox, Samples, Sink, Source, StageError};
 use voxpipe_transport::playout::{AudioOut, run_playout};
+use voxpipe_transport::recording::CallRecorder;
 
 /// Opus's RTP clock ticks per input sample (48 kHz / 16 kHz).
 const TICKS_PER_SAMPLE: u64 = (OPUS_RATE / INPUT_RATE) as u64;
@@ -36,6 +37,7 @@ fn report(state: &CallState, what: &str, detail: &str) {
 pub struct WebRtcSource {
     inbound: mpsc::Receiver<Inbound>,
     state: Arc<CallState>,
+    recorder: Option<CallRecorder>,
 }
 
 impl std::fmt::Debug for WebRtcSource {
@@ -46,8 +48,15 @@ impl std::fmt::Debug for WebRtcSource {
 
 impl WebRtcSource {
     pub(crate) fn new(inbound: mpsc::Receiver<Inbound>, state: Arc<CallState>) -> Self {
-        Self { inbound, state }
+        Self { inbound, state, recorder: None }
     }
+}
+
+/// Records both sides of a browser call into `recorder` (16 kHz): the caller as received, on
+/// the left; the agent as sent, on the right.
+pub fn record_to(source: &mut WebRtcSource, sink: &mut WebRtcSink, recorder: CallRecorder) {
+    source.recorder = Some(recorder.clone());
+    sink.recorder = Some(recorder);
 }
 
 #[async_trait]
@@ -78,7 +87,7 @@ impl Source for WebRtcSource {
                     }
                     if at > position + GAP_FILL_SAMPLES {
                         let gap = (at - position).min(MAX_GAP_SAMPLES) as usize;
-                        if !deliver(&ctx, &out, vec![0; gap], &mut position).await {
+                        if !self.deliver(&ctx, &out, vec![0; gap], &mut position).await {
                             return Ok(());
                         }
                     }
@@ -90,13 +99,13 @@ impl Source for WebRtcSource {
                         }
                     };
                     let samples = if muted { vec![0; n] } else { pcm[..n].to_vec() };
-                    if !deliver(&ctx, &out, samples, &mut position).await {
+                    if !self.deliver(&ctx, &out, samples, &mut position).await {
                         return Ok(());
                     }
                 }
                 Some(Inbound::Pcm16(samples)) => {
                     let samples = if muted { vec![0; samples.len()] } else { samples };
-                    if !deliver(&ctx, &out, samples, &mut position).await {
+                    if !self.deliver(&ctx, &out, samples, &mut position).await {
                         return Ok(());
                     }
                 }
@@ -142,6 +151,22 @@ impl Source for WebRtcSource {
     }
 }
 
+impl WebRtcSource {
+    /// Sends caller audio downstream (and to the recording); false when the pipeline has gone.
+    async fn deliver(&self, ctx: &CallContext, out: &Outbox, samples: Vec<i16>, position: &mut u64) -> bool {
+        if let Some(r) = &self.recorder {
+            r.caller(*position, &samples);
+            // Once a second, write out what both sides have passed (the agent lags by the
+            // playout engine's queue at most).
+            let second = u64::from(INPUT_RATE);
+            if (*position + samples.len() as u64) / second != *position / second {
+                r.flush_before(position.saturating_sub(2 * second));
+            }
+        }
+        deliver(ctx, out, samples, position).await
+    }
+}
+
 /// Sends caller audio downstream; false when the pipeline has gone.
 async fn deliver(ctx: &CallContext, out: &Outbox, samples: Vec<i16>, position: &mut u64) -> bool {
     let pts = duration_of(*position as usize, INPUT_RATE);
@@ -179,6 +204,7 @@ pub struct WebRtcSink {
     outbound: mpsc::Sender<Outbound>,
     state: Arc<CallState>,
     codec: Codec,
+    recorder: Option<CallRecorder>,
 }
 
 impl std::fmt::Debug for WebRtcSink {
@@ -189,7 +215,7 @@ impl std::fmt::Debug for WebRtcSink {
 
 impl WebRtcSink {
     pub(crate) fn new(outbound: mpsc::Sender<Outbound>, state: Arc<CallState>, codec: Codec) -> Self {
-        Self { outbound, state, codec }
+        Self { outbound, state, codec, recorder: None }
     }
 }
 
@@ -218,6 +244,10 @@ impl Sink for WebRtcSink {
             page: PageEvents::new(self.outbound.clone()),
             outbound: self.outbound,
             state: self.state,
+            recording: match self.recorder {
+                Some(r) => Some(Recording::new(r, rate)?),
+                None => None,
+            },
         };
         run_playout("webrtc", ctx, input, rate, &mut out).await
     }
@@ -238,6 +268,32 @@ struct RtpOut {
     state: Arc<CallState>,
     /// Live captions to the page.
     page: PageEvents,
+    recording: Option<Recording>,
+}
+
+/// The agent's side of the recording: what was sent, at the recording's 16 kHz.
+struct Recording {
+    recorder: CallRecorder,
+    resampler: voxpipe_core::audio::StreamResampler,
+    buf: Vec<i16>,
+    /// Samples written, at the recording's rate.
+    at: u64,
+}
+
+impl Recording {
+    fn new(recorder: CallRecorder, rate: u32) -> Result<Self, StageError> {
+        let resampler = voxpipe_core::audio::StreamResampler::new(rate, recorder.rate())
+            .map_err(|e| StageError::new("webrtc", std::io::Error::other(e.to_string())))?;
+        Ok(Self { recorder, resampler, buf: Vec::with_capacity(1024), at: 0 })
+    }
+
+    fn agent(&mut self, samples: &[i16]) {
+        self.buf.clear();
+        if self.resampler.push(samples, &mut self.buf).is_ok() {
+            self.recorder.agent(self.at, &self.buf);
+            self.at += self.buf.len() as u64;
+        }
+    }
 }
 
 #[async_trait]
@@ -265,6 +321,9 @@ impl AudioOut for RtpOut {
     }
 
     async fn write(&mut self, mut samples: &[i16]) -> Result<(), voxpipe_transport::Error> {
+        if let Some(r) = self.recording.as_mut() {
+            r.agent(samples);
+        }
         while !samples.is_empty() {
             let n = (self.frame_len - self.frame.len()).min(samples.len());
             self.frame.extend_from_slice(&samples[..n]);

@@ -29,7 +29,7 @@ pub mod messages;
 mod peer;
 pub mod socket;
 
-pub use audio::{WebRtcSink, WebRtcSource};
+pub use audio::{WebRtcSink, WebRtcSource, record_to};
 pub use messages::PageMessage;
 pub use peer::{
     CallEnd, CallState, Inbound, MAX_OFFER_BYTES, Outbound, PageEvents, Peer, PlayoutDelay, WebRtcCall,
