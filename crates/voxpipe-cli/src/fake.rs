@@ -9,7 +9,8 @@ use voxpipe_fakes::{anthropic, elevenlabs, openai_chat, openai_speech, realtime,
 /// Which fake to run.
 #[derive(Debug, Subcommand)]
 pub enum FakeCommand {
-    /// The OpenAI Realtime API (WebSocket) at ws://127.0.0.1:PORT/v1/realtime.
+    /// The OpenAI Realtime API: the WebSocket at ws://127.0.0.1:PORT/v1/realtime, and on the
+    /// same port client secrets and WebRTC calls (POST /v1/realtime/client_secrets, /calls).
     Realtime {
         /// Port on 127.0.0.1 (0 picks a free one; the URL is printed).
         #[arg(long, default_value_t = 8787)]
@@ -171,7 +172,13 @@ enum Running {
 impl Running {
     fn describe(&self) -> String {
         match self {
-            Running::Realtime(f) => format!("realtime fake listening on {}", f.url()),
+            Running::Realtime(f) => {
+                format!(
+                    "realtime fake listening on {} (client secrets and WebRTC calls at {}/realtime/…)",
+                    f.url(),
+                    f.http_url()
+                )
+            }
             Running::Chat(f) => format!("chat-completions fake listening on {}", f.base_url()),
             Running::Anthropic(f) => format!("anthropic fake listening on {}", f.base_url()),
             Running::Speech(f) => format!("openai speech fake listening on {}", f.base_url()),
