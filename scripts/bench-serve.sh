@@ -5,13 +5,19 @@
 # latency the server measured. Bounded: every call ends by itself (the WAV plus 3 s).
 #
 #   scripts/bench-serve.sh [CALLS=200] [PIPELINES="native cascade"]
+#
+# VOXPIPE_BIN=path runs that binary instead of building one; VOXPIPE_TURN__VAD=silero (any
+# pipeline key as VOXPIPE_…) applies to the served pipelines.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 calls="${1:-200}"
 pipelines="${2:-native cascade}"
 target="${CARGO_TARGET_DIR:-target}"
-cargo build --release --locked -p voxpipe-cli >/dev/null
-bin="$target/release/voxpipe"
+bin="${VOXPIPE_BIN:-}"
+if [ -z "$bin" ]; then
+  cargo build --release --locked -p voxpipe-cli >/dev/null
+  bin="$target/release/voxpipe"
+fi
 out="out/bench-serve"
 rm -rf "$out" out/calls && mkdir -p "$out"
 export TWILIO_ACCOUNT_SID=AC0123456789abcdef0123456789abcdef TWILIO_AUTH_TOKEN=bench-token

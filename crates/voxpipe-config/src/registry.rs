@@ -201,6 +201,36 @@ fn silero_vad() -> Result<Box<dyn voxpipe_turn::Vad>, String> {
     Err("`silero` needs a build with feature `silero`".into())
 }
 
+/// A stream of the process's shared Silero engine (one session for every call, batched).
+#[cfg(feature = "silero")]
+fn silero_stream() -> Result<voxpipe_turn::CallVad, String> {
+    let store = voxpipe_models::ModelStore::from_env().map_err(|e| e.to_string())?;
+    let engine =
+        voxpipe_turn::silero_shared::SileroEngine::shared(&store, 16_000).map_err(|e| e.to_string())?;
+    Ok(voxpipe_turn::CallVad::Shared(engine.stream()))
+}
+
+#[cfg(not(feature = "silero"))]
+fn silero_stream() -> Result<voxpipe_turn::CallVad, String> {
+    Err("`silero` needs a build with feature `silero`".into())
+}
+
+/// A live call's VAD of `kind`, as [`vad`] chooses it; Silero runs on the shared engine.
+pub fn call_vad(kind: Option<voxpipe_turn::VadKind>) -> Result<voxpipe_turn::CallVad, String> {
+    let energy = || voxpipe_turn::CallVad::Own(Box::new(voxpipe_turn::EnergyVad::new(16_000)));
+    match kind {
+        Some(voxpipe_turn::VadKind::Energy) => Ok(energy()),
+        Some(voxpipe_turn::VadKind::Silero) => silero_stream(),
+        None => Ok(silero_stream().unwrap_or_else(|m| {
+            tracing::warn!(
+                "Silero VAD unavailable ({m}); using the energy VAD. For Silero: \
+                 `voxpipe models pull silero-vad onnxruntime`, or set `turn.vad = \"energy\"`"
+            );
+            energy()
+        })),
+    }
+}
+
 /// A 16 kHz VAD of `kind`; with none named, Silero when it has been pulled, else the energy VAD
 /// (with a warning saying what to pull). `Err` says why a named Silero cannot load.
 pub fn vad(kind: Option<voxpipe_turn::VadKind>) -> Result<Box<dyn voxpipe_turn::Vad>, String> {
@@ -259,7 +289,7 @@ fn turn_stages(config: &PipelineConfig) -> Result<TurnStages, BuildError> {
     if turn_mode(config)? == TurnMode::Server {
         return Ok((None, None));
     }
-    let vad = vad(config.turn.vad).map_err(|m| BuildError::new("turn.vad", m))?;
+    let vad = call_vad(config.turn.vad).map_err(|m| BuildError::new("turn.vad", m))?;
     let turn = config.turn.clone();
     if asr_index(config).is_some() {
         let (controller, gate) = voxpipe_turn::TurnController::with_gate(turn, vad);

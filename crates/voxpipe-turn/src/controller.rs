@@ -17,7 +17,7 @@ use crate::config::{PolicyKind, TurnConfig, TurnMode};
 use crate::gate::TurnGate;
 use crate::onsets::OnsetLine;
 use crate::policy::Waits;
-use crate::vad::Vad;
+use crate::vad::CallVad;
 use async_trait::async_trait;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -40,7 +40,7 @@ enum State {
 /// The local turn controller stage.
 pub struct TurnController {
     config: TurnConfig,
-    vad: Box<dyn Vad>,
+    vad: CallVad,
     /// The onset line to the gate, when there is one.
     gate: Option<Arc<OnsetLine>>,
     /// The gate judges overlaps on their words (otherwise this controller does, on duration).
@@ -68,7 +68,8 @@ impl TurnController {
     /// A controller using `vad` that decides turns and interruptions on its own, from the
     /// audio: for pipelines without a transcript before the model (native), or with
     /// `min_words = 0`.
-    pub fn new(config: TurnConfig, vad: Box<dyn Vad>) -> Self {
+    pub fn new(config: TurnConfig, vad: impl Into<CallVad>) -> Self {
+        let vad = vad.into();
         let s = Duration::from_millis(config.min_silence_ms as u64);
         Self { config, vad, gate: None, judge_words: false, silence: Silence { turn: s, overlap: s } }
     }
@@ -79,7 +80,8 @@ impl TurnController {
     /// `pause_ms` of silence (at most the policy's shortest wait), so the ASR's final decode
     /// overlaps the rest of the wait, which the gate waits out; speech over the assistant ends
     /// after the policy's shortest wait.
-    pub fn with_gate(config: TurnConfig, vad: Box<dyn Vad>) -> (Self, TurnGate) {
+    pub fn with_gate(config: TurnConfig, vad: impl Into<CallVad>) -> (Self, TurnGate) {
+        let vad = vad.into();
         let waits = Waits::new(config.min_silence_ms, &config.end_of_turn);
         let silence = match config.end_of_turn.policy {
             PolicyKind::Text => Silence {
@@ -281,7 +283,7 @@ impl Stage for TurnController {
                     let mut offset = 0;
                     while buf.len() - offset >= frame {
                         let start = duration_of(processed, rate);
-                        let p = match vad.process(&buf[offset..offset + frame]) {
+                        let p = match vad.process(&buf[offset..offset + frame]).await {
                             Ok(p) => p,
                             Err(e) => {
                                 warn!(error = %e, "VAD failed on a frame; treating it as silence");

@@ -30,10 +30,12 @@ pub mod vad;
 pub mod ort_env;
 #[cfg(feature = "silero")]
 pub mod silero;
+#[cfg(feature = "silero")]
+pub mod silero_shared;
 
 pub use config::{Eagerness, EndOfTurnConfig, InterruptionConfig, PolicyKind, TurnConfig, TurnMode, VadKind};
 pub use controller::TurnController;
 pub use gate::TurnGate;
 pub use guard::{Verdict, WordGuard};
 pub use policy::{Completeness, EndOfTurnPolicy, TextPolicy, Waits};
-pub use vad::{EnergyVad, Vad, VadError};
+pub use vad::{CallVad, EnergyVad, Vad, VadError};

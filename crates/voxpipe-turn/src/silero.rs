@@ -35,8 +35,8 @@ pub const ONNXRUNTIME_ID: &str = "onnxruntime";
 
 /// Input and output names of Silero VAD v5/v6, in the model's order.
 const INPUTS: [&str; 3] = ["input", "state", "sr"];
-const OUT_PROB: &str = "output";
-const OUT_STATE: &str = "stateN";
+pub(crate) const OUT_PROB: &str = "output";
+pub(crate) const OUT_STATE: &str = "stateN";
 /// Elements of the recurrent state `[2, 1, 128]`.
 const STATE_LEN: usize = 2 * 128;
 
@@ -163,7 +163,7 @@ impl SileroVad {
 }
 
 /// Samples per window and of context at `rate`.
-fn window_and_context(rate: u32) -> Result<(usize, usize), VadError> {
+pub(crate) fn window_and_context(rate: u32) -> Result<(usize, usize), VadError> {
     match rate {
         16_000 => Ok((512, 64)),
         8_000 => Ok((256, 32)),
@@ -175,7 +175,7 @@ fn window_and_context(rate: u32) -> Result<(usize, usize), VadError> {
 
 /// One session on one thread without spinning: Silero is tiny, and a spinning pool would burn
 /// a core per call between frames.
-fn build_session(env: &Environment, model_path: &Path) -> ort::Result<Session> {
+pub(crate) fn build_session(env: &Environment, model_path: &Path) -> ort::Result<Session> {
     let session = Session::builder(env)?
         .with_optimization_level(GraphOptimizationLevel::Level3)?
         .with_intra_threads(1)?
@@ -186,7 +186,7 @@ fn build_session(env: &Environment, model_path: &Path) -> ort::Result<Session> {
 }
 
 /// Checks that the model has Silero v5/v6's inputs and outputs.
-fn check_signature(session: &Session) -> Result<(), String> {
+pub(crate) fn check_signature(session: &Session) -> Result<(), String> {
     let inputs: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
     let outputs: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
     if inputs != INPUTS || !outputs.contains(&OUT_PROB) || !outputs.contains(&OUT_STATE) {

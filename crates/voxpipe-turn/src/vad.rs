@@ -20,6 +20,71 @@ pub trait Vad: Send {
     fn reset(&mut self);
 }
 
+/// The VAD of one call, as the turn controller runs it: a synchronous [`Vad`] of its own, or
+/// a stream of the process's shared Silero engine (awaited, run in batches off the async
+/// threads).
+pub enum CallVad {
+    /// A VAD run inline (the energy VAD, a test double).
+    Own(Box<dyn Vad>),
+    /// One stream of the shared Silero engine.
+    #[cfg(feature = "silero")]
+    Shared(crate::silero_shared::SileroStream),
+}
+
+impl CallVad {
+    /// Input rate.
+    pub fn sample_rate(&self) -> u32 {
+        match self {
+            CallVad::Own(v) => v.sample_rate(),
+            #[cfg(feature = "silero")]
+            CallVad::Shared(s) => s.sample_rate(),
+        }
+    }
+
+    /// Samples per frame.
+    pub fn frame_samples(&self) -> usize {
+        match self {
+            CallVad::Own(v) => v.frame_samples(),
+            #[cfg(feature = "silero")]
+            CallVad::Shared(s) => s.frame_samples(),
+        }
+    }
+
+    /// Speech probability of one frame.
+    ///
+    /// # Errors
+    /// As the VAD's.
+    pub async fn process(&mut self, frame: &[i16]) -> Result<f32, VadError> {
+        match self {
+            CallVad::Own(v) => v.process(frame),
+            #[cfg(feature = "silero")]
+            CallVad::Shared(s) => s.process(frame).await,
+        }
+    }
+}
+
+impl std::fmt::Debug for CallVad {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallVad::Own(v) => write!(f, "CallVad::Own({} Hz)", v.sample_rate()),
+            #[cfg(feature = "silero")]
+            CallVad::Shared(s) => write!(f, "CallVad::Shared({s:?})"),
+        }
+    }
+}
+
+impl<V: Vad + 'static> From<Box<V>> for CallVad {
+    fn from(v: Box<V>) -> Self {
+        CallVad::Own(v)
+    }
+}
+
+impl From<Box<dyn Vad>> for CallVad {
+    fn from(v: Box<dyn Vad>) -> Self {
+        CallVad::Own(v)
+    }
+}
+
 /// A VAD could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum VadError {

@@ -371,3 +371,45 @@ fn a_vad_built_on_an_environment_from_elsewhere_matches_the_reference() {
     let second = ort::init_from(&models().lib).expect("library already loaded").build();
     assert!(second.is_err(), "ort allows one environment per process");
 }
+
+#[test]
+fn the_shared_engine_batches_many_calls_and_matches_a_session_of_their_own() {
+    use voxpipe_turn::silero_shared::SileroEngine;
+    let m = models();
+    let clip = speech_clip();
+    let audio = resample_all(&clip.samples, clip.rate, 16_000).expect("resample");
+    let expected = probabilities(&mut silero(16_000), &audio);
+    let engine = SileroEngine::start(&m.model, &m.lib, 16_000).expect("engine");
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    rt.block_on(async move {
+        // Twelve calls at once, each a few frames behind the last: their frames meet in batches of
+        // every size, and each call must still get exactly its own probabilities.
+        let calls: Vec<_> = (0..12)
+            .map(|i| {
+                let mut stream = engine.stream();
+                let audio = audio.clone();
+                tokio::spawn(async move {
+                    let mut got = Vec::new();
+                    for (n, frame) in audio.chunks_exact(512).enumerate() {
+                        if n == 0 {
+                            tokio::time::sleep(std::time::Duration::from_millis(i * 3)).await;
+                        }
+                        got.push(stream.process(frame).await.expect("inference"));
+                    }
+                    got
+                })
+            })
+            .collect();
+        for call in calls {
+            let got = call.await.expect("call task");
+            assert_eq!(got.len(), expected.len());
+            let worst = got.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(worst < 1e-4, "a batched call differs from its own session by {worst}");
+        }
+        // A frame of the wrong length is refused without disturbing the stream.
+        let mut s = engine.stream();
+        assert!(s.process(&[0; 100]).await.is_err());
+        assert!(s.process(&[0; 512]).await.expect("frame") < 0.1);
+    });
+}
