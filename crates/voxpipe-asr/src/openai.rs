@@ -122,10 +122,11 @@ impl OpenAiTranscriber {
 
     /// A client with an explicit key.
     pub fn with_key(cfg: &OpenAiTranscribeConfig, key: Secret) -> Self {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_millis(cfg.timeout_ms))
-            .build()
-            .unwrap_or_default();
+        let settings = voxpipe_http::Settings {
+            timeout: Some(Duration::from_millis(cfg.timeout_ms)),
+            ..Default::default()
+        };
+        let client = voxpipe_http::client(settings).unwrap_or_default();
         let url = format!("{}/audio/transcriptions", cfg.base_url.trim_end_matches('/'));
         Self { cfg: cfg.clone(), key, url, client }
     }

@@ -133,8 +133,11 @@ enum Flow {
 impl<P: Provider> Driver<P> {
     pub fn new(provider: P) -> Result<Self, Error> {
         let s = provider.settings();
-        let client = reqwest::Client::builder().connect_timeout(s.request_timeout).build().map_err(|e| {
-            Error::Config { provider: P::NAME, message: format!("cannot build the HTTP client: {e}") }
+        let settings =
+            voxpipe_http::Settings { connect_timeout: Some(s.request_timeout), ..Default::default() };
+        let client = voxpipe_http::client(settings).map_err(|e| Error::Config {
+            provider: P::NAME,
+            message: format!("cannot build the HTTP client: {e}"),
         })?;
         Ok(Self { provider, client, history: History::new(), turns: 0 })
     }

@@ -241,13 +241,14 @@ fn http_client(tools: &BTreeMap<String, ToolConfig>) -> Result<Option<reqwest::C
     if !tools.values().any(|c| matches!(c.handler, HandlerConfig::Http(_))) {
         return Ok(None);
     }
-    let client = reqwest::Client::builder()
-        .user_agent(concat!("voxpipe/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| Error::InvalidConfig {
-            key: "tools".into(),
-            message: format!("cannot build an HTTP client: {e}"),
-        })?;
+    let settings = voxpipe_http::Settings {
+        user_agent: Some(concat!("voxpipe/", env!("CARGO_PKG_VERSION"))),
+        ..Default::default()
+    };
+    let client = voxpipe_http::client(settings).map_err(|e| Error::InvalidConfig {
+        key: "tools".into(),
+        message: format!("cannot build an HTTP client: {e}"),
+    })?;
     Ok(Some(client))
 }
 

@@ -166,7 +166,13 @@ pub(crate) fn check_base_url(field: &'static str, base: &str) -> Result<url::Url
 /// An HTTP client for streaming audio: bounded connect and stall times, no overall timeout
 /// (a long reply streams for as long as it needs).
 pub(crate) fn client(timeout: Duration) -> Result<reqwest::Client, Error> {
-    reqwest::Client::builder().connect_timeout(timeout).read_timeout(timeout).build().map_err(|e| {
-        Error::Config { field: "request_timeout_ms", detail: format!("cannot build HTTP client: {e}") }
+    let settings = voxpipe_http::Settings {
+        connect_timeout: Some(timeout),
+        read_timeout: Some(timeout),
+        ..Default::default()
+    };
+    voxpipe_http::client(settings).map_err(|e| Error::Config {
+        field: "request_timeout_ms",
+        detail: format!("cannot build HTTP client: {e}"),
     })
 }
