@@ -52,6 +52,9 @@ impl Slot {
     }
 }
 
+/// An engine started at a rate, or why it could not be.
+type Started = Result<Arc<SileroEngine>, String>;
+
 /// The shared Silero VAD at one sample rate. Get it with [`SileroEngine::shared`] or
 /// [`SileroEngine::start`]; each call takes a [`SileroStream`] from it.
 #[derive(Debug)]
@@ -101,7 +104,7 @@ impl SileroEngine {
     /// # Errors
     /// As [`SileroVad::from_store`](crate::silero::SileroVad::from_store).
     pub fn shared(store: &voxpipe_models::ModelStore, rate: u32) -> Result<Arc<Self>, VadError> {
-        static ENGINES: OnceLock<Mutex<HashMap<u32, Result<Arc<SileroEngine>, String>>>> = OnceLock::new();
+        static ENGINES: OnceLock<Mutex<HashMap<u32, Started>>> = OnceLock::new();
         let mut engines = ENGINES.get_or_init(Mutex::default).lock().unwrap_or_else(|e| e.into_inner());
         let made = engines.entry(rate).or_insert_with(|| {
             let installed = |id: &str| {
