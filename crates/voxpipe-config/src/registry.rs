@@ -217,11 +217,20 @@ fn silero_stream() -> Result<voxpipe_turn::CallVad, String> {
 
 /// A live call's VAD of `kind`, as [`vad`] chooses it; Silero runs on the shared engine.
 pub fn call_vad(kind: Option<voxpipe_turn::VadKind>) -> Result<voxpipe_turn::CallVad, String> {
-    let energy = || voxpipe_turn::CallVad::Own(Box::new(voxpipe_turn::EnergyVad::new(16_000)));
+    choose(kind, || voxpipe_turn::CallVad::Own(Box::new(voxpipe_turn::EnergyVad::new(16_000))), silero_stream)
+}
+
+/// The energy VAD, Silero, or (none named) Silero when it loads and else the energy VAD with a
+/// warning saying what to pull.
+fn choose<T>(
+    kind: Option<voxpipe_turn::VadKind>,
+    energy: impl Fn() -> T,
+    silero: impl Fn() -> Result<T, String>,
+) -> Result<T, String> {
     match kind {
         Some(voxpipe_turn::VadKind::Energy) => Ok(energy()),
-        Some(voxpipe_turn::VadKind::Silero) => silero_stream(),
-        None => Ok(silero_stream().unwrap_or_else(|m| {
+        Some(voxpipe_turn::VadKind::Silero) => silero(),
+        None => Ok(silero().unwrap_or_else(|m| {
             tracing::warn!(
                 "Silero VAD unavailable ({m}); using the energy VAD. For Silero: \
                  `voxpipe models pull silero-vad onnxruntime`, or set `turn.vad = \"energy\"`"
@@ -234,18 +243,7 @@ pub fn call_vad(kind: Option<voxpipe_turn::VadKind>) -> Result<voxpipe_turn::Cal
 /// A 16 kHz VAD of `kind`; with none named, Silero when it has been pulled, else the energy VAD
 /// (with a warning saying what to pull). `Err` says why a named Silero cannot load.
 pub fn vad(kind: Option<voxpipe_turn::VadKind>) -> Result<Box<dyn voxpipe_turn::Vad>, String> {
-    let energy = || Box::new(voxpipe_turn::EnergyVad::new(16_000)) as Box<dyn voxpipe_turn::Vad>;
-    match kind {
-        Some(voxpipe_turn::VadKind::Energy) => Ok(energy()),
-        Some(voxpipe_turn::VadKind::Silero) => silero_vad(),
-        None => Ok(silero_vad().unwrap_or_else(|m| {
-            tracing::warn!(
-                "Silero VAD unavailable ({m}); using the energy VAD. For Silero: \
-                 `voxpipe models pull silero-vad onnxruntime`, or set `turn.vad = \"energy\"`"
-            );
-            energy()
-        })),
-    }
+    choose(kind, || Box::new(voxpipe_turn::EnergyVad::new(16_000)) as Box<dyn voxpipe_turn::Vad>, silero_vad)
 }
 
 /// Who detects turns for this pipeline.
