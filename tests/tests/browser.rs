@@ -678,6 +678,27 @@ async fn the_direct_path_refuses_expired_secrets_foreign_tokens_and_bad_offers()
     let e: serde_json::Value = r.json().await.unwrap();
     assert!(e["error"]["message"].as_str().unwrap().contains("Invalid SDP offer"), "{e}");
     assert_eq!(post_offer("sk-test", "v=0").await.unwrap().status(), 400);
+    // The multipart form takes a standard key and a session of its own; its parts are checked.
+    let multipart = |key: &str, session: &str| {
+        let body = format!(
+            "--b0\r\nContent-Disposition: form-data; name=\"sdp\"\r\nContent-Type: application/sdp\r\n\r\nv=0\r\n\
+             --b0\r\nContent-Disposition: form-data; name=\"session\"\r\nContent-Type: application/json\r\n\r\n{session}\r\n--b0--\r\n"
+        );
+        http.post(calls_url)
+            .bearer_auth(key)
+            .header("Content-Type", "multipart/form-data; boundary=b0")
+            .body(body)
+            .send()
+    };
+    let r = multipart("sk-test", r#"{"type":"realtime","model":"gpt-realtime"}"#).await.unwrap();
+    assert_eq!(r.status(), 400);
+    let e: serde_json::Value = r.json().await.unwrap();
+    assert!(e["error"]["message"].as_str().unwrap().contains("Invalid SDP offer"), "{e}");
+    let r = multipart("sk-test", r#"{"type":"realtime","voice":42}"#).await.unwrap();
+    assert_eq!(r.status(), 400);
+    let e: serde_json::Value = r.json().await.unwrap();
+    assert!(e["error"]["param"].as_str().unwrap().starts_with("session."), "{e}");
+    assert_eq!(multipart(&secret, "{}").await.unwrap().status(), 401);
     let r = http
         .post(format!("{}/realtime/client_secrets", fake.http_url()))
         .bearer_auth(&secret)

@@ -3,6 +3,9 @@
 //! with an SDP offer, `POST /v1/realtime/calls/{id}/hangup`), with the CORS answers a browser
 //! needs to call them from a page.
 //!
+//! A call posted as `multipart/form-data` with a standard key carries its session in a `session`
+//! part, validated the same way.
+//!
 //! Client secrets follow PROTOCOLS.md 1.1 and the GA OpenAPI: `expires_after.anchor` must be
 //! `created_at`, `seconds` runs from 10 to 7200 (default 600), the session is validated like a
 //! `session.update` and becomes the preset of every session opened with the secret. A secret
@@ -296,35 +299,46 @@ async fn client_secrets(State(st): State<Arc<Http>>, headers: HeaderMap, body: B
         Err(r) => return r,
     };
     let preset = req.get("session").cloned().unwrap_or_else(|| json!({"type": "realtime"}));
-    match preset.get("type").and_then(Value::as_str) {
-        Some("realtime") => {}
-        Some("transcription") => {
-            return bad_request(
-                "Transcription sessions are not supported by this fake.",
-                Some("session.type"),
-                "invalid_value",
-            );
-        }
-        _ => {
-            return bad_request(
-                "Invalid value for 'session.type': expected 'realtime' or 'transcription'.",
-                Some("session.type"),
-                "invalid_value",
-            );
-        }
-    }
-    let model = preset.get("model").and_then(Value::as_str).unwrap_or("gpt-realtime").to_string();
     let id = format!("sess_fakesecret{:06}", st.shared.connections.load(Ordering::Relaxed));
-    let mut session = Session::new(Dialect::Ga, &id, &model);
-    if let Err(e) = session.update(&preset, false) {
-        let param = e.param.as_deref().map(|p| format!("session.{p}"));
-        return bad_request(&e.message, param.as_deref(), e.code);
-    }
+    let (session, model) = match session_of(&preset, &id) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
     let expires_at = st.shared.secrets.now() + ttl;
     let value = st.shared.secrets.insert(ClientSecret { expires_at, session: preset, model });
     tracing::debug!(expires_at, "realtime fake: client secret minted");
     let body = json!({ "value": value, "expires_at": expires_at, "session": session.json() });
     (StatusCode::OK, axum::Json(body)).into_response()
+}
+
+/// A session request (`session` of a client secret or of a multipart call), validated like a
+/// `session.update`; the session it makes and its model.
+#[allow(clippy::result_large_err, reason = "fake request path: the error is the HTTP response to send")]
+fn session_of(preset: &Value, id: &str) -> Result<(Session, String), Response> {
+    match preset.get("type").and_then(Value::as_str) {
+        Some("realtime") => {}
+        Some("transcription") => {
+            return Err(bad_request(
+                "Transcription sessions are not supported by this fake.",
+                Some("session.type"),
+                "invalid_value",
+            ));
+        }
+        _ => {
+            return Err(bad_request(
+                "Invalid value for 'session.type': expected 'realtime' or 'transcription'.",
+                Some("session.type"),
+                "invalid_value",
+            ));
+        }
+    }
+    let model = preset.get("model").and_then(Value::as_str).unwrap_or("gpt-realtime").to_string();
+    let mut session = Session::new(Dialect::Ga, id, &model);
+    if let Err(e) = session.update(preset, false) {
+        let param = e.param.as_deref().map(|p| format!("session.{p}"));
+        return Err(bad_request(&e.message, param.as_deref(), e.code));
+    }
+    Ok((session, model))
 }
 
 #[allow(clippy::result_large_err, reason = "fake request path: the error is the HTTP response to send")]
@@ -376,11 +390,7 @@ async fn create_call(State(st): State<Arc<Http>>, headers: HeaderMap, body: Byte
         );
     };
     if content_type_is(&headers, "multipart/form-data") {
-        return bad_request(
-            "This fake takes the application/sdp form of this endpoint (an SDP offer authenticated with an ephemeral key from /v1/realtime/client_secrets); the multipart form is not implemented.",
-            None,
-            "unsupported_content_type",
-        );
+        return st.multipart_call(&headers, body).await;
     }
     if !content_type_is(&headers, "application/sdp") {
         return bad_request(
@@ -443,6 +453,84 @@ async fn hangup(State(st): State<Arc<Http>>, Path(id): Path<String>, headers: He
 }
 
 impl Http {
+    /// `POST /v1/realtime/calls` as `multipart/form-data` with a standard API key: the offer in
+    /// the `sdp` part, the session in the `session` part (JSON).
+    async fn multipart_call(&self, headers: &HeaderMap, body: Bytes) -> Response {
+        if let Err(r) = api_key(headers, &self.cfg) {
+            return r;
+        }
+        let boundary = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|ct| multer::parse_boundary(ct).ok());
+        let Some(boundary) = boundary else {
+            return bad_request("The multipart body has no boundary.", None, "invalid_request");
+        };
+        let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(body) });
+        let mut form = multer::Multipart::new(stream, boundary);
+        let (mut sdp, mut session) = (None, None);
+        loop {
+            let field = match form.next_field().await {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) => {
+                    return bad_request(&format!("Malformed multipart body: {e}."), None, "invalid_request");
+                }
+            };
+            let name = field.name().unwrap_or_default().to_string();
+            let text = match field.text().await {
+                Ok(t) => t,
+                Err(e) => {
+                    return bad_request(
+                        &format!("Malformed multipart part '{name}': {e}."),
+                        Some(&name),
+                        "invalid_request",
+                    );
+                }
+            };
+            match name.as_str() {
+                "sdp" => sdp = Some(text),
+                "session" => match serde_json::from_str::<Value>(&text) {
+                    Ok(v @ Value::Object(_)) => session = Some(v),
+                    _ => {
+                        return bad_request(
+                            "The 'session' part must be a JSON object.",
+                            Some("session"),
+                            "invalid_json",
+                        );
+                    }
+                },
+                other => {
+                    return bad_request(
+                        &format!("Unknown parameter: '{other}'."),
+                        Some(other),
+                        "unknown_parameter",
+                    );
+                }
+            }
+        }
+        let Some(sdp) = sdp else {
+            return bad_request(
+                "Missing required parameter: 'sdp'.",
+                Some("sdp"),
+                "missing_required_parameter",
+            );
+        };
+        if sdp.len() > MAX_SDP_BYTES {
+            return bad_request(
+                &format!("The SDP offer is {} bytes; at most {MAX_SDP_BYTES}.", sdp.len()),
+                None,
+                "invalid_offer",
+            );
+        }
+        let preset = session.unwrap_or_else(|| json!({"type": "realtime"}));
+        let (_, model) = match session_of(&preset, "sess_fakecall") {
+            Ok(s) => s,
+            Err(r) => return r,
+        };
+        self.start_call(&sdp, ClientSecret { expires_at: u64::MAX, session: preset, model }).await
+    }
+
     #[cfg(feature = "webrtc")]
     async fn start_call(&self, offer: &str, secret: ClientSecret) -> Response {
         let opts = voxpipe_webrtc::WebRtcOptions { host: self.shared.webrtc_host, ..Default::default() };

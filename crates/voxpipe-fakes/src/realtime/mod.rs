@@ -32,16 +32,16 @@
 //!
 //! - **Client secrets and WebRTC** (on the same port, see `calls`): `POST
 //!   /v1/realtime/client_secrets` mints `ek_…` keys carrying a preset session (also accepted by
-//!   the WebSocket); `POST /v1/realtime/calls` takes an SDP offer with one and runs the same
+//!   the WebSocket); `POST /v1/realtime/calls` takes an SDP offer with one (or, as
+//!   `multipart/form-data`, an offer and a session with a standard key) and runs the same
 //!   session over WebRTC (with the `webrtc` feature): events on the `oai-events` data channel,
 //!   Opus audio both ways, the server-owned output buffer (`output_audio_buffer.started`,
 //!   `.stopped`, `.cleared`) and truncation by the server on a barge-in.
 //!
 //! Knobs: pacing (`first_audio_delay_ms`, `delta_ms`, `pace`), VAD level (`vad`), and faults
 //! (`close_after_audio_deltas` drops the TCP connection mid-response; `reject_with_status`
-//! fails every upgrade). Not modelled: `idle_timeout_ms`, transcription-only sessions, the
-//! multipart form of `/calls` (with a standard key), SIP, audio bytes in
-//! `conversation.item.retrieved`.
+//! fails every upgrade). Not modelled: `idle_timeout_ms`, transcription-only sessions, SIP,
+//! audio bytes in `conversation.item.retrieved`.
 
 mod audio;
 mod calls;
