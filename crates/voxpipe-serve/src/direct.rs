@@ -16,13 +16,14 @@
 //! Only a single-stage `realtime.openai` pipeline speaking the GA protocol can go direct.
 
 use crate::App;
+use crate::web::{json_error, unix_now};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tracing::{info, warn};
 use voxpipe_core::{ToolCall, ToolRuntime};
 use voxpipe_realtime::{Protocol, RealtimeConfig};
@@ -31,10 +32,6 @@ use voxpipe_realtime::{Protocol, RealtimeConfig};
 const MAX_SESSIONS: usize = 10_000;
 /// The largest tool relay body accepted.
 const MAX_TOOL_BODY: usize = 64 * 1024;
-
-fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
-}
 
 /// The native stage of `pipeline` when it can go direct.
 pub fn direct_stage(pipeline: &voxpipe_config::PipelineConfig) -> Option<&RealtimeConfig> {
@@ -101,10 +98,6 @@ impl Direct {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, DirectSession>> {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
-}
-
-fn json_error(status: StatusCode, error: &str) -> Response {
-    (status, axum::Json(serde_json::json!({ "error": error }))).into_response()
 }
 
 #[derive(serde::Deserialize)]

@@ -65,7 +65,7 @@ pub enum TokenError {
     Expired,
 }
 
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
 }
 
@@ -326,7 +326,7 @@ pub(crate) fn admit(app: &App, headers: &HeaderMap, kind: &str) -> Result<(), Re
     Ok(())
 }
 
-fn json_error(status: StatusCode, error: &str) -> Response {
+pub(crate) fn json_error(status: StatusCode, error: &str) -> Response {
     (status, axum::Json(serde_json::json!({ "error": error }))).into_response()
 }
 

@@ -94,17 +94,10 @@ impl SileroVad {
     /// As [`load`](Self::load), minus the library errors.
     pub fn with_environment(env: &Environment, model_path: &Path, rate: u32) -> Result<Self, VadError> {
         let (window, context) = window_and_context(rate)?;
-        if !model_path.is_file() {
-            return Err(VadError::Load(format!(
-                "the Silero VAD model {} does not exist: run `voxpipe models pull {SILERO_MODEL_ID}`",
-                model_path.display()
-            )));
-        }
+        let session = open_session(env, model_path)?;
         let load_err = |e: &dyn std::fmt::Display| {
             VadError::Load(format!("Silero VAD model {}: {e}", model_path.display()))
         };
-        let session = build_session(env, model_path).map_err(|e| load_err(&e))?;
-        check_signature(&session).map_err(|e| load_err(&e))?;
 
         let tensors = (|| -> ort::Result<_> {
             let input = Tensor::from_array(([1usize, context + window], vec![0f32; context + window]))?;
@@ -132,16 +125,7 @@ impl SileroVad {
     /// # Errors
     /// As [`load`](Self::load); a model not yet pulled names the command that fetches it.
     pub fn from_store(store: &ModelStore, rate: u32) -> Result<Self, VadError> {
-        let installed = |id: &str| {
-            store.path(id).ok_or_else(|| {
-                VadError::Load(format!(
-                    "model `{id}` is not installed in {}: run `voxpipe models pull {id}`",
-                    store.root().display()
-                ))
-            })
-        };
-        let lib = installed(ONNXRUNTIME_ID)?;
-        let model = installed(SILERO_MODEL_ID)?;
+        let (model, lib) = installed(store)?;
         Self::load(&model, &lib, rate)
     }
 
@@ -173,9 +157,39 @@ pub(crate) fn window_and_context(rate: u32) -> Result<(usize, usize), VadError> 
     }
 }
 
+/// The Silero model and the ONNX Runtime library installed in `store`, or the command that
+/// pulls the missing one.
+pub(crate) fn installed(store: &ModelStore) -> Result<(std::path::PathBuf, std::path::PathBuf), VadError> {
+    let path = |id: &str| {
+        store.path(id).ok_or_else(|| {
+            VadError::Load(format!(
+                "model `{id}` is not installed in {}: run `voxpipe models pull {id}`",
+                store.root().display()
+            ))
+        })
+    };
+    let lib = path(ONNXRUNTIME_ID)?;
+    Ok((path(SILERO_MODEL_ID)?, lib))
+}
+
+/// A session on the model at `model_path`, checked to be Silero v5/v6.
+pub(crate) fn open_session(env: &Environment, model_path: &Path) -> Result<Session, VadError> {
+    if !model_path.is_file() {
+        return Err(VadError::Load(format!(
+            "the Silero VAD model {} does not exist: run `voxpipe models pull {SILERO_MODEL_ID}`",
+            model_path.display()
+        )));
+    }
+    let load_err =
+        |e: &dyn std::fmt::Display| VadError::Load(format!("Silero VAD model {}: {e}", model_path.display()));
+    let session = build_session(env, model_path).map_err(|e| load_err(&e))?;
+    check_signature(&session).map_err(|e| load_err(&e))?;
+    Ok(session)
+}
+
 /// One session on one thread without spinning: Silero is tiny, and a spinning pool would burn
 /// a core per call between frames.
-pub(crate) fn build_session(env: &Environment, model_path: &Path) -> ort::Result<Session> {
+fn build_session(env: &Environment, model_path: &Path) -> ort::Result<Session> {
     let session = Session::builder(env)?
         .with_optimization_level(GraphOptimizationLevel::Level3)?
         .with_intra_threads(1)?
@@ -186,7 +200,7 @@ pub(crate) fn build_session(env: &Environment, model_path: &Path) -> ort::Result
 }
 
 /// Checks that the model has Silero v5/v6's inputs and outputs.
-pub(crate) fn check_signature(session: &Session) -> Result<(), String> {
+fn check_signature(session: &Session) -> Result<(), String> {
     let inputs: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
     let outputs: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
     if inputs != INPUTS || !outputs.contains(&OUT_PROB) || !outputs.contains(&OUT_STATE) {

@@ -12,7 +12,7 @@
 //! timer. Inference leaves the async worker threads: a call's task only copies its frame in and
 //! awaits the result.
 
-use crate::silero::{OUT_PROB, OUT_STATE, build_session, check_signature, window_and_context};
+use crate::silero::{OUT_PROB, OUT_STATE, installed, open_session, window_and_context};
 use crate::vad::VadError;
 use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session};
 use ort::value::Tensor;
@@ -75,18 +75,10 @@ impl SileroEngine {
     pub fn start(model_path: &Path, onnxruntime_lib_path: &Path, rate: u32) -> Result<Arc<Self>, VadError> {
         let (window, context) = window_and_context(rate)?;
         let env = crate::ort_env::init_onnxruntime(onnxruntime_lib_path)?;
-        if !model_path.is_file() {
-            return Err(VadError::Load(format!(
-                "the Silero VAD model {} does not exist: run `voxpipe models pull {}`",
-                model_path.display(),
-                crate::silero::SILERO_MODEL_ID
-            )));
-        }
+        let session = open_session(env, model_path)?;
         let load_err = |e: &dyn std::fmt::Display| {
             VadError::Load(format!("Silero VAD model {}: {e}", model_path.display()))
         };
-        let session = build_session(env, model_path).map_err(|e| load_err(&e))?;
-        check_signature(&session).map_err(|e| load_err(&e))?;
         let sr = Tensor::from_array(((), vec![i64::from(rate)])).map_err(|e| load_err(&e))?;
         let (tx, rx) = sync_channel(QUEUE);
         let worker = Worker { session, sr, rows: context + window, sets: HashMap::new() };
@@ -107,16 +99,7 @@ impl SileroEngine {
         static ENGINES: OnceLock<Mutex<HashMap<u32, Started>>> = OnceLock::new();
         let mut engines = ENGINES.get_or_init(Mutex::default).lock().unwrap_or_else(|e| e.into_inner());
         let made = engines.entry(rate).or_insert_with(|| {
-            let installed = |id: &str| {
-                store.path(id).ok_or_else(|| {
-                    format!(
-                        "model `{id}` is not installed in {}: run `voxpipe models pull {id}`",
-                        store.root().display()
-                    )
-                })
-            };
-            let lib = installed(crate::silero::ONNXRUNTIME_ID)?;
-            let model = installed(crate::silero::SILERO_MODEL_ID)?;
+            let (model, lib) = installed(store).map_err(|e| e.to_string())?;
             Self::start(&model, &lib, rate).map_err(|e| e.to_string())
         });
         made.clone().map_err(VadError::Load)

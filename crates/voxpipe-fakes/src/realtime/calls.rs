@@ -235,23 +235,17 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// A standard API key (not an ephemeral one), as the fake is configured to expect.
 #[allow(clippy::result_large_err, reason = "fake request path: the error is the HTTP response to send")]
 fn api_key(headers: &HeaderMap, cfg: &RealtimeFakeConfig) -> Result<(), Response> {
-    let unauthorized = |msg: &str, code: Option<&str>| {
-        Err(openai_error(StatusCode::UNAUTHORIZED, msg, "invalid_request_error", None, code))
-    };
-    match (bearer(headers), &cfg.api_key) {
-        (None, _) => unauthorized(
-            "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+    if bearer(headers).is_some_and(|k| k.starts_with("ek_")) {
+        let msg = "Ephemeral keys cannot be used for this endpoint.";
+        return Err(openai_error(
+            StatusCode::UNAUTHORIZED,
+            msg,
+            "invalid_request_error",
             None,
-        ),
-        (Some(k), _) if k.starts_with("ek_") => {
-            unauthorized("Ephemeral keys cannot be used for this endpoint.", Some("invalid_api_key"))
-        }
-        (Some(k), Some(want)) if k != want.0 => unauthorized(
-            "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.",
             Some("invalid_api_key"),
-        ),
-        _ => Ok(()),
+        ));
     }
+    crate::server::openai_bearer(headers, cfg.api_key.as_ref().map(|k| k.0.as_str()))
 }
 
 fn content_type_is(headers: &HeaderMap, want: &str) -> bool {
