@@ -16,24 +16,6 @@ use voxpipe_turn::{EnergyVad, Vad};
 const FRAMES: usize = 2000;
 const WARMUP: usize = 100;
 
-/// 0.5 s of a 130 Hz pulse train through a 700 Hz resonator, then 0.5 s of silence, repeated.
-fn test_audio(rate: u32, samples: usize) -> Vec<i16> {
-    let fs = f64::from(rate);
-    let r: f64 = (-std::f64::consts::PI * 80.0 / fs).exp();
-    let (a1, a2) = (2.0 * r * (2.0 * std::f64::consts::PI * 700.0 / fs).cos(), -r * r);
-    let period = (fs / 130.0) as usize;
-    let (mut y1, mut y2) = (0.0, 0.0);
-    (0..samples)
-        .map(|i| {
-            let voiced = (i / (rate as usize / 2)).is_multiple_of(2);
-            let pulse = if voiced && i.is_multiple_of(period) { 1.0 } else { 0.0 };
-            let y = a1 * y1 + a2 * y2 + pulse;
-            (y2, y1) = (y1, y);
-            (y * 300.0).clamp(-32768.0, 32767.0) as i16
-        })
-        .collect()
-}
-
 /// One table row: per-frame timings of `vad` over `FRAMES` frames.
 struct Row {
     name: String,
@@ -43,7 +25,7 @@ struct Row {
 
 fn measure(name: &str, vad: &mut dyn Vad) -> Row {
     let n = vad.frame_samples();
-    let audio = test_audio(vad.sample_rate(), n * (FRAMES + WARMUP));
+    let audio = voxpipe_core::audio::synth::vowel_and_silence(vad.sample_rate(), n * (FRAMES + WARMUP));
     let mut frames = audio.chunks_exact(n);
     for f in frames.by_ref().take(WARMUP) {
         black_box(vad.process(f).expect("inference"));

@@ -13,25 +13,6 @@ use std::time::{Duration, Instant};
 const FRAMES: usize = 3000;
 const WARMUP: usize = 100;
 
-/// A voiced vowel (a 130 Hz pulse train through a 700 Hz resonator) alternating with silence,
-/// every half second.
-fn speech_like(rate: u32, samples: usize) -> Vec<i16> {
-    let fs = f64::from(rate);
-    let r: f64 = (-std::f64::consts::PI * 80.0 / fs).exp();
-    let (a1, a2) = (2.0 * r * (2.0 * std::f64::consts::PI * 700.0 / fs).cos(), -r * r);
-    let period = (fs / 130.0) as usize;
-    let (mut y1, mut y2) = (0.0, 0.0);
-    (0..samples)
-        .map(|i| {
-            let voiced = (i / (rate as usize / 2)).is_multiple_of(2);
-            let pulse = if voiced && i.is_multiple_of(period) { 1.0 } else { 0.0 };
-            let y = a1 * y1 + a2 * y2 + pulse;
-            (y2, y1) = (y1, y);
-            (y * 300.0).clamp(-32768.0, 32767.0) as i16
-        })
-        .collect()
-}
-
 fn row(name: &str, mut times: Vec<Duration>) {
     times.sort_unstable();
     let us = |d: Duration| d.as_secs_f64() * 1e6;
@@ -42,7 +23,7 @@ fn row(name: &str, mut times: Vec<Duration>) {
 }
 
 fn main() {
-    let audio = speech_like(48_000, 960 * (FRAMES + WARMUP));
+    let audio = voxpipe_core::audio::synth::vowel_and_silence(48_000, 960 * (FRAMES + WARMUP));
     let mut encoder = opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip).unwrap();
     let mut packet = vec![0u8; 1500];
     let mut packets = Vec::with_capacity(FRAMES + WARMUP);

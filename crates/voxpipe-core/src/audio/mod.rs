@@ -7,6 +7,7 @@
 pub mod g711;
 pub mod pcm;
 mod resample;
+pub mod synth;
 
 pub use resample::{ResampleError, StreamResampler, resample_all};
 
