@@ -188,8 +188,11 @@ transcription = {{ model = "gpt-4o-mini-transcribe" }}
 }
 
 /// Mints a session token as an app's backend would, and opens the page on `pipeline` with
-/// `wav` as the microphone; the page starts the call itself.
-async fn open_page(server: &Server, pipeline: &str, wav: &Path, extra: &str) -> (Browser, Cdp) {
+/// `call` (written to the server's directory) as the microphone; the page starts the call
+/// itself.
+async fn open_page(server: &Server, pipeline: &str, call: &Call, extra: &str) -> (Browser, Cdp) {
+    let wav = server.dir.path().join("caller.wav");
+    call.write(&wav);
     let session: serde_json::Value = reqwest::Client::new()
         .post(format!("{}/web/session", server.url))
         .bearer_auth(API_KEY)
@@ -201,7 +204,7 @@ async fn open_page(server: &Server, pipeline: &str, wav: &Path, extra: &str) -> 
         .unwrap();
     let token = session["token"].as_str().unwrap();
     let url = format!("{}/#token={token}&pipeline={pipeline}&autostart=1{extra}", server.url);
-    let browser = Browser::launch(&url, wav).await;
+    let browser = Browser::launch(&url, &wav).await;
     let page = browser.page().await;
     (browser, page)
 }
@@ -287,9 +290,7 @@ async fn cascade_call(extra: &str, shot: &str) {
 
     // The caller: silence while the page connects, a question, then quiet for the reply.
     let call = Call::default().silence(2500).say("question", "Where is my order?").silence(12_000);
-    let wav = server.dir.path().join("caller.wav");
-    call.write(&wav);
-    let (browser, mut page) = open_page(&server, "cascade", &wav, extra).await;
+    let (browser, mut page) = open_page(&server, "cascade", &call, extra).await;
 
     let state = wait_page(&mut page, "a reply caption and audio", |s| {
         let captions = s["captions"].as_array().map(Vec::as_slice).unwrap_or_default();
@@ -368,9 +369,7 @@ async fn a_native_call_from_the_page_is_interrupted_by_the_caller_and_truncated(
         .silence(3000)
         .say("barge", "Wait, stop.")
         .silence(6000);
-    let wav = server.dir.path().join("caller.wav");
-    call.write(&wav);
-    let (browser, mut page) = open_page(&server, "native", &wav, "").await;
+    let (browser, mut page) = open_page(&server, "native", &call, "").await;
 
     let state = wait_page(&mut page, "the barge-in and the second reply", |s| {
         let captions = s["captions"].as_array().map(Vec::as_slice).unwrap_or_default();
@@ -541,9 +540,7 @@ async fn a_native_pipeline_goes_browser_direct_with_an_ephemeral_key_and_its_too
         .silence(4500)
         .say("barge", "Wait, stop.")
         .silence(6000);
-    let wav = server.dir.path().join("caller.wav");
-    call.write(&wav);
-    let (browser, mut page) = open_page(&server, "native", &wav, "&mode=direct").await;
+    let (browser, mut page) = open_page(&server, "native", &call, "&mode=direct").await;
 
     let state = wait_page(&mut page, "the tool, the barge-in and the last reply", |s| {
         let captions = s["captions"].as_array().map(Vec::as_slice).unwrap_or_default();
