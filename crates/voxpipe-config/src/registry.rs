@@ -72,7 +72,7 @@ async fn build_stage(
         StageConfig::AsrWhisper(c) => {
             if load == Load::PathsOnly {
                 c.validate().map_err(|e| BuildError::new(whole(), e))?;
-                resolve_model(&c.model).map_err(|m| BuildError::new(key("model"), m))?;
+                check_model(&c.model).map_err(|m| BuildError::new(key("model"), m))?;
                 return Ok(None);
             }
             build_whisper(c).map_err(|m| BuildError::new(key("model"), m))?
@@ -116,7 +116,7 @@ async fn build_stage(
         StageConfig::LlmLocal(c) => {
             if load == Load::PathsOnly {
                 c.validate().map_err(|e| BuildError::new(whole(), e))?;
-                resolve_model(&c.model).map_err(|m| BuildError::new(key("model"), m))?;
+                check_model(&c.model).map_err(|m| BuildError::new(key("model"), m))?;
                 return Ok(None);
             }
             Box::new(
@@ -128,8 +128,8 @@ async fn build_stage(
         StageConfig::TtsPiper(c) => {
             if load == Load::PathsOnly {
                 c.check().map_err(|e| BuildError::new(whole(), e))?;
-                resolve_model(&c.voice).map_err(|m| BuildError::new(key("voice"), m))?;
-                resolve_model("onnxruntime").map_err(|m| BuildError::new(key("voice"), m))?;
+                check_model(&c.voice).map_err(|m| BuildError::new(key("voice"), m))?;
+                check_model("onnxruntime").map_err(|m| BuildError::new(key("voice"), m))?;
                 return Ok(None);
             }
             build_piper(c).await.map_err(|m| BuildError::new(whole(), m))?
@@ -151,6 +151,18 @@ async fn build_stage(
             Box::new(stage)
         }
     }))
+}
+
+/// `check`'s view of a model: a catalog id (installed or not: running pulls it on first use) or
+/// a path to an existing file.
+fn check_model(name: &str) -> Result<(), String> {
+    match resolve_model(name) {
+        Ok(_) => Ok(()),
+        Err(_) if voxpipe_models::ModelStore::from_env().is_ok_and(|s| s.catalog().get(name).is_some()) => {
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn resolve_model(name: &str) -> Result<std::path::PathBuf, String> {

@@ -12,7 +12,7 @@
 //! held playout (uncertain caller speech) sends `clear` too and queues the unconfirmed audio
 //! again, so resuming continues where the caller stopped hearing.
 
-use crate::media::{Inbound, OutboundWriter, StartInfo};
+use crate::media::{Inbound, MediaView, OutboundWriter, StartInfo};
 use async_trait::async_trait;
 use base64::Engine;
 use std::collections::VecDeque;
@@ -295,81 +295,96 @@ impl Source for TwilioSource {
                 Some(SocketIn::Closed(why)) => break Some(StreamEnd::SocketLost(why)),
                 None => break Some(StreamEnd::SocketLost("reader ended".into())),
             };
-            let msg = match serde_json::from_str::<Inbound>(&text) {
-                Ok(m) => m,
-                Err(e) => {
-                    report(&self.state, "malformed message", &e.to_string());
-                    continue;
-                }
-            };
-            match msg {
-                Inbound::Media { media, stream_sid, .. } => {
-                    if stream_sid != self.stream_sid {
-                        report(&self.state, "media for another stream", &stream_sid);
-                        continue;
-                    }
-                    if media.payload.len() > MAX_PAYLOAD_BYTES * 4 / 3 + 4 {
-                        report(
-                            &self.state,
-                            "oversize media payload",
-                            &format!("{} base64 characters", media.payload.len()),
-                        );
-                        continue;
-                    }
-                    raw.clear();
-                    if let Err(e) = base64::engine::general_purpose::STANDARD
-                        .decode_vec(media.payload.as_bytes(), &mut raw)
-                    {
-                        report(&self.state, "media payload is not base64", &e.to_string());
-                        continue;
-                    }
-                    // A frame that arrives after a gap (lost packets) lands at its own time: the
-                    // gap is filled with silence so the pipeline's timeline stays the caller's.
-                    if let Ok(ts) = media.timestamp.parse::<u64>() {
-                        let at = ts * RATE as u64 / 1000;
-                        if at > position + 2 * FRAME as u64 {
-                            let gap = (at - position).min(RATE as u64 * 5) as usize;
-                            if !self.deliver(&ctx, &out, vec![0; gap], &mut position).await {
-                                break None;
-                            }
+            // Media, 50 times a second, is read in place; everything else takes the full parser.
+            let owned;
+            let media = match MediaView::parse(&text) {
+                Some(m) => m,
+                None => match serde_json::from_str::<Inbound>(&text) {
+                    Ok(Inbound::Media { media, stream_sid, .. }) => {
+                        owned = (stream_sid, media);
+                        MediaView {
+                            stream_sid: &owned.0,
+                            timestamp: &owned.1.timestamp,
+                            payload: &owned.1.payload,
                         }
                     }
-                    let mut samples = Vec::with_capacity(raw.len());
-                    g711::decode_ulaw(&raw, &mut samples);
-                    if !self.deliver(&ctx, &out, samples, &mut position).await {
+                    Err(e) => {
+                        report(&self.state, "malformed message", &e.to_string());
+                        continue;
+                    }
+                    Ok(other) => {
+                        match other {
+                            Inbound::Mark { mark, .. } => {
+                                tokio::select! {
+                                    biased;
+                                    () = ctx.cancel.cancelled() => break None,
+                                    _ = self.marks.send(mark.name) => {}
+                                }
+                            }
+                            Inbound::Dtmf { dtmf, .. } => {
+                                info!(digit = %dtmf.digit, "DTMF");
+                                if self.dtmf.mode == DtmfMode::Ignore {
+                                    continue;
+                                }
+                                if !self.dtmf.terminator.is_empty() && dtmf.digit == self.dtmf.terminator {
+                                    digits_due = None;
+                                    if !self.send_digits(&ctx, &out, &mut digits).await {
+                                        break None;
+                                    }
+                                } else if dtmf.digit.len() == 1
+                                    && dtmf.digit.chars().all(|c| c.is_ascii_digit() || "*#ABCD".contains(c))
+                                {
+                                    digits.push_str(&dtmf.digit);
+                                    digits_due =
+                                        Some(Instant::now() + Duration::from_millis(self.dtmf.timeout_ms));
+                                } else {
+                                    report(&self.state, "unknown DTMF digit", &dtmf.digit);
+                                }
+                            }
+                            Inbound::Stop { .. } => break Some(StreamEnd::Stop),
+                            Inbound::Connected { .. } | Inbound::Start { .. } => {
+                                report(&self.state, "a second connected/start", "");
+                            }
+                            Inbound::Media { .. } => unreachable!("matched above"),
+                        }
+                        continue;
+                    }
+                },
+            };
+            if media.stream_sid != self.stream_sid {
+                report(&self.state, "media for another stream", media.stream_sid);
+                continue;
+            }
+            if media.payload.len() > MAX_PAYLOAD_BYTES * 4 / 3 + 4 {
+                report(
+                    &self.state,
+                    "oversize media payload",
+                    &format!("{} base64 characters", media.payload.len()),
+                );
+                continue;
+            }
+            raw.clear();
+            if let Err(e) =
+                base64::engine::general_purpose::STANDARD.decode_vec(media.payload.as_bytes(), &mut raw)
+            {
+                report(&self.state, "media payload is not base64", &e.to_string());
+                continue;
+            }
+            // A frame that arrives after a gap (lost packets) lands at its own time: the
+            // gap is filled with silence so the pipeline's timeline stays the caller's.
+            if let Ok(ts) = media.timestamp.parse::<u64>() {
+                let at = ts * RATE as u64 / 1000;
+                if at > position + 2 * FRAME as u64 {
+                    let gap = (at - position).min(RATE as u64 * 5) as usize;
+                    if !self.deliver(&ctx, &out, vec![0; gap], &mut position).await {
                         break None;
                     }
                 }
-                Inbound::Mark { mark, .. } => {
-                    tokio::select! {
-                        biased;
-                        () = ctx.cancel.cancelled() => break None,
-                        _ = self.marks.send(mark.name) => {}
-                    }
-                }
-                Inbound::Dtmf { dtmf, .. } => {
-                    info!(digit = %dtmf.digit, "DTMF");
-                    if self.dtmf.mode == DtmfMode::Ignore {
-                        continue;
-                    }
-                    if !self.dtmf.terminator.is_empty() && dtmf.digit == self.dtmf.terminator {
-                        digits_due = None;
-                        if !self.send_digits(&ctx, &out, &mut digits).await {
-                            break None;
-                        }
-                    } else if dtmf.digit.len() == 1
-                        && dtmf.digit.chars().all(|c| c.is_ascii_digit() || "*#ABCD".contains(c))
-                    {
-                        digits.push_str(&dtmf.digit);
-                        digits_due = Some(Instant::now() + Duration::from_millis(self.dtmf.timeout_ms));
-                    } else {
-                        report(&self.state, "unknown DTMF digit", &dtmf.digit);
-                    }
-                }
-                Inbound::Stop { .. } => break Some(StreamEnd::Stop),
-                Inbound::Connected { .. } | Inbound::Start { .. } => {
-                    report(&self.state, "a second connected/start", "");
-                }
+            }
+            let mut samples = Vec::with_capacity(raw.len());
+            g711::decode_ulaw(&raw, &mut samples);
+            if !self.deliver(&ctx, &out, samples, &mut position).await {
+                break None;
             }
         };
         if let Some(end) = end {
