@@ -16,6 +16,11 @@ use voxpipe_core::{CallContext, EventKind, Frame, Inbox, ItemId, Outbox, Stage, 
 /// The rate every decoder receives: 16 kHz mono.
 pub const ASR_RATE: u32 = 16_000;
 
+/// Retries of a final transcription that failed in a way that may pass (429, 5xx, network).
+const FINAL_RETRIES: u32 = 2;
+/// Back-off before the first of those retries; doubles after.
+const FINAL_RETRY_BACKOFF: Duration = Duration::from_millis(200);
+
 /// Whether a decode is an interim or the final one of an utterance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pass {
@@ -99,6 +104,8 @@ struct PendingFinal {
 
 /// The per-call state of a segmenting stage.
 struct Segmenter<D> {
+    /// The stage's name, for events.
+    name: String,
     decoder: Arc<D>,
     opts: SegmentOptions,
     resampler: Option<StreamResampler>,
@@ -130,7 +137,19 @@ fn spawn_decode<D: Decode>(
         if let Some(prev) = after {
             let _ = prev.handle.await;
         }
-        d.decode(audio, pass).await
+        let mut attempt = 0;
+        loop {
+            match d.decode(audio.clone(), pass).await {
+                // A final transcript is the caller's turn: a 429, 5xx or network failure is
+                // retried with back-off before the turn is given up. Interims are not worth it.
+                Err(e) if pass == Pass::Final && e.is_retryable() && attempt < FINAL_RETRIES => {
+                    attempt += 1;
+                    warn!(error = %e, attempt, "final transcription failed; retrying");
+                    tokio::time::sleep(voxpipe_core::time::backoff(FINAL_RETRY_BACKOFF, attempt)).await;
+                }
+                r => return r,
+            }
+        }
     });
     Decoding { handle }
 }
@@ -242,7 +261,23 @@ impl<D: Decode> Segmenter<D> {
         out: &Outbox,
     ) -> Result<bool, Error> {
         let done = self.final_.take().expect("called only when a final is pending");
-        let text = res?.trim().to_string();
+        let text = match res {
+            Ok(text) => text.trim().to_string(),
+            // A provider failure costs this turn, not the call: it is reported, the turn ends
+            // with an empty transcript, and the caller can speak again.
+            Err(e) if e.is_retryable() => {
+                warn!(error = %e, turn = done.turn, "final transcription failed; the turn is dropped");
+                ctx.events
+                    .emit(EventKind::ProviderError {
+                        stage: self.name.clone(),
+                        code: None,
+                        message: e.to_string(),
+                    })
+                    .await;
+                String::new()
+            }
+            Err(e) => return Err(e),
+        };
         if text.is_empty() {
             debug!(turn = done.turn, "no speech recognised; empty final transcript");
         }
@@ -342,6 +377,7 @@ impl<D: Decode> Stage for SegmentingStage<D> {
     async fn run(self: Box<Self>, ctx: CallContext, mut input: Inbox, out: Outbox) -> Result<(), StageError> {
         let name = self.name.clone();
         let mut s = Segmenter {
+            name: self.name.clone(),
             decoder: self.decoder,
             opts: self.opts,
             resampler: None,

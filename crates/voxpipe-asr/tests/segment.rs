@@ -171,3 +171,88 @@ async fn a_late_speech_started_keeps_the_audio_from_its_onset() {
     // 2.2 s → 4.5 s, and 5.7 s (8 s − 2 s − 300 ms) → 8 s.
     assert_eq!(finals, [16 * 2300, 16 * 2300]);
 }
+
+/// Fails the first `failures` final decodes with `status`, then answers like [`Scripted`].
+struct Failing {
+    failures: usize,
+    status: u16,
+    calls: Mutex<usize>,
+}
+
+#[async_trait]
+impl Decode for Failing {
+    async fn decode(&self, audio: Arc<[i16]>, pass: Pass) -> Result<String, Error> {
+        let n = {
+            let mut c = self.calls.lock().unwrap();
+            *c += 1;
+            *c
+        };
+        if n <= self.failures {
+            return Err(Error::Status { provider: "test", status: self.status, body: "try later".into() });
+        }
+        Ok(format!("{pass:?} {}", audio.len()))
+    }
+}
+
+/// Two utterances through a stage over `dec`: its output, its result and its events.
+async fn two_utterances(dec: Failing) -> (Vec<String>, Result<(), voxpipe_core::StageError>, Vec<String>) {
+    let (ctx, mut events) = common::call_context();
+    let (in_tx, in_rx) = channel();
+    let (out_tx, out_rx) = channel();
+    let opts = SegmentOptions { interim_interval: None, prefix: Duration::ZERO };
+    let stage = SegmentingStage::new("asr.test", Arc::new(dec), opts);
+    let stage = tokio::spawn(Box::new(stage).run(ctx.clone(), in_rx, out_tx));
+    let collector = tokio::spawn(common::collect(out_rx));
+    for turn in 0..2u64 {
+        in_tx.send(Frame::SpeechStarted { at: Duration::from_secs(turn) }).await.unwrap();
+        for f in common::chunks(&[1i16; 16_000], 16_000, turn * 1000) {
+            if in_tx.send(f).await.is_err() {
+                break;
+            }
+        }
+        let _ = in_tx.send(Frame::SpeechStopped { at: Duration::from_secs(turn + 1) }).await;
+    }
+    let _ = in_tx.send(Frame::EndOfStream).await;
+    let result = stage.await.unwrap();
+    let frames = collector.await.unwrap();
+    drop(ctx);
+    let mut logged = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        if let voxpipe_core::EventKind::ProviderError { stage, message, .. } = e.kind {
+            logged.push(format!("{stage}: {message}"));
+        }
+    }
+    (transcripts(&frames), result, logged)
+}
+
+/// A 503 on a final transcription is retried (with back-off, on the paused clock) and the
+/// caller's words arrive as if nothing happened.
+#[tokio::test(start_paused = true)]
+async fn a_transient_failure_of_a_final_transcription_is_retried() {
+    let (out, result, logged) =
+        two_utterances(Failing { failures: 2, status: 503, calls: Mutex::new(0) }).await;
+    result.unwrap();
+    assert!(logged.is_empty(), "{logged:?}");
+    assert_eq!(out.iter().filter(|t| t.starts_with("final Final 16000")).count(), 2, "{out:?}");
+}
+
+/// A provider that keeps failing costs the caller that turn, reported as a provider error; the
+/// call goes on and the next turn is transcribed.
+#[tokio::test(start_paused = true)]
+async fn a_final_transcription_that_keeps_failing_drops_the_turn_not_the_call() {
+    let (out, result, logged) =
+        two_utterances(Failing { failures: 3, status: 429, calls: Mutex::new(0) }).await;
+    result.unwrap();
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    assert!(logged[0].starts_with("asr.test: ") && logged[0].contains("429"), "{logged:?}");
+    let finals: Vec<_> = out.iter().filter(|t| t.starts_with("final")).collect();
+    assert_eq!(finals, ["final ", "final Final 16000"], "{out:?}");
+}
+
+/// A refusal that retrying cannot fix (a bad key) still ends the stage with its error.
+#[tokio::test(start_paused = true)]
+async fn a_final_transcription_refused_for_auth_ends_the_stage() {
+    let (_, result, _) = two_utterances(Failing { failures: 1, status: 401, calls: Mutex::new(0) }).await;
+    let e = result.unwrap_err();
+    assert!(e.to_string().contains("401"), "{e}");
+}
