@@ -190,17 +190,28 @@ impl ModelStore {
         let dir = staging.0.clone();
         blocking(move || finish_install(&dir, &entry)).await?;
         let final_dir = self.dir(id);
-        if final_dir.exists() {
-            // A stale or incomplete copy (no valid manifest): replace it.
-            std::fs::remove_dir_all(&final_dir).map_err(Error::io("remove stale model dir", &final_dir))?;
-        }
-        if let Err(e) = std::fs::rename(&staging.0, &final_dir) {
-            // Another process may have installed it meanwhile.
-            if !check_installed(&final_dir, &entry) {
-                return Err(Error::Io { action: "move model into cache", path: final_dir, source: e });
-            }
-        }
+        move_into_place(&staging.0, &final_dir, &entry)?;
         Ok(final_dir.join(entry.main_file))
+    }
+}
+
+/// Moves a finished `staging` copy to `final_dir`. A valid copy already there (another pull,
+/// in this process or another, finished first, and someone may be reading it) is kept and
+/// `staging` is left to be removed; only a stale or incomplete copy is replaced.
+fn move_into_place(staging: &Path, final_dir: &Path, entry: &ModelEntry) -> Result<()> {
+    if check_installed(final_dir, entry) {
+        return Ok(());
+    }
+    if final_dir.exists() {
+        std::fs::remove_dir_all(final_dir).map_err(Error::io("remove stale model dir", final_dir))?;
+    }
+    match std::fs::rename(staging, final_dir) {
+        Ok(()) => Ok(()),
+        // Another pull installed it between the check and the rename.
+        Err(_) if check_installed(final_dir, entry) => Ok(()),
+        Err(e) => {
+            Err(Error::Io { action: "move model into cache", path: final_dir.to_path_buf(), source: e })
+        }
     }
 }
 
@@ -304,4 +315,38 @@ pub fn verify(dir: &Path) -> Result<Vec<String>> {
         }
     }
     Ok(bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Catalog;
+
+    /// A finished copy of `entry` in `dir` whose main file holds `content`.
+    fn finished(dir: &Path, entry: &ModelEntry, content: &str) {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join(entry.main_file), content).unwrap();
+        finish_install(dir, entry).unwrap();
+    }
+
+    /// Two pulls of one model race on a cold cache: the one that finishes second keeps the
+    /// first one's copy (a reader may have it open) instead of deleting it under them.
+    #[test]
+    fn the_second_of_two_racing_pulls_keeps_the_first_ones_copy() {
+        let catalog = Catalog::builtin();
+        let entry = catalog.get("silero-vad").unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let (first, second, installed) =
+            (root.path().join("a"), root.path().join("b"), root.path().join("silero-vad"));
+        finished(&first, entry, "first");
+        finished(&second, entry, "second!");
+        move_into_place(&first, &installed, entry).unwrap();
+        move_into_place(&second, &installed, entry).unwrap();
+        assert_eq!(std::fs::read_to_string(installed.join(entry.main_file)).unwrap(), "first");
+        assert!(second.exists(), "the loser's staging copy is its own to remove");
+        // A stale copy (no manifest) is still replaced.
+        std::fs::remove_file(installed.join(MANIFEST)).unwrap();
+        move_into_place(&second, &installed, entry).unwrap();
+        assert_eq!(std::fs::read_to_string(installed.join(entry.main_file)).unwrap(), "second!");
+    }
 }
