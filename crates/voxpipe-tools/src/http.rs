@@ -69,6 +69,20 @@ impl HttpHandler {
                 .map_err(|_| invalid("headers", format!("the value of `{n}` is not a valid header value")))?;
             headers.insert(hn, hv);
         }
+        // A secret over plain HTTP is readable by every hop on the way; only a loopback peer
+        // (a sidecar, a test server) is exempt.
+        let loopback = match url.host() {
+            Some(url::Host::Ipv4(a)) => a.is_loopback(),
+            Some(url::Host::Ipv6(a)) => a.is_loopback(),
+            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+            None => false,
+        };
+        if !c.secret_headers.is_empty() && url.scheme() == "http" && !loopback {
+            return Err(invalid(
+                "url",
+                format!("secret headers are sent only over https (or to a loopback address), got {}", c.url),
+            ));
+        }
         let mut secret_headers = Vec::new();
         for (n, var) in &c.secret_headers {
             let k = format!("{key}.secret_headers.{n}");

@@ -189,3 +189,30 @@ async fn an_unreachable_endpoint_is_an_error_result() {
     let code = body(&r)["error"].as_str().unwrap().to_string();
     assert!(code == "http_unreachable" || code == "timeout", "{}", r.output);
 }
+
+/// A secret header is never sent over plain HTTP to another machine; loopback stays allowed.
+#[test]
+fn secret_headers_over_plain_http_to_another_host_are_refused() {
+    let mut tools = tools_for_url("http://orders.example.com/orders/status");
+    let err = Tools::from_config_with_env(&tools, env).unwrap_err();
+    let Error::InvalidConfig { key, message } = &err else { panic!("{err}") };
+    assert_eq!(key, "tools.get_order_status.handler.url");
+    assert!(message.contains("only over https"), "{message}");
+    for ok in
+        ["https://orders.example.com/s", "http://127.0.0.1:9/s", "http://localhost:9/s", "http://[::1]:9/s"]
+    {
+        tools = tools_for_url(ok);
+        Tools::from_config_with_env(&tools, env).unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+}
+
+fn tools_for_url(url: &str) -> BTreeMap<String, ToolConfig> {
+    serde_json::from_value(json!({
+        "get_order_status": {
+            "description": "Look up an order",
+            "parameters": { "type": "object", "properties": {} },
+            "handler": { "kind": "http", "url": url, "secret_headers": { "Authorization": "ORDERS_API_TOKEN" } }
+        }
+    }))
+    .unwrap()
+}
