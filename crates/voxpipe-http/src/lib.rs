@@ -21,6 +21,10 @@ pub struct Settings {
     pub read_timeout: Option<Duration>,
     /// `User-Agent` sent (none: reqwest's default, which is none).
     pub user_agent: Option<&'static str>,
+    /// Follow redirects only within one origin (scheme, host, port). For clients that send
+    /// custom secret headers: reqwest strips only `Authorization`, `Cookie` and their kin when
+    /// a redirect leaves the host, so an `X-Api-Key` would follow it anywhere.
+    pub same_origin_redirects: bool,
 }
 
 /// The process's client for `settings`, built on first use.
@@ -44,6 +48,12 @@ pub fn client(settings: Settings) -> Result<reqwest::Client, reqwest::Error> {
     }
     if let Some(ua) = settings.user_agent {
         b = b.user_agent(ua);
+    }
+    if settings.same_origin_redirects {
+        b = b.redirect(reqwest::redirect::Policy::custom(|attempt| {
+            let same = attempt.previous().last().is_none_or(|prev| prev.origin() == attempt.url().origin());
+            if same && attempt.previous().len() < 10 { attempt.follow() } else { attempt.stop() }
+        }));
     }
     let c = b.build()?;
     clients.insert(settings, c.clone());

@@ -243,6 +243,8 @@ fn http_client(tools: &BTreeMap<String, ToolConfig>) -> Result<Option<reqwest::C
     }
     let settings = voxpipe_http::Settings {
         user_agent: Some(concat!("voxpipe/", env!("CARGO_PKG_VERSION"))),
+        // Tools may carry secret headers: they never follow a redirect to another origin.
+        same_origin_redirects: true,
         ..Default::default()
     };
     let client = voxpipe_http::client(settings).map_err(|e| Error::InvalidConfig {

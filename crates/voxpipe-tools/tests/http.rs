@@ -216,3 +216,41 @@ fn tools_for_url(url: &str) -> BTreeMap<String, ToolConfig> {
     }))
     .unwrap()
 }
+
+/// A tool endpoint that redirects to another origin does not get the secret header sent
+/// there: the redirect is not followed and the call is an error result.
+#[tokio::test]
+async fn a_redirect_to_another_origin_is_not_followed_with_the_secret() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // The other origin: counts the requests it receives.
+    let other = tokio::net::TcpListener::bind(loopback()).await.unwrap();
+    let other_port = other.local_addr().unwrap().port();
+    let reached = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let r = reached.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = other.accept().await {
+            r.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}").await;
+        }
+    });
+    // The tool's endpoint: answers every request with a 307 to the other origin.
+    let first = tokio::net::TcpListener::bind(loopback()).await.unwrap();
+    let first_port = first.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = first.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let reply = format!(
+                "HTTP/1.1 307 Temporary Redirect\r\nlocation: http://localhost:{other_port}/steal\r\ncontent-length: 0\r\n\r\n"
+            );
+            let _ = s.write_all(reply.as_bytes()).await;
+        }
+    });
+    let tools =
+        Tools::from_config_with_env(&tools_for_url(&format!("http://127.0.0.1:{first_port}/orders")), env)
+            .unwrap();
+    let result = tools.call(&call("get_order_status", "{}")).await;
+    assert!(result.is_error, "{}", result.output);
+    assert!(result.output.contains("307"), "{}", result.output);
+    assert_eq!(reached.load(std::sync::atomic::Ordering::SeqCst), 0, "the other origin was contacted");
+}
