@@ -156,12 +156,10 @@ async fn build_stage(
 /// `check`'s view of a model: a catalog id (installed or not: running pulls it on first use) or
 /// a path to an existing file.
 fn check_model(name: &str) -> Result<(), String> {
-    match resolve_model(name) {
-        Ok(_) => Ok(()),
-        Err(_) if voxpipe_models::ModelStore::from_env().is_ok_and(|s| s.catalog().get(name).is_some()) => {
-            Ok(())
-        }
-        Err(e) => Err(e),
+    let store = voxpipe_models::ModelStore::from_env().map_err(|e| e.to_string())?;
+    match store.resolve(name) {
+        Ok(_) | Err(voxpipe_models::Error::NotInstalled { .. }) => Ok(()),
+        Err(e) => Err(e.to_string()),
     }
 }
 

@@ -134,6 +134,11 @@ pub struct MediaView<'a> {
 }
 
 impl<'a> MediaView<'a> {
+    /// The view of a `media` message already parsed into [`Inbound::Media`].
+    pub fn of(stream_sid: &'a str, media: &'a InboundMedia) -> Self {
+        Self { stream_sid, timestamp: &media.timestamp, payload: &media.payload }
+    }
+
     /// The view of `text` when it is a `media` message.
     pub fn parse(text: &'a str) -> Option<Self> {
         #[derive(Deserialize)]

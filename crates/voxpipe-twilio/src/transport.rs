@@ -110,6 +110,14 @@ impl Default for DtmfConfig {
     }
 }
 
+/// What the source loop does after a message.
+enum Flow {
+    /// Read the next one.
+    Next,
+    /// Stop: how the stream ended, or `None` when the call was cancelled or the pipeline went.
+    End(Option<StreamEnd>),
+}
+
 /// How the stream ended, as the transport saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StreamEnd {
@@ -296,95 +304,22 @@ impl Source for TwilioSource {
                 None => break Some(StreamEnd::SocketLost("reader ended".into())),
             };
             // Media, 50 times a second, is read in place; everything else takes the full parser.
-            let owned;
-            let media = match MediaView::parse(&text) {
-                Some(m) => m,
+            let flow = match MediaView::parse(&text) {
+                Some(media) => self.on_media(media, &ctx, &out, &mut raw, &mut position).await,
                 None => match serde_json::from_str::<Inbound>(&text) {
                     Ok(Inbound::Media { media, stream_sid, .. }) => {
-                        owned = (stream_sid, media);
-                        MediaView {
-                            stream_sid: &owned.0,
-                            timestamp: &owned.1.timestamp,
-                            payload: &owned.1.payload,
-                        }
+                        let media = MediaView::of(&stream_sid, &media);
+                        self.on_media(media, &ctx, &out, &mut raw, &mut position).await
                     }
+                    Ok(other) => self.on_control(other, &ctx, &out, &mut digits, &mut digits_due).await,
                     Err(e) => {
                         report(&self.state, "malformed message", &e.to_string());
-                        continue;
-                    }
-                    Ok(other) => {
-                        match other {
-                            Inbound::Mark { mark, .. } => {
-                                tokio::select! {
-                                    biased;
-                                    () = ctx.cancel.cancelled() => break None,
-                                    _ = self.marks.send(mark.name) => {}
-                                }
-                            }
-                            Inbound::Dtmf { dtmf, .. } => {
-                                info!(digit = %dtmf.digit, "DTMF");
-                                if self.dtmf.mode == DtmfMode::Ignore {
-                                    continue;
-                                }
-                                if !self.dtmf.terminator.is_empty() && dtmf.digit == self.dtmf.terminator {
-                                    digits_due = None;
-                                    if !self.send_digits(&ctx, &out, &mut digits).await {
-                                        break None;
-                                    }
-                                } else if dtmf.digit.len() == 1
-                                    && dtmf.digit.chars().all(|c| c.is_ascii_digit() || "*#ABCD".contains(c))
-                                {
-                                    digits.push_str(&dtmf.digit);
-                                    digits_due =
-                                        Some(Instant::now() + Duration::from_millis(self.dtmf.timeout_ms));
-                                } else {
-                                    report(&self.state, "unknown DTMF digit", &dtmf.digit);
-                                }
-                            }
-                            Inbound::Stop { .. } => break Some(StreamEnd::Stop),
-                            Inbound::Connected { .. } | Inbound::Start { .. } => {
-                                report(&self.state, "a second connected/start", "");
-                            }
-                            Inbound::Media { .. } => unreachable!("matched above"),
-                        }
-                        continue;
+                        Flow::Next
                     }
                 },
             };
-            if media.stream_sid != self.stream_sid {
-                report(&self.state, "media for another stream", media.stream_sid);
-                continue;
-            }
-            if media.payload.len() > MAX_PAYLOAD_BYTES * 4 / 3 + 4 {
-                report(
-                    &self.state,
-                    "oversize media payload",
-                    &format!("{} base64 characters", media.payload.len()),
-                );
-                continue;
-            }
-            raw.clear();
-            if let Err(e) =
-                base64::engine::general_purpose::STANDARD.decode_vec(media.payload.as_bytes(), &mut raw)
-            {
-                report(&self.state, "media payload is not base64", &e.to_string());
-                continue;
-            }
-            // A frame that arrives after a gap (lost packets) lands at its own time: the
-            // gap is filled with silence so the pipeline's timeline stays the caller's.
-            if let Ok(ts) = media.timestamp.parse::<u64>() {
-                let at = ts * RATE as u64 / 1000;
-                if at > position + 2 * FRAME as u64 {
-                    let gap = (at - position).min(RATE as u64 * 5) as usize;
-                    if !self.deliver(&ctx, &out, vec![0; gap], &mut position).await {
-                        break None;
-                    }
-                }
-            }
-            let mut samples = Vec::with_capacity(raw.len());
-            g711::decode_ulaw(&raw, &mut samples);
-            if !self.deliver(&ctx, &out, samples, &mut position).await {
-                break None;
+            if let Flow::End(end) = flow {
+                break end;
             }
         };
         if let Some(end) = end {
@@ -401,6 +336,97 @@ impl Source for TwilioSource {
 }
 
 impl TwilioSource {
+    /// One frame of caller audio: checked, decoded and delivered (gaps filled with silence).
+    async fn on_media(
+        &self,
+        media: MediaView<'_>,
+        ctx: &CallContext,
+        out: &Outbox,
+        raw: &mut Vec<u8>,
+        position: &mut u64,
+    ) -> Flow {
+        if media.stream_sid != self.stream_sid {
+            report(&self.state, "media for another stream", media.stream_sid);
+            return Flow::Next;
+        }
+        if media.payload.len() > MAX_PAYLOAD_BYTES * 4 / 3 + 4 {
+            report(
+                &self.state,
+                "oversize media payload",
+                &format!("{} base64 characters", media.payload.len()),
+            );
+            return Flow::Next;
+        }
+        raw.clear();
+        if let Err(e) = base64::engine::general_purpose::STANDARD.decode_vec(media.payload.as_bytes(), raw) {
+            report(&self.state, "media payload is not base64", &e.to_string());
+            return Flow::Next;
+        }
+        // A frame that arrives after a gap (lost packets) lands at its own time: the
+        // gap is filled with silence so the pipeline's timeline stays the caller's.
+        if let Ok(ts) = media.timestamp.parse::<u64>() {
+            let at = ts * RATE as u64 / 1000;
+            if at > *position + 2 * FRAME as u64 {
+                let gap = (at - *position).min(RATE as u64 * 5) as usize;
+                if !self.deliver(ctx, out, vec![0; gap], position).await {
+                    return Flow::End(None);
+                }
+            }
+        }
+        let mut samples = Vec::with_capacity(raw.len());
+        g711::decode_ulaw(raw, &mut samples);
+        if !self.deliver(ctx, out, samples, position).await {
+            return Flow::End(None);
+        }
+        Flow::Next
+    }
+
+    /// A message other than media: a mark confirmed, a key pressed, the stream stopped.
+    async fn on_control(
+        &self,
+        msg: Inbound,
+        ctx: &CallContext,
+        out: &Outbox,
+        digits: &mut String,
+        digits_due: &mut Option<Instant>,
+    ) -> Flow {
+        match msg {
+            Inbound::Mark { mark, .. } => {
+                tokio::select! {
+                    biased;
+                    () = ctx.cancel.cancelled() => return Flow::End(None),
+                    _ = self.marks.send(mark.name) => {}
+                }
+            }
+            Inbound::Dtmf { dtmf, .. } => {
+                info!(digit = %dtmf.digit, "DTMF");
+                if self.dtmf.mode == DtmfMode::Ignore {
+                    return Flow::Next;
+                }
+                if !self.dtmf.terminator.is_empty() && dtmf.digit == self.dtmf.terminator {
+                    *digits_due = None;
+                    if !self.send_digits(ctx, out, digits).await {
+                        return Flow::End(None);
+                    }
+                } else if dtmf.digit.len() == 1
+                    && dtmf.digit.chars().all(|c| c.is_ascii_digit() || "*#ABCD".contains(c))
+                {
+                    digits.push_str(&dtmf.digit);
+                    *digits_due = Some(Instant::now() + Duration::from_millis(self.dtmf.timeout_ms));
+                } else {
+                    report(&self.state, "unknown DTMF digit", &dtmf.digit);
+                }
+            }
+            Inbound::Stop { .. } => return Flow::End(Some(StreamEnd::Stop)),
+            Inbound::Connected { .. } | Inbound::Start { .. } => {
+                report(&self.state, "a second connected/start", "");
+            }
+            // Media never comes here: the caller hands it to `on_media`.
+            Inbound::Media { .. } => {}
+        }
+        Flow::Next
+    }
+
     /// Sends caller audio downstream and to the recording; false when the pipeline has gone.
     async fn deliver(&self, ctx: &CallContext, out: &Outbox, samples: Vec<i16>, position: &mut u64) -> bool {
         if samples.is_empty() {
