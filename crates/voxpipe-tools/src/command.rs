@@ -1,5 +1,7 @@
 //! The `command` handler: a program run directly (no shell), the arguments as JSON on stdin,
-//! the result from stdout. The process is killed when the call is dropped (timeout, hang-up).
+//! the result from stdout. The program runs in its own process group: when it exits, or the
+//! call is dropped (timeout, hang-up), the whole group is killed, so nothing it started in the
+//! background outlives the call or holds its output pipe open.
 
 use crate::Error;
 use crate::config::CommandHandlerConfig;
@@ -53,10 +55,12 @@ impl CommandHandler {
     /// Runs the program once.
     ///
     /// # Cancellation
-    /// Dropping the future kills the process (`kill_on_drop`).
+    /// Dropping the future kills the program and everything it started (its process group).
     pub(crate) async fn call(&self, args: &serde_json::Value) -> Result<String, Error> {
         let program = self.program.display().to_string();
         let mut child = tokio::process::Command::new(&self.program)
+            // Its own group (pgid = its pid), so its children can be killed with it.
+            .process_group(0)
             .args(&self.args)
             .env_clear()
             .envs(self.env.iter().map(|(k, v)| (k, v.expose())))
@@ -66,6 +70,7 @@ impl CommandHandler {
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| Error::CommandStart { program: program.clone(), message: e.to_string() })?;
+        let group = child.id().map(ProcessGroup);
         let mut stdin = child.stdin.take().expect("stdin is piped");
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
@@ -82,7 +87,13 @@ impl CommandHandler {
             write,
             read_capped(stdout, self.max_stdout_bytes),
             read_capped(stderr, EXCERPT_BYTES),
-            child.wait()
+            async {
+                let status = child.wait().await;
+                // Whatever it left running in the background goes with it (and releases the
+                // pipes, which the reads above wait on).
+                drop(group);
+                status
+            }
         );
         let status =
             status.map_err(|e| Error::CommandStart { program: program.clone(), message: e.to_string() })?;
@@ -94,6 +105,18 @@ impl CommandHandler {
             });
         }
         Ok(String::from_utf8_lossy(&out).trim().to_string())
+    }
+}
+
+/// Kills a process group when dropped.
+#[derive(Debug)]
+struct ProcessGroup(u32);
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        let Some(pid) = i32::try_from(self.0).ok().and_then(rustix::process::Pid::from_raw) else { return };
+        // ESRCH (the group is already gone) is the common case and not an error.
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
     }
 }
 

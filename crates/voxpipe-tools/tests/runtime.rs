@@ -279,33 +279,64 @@ async fn a_command_exiting_non_zero_returns_an_error_with_its_stderr() {
     assert!(detail.contains("exit status: 3") && detail.contains("no such order"), "{detail}");
 }
 
-#[tokio::test]
-async fn a_command_past_its_timeout_is_killed_and_returns_an_error() {
-    let dir = std::env::temp_dir().join(format!("voxpipe-tools-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let pid_file = dir.join("pid");
-    let script = format!("echo $$ > {}; exec sleep 30", pid_file.display());
-    let c = configs(json!({ "slow": sh(&script, json!({ "timeout_ms": 300 })) }));
-    let tools = Tools::from_config_with_env(&c, no_env).unwrap();
-    let start = std::time::Instant::now();
-    let r = tools.call(&call("slow", "{}")).await;
-    assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
-    assert_eq!(body(&r)["error"], "timeout");
-    let pid = std::fs::read_to_string(&pid_file).unwrap().trim().to_string();
-    // Killed: gone, or a zombie awaiting its reaper.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
+/// Waits (up to 5 s) until process `pid` is gone or a zombie awaiting its reaper; false if it
+/// is still running then.
+async fn dies(pid: &str) -> bool {
+    for _ in 0..250 {
         let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok();
         let alive = state.as_deref().is_some_and(|s| {
             let after = s.rsplit(')').next().unwrap_or("");
             !after.trim_start().starts_with('Z')
         });
         if !alive {
-            break;
+            return true;
         }
-        assert!(std::time::Instant::now() < deadline, "process {pid} still running");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    false
+}
+
+fn scratch_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("voxpipe-tools-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn a_command_past_its_timeout_is_killed_with_what_it_started_and_returns_an_error() {
+    let dir = scratch_dir("timeout");
+    let (pid_file, child_file) = (dir.join("pid"), dir.join("child"));
+    // The program starts a background child of its own, then hangs.
+    let script = format!(
+        "sleep 30 & echo $! > {}; echo $$ > {}; exec sleep 30",
+        child_file.display(),
+        pid_file.display()
+    );
+    let c = configs(json!({ "slow": sh(&script, json!({ "timeout_ms": 300 })) }));
+    let tools = Tools::from_config_with_env(&c, no_env).unwrap();
+    let r = tools.call(&call("slow", "{}")).await;
+    assert_eq!(body(&r)["error"], "timeout");
+    for file in [&pid_file, &child_file] {
+        let pid = std::fs::read_to_string(file).unwrap().trim().to_string();
+        assert!(dies(&pid).await, "process {pid} ({}) still running", file.display());
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn a_command_that_leaves_a_background_process_returns_its_result_and_the_process_is_killed() {
+    let dir = scratch_dir("background");
+    let child_file = dir.join("child");
+    // The background child inherits stdout: without the group kill, reading the result would
+    // wait for it to close the pipe (30 s, past the tool's timeout).
+    let script = format!("sleep 30 & echo $! > {}; echo done", child_file.display());
+    let c = configs(json!({ "bg": sh(&script, json!({ "timeout_ms": 10_000 })) }));
+    let tools = Tools::from_config_with_env(&c, no_env).unwrap();
+    let r = tools.call(&call("bg", "{}")).await;
+    assert!(!r.is_error, "{}", r.output);
+    assert_eq!(r.output, "done");
+    let pid = std::fs::read_to_string(&child_file).unwrap().trim().to_string();
+    assert!(dies(&pid).await, "background process {pid} still running");
     std::fs::remove_dir_all(&dir).ok();
 }
 
