@@ -1,6 +1,7 @@
 //! Anthropic Messages fake (`POST /v1/messages`, streaming SSE, PROTOCOLS.md §6).
 //!
-//! Requires `x-api-key`, `anthropic-version` and `max_tokens`; checks roles, content blocks and
+//! Requires a key (`x-api-key`, or `Authorization: Bearer` as the SDK's `auth_token` sends
+//! it), `anthropic-version` and `max_tokens`; checks roles, content blocks and
 //! that every `tool_result` answers a `tool_use` of the preceding assistant turn (and every
 //! `tool_use` is answered); answers errors in Anthropic's shape. Streams `event:` + `data:`
 //! lines like the recorded fixtures: `message_start`, `content_block_start`, `ping`,
@@ -25,7 +26,8 @@ use tokio_util::sync::CancellationToken;
 /// Configuration of an [`AnthropicFake`].
 #[derive(Clone, Debug)]
 pub struct AnthropicFakeConfig {
-    /// The key to require in `x-api-key`; `None` accepts any non-empty key.
+    /// The key to require in `x-api-key` or `Authorization: Bearer`; `None` accepts any
+    /// non-empty key.
     pub api_key: Option<String>,
     /// Replies, in order, cycling. Empty means [`ScriptedReply::Echo`].
     pub replies: Vec<ScriptedReply>,
@@ -113,13 +115,8 @@ async fn handle(
 }
 
 fn answer(s: &Arc<Shared<AnthropicFakeConfig>>, index: usize, headers: &HeaderMap, body: &Bytes) -> Response {
-    let key = headers.get("x-api-key").and_then(|v| v.to_str().ok()).filter(|k| !k.is_empty());
-    match (key, &s.config.api_key) {
-        (None, _) => return error(401, "authentication_error", "x-api-key header is required"),
-        (Some(got), Some(want)) if got != want => {
-            return error(401, "authentication_error", "invalid x-api-key");
-        }
-        _ => {}
+    if let Err(r) = authenticate(headers, s.config.api_key.as_deref()) {
+        return *r;
     }
     if headers.get("anthropic-version").is_none() {
         return error(400, "invalid_request_error", "anthropic-version: header is required");
@@ -149,6 +146,23 @@ fn answer(s: &Arc<Shared<AnthropicFakeConfig>>, index: usize, headers: &HeaderMa
     }
     let reply = s.next_reply(&s.config.replies);
     s.sse(index, message_events(index, &req, &reply, s.knobs.fragment_chars))
+}
+
+/// The key, from `x-api-key` (the SDK's `api_key`) or `Authorization: Bearer` (its
+/// `auth_token`); `x-api-key` wins when both are sent. Checked against `want` when set.
+fn authenticate(headers: &HeaderMap, want: Option<&str>) -> Result<(), Box<Response>> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let x_api_key = header("x-api-key").filter(|k| !k.is_empty());
+    let bearer = header("authorization").and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
+    let (got, what) = match (x_api_key, bearer) {
+        (Some(k), _) => (k, "x-api-key"),
+        (None, Some(t)) if !t.is_empty() => (t, "bearer token"),
+        _ => return Err(Box::new(error(401, "authentication_error", "x-api-key header is required"))),
+    };
+    if want.is_some_and(|w| w != got) {
+        return Err(Box::new(error(401, "authentication_error", &format!("invalid {what}"))));
+    }
+    Ok(())
 }
 
 /// Strict request validation.

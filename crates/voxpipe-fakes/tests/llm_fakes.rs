@@ -206,6 +206,33 @@ async fn anthropic_fake_requires_key_version_and_max_tokens() {
     assert_eq!(post_messages(&fake, &ANT, &chat_tools).await.0, 400);
 }
 
+/// The `anthropic` SDK sends `x-api-key` with `api_key` and `Authorization: Bearer` with
+/// `auth_token`: the fake takes either, checks it against the configured key, and still wants
+/// `anthropic-version`.
+#[tokio::test]
+async fn anthropic_fake_takes_the_key_as_x_api_key_or_bearer_and_checks_it() {
+    let config = AnthropicFakeConfig { api_key: Some("sk-ant".into()), ..AnthropicFakeConfig::default() };
+    let fake = AnthropicFake::start(config).await.unwrap();
+    let body = json!({"model": "claude", "max_tokens": 64, "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    let version = ("anthropic-version", "2023-06-01");
+    let status = |r: (u16, Value)| (r.0, r.1["error"]["type"].as_str().map(str::to_string));
+    let auth_error = (401, Some("authentication_error".to_string()));
+    assert_eq!(post_messages(&fake, &ANT, &body).await.0, 200);
+    assert_eq!(post_messages(&fake, &[("authorization", "Bearer sk-ant"), version], &body).await.0, 200);
+    for bad in [
+        vec![("authorization", "Bearer sk-other"), version],
+        vec![("authorization", "Bearer "), version],
+        vec![("authorization", "Basic c2stYW50"), version],
+        vec![("x-api-key", "sk-other"), version],
+        vec![version],
+    ] {
+        assert_eq!(status(post_messages(&fake, &bad, &body).await), auth_error, "{bad:?}");
+    }
+    let no_version = status(post_messages(&fake, &[("authorization", "Bearer sk-ant")], &body).await);
+    assert_eq!(no_version, (400, Some("invalid_request_error".to_string())));
+    fake.stop().await;
+}
+
 #[tokio::test]
 async fn anthropic_fake_rejects_a_tool_result_without_its_tool_use() {
     let fake = AnthropicFake::start(AnthropicFakeConfig::default()).await.unwrap();

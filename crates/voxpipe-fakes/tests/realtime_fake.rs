@@ -669,3 +669,40 @@ async fn g711_sessions_get_8_khz_output_and_their_input_is_decoded_for_vad() {
     );
     fake.shutdown().await;
 }
+
+/// The official `openai` SDK types `response.content_part.added/done`'s `part.type` as
+/// `audio`/`text` in both dialects; `output_audio`/`output_text` is only for GA item content.
+#[tokio::test]
+async fn content_parts_say_audio_or_text_in_both_dialects_and_ga_item_content_says_output() {
+    for beta in [false, true] {
+        let fake = RealtimeFake::start(config(vec![ScriptedResponse::say("Sunny.")])).await.unwrap();
+        let mut ws = connect(&fake, beta).await;
+        let off = if beta {
+            json!({"type": "session.update", "session": {"turn_detection": null}})
+        } else {
+            json!({"type": "session.update", "session": {"type": "realtime", "audio": {"input": {"turn_detection": null}}}})
+        };
+        send(&mut ws, off).await;
+        assert_eq!(recv(&mut ws).await["type"], "session.updated");
+        for (modality, part_type) in [("audio", "audio"), ("text", "text")] {
+            let response = if beta {
+                let m = if modality == "audio" { json!(["text", "audio"]) } else { json!(["text"]) };
+                json!({"modalities": m})
+            } else {
+                json!({"output_modalities": [modality]})
+            };
+            send(&mut ws, json!({"type": "response.create", "response": response})).await;
+            let events = recv_until(&mut ws, "response.done").await;
+            for ty in ["response.content_part.added", "response.content_part.done"] {
+                let ev = events.iter().find(|e| e["type"] == ty).unwrap_or_else(|| panic!("no {ty}"));
+                assert_eq!(ev["part"]["type"], part_type, "{ty} (beta: {beta}): {ev}");
+            }
+            let done = events.iter().find(|e| e["type"] == "response.output_item.done").unwrap();
+            let item_type = if beta { part_type.to_string() } else { format!("output_{part_type}") };
+            assert_eq!(done["item"]["content"][0]["type"], item_type.as_str(), "beta: {beta}: {done}");
+            let response = &events.last().unwrap()["response"];
+            assert_eq!(response["output"][0]["content"][0]["type"], item_type.as_str());
+        }
+        fake.shutdown().await;
+    }
+}

@@ -82,6 +82,13 @@ pub(crate) fn part_json(p: &Part, dialect: Dialect) -> Value {
     }
 }
 
+/// The `part` of `response.content_part.added` / `.done`: `audio` or `text` in both dialects
+/// (the spec and the official SDK types say so), unlike GA item content, which is
+/// `output_audio` / `output_text` (see [`part_json`]).
+pub(crate) fn response_part_json(p: &Part) -> Value {
+    part_json(p, Dialect::Beta)
+}
+
 /// The ordered items of one connection's conversation.
 #[derive(Debug, Default)]
 pub(crate) struct Conversation {

@@ -217,7 +217,7 @@ impl Conn {
         } else {
             Part::Text(String::new())
         };
-        let part_json = super::conversation::part_json(&part, self.dialect);
+        let part_json = super::conversation::response_part_json(&part);
         if rg.in_conversation {
             let ItemKind::Message { parts, .. } = &mut item.kind else { unreachable!() };
             parts.push(part);
@@ -367,7 +367,7 @@ impl Conn {
             let ty = self.name("response.output_text.done", "response.text.done");
             self.send(with(json!({"type": ty, "text": msg.transcript}))).await;
         }
-        let part_json = super::conversation::part_json(&part, self.dialect);
+        let part_json = super::conversation::response_part_json(&part);
         self.send(with(json!({"type": "response.content_part.done", "part": part_json}))).await;
         let item = Item {
             id: msg.item_id.clone(),
