@@ -706,3 +706,31 @@ async fn content_parts_say_audio_or_text_in_both_dialects_and_ga_item_content_sa
         fake.shutdown().await;
     }
 }
+
+/// The official SDK types require `usage` on `input_audio_transcription.completed` in both
+/// dialects (PROTOCOLS.md 1.6 lists it without a dialect).
+#[tokio::test]
+async fn transcription_completed_carries_usage_in_both_dialects() {
+    for beta in [false, true] {
+        let fake = RealtimeFake::start(config(vec![ScriptedResponse::say("Hi.")])).await.unwrap();
+        let mut ws = connect(&fake, beta).await;
+        let session = if beta {
+            json!({"input_audio_transcription": {"model": "whisper-1"}})
+        } else {
+            json!({"type": "realtime", "audio": {"input": {"transcription": {"model": "whisper-1"}}}})
+        };
+        send(&mut ws, json!({"type": "session.update", "session": session})).await;
+        assert_eq!(recv(&mut ws).await["type"], "session.updated");
+        let mut offset = 0;
+        append_signal(&mut ws, 1000, true, &mut offset).await;
+        append_signal(&mut ws, 1000, false, &mut offset).await;
+        let events = recv_until(&mut ws, "conversation.item.input_audio_transcription.completed").await;
+        let usage = &events.last().unwrap()["usage"];
+        assert_eq!(usage["type"], "tokens", "beta: {beta}: {usage}");
+        let (input, output) =
+            (usage["input_tokens"].as_u64().unwrap(), usage["output_tokens"].as_u64().unwrap());
+        assert!(input > 0 && output > 0, "beta: {beta}: {usage}");
+        assert_eq!(usage["total_tokens"].as_u64(), Some(input + output));
+        fake.shutdown().await;
+    }
+}

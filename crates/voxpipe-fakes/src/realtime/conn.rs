@@ -433,13 +433,12 @@ impl Conn {
                 "item_id": item_id, "content_index": 0, "delta": word});
             self.send(event).await;
         }
-        let mut event = json!({"type": "conversation.item.input_audio_transcription.completed",
-            "item_id": item_id, "content_index": 0, "transcript": text});
-        if self.dialect == Dialect::Ga {
-            let (input, output) = (audio_ms / 100, text.len().div_ceil(4) as u64);
-            event["usage"] = json!({"type": "tokens", "total_tokens": input + output, "input_tokens": input,
-                "input_token_details": {"text_tokens": 0, "audio_tokens": input}, "output_tokens": output});
-        }
+        // `usage` in both dialects: the official SDK's beta types require it too.
+        let (input, output) = (audio_ms / 100, text.len().div_ceil(4) as u64);
+        let usage = json!({"type": "tokens", "total_tokens": input + output, "input_tokens": input,
+            "input_token_details": {"text_tokens": 0, "audio_tokens": input}, "output_tokens": output});
+        let event = json!({"type": "conversation.item.input_audio_transcription.completed",
+            "item_id": item_id, "content_index": 0, "transcript": text, "usage": usage});
         self.send(event).await;
         if let Some(item) = self.conv.get_mut(item_id)
             && let ItemKind::Message { parts, .. } = &mut item.kind
