@@ -5,7 +5,6 @@
 use crate::Error;
 use crate::history::{AssistantPart, History, text_of};
 use crate::http::{Abort, Signals};
-use futures_util::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -46,7 +45,7 @@ pub struct RoundOutput {
 /// Turns a provider's SSE events into text fragments and a [`RoundOutput`].
 pub(crate) trait Accumulate: Default + Send {
     /// Feeds one event; text to speak goes to `deltas`.
-    fn feed(&mut self, event: &eventsource_stream::Event, deltas: &mut Vec<String>) -> Result<Step, Error>;
+    fn feed(&mut self, event: &crate::sse::Event, deltas: &mut Vec<String>) -> Result<Step, Error>;
     /// True once the response is complete (a stream that ends now lost nothing).
     fn is_complete(&self) -> bool;
     /// The text generated so far.
@@ -344,7 +343,7 @@ impl<P: Provider> Driver<P> {
             Err(Abort::Failed(e)) => return Round::Failed(e, String::new()),
         };
         let stall = self.provider.settings().stall_timeout;
-        let mut events = eventsource_stream::Eventsource::eventsource(response.bytes_stream());
+        let mut events = crate::sse::EventReader::new(response.bytes_stream());
         let mut acc = P::Acc::default();
         let mut deltas = Vec::new();
         loop {
@@ -367,8 +366,12 @@ impl<P: Provider> Driver<P> {
                         Error::StreamBroken { provider: P::NAME, message: "the stream ended early".into() };
                     return Round::Failed(e, acc.partial_text());
                 }
-                Ok(Some(Err(e))) => {
-                    let e = Error::StreamBroken { provider: P::NAME, message: e.to_string() };
+                Ok(Some(Err(crate::sse::ReadError::TooLarge(e)))) => {
+                    let e = Error::TooLarge { provider: P::NAME, what: "SSE event", limit: e.limit };
+                    return Round::Failed(e, acc.partial_text());
+                }
+                Ok(Some(Err(crate::sse::ReadError::Body(message)))) => {
+                    let e = Error::StreamBroken { provider: P::NAME, message };
                     return Round::Failed(e, acc.partial_text());
                 }
                 Ok(Some(Ok(event))) => event,
@@ -502,9 +505,10 @@ async fn end_call_after_goodbye(ctx: CallContext, reply: Option<ItemId>) {
 fn add_usage(total: &mut Option<Usage>, more: Option<&Usage>) {
     let Some(more) = more else { return };
     let t = total.get_or_insert_with(Usage::default);
-    t.input_tokens += more.input_tokens;
-    t.output_tokens += more.output_tokens;
-    t.cached_tokens += more.cached_tokens;
+    // Saturating: the counts come from the server.
+    t.input_tokens = t.input_tokens.saturating_add(more.input_tokens);
+    t.output_tokens = t.output_tokens.saturating_add(more.output_tokens);
+    t.cached_tokens = t.cached_tokens.saturating_add(more.cached_tokens);
 }
 
 fn completion_status(stop_reason: Option<&str>) -> ResponseStatus {
@@ -520,5 +524,28 @@ fn heard_of(reply: &ItemId, played: Option<&voxpipe_core::PlayedItem>) -> String
     match played {
         Some(p) if &p.item == reply => p.heard.clone(),
         _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found reading the code beside `fuzz_anthropic_stream`'s usage finding: the usage of a
+    /// turn's rounds (tool calls make several) is summed, and two rounds reporting counts near
+    /// `u64::MAX` overflowed the sum.
+    #[test]
+    fn usage_summed_over_rounds_saturates() {
+        let huge = Usage {
+            input_tokens: u64::MAX,
+            output_tokens: u64::MAX - 1,
+            cached_tokens: 7,
+            ..Usage::default()
+        };
+        let mut total = None;
+        add_usage(&mut total, Some(&huge));
+        add_usage(&mut total, Some(&huge));
+        let t = total.unwrap();
+        assert_eq!((t.input_tokens, t.output_tokens, t.cached_tokens), (u64::MAX, u64::MAX, 14));
     }
 }

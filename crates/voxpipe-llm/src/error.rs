@@ -76,6 +76,18 @@ pub enum Error {
         /// What broke.
         message: String,
     },
+    /// The stream sent something larger than this client accepts (an SSE line or event over
+    /// [`MAX_EVENT_BYTES`](crate::sse::MAX_EVENT_BYTES)); the response fails instead of
+    /// buffering without bound.
+    #[error("{provider}: {what} larger than the limit of {limit} bytes; the response was dropped")]
+    TooLarge {
+        /// `openai` or `anthropic`.
+        provider: &'static str,
+        /// What was too large (`SSE event`).
+        what: &'static str,
+        /// The limit, bytes.
+        limit: usize,
+    },
     /// The provider sent an error inside the stream, or an event that does not parse.
     #[error("{provider}: {code}: {message}")]
     Provider {
@@ -112,6 +124,7 @@ impl Error {
             Error::Connect { .. } => "connect".into(),
             Error::Stalled { .. } => "stalled".into(),
             Error::StreamBroken { .. } => "stream_broken".into(),
+            Error::TooLarge { .. } => "too_large".into(),
             Error::Provider { code, .. } => code.clone(),
         }
     }

@@ -46,6 +46,7 @@
 //! - [`anthropic`]: `llm.anthropic` stage, config, wire rendering, [`anthropic::accumulate`].
 //! - [`history`]: the provider-neutral conversation.
 //! - `driver`: the stage loop both providers share; `http`: retries and interruption races.
+//! - [`sse`]: the incremental, size-capped SSE parser both providers' streams go through.
 //! - [`Error`]: what can go wrong.
 
 pub mod anthropic;
@@ -54,6 +55,7 @@ mod error;
 pub use voxpipe_core::history;
 mod http;
 pub mod openai;
+pub mod sse;
 
 pub use anthropic::{Anthropic, AnthropicConfig};
 pub use driver::{RoundOutput, Step};

@@ -180,10 +180,14 @@ impl MessageAccumulator {
         self.stop_reason.as_deref()
     }
 
-    /// Usage so far; input counts cache reads and writes, which Anthropic reports apart.
+    /// Usage so far; input counts cache reads and writes, which Anthropic reports apart (the
+    /// sum saturates: the counts are the server's, and a broken one must not panic the stage).
     pub fn usage(&self) -> Option<Usage> {
         self.saw_usage.then(|| Usage {
-            input_tokens: self.input_tokens + self.cache_read_tokens + self.cache_creation_tokens,
+            input_tokens: self
+                .input_tokens
+                .saturating_add(self.cache_read_tokens)
+                .saturating_add(self.cache_creation_tokens),
             output_tokens: self.output_tokens,
             cached_tokens: self.cache_read_tokens,
             ..Usage::default()
@@ -210,7 +214,7 @@ fn append(block: &mut Value, key: &str, fragment: &str) {
 }
 
 impl Accumulate for MessageAccumulator {
-    fn feed(&mut self, event: &eventsource_stream::Event, deltas: &mut Vec<String>) -> Result<Step, Error> {
+    fn feed(&mut self, event: &crate::sse::Event, deltas: &mut Vec<String>) -> Result<Step, Error> {
         self.push_data(&event.data, deltas)
     }
     fn is_complete(&self) -> bool {
@@ -220,6 +224,13 @@ impl Accumulate for MessageAccumulator {
         self.text()
     }
     fn finish(self) -> RoundOutput {
+        self.into_round()
+    }
+}
+
+impl MessageAccumulator {
+    /// The accumulated response: every block, in index order.
+    pub fn into_round(self) -> RoundOutput {
         let usage = self.usage();
         let parts = self
             .blocks

@@ -198,7 +198,8 @@ impl ChatAccumulator {
         let last = self.calls.range((choice, 0)..=(choice, u32::MAX)).next_back().map(|(k, _)| k.1);
         match (last, &fragment.id) {
             (None, _) => (choice, 0),
-            (Some(i), Some(_)) => (choice, i + 1),
+            // Saturating: after a (hostile) index u32::MAX the fragment joins that call.
+            (Some(i), Some(_)) => (choice, i.saturating_add(1)),
             (Some(i), None) => (choice, i),
         }
     }
@@ -256,7 +257,7 @@ pub(crate) fn parse_arguments(raw: &str) -> serde_json::Value {
 }
 
 impl Accumulate for ChatAccumulator {
-    fn feed(&mut self, event: &eventsource_stream::Event, deltas: &mut Vec<String>) -> Result<Step, Error> {
+    fn feed(&mut self, event: &crate::sse::Event, deltas: &mut Vec<String>) -> Result<Step, Error> {
         self.push_data(&event.data, deltas)
     }
     fn is_complete(&self) -> bool {
@@ -266,6 +267,13 @@ impl Accumulate for ChatAccumulator {
         self.text.clone()
     }
     fn finish(self) -> RoundOutput {
+        self.into_round()
+    }
+}
+
+impl ChatAccumulator {
+    /// The accumulated response: choice 0's text, then its tool calls.
+    pub fn into_round(self) -> RoundOutput {
         let mut parts = Vec::new();
         if !self.text.is_empty() {
             parts.push(AssistantPart::Text(self.text.clone()));
