@@ -277,6 +277,140 @@ async fn a_socket_closed_mid_response_ends_the_run_with_a_clear_error_and_keeps_
     fake.shutdown().await;
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_socket_dropped_mid_reply_reconnects_restores_the_conversation_and_the_call_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = RealtimeFake::start(RealtimeFakeConfig {
+        responses: vec![
+            ScriptedResponse {
+                user_transcript: Some("I would like to check my order.".into()),
+                ..ScriptedResponse::say("Sure, what is the order number?")
+            },
+            ScriptedResponse {
+                user_transcript: Some("Book an appointment tomorrow.".into()),
+                ..ScriptedResponse::say("Done, see you tomorrow morning.")
+            },
+        ],
+        // The first session drops (no close frame) three audio deltas into the first reply.
+        close_after_audio_deltas: Some(3),
+        fault_connections: vec![1],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let a = args(dir.path(), repo_path("samples/two-turns.wav"), &fake, &[]);
+    let (_, summary) = run_pipeline(&a, env(), RunOptions::default()).await.unwrap();
+    assert_eq!(summary.end_reason.as_deref(), Some("end_of_input"));
+
+    let events = read_events(&dir.path().join("events.jsonl"));
+    let reconnected = events_of(&events, "reconnected");
+    assert_eq!(reconnected.len(), 1, "{events:?}");
+    assert_eq!(reconnected[0]["attempts"], 1);
+    assert!(reconnected[0]["reason"].as_str().unwrap().contains("abruptly"), "{}", reconnected[0]);
+    assert!(events_of(&events, "error").is_empty(), "{events:?}");
+    // The cut reply is closed as failed; the new session answered both turns.
+    let done = events_of(&events, "response_done");
+    assert_eq!(
+        (done[0]["status"].as_str(), done[0]["reason"].as_str()),
+        (Some("failed"), Some("disconnected"))
+    );
+    let assistants: Vec<_> = events_of(&events, "assistant_transcript")
+        .iter()
+        .map(|e| e["text"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(assistants, ["Sure, what is the order number?", "Done, see you tomorrow morning."]);
+
+    // The second session was set up like the first and given the conversation so far, then
+    // asked for the reply that was cut.
+    assert_eq!(fake.connections(), 2);
+    let second: Vec<_> =
+        fake.client_events().into_iter().filter(|e| e.connection == 2).map(|e| e.json).collect();
+    let first_update = client_events_of(&fake, "session.update").remove(0);
+    assert_eq!(second[0], first_update, "the same session.update");
+    let created: Vec<_> = second.iter().filter(|e| e["type"] == "conversation.item.create").collect();
+    let user = &created[0]["item"];
+    assert_eq!(
+        (user["role"].as_str(), user["content"][0]["type"].as_str()),
+        (Some("user"), Some("input_text"))
+    );
+    assert_eq!(user["content"][0]["text"], "I would like to check my order.");
+    // What had arrived of the cut reply is in the history as assistant text, never more.
+    if let Some(partial) = created.iter().find(|e| e["item"]["role"] == "assistant") {
+        let text = partial["item"]["content"][0]["text"].as_str().unwrap();
+        assert_eq!(partial["item"]["content"][0]["type"], "output_text");
+        assert!("Sure, what is the order number?".starts_with(text), "{text}");
+    }
+    let last_create = second.iter().rposition(|e| e["type"] == "conversation.item.create").unwrap();
+    assert_eq!(second[last_create + 1]["type"], "response.create", "{second:?}");
+    // Both replies reached the output.
+    let (samples, rate) = read_wav(&dir.path().join("reply.wav"));
+    assert!(active_regions(&samples, rate, 500, 150).len() >= 2);
+    fake.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_malformed_response_done_ends_its_response_and_is_reported() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    // A server that speaks just enough of the protocol, then sends a `response.done` whose
+    // `response` lacks its id: the stage must not wait for the drain timeout.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/v1/realtime", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+        let send = |v: serde_json::Value| Message::Text(v.to_string().into());
+        ws.send(send(serde_json::json!({"type": "session.created", "session": {}}))).await.unwrap();
+        let mut answered = false;
+        while let Some(Ok(msg)) = ws.next().await {
+            let Message::Text(t) = msg else { continue };
+            let ev: serde_json::Value = serde_json::from_str(&t).unwrap();
+            match ev["type"].as_str() {
+                Some("session.update") => {
+                    ws.send(send(serde_json::json!({"type": "session.updated", "session": {}})))
+                        .await
+                        .unwrap();
+                }
+                Some("input_audio_buffer.append") if !answered => {
+                    answered = true;
+                    for ev in [
+                        serde_json::json!({"type": "input_audio_buffer.speech_started", "audio_start_ms": 0, "item_id": "u1"}),
+                        serde_json::json!({"type": "input_audio_buffer.speech_stopped", "audio_end_ms": 600, "item_id": "u1"}),
+                        serde_json::json!({"type": "response.created", "response": {"id": "resp_1", "status": "in_progress"}}),
+                        serde_json::json!({"type": "response.done", "response": {"status": 7}}),
+                    ] {
+                        ws.send(send(ev)).await.unwrap();
+                    }
+                }
+                _ => {}
+            }
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut a =
+        run_args(dir.path(), repo_path("pipelines/native-fake.toml"), repo_path("samples/two-turns.wav"));
+    a.sets = vec![format!("stages[0].url={url}"), "stages[0].drain_timeout_ms=600000".into()];
+    let started = tokio::time::Instant::now();
+    run_pipeline(&a, env(), RunOptions::default()).await.unwrap();
+    // Virtual time: the run ended with its input, not at the (ten-minute) drain timeout.
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "{:?}", started.elapsed());
+    let events = read_events(&dir.path().join("events.jsonl"));
+    let errors = events_of(&events, "provider_error");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e["code"] == "malformed_event"
+                && e["message"].as_str().unwrap().contains("response.done")),
+        "{errors:?}"
+    );
+    let done = events_of(&events, "response_done");
+    assert_eq!(
+        (done[0]["response_id"].as_str(), done[0]["status"].as_str()),
+        (Some("resp_1"), Some("failed"))
+    );
+    server.abort();
+}
+
 /// One turn whose answer needs `get_order_status` from a tool server answering after
 /// `latency_ms`, with a filler line after 1 s.
 async fn run_with_tool_latency(dir: &Path, latency_ms: u64) -> (RealtimeFake, Vec<serde_json::Value>) {

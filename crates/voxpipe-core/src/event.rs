@@ -141,6 +141,20 @@ pub enum EventKind {
         /// Provider message.
         message: String,
     },
+    /// A provider's session dropped mid-call and the stage opened a new one, restoring the
+    /// conversation so far; the call went on.
+    Reconnected {
+        /// Stage name.
+        stage: String,
+        /// How the old session ended.
+        reason: String,
+        /// Connection attempts it took (1 = the first retry worked).
+        attempts: u32,
+        /// From noticing the drop to the restored session, ms.
+        took_ms: u64,
+        /// Conversation items sent again to the new session.
+        replayed_items: usize,
+    },
     /// The call was handed off.
     Handoff {
         /// Why.

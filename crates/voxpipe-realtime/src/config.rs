@@ -166,6 +166,9 @@ fn default_connect_timeout_ms() -> u64 {
 fn default_drain_timeout_ms() -> u64 {
     15_000
 }
+fn default_reconnect_attempts() -> u32 {
+    3
+}
 
 /// The Realtime stage's settings.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -222,6 +225,11 @@ pub struct RealtimeConfig {
     /// After the input ends, how long to wait for the last reply (ms). Default 15000.
     #[serde(default = "default_drain_timeout_ms")]
     pub drain_timeout_ms: u64,
+    /// Connection attempts a call may spend on reconnecting after its session drops, in total
+    /// (0..=10; 0 ends the call on a drop). Each new session gets the conversation so far.
+    /// Default 3.
+    #[serde(default = "default_reconnect_attempts")]
+    pub reconnect_attempts: u32,
 }
 
 impl Default for RealtimeConfig {
@@ -244,6 +252,7 @@ impl Default for RealtimeConfig {
             append_ms: default_append_ms(),
             connect_timeout_ms: default_connect_timeout_ms(),
             drain_timeout_ms: default_drain_timeout_ms(),
+            reconnect_attempts: default_reconnect_attempts(),
         }
     }
 }
@@ -290,6 +299,9 @@ impl RealtimeConfig {
             if let Some(t) = idle_timeout_ms.filter(|t| !(5000..=30000).contains(t)) {
                 return bad("turn_detection.idle_timeout_ms", "5000..=30000", t.to_string());
             }
+        }
+        if self.reconnect_attempts > 10 {
+            return bad("reconnect_attempts", "0..=10", self.reconnect_attempts.to_string());
         }
         if !self.url.starts_with("ws://") && !self.url.starts_with("wss://") {
             return bad("url", "a ws:// or wss:// URL", self.url.clone());

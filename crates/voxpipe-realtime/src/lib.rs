@@ -72,6 +72,14 @@ pub enum Error {
     /// A WebSocket protocol error.
     #[error("websocket error: {0}")]
     WebSocket(String),
+    /// The session dropped mid-call and no new one could be opened.
+    #[error("the session dropped and {attempts} reconnect attempt(s) failed; the last: {last}")]
+    Reconnect {
+        /// Attempts made.
+        attempts: u32,
+        /// Why the last one failed.
+        last: String,
+    },
     /// Audio could not be resampled.
     #[error(transparent)]
     Resample(#[from] voxpipe_core::audio::ResampleError),

@@ -6,6 +6,7 @@ use crate::{Error, session};
 use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use std::collections::HashMap;
@@ -19,7 +20,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tracing::{debug, info, trace, warn};
 use voxpipe_core::audio::{StreamResampler, g711, pcm, samples_for_ms};
-use voxpipe_core::time::sleep_until;
+use voxpipe_core::time::{backoff, sleep_until};
 use voxpipe_core::{
     AudioChunk, CallContext, Control, EventKind, Filler, Frame, Inbox, InterruptReason, ItemId, Outbox,
     OutputAudio, PlayedItem, ResponseDone, ResponseStarted, ResponseStatus, Samples, Secret, Stage,
@@ -31,6 +32,8 @@ const NAME: &str = "realtime.openai";
 const WRITE_CAPACITY: usize = 64;
 /// Idle time after the input ended and the last reply finished before the stage closes.
 const SETTLE: Duration = Duration::from_millis(600);
+/// First pause between reconnect attempts, doubled per attempt (the first retry is at once).
+const RECONNECT_BACKOFF: Duration = Duration::from_millis(250);
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -187,7 +190,60 @@ struct Session<'a> {
     filler: FillerSpeech,
     speech_active: bool,
     transcript: Vec<String>,
+    /// The conversation as items, to restore it in a new session after a drop.
+    history: Vec<HistoryItem>,
+    /// Connection attempts this call may still spend on reconnecting.
+    reconnects_left: u32,
     decoded: Vec<u8>,
+}
+
+/// One conversation item as a new session can be given it (`conversation.item.create`).
+#[derive(Debug)]
+enum HistoryItem {
+    /// The caller's words (transcribed, or typed on the keypad).
+    User(String),
+    /// The assistant's words as received, cut to what the caller heard on a barge-in.
+    Assistant { item_id: String, text: String, cut: bool },
+    /// A tool call the model made; `settled` once its response completed.
+    Call { call_id: String, name: String, arguments: String, settled: bool },
+    /// A tool's result.
+    Output { call_id: String, output: String },
+}
+
+impl HistoryItem {
+    fn to_item(&self, protocol: Protocol) -> serde_json::Value {
+        match self {
+            HistoryItem::User(text) => {
+                json!({ "type": "message", "role": "user", "content": [{ "type": "input_text", "text": text }] })
+            }
+            HistoryItem::Assistant { text, .. } => {
+                let part = match protocol {
+                    Protocol::Ga => "output_text",
+                    Protocol::Beta => "text",
+                };
+                json!({ "type": "message", "role": "assistant", "content": [{ "type": part, "text": text }] })
+            }
+            HistoryItem::Call { call_id, name, arguments, .. } => {
+                json!({ "type": "function_call", "call_id": call_id, "name": name, "arguments": arguments })
+            }
+            HistoryItem::Output { call_id, output } => {
+                json!({ "type": "function_call_output", "call_id": call_id, "output": output })
+            }
+        }
+    }
+}
+
+/// The first `heard_ms` of `received_ms` of speech as text: the same share of the characters,
+/// back to the last word boundary (speech rate is close enough to even for a model's context).
+fn heard_share(text: &str, heard_ms: u64, received_ms: u64) -> String {
+    if received_ms == 0 || heard_ms >= received_ms {
+        return text.to_string();
+    }
+    let chars = text.chars().count() as u64 * heard_ms / received_ms;
+    let end = text.char_indices().nth(chars as usize).map_or(text.len(), |(i, _)| i);
+    let cut = &text[..end];
+    let cut = if end < text.len() { cut.rfind(char::is_whitespace).map_or("", |i| &cut[..i]) } else { cut };
+    cut.trim_end().to_string()
 }
 
 #[async_trait]
@@ -204,17 +260,7 @@ impl Stage for RealtimeStage {
             r = connect(&config, &self.api_key, ctx.tools.specs()) => r.map_err(fail)?,
         };
         info!(model = %config.model, protocol = ?config.protocol, "realtime session ready");
-        let (mut sink, mut stream) = ws.split();
-        let (tx, mut rx) = mpsc::channel::<Message>(WRITE_CAPACITY);
-        let writer = tokio::spawn(async move {
-            while let Some(msg) = rx.recv().await {
-                if let Err(e) = sink.send(msg).await {
-                    debug!(error = %e, "realtime writer stopped");
-                    return;
-                }
-            }
-            let _ = sink.close().await;
-        });
+        let (mut stream, tx, mut writer) = open_link(ws);
         let mut control = ctx.control.subscribe();
         let wire_rate = config.audio_format.sample_rate();
         let append_samples = samples_for_ms(wire_rate, config.append_ms as u64);
@@ -249,6 +295,8 @@ impl Stage for RealtimeStage {
             filler: FillerSpeech::default(),
             speech_active: false,
             transcript: Vec::new(),
+            history: Vec::new(),
+            reconnects_left: config.reconnect_attempts,
             decoded: Vec::new(),
         };
 
@@ -270,31 +318,53 @@ impl Stage for RealtimeStage {
                 },
                 ev = stream.next() => {
                     last_server_event = tokio::time::Instant::now();
-                    match ev {
-                        Some(Ok(Message::Text(t))) => match serde_json::from_str::<ServerEvent>(&t) {
-                            Ok(ev) => if let Err(e) = s.on_event(ev).await { break Err(e) },
-                            Err(e) => warn!(error = %e, "undecodable server event ignored"),
-                        },
-                        Some(Ok(Message::Close(frame))) => {
-                            break if input_ended && s.idle() { Ok(()) } else {
-                                debug!(?frame, "server closed the session");
-                                Err(fail(Error::Closed(if s.active_response.is_some() { "in the middle of a response" } else { "before the call ended" })))
-                            };
+                    let active = s.active_response.is_some();
+                    let dropped = match ev {
+                        Some(Ok(Message::Text(t))) => {
+                            match serde_json::from_str::<ServerEvent>(&t) {
+                                Ok(ev) => if let Err(e) = s.on_event(ev).await { break Err(e) },
+                                Err(e) => s.on_undecodable(&t, &e).await,
+                            }
+                            None
                         }
-                        Some(Ok(_)) => {}
+                        Some(Ok(Message::Close(frame))) => {
+                            if input_ended && s.idle() { break Ok(()) }
+                            debug!(?frame, "server closed the session");
+                            Some(Error::Closed(if active { "in the middle of a response" } else { "before the call ended" }))
+                        }
+                        Some(Ok(_)) => None,
                         Some(Err(e)) => {
                             use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
                             let reset = matches!(e, WsError::ConnectionClosed | WsError::AlreadyClosed | WsError::Io(_)
                                 | WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake));
-                            break Err(fail(if reset {
-                                Error::Closed(if s.active_response.is_some() { "abruptly in the middle of a response" } else { "abruptly" })
+                            Some(if reset {
+                                Error::Closed(if active { "abruptly in the middle of a response" } else { "abruptly" })
                             } else {
                                 Error::WebSocket(e.to_string())
-                            }));
+                            })
                         }
-                        None => break if input_ended && s.idle() { Ok(()) } else {
-                            Err(fail(Error::Closed(if s.active_response.is_some() { "in the middle of a response" } else { "before the call ended" })))
-                        },
+                        None => {
+                            if input_ended && s.idle() { break Ok(()) }
+                            Some(Error::Closed(if active { "in the middle of a response" } else { "before the call ended" }))
+                        }
+                    };
+                    if let Some(error) = dropped {
+                        // The caller is still there: open a new session and carry on.
+                        if input_ended || s.reconnects_left == 0 {
+                            break Err(fail(error));
+                        }
+                        let restored = tokio::select! {
+                            biased;
+                            () = ctx.cancel.cancelled() => break Ok(()),
+                            r = s.reconnect(&self.api_key, &error) => r,
+                        };
+                        match restored {
+                            Ok((events, new_writer)) => {
+                                writer.abort();
+                                (stream, writer) = (events, new_writer);
+                            }
+                            Err(e) => break Err(fail(e)),
+                        }
                     }
                 }
                 results = batch_results(&mut s.batch) => {
@@ -362,6 +432,24 @@ impl Stage for RealtimeStage {
         }
         result
     }
+}
+
+/// The sending half of a session goes to a writer task fed by a queue; the stage keeps the
+/// receiving half and the queue's sender.
+fn open_link(ws: Ws) -> (SplitStream<Ws>, mpsc::Sender<Message>, tokio::task::JoinHandle<()>) {
+    let (sink, stream) = ws.split();
+    let (tx, rx) = mpsc::channel::<Message>(WRITE_CAPACITY);
+    (stream, tx, tokio::spawn(write_all(sink, rx)))
+}
+
+async fn write_all(mut sink: SplitSink<Ws, Message>, mut rx: mpsc::Receiver<Message>) {
+    while let Some(msg) = rx.recv().await {
+        if let Err(e) = sink.send(msg).await {
+            debug!(error = %e, "realtime writer stopped");
+            return;
+        }
+    }
+    let _ = sink.close().await;
 }
 
 async fn send_append(
@@ -446,6 +534,7 @@ impl Session<'_> {
             }
             ServerEvent::InputTranscriptCompleted { item_id, transcript } => {
                 self.transcript.push(format!("user: {}", transcript.trim()));
+                self.history.push(HistoryItem::User(transcript.trim().to_string()));
                 let item = Some(self.item_id(&item_id));
                 self.emit(Frame::UserTranscript(Transcript { item, text: transcript, is_final: true })).await;
             }
@@ -480,6 +569,9 @@ impl Session<'_> {
             ServerEvent::AudioTranscriptDelta { response_id, item_id, delta }
             | ServerEvent::TextDelta { response_id, item_id, delta } => {
                 if self.muted_response.as_deref() != Some(response_id.as_str()) {
+                    if self.filler.response.as_deref() != Some(response_id.as_str()) {
+                        self.assistant_history(&item_id, |text, _| text.push_str(&delta));
+                    }
                     let item = Some(self.item_id(&item_id));
                     self.emit(Frame::AssistantTranscript(Transcript { item, text: delta, is_final: false }))
                         .await;
@@ -488,6 +580,14 @@ impl Session<'_> {
             ServerEvent::AudioTranscriptDone { item_id, transcript, .. }
             | ServerEvent::TextDone { item_id, text: transcript, .. } => {
                 self.transcript.push(format!("assistant: {}", transcript.trim()));
+                if !self.filler.items.contains(&item_id) {
+                    // The whole text, unless a barge-in already cut it to what was heard.
+                    self.assistant_history(&item_id, |text, cut| {
+                        if !*cut {
+                            *text = transcript.trim().to_string();
+                        }
+                    });
+                }
                 let item = Some(self.item_id(&item_id));
                 self.emit(Frame::AssistantTranscript(Transcript { item, text: transcript, is_final: true }))
                     .await;
@@ -498,6 +598,12 @@ impl Session<'_> {
             ServerEvent::FunctionArgsDone { call_id, name, arguments } => {
                 let name = name.or_else(|| self.call_names.get(&call_id).cloned()).unwrap_or_default();
                 let call = ToolCall { call_id, name, arguments };
+                self.history.push(HistoryItem::Call {
+                    call_id: call.call_id.clone(),
+                    name: call.name.clone(),
+                    arguments: call.arguments.clone(),
+                    settled: false,
+                });
                 self.emit(Frame::ToolCall(call.clone())).await;
                 self.pending_calls.push(call);
             }
@@ -604,6 +710,10 @@ impl Session<'_> {
         let received_ms =
             self.items.get(&*item).map(|a| a.samples * 1000 / self.out_rate as u64).unwrap_or(0);
         let audio_end_ms = played_ms.min(received_ms);
+        self.assistant_history(&item, |text, cut| {
+            *text = heard_share(text, audio_end_ms, received_ms);
+            *cut = true;
+        });
         self.send(json!({
             "type": "conversation.item.truncate",
             "item_id": &*item,
@@ -624,6 +734,7 @@ impl Session<'_> {
         }))
         .await;
         self.transcript.push(format!("user: {}", t.text));
+        self.history.push(HistoryItem::User(t.text.clone()));
         let _ = self.out.send(Frame::UserTranscript(t)).await;
         if self.active_response.is_some() && self.muted_response != self.active_response {
             self.respond_after_done = true;
@@ -692,12 +803,154 @@ impl Session<'_> {
             self.awaiting_response = true;
             self.send(json!({ "type": "response.create" })).await;
         }
+        if status == ResponseStatus::Completed {
+            for h in &mut self.history {
+                if let HistoryItem::Call { settled, .. } = h {
+                    *settled = true;
+                }
+            }
+        }
         if !calls.is_empty() && status == ResponseStatus::Completed {
             // The calls run concurrently beside the event loop; dropped with the session.
             self.batch = Some(ToolBatch::start(self.ctx.tools.clone(), calls));
         } else if self.end_after_response && status == ResponseStatus::Completed {
             self.ctx.control.send(Control::EndCall);
         }
+    }
+
+    /// The history entry of assistant item `item_id` (created on first use), for `f` to edit
+    /// (its text, and whether a barge-in cut it).
+    fn assistant_history(&mut self, item_id: &str, f: impl FnOnce(&mut String, &mut bool)) {
+        let found = self
+            .history
+            .iter()
+            .rposition(|h| matches!(h, HistoryItem::Assistant { item_id: id, .. } if id == item_id));
+        let i = found.unwrap_or_else(|| {
+            self.history.push(HistoryItem::Assistant {
+                item_id: item_id.to_string(),
+                text: String::new(),
+                cut: false,
+            });
+            self.history.len() - 1
+        });
+        if let HistoryItem::Assistant { text, cut, .. } = &mut self.history[i] {
+            f(text, cut);
+        }
+    }
+
+    /// A server event that did not decode. Reported; a malformed `response.done` still ends
+    /// its response (as failed), or the call would wait on it until the drain timeout.
+    async fn on_undecodable(&mut self, text: &str, error: &serde_json::Error) {
+        #[derive(serde::Deserialize)]
+        struct Kind<'a> {
+            #[serde(rename = "type", borrow)]
+            ty: std::borrow::Cow<'a, str>,
+        }
+        let kind = serde_json::from_str::<Kind>(text).map(|k| k.ty.into_owned()).unwrap_or_default();
+        warn!(event = %kind, error = %error, "undecodable server event");
+        let message = format!("undecodable server event `{kind}`: {error}");
+        self.ctx
+            .events
+            .emit(EventKind::ProviderError {
+                stage: NAME.into(),
+                code: Some("malformed_event".into()),
+                message,
+            })
+            .await;
+        if kind == "response.done"
+            && let Some(id) = self.filler.response.clone().or_else(|| self.active_response.clone())
+        {
+            let details = json!({ "reason": "malformed_response_done" });
+            let info = crate::events::ResponseInfo {
+                id,
+                status: Some("failed".into()),
+                status_details: Some(details),
+                usage: None,
+            };
+            self.on_response_done(info).await;
+        }
+    }
+
+    /// The session dropped mid-call: open a new one (same `session.update`), give it the
+    /// conversation so far, and ask again for a reply that was pending. Returns the new
+    /// session's events and writer; the queue's sender is replaced in place.
+    async fn reconnect(
+        &mut self,
+        key: &Secret,
+        why: &Error,
+    ) -> Result<(SplitStream<Ws>, tokio::task::JoinHandle<()>), Error> {
+        let started = tokio::time::Instant::now();
+        warn!(reason = %why, "realtime session dropped; reconnecting");
+        let mut attempt = 0;
+        let ws = loop {
+            attempt += 1;
+            self.reconnects_left = self.reconnects_left.saturating_sub(1);
+            match connect(self.config, key, self.ctx.tools.specs()).await {
+                Ok(ws) => break ws,
+                Err(e) if self.reconnects_left == 0 => {
+                    return Err(Error::Reconnect { attempts: attempt, last: e.to_string() });
+                }
+                Err(e) => {
+                    warn!(attempt, error = %e, "realtime reconnect attempt failed");
+                    tokio::time::sleep(backoff(RECONNECT_BACKOFF, attempt)).await;
+                }
+            }
+        };
+        let (events, tx, writer) = open_link(ws);
+        self.tx = tx;
+
+        // What the old session was doing that the new one must do again.
+        let mut reply_pending = self.awaiting_response || self.respond_after_done;
+        if let Some(id) = self.active_response.take() {
+            if self.muted_response.as_deref() != Some(id.as_str()) {
+                reply_pending = true;
+            }
+            let reason = Some("disconnected".to_string());
+            let done = ResponseDone { response_id: id, status: ResponseStatus::Failed, reason, usage: None };
+            self.emit(Frame::ResponseDone(done)).await;
+        }
+        // Calls of a response that never completed were not run: the model makes them again.
+        let before = self.history.len();
+        self.history.retain(|h| !matches!(h, HistoryItem::Call { settled: false, .. }));
+        reply_pending |= self.history.len() < before;
+        self.pending_calls.clear();
+        self.awaiting_response = false;
+        self.respond_after_done = false;
+        self.muted_response = None;
+        self.speech_active = false;
+        // Old item ids mean nothing to the new session: nothing of theirs can be truncated.
+        self.items.clear();
+        self.last_item = None;
+        let held = self.filler.held.take();
+        self.filler = FillerSpeech::default();
+
+        for h in &self.history {
+            self.send(json!({ "type": "conversation.item.create", "item": h.to_item(self.config.protocol) }))
+                .await;
+        }
+        let replayed_items = self.history.len();
+        if let Some(results) = held {
+            // The filler was cut off with the session; the results go in now.
+            if let Err(e) = self.on_tool_results(results).await {
+                warn!(error = %e, "tool results after a reconnect");
+            }
+        } else if reply_pending && self.batch.is_none() {
+            self.awaiting_response = true;
+            self.send(json!({ "type": "response.create" })).await;
+        }
+        let took_ms = started.elapsed().as_millis() as u64;
+        info!(attempts = attempt, took_ms, replayed_items, "realtime session restored");
+        self.ctx
+            .events
+            .emit(EventKind::Reconnected {
+                stage: NAME.into(),
+                reason: why.to_string(),
+                attempts: attempt,
+                took_ms,
+                replayed_items,
+            })
+            .await;
+        Ok((events, writer))
     }
 
     /// A tool is still running after its filler delay: say the filler line.
@@ -726,6 +979,7 @@ impl Session<'_> {
 
     async fn on_tool_results(&mut self, results: Vec<ToolResult>) -> Result<(), StageError> {
         for r in &results {
+            self.history.push(HistoryItem::Output { call_id: r.call_id.clone(), output: r.output.clone() });
             self.emit(Frame::ToolResult(r.clone())).await;
             self.send(json!({
                 "type": "conversation.item.create",

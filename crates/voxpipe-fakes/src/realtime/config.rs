@@ -53,6 +53,11 @@ pub struct RealtimeFakeConfig {
     /// have been sent on a connection. Default: never.
     #[serde(default)]
     pub close_after_audio_deltas: Option<u32>,
+    /// The connections (1-based, in accept order) that `close_after_audio_deltas` applies to;
+    /// empty (default) means every one. `[1]` drops the first session only, so a client that
+    /// reconnects gets a healthy second one.
+    #[serde(default)]
+    pub fault_connections: Vec<usize>,
     /// Fault: reject every WebSocket upgrade with this HTTP status and an OpenAI-shaped error
     /// body. Default: none.
     #[serde(default)]
@@ -69,6 +74,7 @@ impl Default for RealtimeFakeConfig {
             pace: default_pace(),
             vad: VadConfig::default(),
             close_after_audio_deltas: None,
+            fault_connections: Vec::new(),
             reject_with_status: None,
         }
     }

@@ -39,7 +39,8 @@
 //!   `.stopped`, `.cleared`) and truncation by the server on a barge-in.
 //!
 //! Knobs: pacing (`first_audio_delay_ms`, `delta_ms`, `pace`), VAD level (`vad`), and faults
-//! (`close_after_audio_deltas` drops the TCP connection mid-response; `reject_with_status`
+//! (`close_after_audio_deltas` drops the TCP connection mid-response, on the connections listed
+//! in `fault_connections` or on all; `reject_with_status`
 //! fails every upgrade). Not modelled: `idle_timeout_ms`, transcription-only sessions, SIP,
 //! audio bytes in `conversation.item.retrieved`.
 

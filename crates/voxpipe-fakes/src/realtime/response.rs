@@ -298,7 +298,9 @@ impl Conn {
             self.audio_produced = true;
             self.audio_deltas_sent += 1;
             tracing::trace!(connection = self.id, delta = i, "realtime fake: audio delta");
-            if self.cfg.close_after_audio_deltas.is_some_and(|n| self.audio_deltas_sent >= n) {
+            let faulty =
+                self.cfg.fault_connections.is_empty() || self.cfg.fault_connections.contains(&self.id);
+            if faulty && self.cfg.close_after_audio_deltas.is_some_and(|n| self.audio_deltas_sent >= n) {
                 tracing::debug!(connection = self.id, "realtime fake: closing abruptly (fault knob)");
                 self.aborted = true;
                 return;
