@@ -230,6 +230,51 @@ async fn a_native_pcmu_call_end_to_end_with_no_transcoding() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_call_whose_realtime_session_drops_mid_reply_reconnects_and_is_answered() {
+    let fake = RealtimeFake::start(RealtimeFakeConfig {
+        responses: vec![
+            ScriptedResponse {
+                user_transcript: Some("Where is my order?".into()),
+                ..ScriptedResponse::say("It ships tomorrow morning, first thing.")
+            },
+            ScriptedResponse {
+                user_transcript: Some("Thanks.".into()),
+                ..ScriptedResponse::say("You are welcome.")
+            },
+        ],
+        // The first session dies without a close frame two audio deltas into the first reply.
+        close_after_audio_deltas: Some(2),
+        fault_connections: vec![1],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let server = start_server(&[("native", native_pipeline(&fake))], "").await;
+    let audio = caller_audio(&[(500, 1200), (6500, 800)], 9500);
+    let report = place_call(&server.carrier, &caller(&server, audio, "reconnect")).await;
+    assert_eq!(report.status, "completed", "{report:?}");
+    assert_eq!(report.ended_by, "caller");
+    let dir = call_dir(&server, &report);
+    let s = wait_summary(&dir).await;
+    assert_eq!(s["outcome"], "hangup", "{s}");
+    let t: Vec<String> =
+        s["transcript"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    assert!(t.contains(&"assistant: You are welcome.".to_string()), "the second turn was answered: {t:?}");
+    let events = read_events(&dir.join("events.jsonl"));
+    assert_eq!(events_of(&events, "reconnected").len(), 1, "{events:?}");
+    assert!(events_of(&events, "error").is_empty(), "{events:?}");
+    assert_eq!(fake.connections(), 2);
+    // The caller heard the restored reply and the second one.
+    let (heard, rate) = read_wav(&server.dir.path().join("caller/reconnect.wav"));
+    assert!(active_regions(&heard, rate, 500, 150).len() >= 2);
+    let m = server.metrics().await;
+    assert!(m.contains(r#"voxpipe_recoveries_total{kind="reconnect:realtime.openai"} 1"#), "{m}");
+    assert!(m.contains("voxpipe_recovery_seconds_count 1"), "{m}");
+    server.stop().await;
+    fake.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn end_call_hangs_up_through_the_rest_api_after_the_goodbye_has_played() {
     let goodbye = "Thank you for calling, goodbye!";
     let fake = RealtimeFake::start(RealtimeFakeConfig {

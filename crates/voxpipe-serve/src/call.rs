@@ -193,6 +193,7 @@ fn for_page(e: &Event) -> bool {
             | EventKind::PlayoutFinished { .. }
             | EventKind::Interrupt { .. }
             | EventKind::ProviderError { .. }
+            | EventKind::Reconnected { .. }
             | EventKind::CallEnded { .. }
     )
 }
@@ -243,6 +244,9 @@ pub(crate) async fn run_leg(app: Arc<App>, slot: Slot, leg: Leg, files: CallFile
                         .unwrap_or_else(|e| e.into_inner())
                         .push(format!("assistant: {}", t.text.trim())),
                     EventKind::ProviderError { stage, .. } => metrics.error(&format!("provider:{stage}")),
+                    EventKind::Reconnected { stage, took_ms, .. } => {
+                        metrics.recovery(&format!("reconnect:{stage}"), Duration::from_millis(*took_ms))
+                    }
                     EventKind::Error { stage, .. } => metrics.error(&format!("component:{stage}")),
                     EventKind::Handoff { target, .. } => {
                         let _ = watch_tx.try_send(Watch::Handoff(target.clone()));

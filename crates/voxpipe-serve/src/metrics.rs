@@ -60,6 +60,10 @@ pub struct Metrics {
     pub auth_failures_total: Family<KindLabel, Counter>,
     /// Browser-direct Realtime sessions opened (client secrets minted).
     pub direct_sessions_total: Counter,
+    /// Provider failures a call recovered from, by kind (`reconnect:<stage>`).
+    pub recoveries_total: Family<KindLabel, Counter>,
+    /// Time each recovery took, from noticing the failure to a working provider again.
+    pub recovery_seconds: Histogram,
 }
 
 impl Default for Metrics {
@@ -86,6 +90,18 @@ impl Default for Metrics {
             "Browser-direct Realtime sessions opened (client secrets minted)",
             direct_sessions_total.clone(),
         );
+        let recoveries_total = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "recoveries",
+            "Provider failures calls recovered from, by kind",
+            recoveries_total.clone(),
+        );
+        let recovery_seconds = latency_histogram();
+        registry.register(
+            "recovery_seconds",
+            "Time from a provider failure to a working provider again",
+            recovery_seconds.clone(),
+        );
         Self {
             registry,
             active_calls,
@@ -94,6 +110,8 @@ impl Default for Metrics {
             errors_total,
             auth_failures_total,
             direct_sessions_total,
+            recoveries_total,
+            recovery_seconds,
         }
     }
 }
@@ -104,6 +122,12 @@ impl Metrics {
         let mut s = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut s, &self.registry);
         s
+    }
+
+    /// Counts a recovery of `kind` that took `took`.
+    pub fn recovery(&self, kind: &str, took: std::time::Duration) {
+        self.recoveries_total.get_or_create(&KindLabel { kind: kind.into() }).inc();
+        self.recovery_seconds.observe(took.as_secs_f64());
     }
 
     /// Counts an error of `kind`.
