@@ -365,7 +365,8 @@ impl TwilioSource {
         // A frame that arrives after a gap (lost packets) lands at its own time: the
         // gap is filled with silence so the pipeline's timeline stays the caller's.
         if let Ok(ts) = media.timestamp.parse::<u64>() {
-            let at = ts * RATE as u64 / 1000;
+            // Saturating: the timestamp is the carrier's, and may be anything up to u64::MAX.
+            let at = ts.saturating_mul(RATE as u64) / 1000;
             if at > *position + 2 * FRAME as u64 {
                 let gap = (at - *position).min(RATE as u64 * 5) as usize;
                 if !self.deliver(ctx, out, vec![0; gap], position).await {

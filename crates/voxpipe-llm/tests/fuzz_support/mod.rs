@@ -136,5 +136,18 @@ pub fn raw_text() -> impl Strategy<Value = String> {
         any::<String>(),
         proptest::collection::vec(any::<u8>(), 0..256).prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
         "[{}\\[\\]\":,0-9a-z_.\\- ]{0,64}",
+        deep(),
     ]
+}
+
+/// Deeply nested openings (JSON arrays and objects, TOML arrays and inline tables), which a
+/// recursive parser without a depth limit overflows its stack on.
+pub fn deep() -> impl Strategy<Value = String> {
+    (prop_oneof![Just("["), Just("{\"a\":"), Just("a = ["), Just("a = {b = ")], 1..20_000usize).prop_map(
+        |(open, n)| match open {
+            "a = [" => format!("a = {}", "[".repeat(n)),
+            "a = {b = " => format!("a = {}1", "{b = ".repeat(n)),
+            open => open.repeat(n),
+        },
+    )
 }
