@@ -200,7 +200,6 @@ async fn cancel_stops_generation_within_one_token_step() {
         usage.generated_tokens,
         late.len()
     );
-    assert!(waited < Duration::from_secs(5), "{waited:?}");
 
     // A cancel for a finished request is ignored, and the worker takes the next one.
     w.send(&Request::Cancel { id: 7 });
@@ -221,10 +220,13 @@ async fn closing_stdin_mid_generation_ends_the_worker_promptly() {
         tools: false,
     });
     assert!(matches!(w.recv(), Reply::Delta { id: 1, .. }));
-    let t = Instant::now();
+    let replies = std::mem::replace(&mut w.replies, mpsc::channel().1);
     let status = w.close_and_wait();
     assert!(status.success(), "{status}");
-    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    // Promptly: the generation was abandoned, not run to its 400-token cap before the exit.
+    let after: Vec<String> = replies.try_iter().collect();
+    assert!(after.len() < 399, "{} deltas after stdin closed", after.len());
+    assert!(!after.iter().any(|l| l.contains("\"finish\":\"length\"")), "the generation ran to its cap");
 }
 
 #[tokio::test]

@@ -122,7 +122,7 @@ async fn two_parallel_tool_calls_run_concurrently_and_both_results_go_back() {
     h.finish().await.unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_first_text_delta_arrives_before_the_fake_finished_streaming() {
     let mut config =
         fake_config(vec![ScriptedReply::text("One two three four five six seven eight nine ten.")]);
@@ -243,7 +243,7 @@ fn item_text(turn: &support::Turn, item: &str) -> (String, Option<String>) {
     (deltas, fin)
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_slow_tool_gets_its_filler_spoken_before_its_result_and_the_filler_is_in_history() {
     let replies =
         vec![ScriptedReply::tool_call("get_weather", json!({"city": "Rome"})), ScriptedReply::text("Sunny.")];
