@@ -293,6 +293,31 @@ mod tests {
         }
     }
 
+    /// Content parts are `audio`/`text` per the spec and the SDK types, but GA item content
+    /// says `output_audio`/`output_text` (and an older fake sent those in parts too): the client
+    /// decodes every spelling, in parts and in items, without failing.
+    #[test]
+    fn content_parts_and_items_decode_in_every_spelling() {
+        for part in ["audio", "output_audio", "text", "output_text"] {
+            for ty in ["response.content_part.added", "response.content_part.done"] {
+                let raw = format!(
+                    r#"{{"type":"{ty}","event_id":"e","response_id":"r","item_id":"i","output_index":0,"content_index":0,"part":{{"type":"{part}","transcript":""}}}}"#
+                );
+                let ev = serde_json::from_str::<ServerEvent>(&raw);
+                assert!(matches!(ev, Ok(ServerEvent::Other)), "{raw}: {ev:?}");
+            }
+            let raw = format!(
+                r#"{{"type":"response.output_item.added","event_id":"e","response_id":"r","output_index":0,"item":{{"id":"i","type":"message","role":"assistant","status":"in_progress","content":[{{"type":"{part}","transcript":""}}]}}}}"#
+            );
+            match serde_json::from_str::<ServerEvent>(&raw) {
+                Ok(ServerEvent::OutputItemAdded { item }) => {
+                    assert_eq!((item.id.as_deref(), item.kind.as_str()), (Some("i"), "message"));
+                }
+                other => panic!("{raw}: {other:?}"),
+            }
+        }
+    }
+
     #[test]
     fn unknown_events_are_other() {
         let ev: ServerEvent =
