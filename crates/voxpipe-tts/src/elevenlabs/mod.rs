@@ -4,6 +4,8 @@
 
 mod ws;
 
+pub use ws::{MAX_MESSAGE_BYTES, ServerReply, decode_server_message};
+
 use crate::Error;
 use crate::chunker::ChunkingConfig;
 use crate::codec::AudioDecoder;

@@ -26,7 +26,21 @@ const PROVIDER: &str = "tts.elevenlabs";
 /// (20 s by default) does not close the socket while the LLM pauses mid-reply.
 const KEEPALIVE: Duration = Duration::from_secs(10);
 
+/// The largest WebSocket message (and frame) accepted from the service: 4 MiB. An audio
+/// message carries one generated chunk (base64 audio and its alignment, rarely above a few
+/// hundred KB; 4 MiB of base64 is half a minute of 44.1 kHz PCM), so this is far above what the
+/// service sends, and far below tungstenite's default (64 MiB) that a broken or hostile server
+/// could otherwise make this client buffer, per message, per reply.
+pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
+
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// The socket's limits: [`MAX_MESSAGE_BYTES`] per message and per frame.
+fn ws_config() -> tungstenite::protocol::WebSocketConfig {
+    tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE_BYTES))
+        .max_frame_size(Some(MAX_MESSAGE_BYTES))
+}
 
 /// `{ws_url}/text-to-speech/{voice_id}/stream-input?model_id=…&output_format=…&sync_alignment=true`.
 pub(super) fn stream_input_url(c: &ElevenLabsConfig) -> Result<url::Url, Error> {
@@ -82,6 +96,49 @@ impl From<WireAlignment> for Alignment {
         let char_start_ms = w.char_start_times_ms.iter().map(|&t| t.max(0.0).round() as u32).collect();
         Alignment { chars: w.chars, char_start_ms }
     }
+}
+
+/// What one server message says, decoded ([`decode_server_message`]).
+#[derive(Debug, Default, PartialEq)]
+pub struct ServerReply {
+    /// Audio samples (PCM16 at the output format's rate), empty when the message has none.
+    pub samples: Vec<i16>,
+    /// Character timing of the audio, when sent.
+    pub alignment: Option<Alignment>,
+    /// `isFinal`: the reply is complete.
+    pub is_final: bool,
+}
+
+/// Decodes one text message from the `stream-input` socket with a fresh decoder (the session
+/// keeps one across messages, so a PCM16 sample split between two messages is carried over).
+///
+/// # Errors
+/// [`Error::Protocol`] for a message that is not the documented JSON, an `error` message, or
+/// audio that is not base64.
+pub fn decode_server_message(text: &str, format: super::OutputFormat) -> Result<ServerReply, Error> {
+    decode(text, &mut format.decoder())
+}
+
+fn decode(text: &str, decoder: &mut crate::codec::AudioDecoder) -> Result<ServerReply, Error> {
+    let msg: ServerMessage = serde_json::from_str(text).map_err(|e| Error::Protocol {
+        provider: PROVIDER,
+        detail: format!("unreadable message ({e}): {}", excerpt(text)),
+    })?;
+    if msg.error.is_some() {
+        let detail = msg.message.unwrap_or_else(|| excerpt(text));
+        return Err(Error::Protocol { provider: PROVIDER, detail });
+    }
+    let mut reply = ServerReply { is_final: msg.is_final == Some(true), ..ServerReply::default() };
+    if let Some(b64) = msg.audio.as_deref().filter(|a| !a.is_empty()) {
+        let bytes = base64::engine::general_purpose::STANDARD.decode(b64).map_err(|e| Error::Protocol {
+            provider: PROVIDER,
+            detail: format!("audio is not base64: {e}"),
+        })?;
+        reply.samples.reserve(decoder.max_samples(bytes.len()));
+        decoder.push(&bytes, &mut reply.samples);
+        reply.alignment = msg.alignment.or(msg.normalized_alignment).map(Alignment::from);
+    }
+    Ok(reply)
 }
 
 /// Speaks one reply over one socket.
@@ -215,33 +272,24 @@ impl Session<'_> {
         let cut = |detail: String| Error::StreamCut { provider: PROVIDER, detail };
         let text = match msg {
             None => return Err(cut("socket closed before isFinal".into())),
+            Some(Err(tungstenite::Error::Capacity(e))) => {
+                let detail = format!("{e}: the limit is {MAX_MESSAGE_BYTES} bytes");
+                return Err(Error::Protocol { provider: PROVIDER, detail });
+            }
             Some(Err(e)) => return Err(cut(e.to_string())),
             Some(Ok(Message::Text(t))) => t,
             Some(Ok(Message::Close(frame))) => return Err(closed(frame, self.got_audio, self.key_env)),
             Some(Ok(_)) => return Ok(Flow::Continue),
         };
-        let msg: ServerMessage = serde_json::from_str(&text).map_err(|e| Error::Protocol {
-            provider: PROVIDER,
-            detail: format!("unreadable message ({e}): {}", excerpt(&text)),
-        })?;
-        if msg.error.is_some() {
-            let detail = msg.message.unwrap_or_else(|| excerpt(&text));
-            return Err(Error::Protocol { provider: PROVIDER, detail });
-        }
-        if let Some(b64) = msg.audio.as_deref().filter(|a| !a.is_empty()) {
-            let bytes = base64::engine::general_purpose::STANDARD.decode(b64).map_err(|e| {
-                Error::Protocol { provider: PROVIDER, detail: format!("audio is not base64: {e}") }
-            })?;
-            let mut samples = Vec::with_capacity(self.decoder.max_samples(bytes.len()));
-            self.decoder.push(&bytes, &mut samples);
-            let alignment = msg.alignment.or(msg.normalized_alignment).map(Alignment::from);
+        let ServerReply { samples, alignment, is_final } = decode(&text, &mut self.decoder)?;
+        if !samples.is_empty() {
             trace!(samples = samples.len(), "← elevenlabs audio");
             self.got_audio = true;
             if events.send(SynthEvent::Audio { samples, alignment }).await.is_err() {
                 return Ok(Flow::Done);
             }
         }
-        if msg.is_final == Some(true) {
+        if is_final {
             debug!("elevenlabs: isFinal");
             return Ok(Flow::Done);
         }
@@ -279,7 +327,12 @@ async fn connect(el: &ElevenLabs) -> Result<Socket, Error> {
             detail: "the key is not a valid header value".into(),
         })?;
         request.headers_mut().insert("xi-api-key", key);
-        let detail = match tokio::time::timeout(timeout, tokio_tungstenite::connect_async(request)).await {
+        let detail = match tokio::time::timeout(
+            timeout,
+            tokio_tungstenite::connect_async_with_config(request, Some(ws_config()), false),
+        )
+        .await
+        {
             Ok(Ok((socket, _))) => return Ok(socket),
             Err(_) => format!("no handshake within {timeout:?}"),
             Ok(Err(tungstenite::Error::Http(resp))) => {
