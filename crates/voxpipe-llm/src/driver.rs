@@ -63,11 +63,17 @@ pub(crate) struct Settings {
     pub retry_backoff: Duration,
     pub request_timeout: Duration,
     pub stall_timeout: Duration,
+    pub spoken: crate::SpokenFallback,
 }
 
 impl Settings {
     /// Settings from a provider config's shared keys.
-    pub(crate) fn new(stage_name: &str, max_tool_rounds: u32, http: &crate::http::HttpConfig) -> Self {
+    pub(crate) fn new(
+        stage_name: &str,
+        max_tool_rounds: u32,
+        http: &crate::http::HttpConfig,
+        spoken: &crate::SpokenFallback,
+    ) -> Self {
         Self {
             stage_name: stage_name.into(),
             max_tool_rounds,
@@ -75,6 +81,7 @@ impl Settings {
             retry_backoff: Duration::from_millis(http.retry_backoff_ms),
             request_timeout: Duration::from_millis(http.request_timeout_ms),
             stall_timeout: Duration::from_millis(http.stall_timeout_ms),
+            spoken: spoken.clone(),
         }
     }
 }
@@ -112,6 +119,8 @@ pub(crate) struct Driver<P> {
     pub client: reqwest::Client,
     pub history: History,
     turns: u64,
+    /// The slow-provider line said during the current round, for history.
+    slow_said: Option<String>,
 }
 
 /// How a round (one HTTP request and its stream) ended.
@@ -138,7 +147,7 @@ impl<P: Provider> Driver<P> {
             provider: P::NAME,
             message: format!("cannot build the HTTP client: {e}"),
         })?;
-        Ok(Self { provider, client, history: History::new(), turns: 0 })
+        Ok(Self { provider, client, history: History::new(), turns: 0, slow_said: None })
     }
 
     /// The stage loop.
@@ -221,6 +230,14 @@ impl<P: Provider> Driver<P> {
             }
             let first_token = first_token_pending.then_some(&ctx.events);
             let outcome = self.round(sig, out, &reply, tools.specs(), tools_enabled, first_token).await;
+            // The caller heard the slow-provider line before this round's words: so does history.
+            let said = self.slow_said.take();
+            let with_said = |mut parts: Vec<AssistantPart>| {
+                if let Some(l) = &said {
+                    parts.insert(0, AssistantPart::Text(format!("{l} ")));
+                }
+                parts
+            };
             if let Round::Complete(o) = &outcome
                 && !text_of(&o.parts).is_empty()
             {
@@ -238,7 +255,7 @@ impl<P: Provider> Driver<P> {
                             _ => None,
                         })
                         .collect();
-                    self.history.push_assistant(output.parts);
+                    self.history.push_assistant(with_said(output.parts));
                     if calls.is_empty() {
                         break (completion_status(output.stop_reason.as_deref()), output.stop_reason, None);
                     }
@@ -276,14 +293,12 @@ impl<P: Provider> Driver<P> {
                     // audio had not started playing.
                     let heard = heard_of(&reply, played.as_ref());
                     debug!(dropped, generated = partial.len(), heard = %heard, "response interrupted");
-                    if !heard.is_empty() {
-                        self.history.push_assistant(vec![AssistantPart::Text(heard)]);
-                    }
+                    self.history.push_assistant(with_said(vec![AssistantPart::Text(heard)]));
                     break (ResponseStatus::Cancelled, Some("interrupted".into()), None);
                 }
                 Round::Failed(error, partial) => {
                     spoken.push_str(&partial);
-                    self.history.push_assistant(vec![AssistantPart::Text(partial)]);
+                    self.history.push_assistant(with_said(vec![AssistantPart::Text(partial)]));
                     break (ResponseStatus::Failed, Some(error.code()), Some(error));
                 }
                 Round::Stop => return Ok(Flow::Stop),
@@ -299,6 +314,22 @@ impl<P: Provider> Driver<P> {
             }
         }
         let mut frames = Vec::new();
+        if failure.as_ref().is_some_and(|e| !e.is_fatal())
+            && let Some(line) = crate::SpokenFallback::line(&self.provider.settings().spoken.failed)
+        {
+            // The caller is not left in silence: the failure line, as its own item.
+            info!(line, "turn failed: speaking the failure line");
+            let item: ItemId = format!("failed_{}", self.turns).into();
+            frames.push(Frame::TextDelta(TextDelta { item: item.clone(), text: line.to_string() }));
+            frames.push(Frame::AssistantTranscript(Transcript {
+                item: Some(item),
+                text: line.to_string(),
+                is_final: true,
+            }));
+            if !self.history.append_to_last_assistant(line) {
+                self.history.push_assistant(vec![AssistantPart::Text(line.to_string())]);
+            }
+        }
         let speaks = !spoken.is_empty() && status != ResponseStatus::Cancelled;
         if speaks {
             let text = Transcript { item: Some(reply.clone()), text: spoken, is_final: true };
@@ -336,7 +367,16 @@ impl<P: Provider> Driver<P> {
     ) -> Round {
         let body = self.provider.body(&self.history, specs, tools_enabled);
         let requested_at = Instant::now();
-        let response = match crate::http::send_with_retries(&self.provider, &self.client, &body, sig).await {
+        let spoken = &self.provider.settings().spoken;
+        // The slow line: only while the turn has said nothing yet.
+        let slow = crate::SpokenFallback::line(&spoken.slow)
+            .filter(|_| first_token.is_some())
+            .map(|line| (line.to_string(), requested_at + Duration::from_millis(spoken.slow_after_ms)));
+        let slow_item: ItemId = format!("wait_{}", self.turns).into();
+        let send = crate::http::send_with_retries(&self.provider, &self.client, &body, sig);
+        let (sent, said) = say_if_slow(send, slow, &slow_item, out).await;
+        self.slow_said = said;
+        let response = match sent {
             Ok(r) => r,
             Err(Abort::Interrupted(played)) => return Round::Interrupted(String::new(), played),
             Err(Abort::Stop) => return Round::Stop,
@@ -402,6 +442,38 @@ impl<P: Provider> Driver<P> {
             }
         }
     }
+}
+
+/// Awaits `fut`; if it is still pending at `slow`'s instant, sends `slow`'s line downstream
+/// as item `item` first (the TTS speaks it at once) and goes on waiting. Returns the output
+/// and the line, if it was said.
+async fn say_if_slow<T>(
+    fut: impl std::future::Future<Output = T>,
+    slow: Option<(String, Instant)>,
+    item: &ItemId,
+    out: &Outbox,
+) -> (T, Option<String>) {
+    let Some((line, at)) = slow else { return (fut.await, None) };
+    tokio::pin!(fut);
+    tokio::select! {
+        biased;
+        r = &mut fut => return (r, None),
+        () = tokio::time::sleep_until(at) => {}
+    }
+    info!(line, "the provider has not started answering: speaking the slow line");
+    let delta = Frame::TextDelta(TextDelta { item: item.clone(), text: line.clone() });
+    let done = Frame::AssistantTranscript(Transcript {
+        item: Some(item.clone()),
+        text: line.clone(),
+        is_final: true,
+    });
+    // Sent while the request goes on; a closed output only means the call is ending.
+    let say = async {
+        let _ = out.send(delta).await;
+        let _ = out.send(done).await;
+    };
+    let (r, ()) = tokio::join!(fut, say);
+    (r, Some(line))
 }
 
 /// What running the tool calls of one model response gave.

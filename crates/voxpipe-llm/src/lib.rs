@@ -28,6 +28,8 @@
 //! honoured, up to a minute). A
 //! stall or a broken stream is never retried, since its text may already be spoken: it is
 //! logged as a `provider_error` event, the response ends `failed`, and the call goes on.
+//! [`SpokenFallback`] (`[stages.spoken_fallback]`) can fill both silences: a line said when
+//! the provider has not started answering after a budget, and one said when a turn fails.
 //!
 //! ```no_run
 //! use voxpipe_llm::{OpenAiChat, OpenAiChatConfig};
@@ -55,6 +57,7 @@ mod error;
 pub use voxpipe_core::history;
 mod http;
 pub mod openai;
+mod spoken;
 pub mod sse;
 
 pub use anthropic::{Anthropic, AnthropicConfig};
@@ -63,3 +66,4 @@ pub use error::Error;
 pub use history::{AssistantPart, History, Message};
 pub use http::HttpConfig;
 pub use openai::{OpenAiChat, OpenAiChatConfig};
+pub use spoken::SpokenFallback;

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use support::Harness;
-use voxpipe_core::{EventKind, NoTools, ResponseStatus, Secret};
+use voxpipe_core::{EventKind, Frame, NoTools, ResponseStatus, Secret};
 use voxpipe_fakes::openai_chat::{ChatFake, ChatFakeConfig, Fault, Knobs, ScriptedReply};
-use voxpipe_llm::{HttpConfig, OpenAiChat, OpenAiChatConfig};
+use voxpipe_llm::{HttpConfig, OpenAiChat, OpenAiChatConfig, SpokenFallback};
 
 async fn fake_with(faults: BTreeMap<usize, Fault>) -> ChatFake {
     let knobs = Knobs { faults, ..Knobs::default() };
@@ -144,5 +144,93 @@ async fn a_missing_server_is_retried_then_reported() {
     h.say("Anyone?").await;
     assert_eq!(h.turn().await.done().reason.as_deref(), Some("connect"));
     assert_eq!(provider_errors(&h.drain_events()), ["connect"]);
+    h.finish().await.unwrap();
+}
+
+fn with_spoken_fallback(fake: &ChatFake, spoken: SpokenFallback) -> Box<OpenAiChat> {
+    let config = OpenAiChatConfig {
+        base_url: fake.base_url(),
+        http: HttpConfig { retry_backoff_ms: 20, ..HttpConfig::default() },
+        spoken_fallback: spoken,
+        ..OpenAiChatConfig::default()
+    };
+    Box::new(OpenAiChat::new(config, Some(Secret::new("sk-right"))).unwrap())
+}
+
+/// Text of each item of a turn, in order: (item, text) of every delta.
+fn items(turn: &support::Turn) -> Vec<(String, String)> {
+    turn.frames
+        .iter()
+        .filter_map(|(_, f)| match f {
+            Frame::TextDelta(d) => Some((d.item.to_string(), d.text.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_provider_slow_to_answer_gets_the_slow_line_spoken_first_and_it_stays_in_history() {
+    // The first request is refused for 5 s (Retry-After); the line is due after 1 s.
+    let faults = BTreeMap::from([(0, Fault::Status { status: 429, retry_after_s: Some(5) })]);
+    let fake = fake_with(faults).await;
+    let spoken = SpokenFallback {
+        slow: Some("One moment, please.".into()),
+        slow_after_ms: 1000,
+        ..SpokenFallback::default()
+    };
+    let mut h = Harness::start(with_spoken_fallback(&fake, spoken), Arc::new(NoTools));
+    h.say("Hello?").await;
+    let turn = h.turn().await;
+    let said = items(&turn);
+    assert_eq!(said[0], ("wait_1".to_string(), "One moment, please.".to_string()), "{said:?}");
+    assert!(said[1..].iter().all(|(item, _)| item == "reply_1"), "{said:?}");
+    assert_eq!(turn.transcript().as_deref(), Some("One moment, please."), "its own final transcript");
+    assert_eq!(turn.done().status, ResponseStatus::Completed);
+    // Said at 1 s, while the retry waited for its 5 s.
+    let asked = fake.requests()[0].received_at;
+    let line_at = turn.first_delta_at().unwrap();
+    assert_eq!((line_at - asked).as_millis() / 100, 10, "{:?}", line_at - asked);
+    // The next request's history holds the line before the reply, as the caller heard it.
+    h.say("Thanks.").await;
+    let _ = h.turn().await;
+    let messages = fake.requests().last().unwrap().body["messages"].clone();
+    let assistant = messages.as_array().unwrap().iter().find(|m| m["role"] == "assistant").unwrap().clone();
+    assert_eq!(assistant["content"], "One moment, please. Hello again, friend.", "{messages}");
+    h.finish().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_quick_provider_gets_no_slow_line() {
+    let fake = fake_with(BTreeMap::new()).await;
+    let spoken = SpokenFallback { slow: Some("One moment, please.".into()), ..SpokenFallback::default() };
+    let mut h = Harness::start(with_spoken_fallback(&fake, spoken), Arc::new(NoTools));
+    h.say("Hello?").await;
+    let turn = h.turn().await;
+    assert!(items(&turn).iter().all(|(item, _)| item == "reply_1"), "{:?}", items(&turn));
+    h.finish().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_turn_gets_the_failure_line_and_the_call_goes_on() {
+    // Every attempt of the first turn fails (1 + 2 retries); the second turn is answered.
+    let e503 = Fault::Status { status: 503, retry_after_s: None };
+    let fake = fake_with(BTreeMap::from([(0, e503.clone()), (1, e503.clone()), (2, e503)])).await;
+    let line = "Sorry, I'm having trouble right now. Could you say that again?";
+    let spoken = SpokenFallback { failed: Some(line.into()), ..SpokenFallback::default() };
+    let mut h = Harness::start(with_spoken_fallback(&fake, spoken), Arc::new(NoTools));
+    h.say("Hello?").await;
+    let turn = h.turn().await;
+    assert_eq!(items(&turn), [("failed_1".to_string(), line.to_string())]);
+    assert_eq!(turn.done().status, ResponseStatus::Failed);
+    assert_eq!(provider_errors(&h.drain_events()).len(), 1);
+    h.say("Hello again?").await;
+    let turn = h.turn().await;
+    assert_eq!(turn.done().status, ResponseStatus::Completed);
+    // The model is told what the caller heard.
+    let messages = fake.requests().last().unwrap().body["messages"].clone();
+    assert!(
+        messages.as_array().unwrap().iter().any(|m| m["role"] == "assistant" && m["content"] == line),
+        "{messages}"
+    );
     h.finish().await.unwrap();
 }

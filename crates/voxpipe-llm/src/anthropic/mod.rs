@@ -49,6 +49,10 @@ pub struct AnthropicConfig {
     /// Retries and timeouts (`[stages.http]`). Default: see [`HttpConfig`].
     #[serde(default)]
     pub http: HttpConfig,
+    /// What the caller hears when the provider is slow or a turn fails
+    /// (`[stages.spoken_fallback]`). Default: nothing.
+    #[serde(default)]
+    pub spoken_fallback: crate::SpokenFallback,
 }
 
 fn model() -> String {
@@ -98,7 +102,8 @@ impl Anthropic {
             let message = "max_tokens must be at least 1".to_string();
             return Err(Error::Config { provider: MessagesProvider::NAME, message });
         }
-        let settings = Settings::new("llm.anthropic", config.max_tool_rounds, &config.http);
+        let settings =
+            Settings::new("llm.anthropic", config.max_tool_rounds, &config.http, &config.spoken_fallback);
         let provider = MessagesProvider { config, api_key, url, settings };
         Ok(Self { driver: Driver::new(provider)? })
     }

@@ -47,6 +47,10 @@ pub struct OpenAiChatConfig {
     /// Retries and timeouts (`[stages.http]`). Default: see [`HttpConfig`].
     #[serde(default)]
     pub http: HttpConfig,
+    /// What the caller hears when the provider is slow or a turn fails
+    /// (`[stages.spoken_fallback]`). Default: nothing.
+    #[serde(default)]
+    pub spoken_fallback: crate::SpokenFallback,
     /// Extra HTTP headers sent with every request (`OpenAI-Organization`, proxies…). Default:
     /// none.
     #[serde(default)]
@@ -113,7 +117,8 @@ impl OpenAiChat {
                 return Err(Error::Config { provider: ChatProvider::NAME, message });
             }
         }
-        let settings = Settings::new("llm.openai", config.max_tool_rounds, &config.http);
+        let settings =
+            Settings::new("llm.openai", config.max_tool_rounds, &config.http, &config.spoken_fallback);
         let provider = ChatProvider { config, api_key, url, settings };
         Ok(Self { driver: Driver::new(provider)? })
     }
