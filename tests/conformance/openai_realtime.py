@@ -9,8 +9,9 @@ silence (the fake's energy VAD hears it) -> a `get_weather` function call; its
 `function_call_output` and `response.create` -> a long spoken answer; while that answer plays,
 the caller talks over it (barge-in): the fake cancels the response (`turn_detected`), the
 client truncates the assistant item at what it had received (`conversation.item.truncate`) and
-retrieves it; the barge-in turn gets its own answer. Exits 1 on any event the SDK's types
-reject, any `error` event, or a conversation that goes otherwise.
+retrieves it; the barge-in turn gets its own answer. Then an out-of-band text response, an
+item deleted, the input buffer cleared, and an `error` for retrieving the deleted item. Exits 1 on any event the SDK's types
+reject, any `error` event but the one provoked, or a conversation that goes otherwise.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ class Dialect(typing.NamedTuple):
     union: object
     item_added: str
     audio_delta: str
+    text_delta: str
+    text_done: str
     session: dict[str, typing.Any]
 
 
@@ -61,6 +64,8 @@ GA = Dialect(
     union=ga_types.RealtimeServerEvent,
     item_added="conversation.item.added",
     audio_delta="response.output_audio.delta",
+    text_delta="response.output_text.delta",
+    text_done="response.output_text.done",
     session={
         "type": "realtime",
         "instructions": "You are a weather assistant.",
@@ -83,6 +88,8 @@ BETA = Dialect(
     union=beta_types.RealtimeServerEvent,
     item_added="conversation.item.created",
     audio_delta="response.audio.delta",
+    text_delta="response.text.delta",
+    text_done="response.text.done",
     session={
         "modalities": ["text", "audio"],
         "instructions": "You are a weather assistant.",
@@ -104,10 +111,10 @@ class Call:
         self.conn, self.d, self.v = conn, dialect, validator
         self.audio_offset = 0
 
-    def recv(self) -> dict[str, typing.Any]:
+    def recv(self, error_ok: bool = False) -> dict[str, typing.Any]:
         raw = self.conn.recv_bytes()
         ev = self.v.check(raw)
-        if ev["type"] == "error":
+        if ev["type"] == "error" and not error_ok:
             fail(f"{self.d.name}: the fake answered with an error event: {ev['error']}")
         # The SDK's own (non-validating) parse must agree on the type too.
         parsed = self.conn.parse_event(raw)
@@ -207,6 +214,26 @@ def run_dialect(client: openai.OpenAI, d: Dialect) -> Validator:
         item = call.until("conversation.item.retrieved")[-1]["item"]
         expect(item["id"] == item_id, f"{d.name}: retrieved {item}")
         expect(all(not c.get("transcript") for c in item["content"]), f"{d.name}: transcript kept: {item}")
+
+        # An out-of-band text response (a filler line): text events, nothing added to the conversation.
+        text_only = {"modalities": ["text"]} if d is BETA else {"output_modalities": ["text"]}
+        conn.response.create(response={"conversation": "none", "instructions": 'Say "One moment, please."', **text_only})
+        events = call.until("response.done")
+        for ty in (d.text_delta, d.text_done, "response.content_part.added", "response.content_part.done"):
+            expect(ty in types(events), f"{d.name}: no {ty} in the text response: {types(events)}")
+        expect(not any(t == d.item_added for t in types(events)), f"{d.name}: out of band, yet added to the conversation")
+        text = next(e["text"] for e in events if e["type"] == d.text_done)
+        expect(text == "One moment, please.", f"{d.name}: the text response said {text!r}")
+
+        # Deleting an item, clearing the input buffer, and an error the client caused.
+        conn.conversation.item.delete(item_id=item_id)
+        expect(call.until("conversation.item.deleted")[-1]["item_id"] == item_id, f"{d.name}: deleted another item")
+        conn.input_audio_buffer.clear()
+        call.until("input_audio_buffer.cleared")
+        conn.conversation.item.retrieve(item_id=item_id, event_id="evt_retrieve_deleted")
+        error = call.recv(error_ok=True)
+        expect(error["type"] == "error", f"{d.name}: retrieving a deleted item gave {error['type']}")
+        expect(error["error"]["event_id"] == "evt_retrieve_deleted", f"{d.name}: the error names another event: {error}")
     return v
 
 

@@ -103,6 +103,7 @@ impl Fake {
             .args(args)
             .env_remove("PYTHONPATH")
             .env_remove("PYTHONHOME")
+            .env("PYTHONDONTWRITEBYTECODE", "1")
             .stdin(Stdio::null())
             .output()
             .unwrap_or_else(|e| panic!("running {script}: {e}"));
