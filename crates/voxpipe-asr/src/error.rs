@@ -53,6 +53,15 @@ pub enum Error {
         /// The start of the response body.
         body: String,
     },
+    /// The transcription API answered with a body larger than this client reads
+    /// ([`MAX_BODY_BYTES`](crate::openai::MAX_BODY_BYTES)).
+    #[error("{provider}: response body larger than the limit of {limit} bytes")]
+    TooLarge {
+        /// Provider name.
+        provider: &'static str,
+        /// The limit, bytes.
+        limit: usize,
+    },
     /// Resampling the input failed.
     #[error(transparent)]
     Resample(#[from] voxpipe_core::audio::ResampleError),

@@ -11,6 +11,12 @@ use voxpipe_core::{CallContext, Inbox, Outbox, Secret, Stage, StageError};
 
 const PROVIDER: &str = "asr.openai";
 
+/// The largest response body read from the transcription endpoint, bytes: 4 MiB. A transcript
+/// of one utterance is a few hundred bytes (even `verbose_json` of a whole 25 MB upload stays
+/// well under a megabyte), so this only stops a broken or hostile server from making the
+/// client buffer without bound.
+pub const MAX_BODY_BYTES: usize = 4 << 20;
+
 /// Settings of the `asr.openai` stage.
 ///
 /// ```toml
@@ -160,11 +166,7 @@ impl OpenAiTranscriber {
                 },
             )?;
         let status = resp.status();
-        let body = resp.text().await.map_err(|e| Error::Http {
-            provider: PROVIDER,
-            reason: e.without_url().to_string(),
-            url: self.url.clone(),
-        })?;
+        let body = self.read_body(resp).await?;
         if !status.is_success() {
             return Err(Error::Status { provider: PROVIDER, status: status.as_u16(), body: excerpt(&body) });
         }
@@ -174,6 +176,26 @@ impl OpenAiTranscriber {
             body: excerpt(&body),
         })?;
         Ok(parsed.text)
+    }
+}
+
+impl OpenAiTranscriber {
+    /// The body as text (lossy UTF-8), read chunk by chunk up to [`MAX_BODY_BYTES`].
+    async fn read_body(&self, mut resp: reqwest::Response) -> Result<String, Error> {
+        let mut body = Vec::new();
+        loop {
+            let chunk = resp.chunk().await.map_err(|e| Error::Http {
+                provider: PROVIDER,
+                reason: e.without_url().to_string(),
+                url: self.url.clone(),
+            })?;
+            let Some(chunk) = chunk else { break };
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(Error::TooLarge { provider: PROVIDER, limit: MAX_BODY_BYTES });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(String::from_utf8_lossy(&body).into_owned())
     }
 }
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -22,6 +22,12 @@ pub const WORKER_ENV: &str = "VOXPIPE_LLM_WORKER";
 
 /// Lines of the worker's stderr kept for error messages.
 const LOG_TAIL: usize = 12;
+
+/// The longest line read from the worker (a reply on stdout, a log line on stderr), bytes:
+/// 4 MiB. A reply is one JSON object per line (a text delta, a tool call's body, counts), a few
+/// KB at most; the cap keeps a broken worker, or another program configured as the worker, from
+/// making this process buffer a line without end.
+pub const MAX_LINE_BYTES: usize = 4 << 20;
 
 /// What the worker said when its model was loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -243,12 +249,80 @@ fn describe(status: std::process::ExitStatus) -> String {
     status.to_string()
 }
 
-async fn read_replies(stdout: tokio::process::ChildStdout, tx: mpsc::Sender<Result<Reply, String>>) {
-    let mut lines = BufReader::new(stdout).lines();
+/// One line read by [`read_line_capped`].
+#[derive(Debug, PartialEq, Eq)]
+enum Line {
+    /// A whole line, without its `\n` (or `\r\n`); invalid UTF-8 replaced.
+    Text(String),
+    /// The line went past the limit; with `discard`, the rest of it was skipped.
+    TooLong,
+    /// End of the stream.
+    Eof,
+}
+
+/// Reads one line of at most `max` bytes. Past `max` it returns [`Line::TooLong`] at once, or,
+/// with `discard`, after skipping the rest of the line (so the next call reads the next one).
+/// Never holds more than `max` bytes of a line.
+async fn read_line_capped<R: AsyncBufRead + Unpin>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+    discard: bool,
+) -> std::io::Result<Line> {
+    buf.clear();
+    let mut too_long = false;
     loop {
-        let line = match lines.next_line().await {
-            Ok(Some(line)) => line,
-            Ok(None) => return,
+        let available = r.fill_buf().await?;
+        if available.is_empty() {
+            return Ok(match (too_long, buf.is_empty()) {
+                (true, _) => Line::TooLong,
+                (false, true) => Line::Eof,
+                (false, false) => Line::Text(String::from_utf8_lossy(buf).into_owned()),
+            });
+        }
+        let (piece, end) = match available.iter().position(|&b| b == b'\n') {
+            Some(i) => (&available[..i], Some(i + 1)),
+            None => (available, None),
+        };
+        let consumed = end.unwrap_or(piece.len());
+        if !too_long && buf.len() + piece.len() > max {
+            too_long = true;
+            buf.clear();
+            if !discard {
+                r.consume(consumed);
+                return Ok(Line::TooLong);
+            }
+        }
+        if !too_long {
+            buf.extend_from_slice(piece);
+        }
+        r.consume(consumed);
+        if end.is_some() {
+            if too_long {
+                return Ok(Line::TooLong);
+            }
+            if buf.last() == Some(&b'\r') {
+                buf.pop();
+            }
+            return Ok(Line::Text(String::from_utf8_lossy(buf).into_owned()));
+        }
+    }
+}
+
+async fn read_replies(stdout: tokio::process::ChildStdout, tx: mpsc::Sender<Result<Reply, String>>) {
+    let mut reader = BufReader::new(stdout);
+    let mut buf = Vec::new();
+    loop {
+        let line = match read_line_capped(&mut reader, &mut buf, MAX_LINE_BYTES, false).await {
+            Ok(Line::Text(line)) => line,
+            Ok(Line::TooLong) => {
+                // The worker is unusable: report it and read no further.
+                let _ = tx
+                    .send(Err(format!("a reply line longer than the limit of {MAX_LINE_BYTES} bytes")))
+                    .await;
+                return;
+            }
+            Ok(Line::Eof) => return,
             Err(e) => {
                 debug!(error = %e, "reading the llm worker's output failed");
                 return;
@@ -270,8 +344,14 @@ async fn read_replies(stdout: tokio::process::ChildStdout, tx: mpsc::Sender<Resu
 /// Forwards the worker's stderr to this process's log (warnings as warnings, the rest at
 /// debug) and keeps the last lines for error messages.
 async fn forward_log(stderr: tokio::process::ChildStderr, log: Arc<Mutex<VecDeque<String>>>) {
-    let mut lines = BufReader::new(stderr).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
+    let mut reader = BufReader::new(stderr);
+    let mut buf = Vec::new();
+    loop {
+        let line = match read_line_capped(&mut reader, &mut buf, MAX_LINE_BYTES, true).await {
+            Ok(Line::Text(line)) => line,
+            Ok(Line::TooLong) => format!("(a log line longer than {MAX_LINE_BYTES} bytes was dropped)"),
+            Ok(Line::Eof) | Err(_) => return,
+        };
         if line.contains("WARN") || line.contains("ERROR") {
             warn!(target: "voxpipe_llm_worker", "{line}");
         } else {
@@ -282,5 +362,80 @@ async fn forward_log(stderr: tokio::process::ChildStderr, log: Arc<Mutex<VecDequ
             log.pop_front();
         }
         log.push_back(line);
+    }
+}
+
+#[cfg(test)]
+mod line_tests {
+    use super::*;
+
+    async fn lines(input: &[u8], max: usize, discard: bool) -> Vec<Line> {
+        let mut r = input;
+        let mut buf = Vec::new();
+        let mut out = Vec::new();
+        loop {
+            let line = read_line_capped(&mut r, &mut buf, max, discard).await.unwrap();
+            let end = line == Line::Eof || (line == Line::TooLong && !discard);
+            out.push(line);
+            if end {
+                return out;
+            }
+        }
+    }
+
+    fn text(s: &str) -> Line {
+        Line::Text(s.into())
+    }
+
+    #[tokio::test]
+    async fn lines_are_split_on_lf_and_crlf_and_a_last_unterminated_line_counts() {
+        let got = lines(b"one\r\ntwo\n\nthree", 16, false).await;
+        assert_eq!(got, [text("one"), text("two"), text(""), text("three"), Line::Eof]);
+    }
+
+    #[tokio::test]
+    async fn a_line_past_the_limit_stops_the_reader_or_is_skipped() {
+        assert_eq!(lines(b"ok\n0123456789\nnext\n", 8, false).await, [text("ok"), Line::TooLong]);
+        assert_eq!(
+            lines(b"ok\n0123456789\nnext\n12345678", 8, true).await,
+            [text("ok"), Line::TooLong, text("next"), text("12345678"), Line::Eof]
+        );
+    }
+
+    /// A worker whose first reply is a valid `ready` line padded past the limit: without the
+    /// cap it would be read whole (and accepted); with it, `start` fails with a protocol error.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_worker_reply_line_over_the_limit_is_a_protocol_error() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("voxpipe-llm-local-line-cap-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let script = dir.join("fake-worker.sh");
+        let pad = MAX_LINE_BYTES + 1;
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nread -r request\nprintf '{{\"type\":\"ready\",\"n_params\":1,\"n_ctx_train\":1,\"load_ms\":1,\"pad\":\"'\nhead -c {pad} /dev/zero | tr '\\000' a\nprintf '\"}}\\n'\nsleep 10\n"
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let settings = Settings {
+            threads: 1,
+            batch_threads: None,
+            context_tokens: 512,
+            max_tokens: 16,
+            temperature: 0.0,
+            top_p: 1.0,
+            seed: 0,
+            stop: Vec::new(),
+        };
+        let err = WorkerProcess::start(&script, Path::new("model.gguf"), settings).await.unwrap_err();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(matches!(err, Error::Protocol { .. }), "{err}");
+        assert!(
+            err.to_string().contains(&format!("longer than the limit of {MAX_LINE_BYTES} bytes")),
+            "{err}"
+        );
     }
 }
