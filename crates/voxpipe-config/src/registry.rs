@@ -60,6 +60,25 @@ enum Load {
     PathsOnly,
 }
 
+/// The fallbacks of LLM stage `i`, each with its own key read now.
+fn llm_fallbacks(
+    i: usize,
+    list: &[voxpipe_llm::FallbackConfig],
+    env: &Env,
+) -> Result<Vec<voxpipe_llm::Fallback>, BuildError> {
+    list.iter()
+        .enumerate()
+        .map(|(j, f)| {
+            let key = match f.api_key_env() {
+                Some(var) => Some(env.secret(var, format!("stages[{i}].fallback[{j}].api_key_env"))?),
+                None => None,
+            };
+            voxpipe_llm::Fallback::new(f, key)
+                .map_err(|e| BuildError::new(format!("stages[{i}].fallback[{j}]"), e))
+        })
+        .collect()
+}
+
 async fn build_stage(
     i: usize,
     stage: &StageConfig,
@@ -87,15 +106,21 @@ async fn build_stage(
                 Some(var) => Some(env.secret(var, key("api_key_env"))?),
                 None => None,
             };
-            Box::new(
-                voxpipe_llm::OpenAiChat::new(c.clone(), api_key).map_err(|e| BuildError::new(whole(), e))?,
-            )
+            let mut stage =
+                voxpipe_llm::OpenAiChat::new(c.clone(), api_key).map_err(|e| BuildError::new(whole(), e))?;
+            for f in llm_fallbacks(i, &c.fallback, env)? {
+                stage = stage.with_fallback(f);
+            }
+            Box::new(stage)
         }
         StageConfig::LlmAnthropic(c) => {
             let api_key = env.secret(&c.api_key_env, key("api_key_env"))?;
-            Box::new(
-                voxpipe_llm::Anthropic::new(c.clone(), api_key).map_err(|e| BuildError::new(whole(), e))?,
-            )
+            let mut stage =
+                voxpipe_llm::Anthropic::new(c.clone(), api_key).map_err(|e| BuildError::new(whole(), e))?;
+            for f in llm_fallbacks(i, &c.fallback, env)? {
+                stage = stage.with_fallback(f);
+            }
+            Box::new(stage)
         }
         StageConfig::TtsOpenAi(c) => {
             let api_key = match &c.api_key_env {

@@ -280,3 +280,46 @@ fn every_remote_kind_in_the_table_builds() {
         "realtime.openai, asr.openai, llm.openai, llm.anthropic, tts.openai, tts.elevenlabs"
     );
 }
+
+const CASCADE_WITH_FALLBACK: &str = r#"
+name = "t"
+[input]
+kind = "wav"
+path = "in.wav"
+[output]
+kind = "wav"
+path = "out.wav"
+[[stages]]
+kind = "asr.openai"
+[[stages]]
+kind = "llm.openai"
+model = "gpt-4o-mini"
+[[stages.fallback]]
+kind = "llm.anthropic"
+model = "claude-haiku-4-5"
+api_key_env = "BACKUP_KEY"
+[[stages]]
+kind = "tts.openai"
+"#;
+
+#[test]
+fn an_llm_fallback_list_loads_and_its_keys_are_read_and_named() {
+    let c = load_str(Path::new("p.toml"), CASCADE_WITH_FALLBACK, &LoadOptions::default()).unwrap();
+    let env =
+        |vars: &[(&str, &str)]| Env::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let e = block_on(voxpipe_config::registry::validate(&c, &env(&[("OPENAI_API_KEY", "sk-1")])))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("key `stages[1].fallback[0].api_key_env`") && e.contains("BACKUP_KEY"), "{e}");
+    block_on(voxpipe_config::registry::validate(
+        &c,
+        &env(&[("OPENAI_API_KEY", "sk-1"), ("BACKUP_KEY", "sk-2")]),
+    ))
+    .unwrap();
+    // A fallback's own keys are checked like a stage's (the path names the stage, not yet the
+    // list entry: the kind-tagged entry is read from a buffer).
+    let e = err(&CASCADE_WITH_FALLBACK.replace("model = \"claude-haiku-4-5\"", "modle = \"x\""));
+    assert!(e.contains("key `stages[1].modle`") && e.contains("anthropic_version"), "{e}");
+    let e = err(&CASCADE_WITH_FALLBACK.replace("kind = \"llm.anthropic\"", "kind = \"llm.nope\""));
+    assert!(e.contains("llm.nope"), "{e}");
+}

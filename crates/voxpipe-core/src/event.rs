@@ -155,6 +155,19 @@ pub enum EventKind {
         /// Conversation items sent again to the new session.
         replayed_items: usize,
     },
+    /// A provider failed and the stage moved to its next fallback for the rest of the call.
+    Failover {
+        /// Stage name.
+        stage: String,
+        /// The provider that failed (`llm.openai gpt-4o-mini`).
+        from: String,
+        /// The one taking over.
+        to: String,
+        /// Why.
+        reason: String,
+        /// Time the turn had gone without an answer when it switched, ms.
+        after_ms: u64,
+    },
     /// The call was handed off.
     Handoff {
         /// Why.

@@ -110,21 +110,23 @@ pub(crate) trait Provider: Send + Sync + 'static {
     fn request(&self, client: &reqwest::Client, body: &serde_json::Value) -> reqwest::RequestBuilder;
     /// How to fix an authentication failure (`check OPENAI_API_KEY`).
     fn key_hint(&self) -> String;
+    /// The model asked for.
+    fn model(&self) -> &str;
 }
 
 /// A stage's state for one call.
 #[derive(Debug)]
-pub(crate) struct Driver<P> {
-    pub provider: P,
-    pub client: reqwest::Client,
+pub(crate) struct Driver {
+    /// The primary provider, then its fallbacks in order.
+    backends: Vec<Box<dyn Backend>>,
+    /// The one in use: a failover moves on for the rest of the call.
+    active: usize,
     pub history: History,
     turns: u64,
-    /// The slow-provider line said during the current round, for history.
-    slow_said: Option<String>,
 }
 
 /// How a round (one HTTP request and its stream) ended.
-enum Round {
+pub(crate) enum Round {
     Complete(RoundOutput),
     /// Interrupted: the text generated so far, and what the caller heard of the item playing.
     Interrupted(String, Option<voxpipe_core::PlayedItem>),
@@ -138,16 +140,29 @@ enum Flow {
     Stop,
 }
 
-impl<P: Provider> Driver<P> {
-    pub fn new(provider: P) -> Result<Self, Error> {
-        let s = provider.settings();
-        let settings =
-            voxpipe_http::Settings { connect_timeout: Some(s.request_timeout), ..Default::default() };
-        let client = voxpipe_http::client(settings).map_err(|e| Error::Config {
-            provider: P::NAME,
-            message: format!("cannot build the HTTP client: {e}"),
-        })?;
-        Ok(Self { provider, client, history: History::new(), turns: 0, slow_said: None })
+impl Driver {
+    pub fn new<P: Provider + std::fmt::Debug>(provider: P) -> Result<Self, Error> {
+        Ok(Self {
+            backends: vec![Box::new(Http::new(provider)?)],
+            active: 0,
+            history: History::new(),
+            turns: 0,
+        })
+    }
+
+    /// Adds a fallback, tried after the ones before it.
+    pub fn push_fallback(&mut self, backend: Box<dyn Backend>) {
+        self.backends.push(backend);
+    }
+
+    /// The primary provider alone (to serve as another stage's fallback).
+    pub fn into_primary(mut self) -> Box<dyn Backend> {
+        self.backends.swap_remove(0)
+    }
+
+    /// The primary's settings: they rule the turn (stage name, tool rounds, spoken lines).
+    fn primary(&self) -> &Settings {
+        self.backends[0].settings()
     }
 
     /// The stage loop.
@@ -185,7 +200,7 @@ impl<P: Provider> Driver<P> {
                         Ok(Flow::Continue) => {}
                         Ok(Flow::Stop) => return Ok(()),
                         Err(e) => {
-                            return Err(StageError::new(self.provider.settings().stage_name.clone(), e));
+                            return Err(StageError::new(self.primary().stage_name.clone(), e));
                         }
                     }
                 }
@@ -220,18 +235,44 @@ impl<P: Provider> Driver<P> {
             return Ok(Flow::Stop);
         }
         let tools: Arc<dyn voxpipe_core::ToolRuntime> = ctx.tools.clone();
-        let max_rounds = self.provider.settings().max_tool_rounds;
+        let max_rounds = self.primary().max_tool_rounds;
         let (mut spoken, mut usage, mut end_call) = (String::new(), None::<Usage>, false);
         let mut round = 0;
+        let turn_started = Instant::now();
+        // A slow line said by a provider that then failed over.
+        let mut said_before: Option<String> = None;
         let (status, reason, failure) = loop {
             let tools_enabled = !tools.specs().is_empty() && round < max_rounds;
             if !tools.specs().is_empty() && round == max_rounds {
                 warn!(max_rounds, "tool round limit reached: asking for an answer without tools");
             }
             let first_token = first_token_pending.then_some(&ctx.events);
-            let outcome = self.round(sig, out, &reply, tools.specs(), tools_enabled, first_token).await;
+            let rq = RoundRequest {
+                out,
+                reply: &reply,
+                specs: tools.specs(),
+                tools_enabled,
+                first_token,
+                turn: self.turns,
+            };
+            let (outcome, said_now) = self.backends[self.active].round(&self.history, rq, sig).await;
+            let said = said_now.or(said_before.take());
+            // A provider that failed before saying anything: the next one takes over, for the
+            // rest of the call, and this round is asked of it.
+            if let Round::Failed(error, partial) = &outcome
+                && partial.is_empty()
+                && self.active + 1 < self.backends.len()
+            {
+                let (from, to) = (self.backends[self.active].label(), self.backends[self.active + 1].label());
+                let after_ms = turn_started.elapsed().as_millis() as u64;
+                warn!(%from, %to, %error, after_ms, "LLM failover");
+                let (stage, reason) = (self.primary().stage_name.clone(), error.to_string());
+                ctx.events.emit(EventKind::Failover { stage, from, to, reason, after_ms }).await;
+                self.active += 1;
+                said_before = said;
+                continue;
+            }
             // The caller heard the slow-provider line before this round's words: so does history.
-            let said = self.slow_said.take();
             let with_said = |mut parts: Vec<AssistantPart>| {
                 if let Some(l) = &said {
                     parts.insert(0, AssistantPart::Text(format!("{l} ")));
@@ -307,7 +348,7 @@ impl<P: Provider> Driver<P> {
         if let Some(error) = &failure {
             warn!(%error, "response failed");
             if !error.is_fatal() {
-                let stage = self.provider.settings().stage_name.clone();
+                let stage = self.primary().stage_name.clone();
                 let kind =
                     EventKind::ProviderError { stage, code: Some(error.code()), message: error.to_string() };
                 ctx.events.emit(kind).await;
@@ -315,8 +356,9 @@ impl<P: Provider> Driver<P> {
         }
         let mut frames = Vec::new();
         if failure.as_ref().is_some_and(|e| !e.is_fatal())
-            && let Some(line) = crate::SpokenFallback::line(&self.provider.settings().spoken.failed)
+            && let Some(line) = crate::SpokenFallback::line(&self.primary().spoken.failed).map(str::to_string)
         {
+            let line = line.as_str();
             // The caller is not left in silence: the failure line, as its own item.
             info!(line, "turn failed: speaking the failure line");
             let item: ItemId = format!("failed_{}", self.turns).into();
@@ -352,36 +394,111 @@ impl<P: Provider> Driver<P> {
         }
         Ok(Flow::Continue)
     }
+}
+
+/// One provider behind a stage: its primary, or one of its fallbacks. Object-safe, so one
+/// stage can hold providers of different kinds (`llm.openai` falling back to `llm.anthropic`).
+#[async_trait::async_trait]
+pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
+    /// Its settings (retries and timeouts; the primary's also rule the turn).
+    fn settings(&self) -> &Settings;
+    /// `llm.openai gpt-4o-mini`, for logs and the failover event.
+    fn label(&self) -> String;
+    /// One request for the conversation so far and its stream; also the slow line, if it was
+    /// said while waiting.
+    async fn round(
+        &self,
+        history: &History,
+        rq: RoundRequest<'_>,
+        sig: &mut Signals,
+    ) -> (Round, Option<String>);
+}
+
+/// What one round asks of a [`Backend`].
+pub(crate) struct RoundRequest<'a> {
+    pub out: &'a Outbox,
+    pub reply: &'a ItemId,
+    pub specs: &'a [ToolSpec],
+    pub tools_enabled: bool,
+    /// Set while the turn has said nothing: the first text is logged as `llm_first_token_ms`.
+    pub first_token: Option<&'a EventSender>,
+    pub turn: u64,
+}
+
+/// An HTTP [`Provider`] with its client.
+#[derive(Debug)]
+pub(crate) struct Http<P> {
+    provider: P,
+    client: reqwest::Client,
+}
+
+impl<P: Provider + std::fmt::Debug> Http<P> {
+    pub(crate) fn new(provider: P) -> Result<Self, Error> {
+        let s = provider.settings();
+        let settings =
+            voxpipe_http::Settings { connect_timeout: Some(s.request_timeout), ..Default::default() };
+        let client = voxpipe_http::client(settings).map_err(|e| Error::Config {
+            provider: P::NAME,
+            message: format!("cannot build the HTTP client: {e}"),
+        })?;
+        Ok(Self { provider, client })
+    }
+}
+
+#[async_trait::async_trait]
+impl<P: Provider + std::fmt::Debug> Backend for Http<P> {
+    fn settings(&self) -> &Settings {
+        self.provider.settings()
+    }
+
+    fn label(&self) -> String {
+        format!("{} {}", self.provider.settings().stage_name, self.provider.model())
+    }
 
     /// One request and its stream, text deltas sent downstream as they arrive. With
     /// `first_token`, the time from the request to the first text is logged as the turn's
     /// `llm_first_token_ms` metric.
     async fn round(
-        &mut self,
+        &self,
+        history: &History,
+        rq: RoundRequest<'_>,
         sig: &mut Signals,
-        out: &Outbox,
-        reply: &ItemId,
-        specs: &[ToolSpec],
-        tools_enabled: bool,
-        mut first_token: Option<&EventSender>,
-    ) -> Round {
-        let body = self.provider.body(&self.history, specs, tools_enabled);
+    ) -> (Round, Option<String>) {
+        let RoundRequest { out, reply, specs, tools_enabled, mut first_token, turn } = rq;
+        let body = self.provider.body(history, specs, tools_enabled);
         let requested_at = Instant::now();
         let spoken = &self.provider.settings().spoken;
         // The slow line: only while the turn has said nothing yet.
         let slow = crate::SpokenFallback::line(&spoken.slow)
             .filter(|_| first_token.is_some())
             .map(|line| (line.to_string(), requested_at + Duration::from_millis(spoken.slow_after_ms)));
-        let slow_item: ItemId = format!("wait_{}", self.turns).into();
+        let slow_item: ItemId = format!("wait_{turn}").into();
         let send = crate::http::send_with_retries(&self.provider, &self.client, &body, sig);
         let (sent, said) = say_if_slow(send, slow, &slow_item, out).await;
-        self.slow_said = said;
         let response = match sent {
             Ok(r) => r,
-            Err(Abort::Interrupted(played)) => return Round::Interrupted(String::new(), played),
-            Err(Abort::Stop) => return Round::Stop,
-            Err(Abort::Failed(e)) => return Round::Failed(e, String::new()),
+            Err(Abort::Interrupted(played)) => return (Round::Interrupted(String::new(), played), said),
+            Err(Abort::Stop) => return (Round::Stop, said),
+            Err(Abort::Failed(e)) => return (Round::Failed(e, String::new()), said),
         };
+        let round = self.stream(response, sig, out, reply, first_token.take(), requested_at, turn).await;
+        (round, said)
+    }
+}
+
+impl<P: Provider + std::fmt::Debug> Http<P> {
+    /// Reads one response's stream, sending text downstream as it comes.
+    #[allow(clippy::too_many_arguments)]
+    async fn stream(
+        &self,
+        response: reqwest::Response,
+        sig: &mut Signals,
+        out: &Outbox,
+        reply: &ItemId,
+        mut first_token: Option<&EventSender>,
+        requested_at: Instant,
+        turn: u64,
+    ) -> Round {
         let stall = self.provider.settings().stall_timeout;
         let mut events = crate::sse::EventReader::new(response.bytes_stream());
         let mut acc = P::Acc::default();
@@ -425,7 +542,7 @@ impl<P: Provider> Driver<P> {
                 && let Some(events) = first_token.take()
             {
                 let value_ms = requested_at.elapsed().as_millis() as u64;
-                let turn = u32::try_from(self.turns).unwrap_or(u32::MAX);
+                let turn = u32::try_from(turn).unwrap_or(u32::MAX);
                 debug!(value_ms, "first token");
                 events.emit(EventKind::Metric { name: "llm_first_token_ms".into(), turn, value_ms }).await;
             }

@@ -28,6 +28,8 @@
 //! honoured, up to a minute). A
 //! stall or a broken stream is never retried, since its text may already be spoken: it is
 //! logged as a `provider_error` event, the response ends `failed`, and the call goes on.
+//! With a [`FallbackConfig`] list (`[[stages.fallback]]`) a stage moves to the next provider
+//! when its own fails before saying anything, for the rest of the call (event `failover`).
 //! [`SpokenFallback`] (`[stages.spoken_fallback]`) can fill both silences: a line said when
 //! the provider has not started answering after a budget, and one said when a turn fails.
 //!
@@ -54,6 +56,7 @@
 pub mod anthropic;
 mod driver;
 mod error;
+mod fallback;
 pub use voxpipe_core::history;
 mod http;
 pub mod openai;
@@ -63,6 +66,7 @@ pub mod sse;
 pub use anthropic::{Anthropic, AnthropicConfig};
 pub use driver::{RoundOutput, Step};
 pub use error::Error;
+pub use fallback::{Fallback, FallbackConfig};
 pub use history::{AssistantPart, History, Message};
 pub use http::HttpConfig;
 pub use openai::{OpenAiChat, OpenAiChatConfig};

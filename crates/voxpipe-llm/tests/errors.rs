@@ -234,3 +234,63 @@ async fn a_failed_turn_gets_the_failure_line_and_the_call_goes_on() {
     );
     h.finish().await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_primary_fails_over_to_the_next_provider_for_the_rest_of_the_call() {
+    use voxpipe_fakes::anthropic::{AnthropicFake, AnthropicFakeConfig};
+    use voxpipe_llm::{AnthropicConfig, Fallback, FallbackConfig};
+    // The primary answers 503 to every attempt of the first turn (1 + 2 retries).
+    let e503 = Fault::Status { status: 503, retry_after_s: None };
+    let primary = fake_with(BTreeMap::from([(0, e503.clone()), (1, e503.clone()), (2, e503)])).await;
+    let backup = AnthropicFake::start(AnthropicFakeConfig {
+        api_key: Some("sk-ant-backup".into()),
+        replies: vec![ScriptedReply::text("Backup here.")],
+        knobs: Knobs::default(),
+    })
+    .await
+    .unwrap();
+    let fallback = FallbackConfig::Anthropic(AnthropicConfig {
+        base_url: backup.base_url(),
+        model: "claude-haiku-4-5".into(),
+        ..AnthropicConfig::default()
+    });
+    let stage = (*stage(&primary, "sk-right", 10_000))
+        .with_fallback(Fallback::new(&fallback, Some(Secret::new("sk-ant-backup"))).unwrap());
+    let mut h = Harness::start(Box::new(stage), Arc::new(NoTools));
+    h.say("Hello?").await;
+    let turn = h.turn().await;
+    // The caller got an answer in the same turn.
+    assert_eq!(turn.done().status, ResponseStatus::Completed);
+    assert_eq!(turn.transcript().as_deref(), Some("Backup here."));
+    let events = h.drain_events();
+    let failover: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            EventKind::Failover { from, to, reason, .. } => Some((from.clone(), to.clone(), reason.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failover.len(), 1, "{events:?}");
+    assert_eq!(failover[0].0, "llm.openai gpt-4o-mini");
+    assert_eq!(failover[0].1, "llm.anthropic claude-haiku-4-5");
+    assert!(failover[0].2.contains("503"), "{}", failover[0].2);
+    assert!(provider_errors(&events).is_empty(), "recovered: no provider_error");
+    // The next turn goes straight to the backup, with the whole conversation.
+    h.say("Still there?").await;
+    let turn = h.turn().await;
+    assert_eq!(turn.transcript().as_deref(), Some("Backup here."));
+    assert_eq!(primary.requests().len(), 3);
+    let last = backup.requests().last().unwrap().body["messages"].clone();
+    assert_eq!(last.as_array().unwrap().len(), 3, "user, assistant, user: {last}");
+    h.finish().await.unwrap();
+}
+
+#[test]
+fn a_fallback_with_fallbacks_of_its_own_is_refused() {
+    use voxpipe_llm::{Fallback, FallbackConfig};
+    let inner = FallbackConfig::OpenAi(OpenAiChatConfig::default());
+    let outer =
+        FallbackConfig::OpenAi(OpenAiChatConfig { fallback: vec![inner], ..OpenAiChatConfig::default() });
+    let err = Fallback::new(&outer, Some(Secret::new("k"))).unwrap_err().to_string();
+    assert!(err.contains("fallbacks of its own"), "{err}");
+}

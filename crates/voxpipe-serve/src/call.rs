@@ -194,6 +194,7 @@ fn for_page(e: &Event) -> bool {
             | EventKind::Interrupt { .. }
             | EventKind::ProviderError { .. }
             | EventKind::Reconnected { .. }
+            | EventKind::Failover { .. }
             | EventKind::CallEnded { .. }
     )
 }
@@ -246,6 +247,9 @@ pub(crate) async fn run_leg(app: Arc<App>, slot: Slot, leg: Leg, files: CallFile
                     EventKind::ProviderError { stage, .. } => metrics.error(&format!("provider:{stage}")),
                     EventKind::Reconnected { stage, took_ms, .. } => {
                         metrics.recovery(&format!("reconnect:{stage}"), Duration::from_millis(*took_ms))
+                    }
+                    EventKind::Failover { stage, after_ms, .. } => {
+                        metrics.recovery(&format!("failover:{stage}"), Duration::from_millis(*after_ms))
                     }
                     EventKind::Error { stage, .. } => metrics.error(&format!("component:{stage}")),
                     EventKind::Handoff { target, .. } => {

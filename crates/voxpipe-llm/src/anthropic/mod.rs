@@ -49,6 +49,10 @@ pub struct AnthropicConfig {
     /// Retries and timeouts (`[stages.http]`). Default: see [`HttpConfig`].
     #[serde(default)]
     pub http: HttpConfig,
+    /// Providers to move to when this one fails (`[[stages.fallback]]`, in order). Default:
+    /// none.
+    #[serde(default)]
+    pub fallback: Vec<crate::FallbackConfig>,
     /// What the caller hears when the provider is slow or a turn fails
     /// (`[stages.spoken_fallback]`). Default: nothing.
     #[serde(default)]
@@ -80,7 +84,7 @@ impl Default for AnthropicConfig {
 /// The `llm.anthropic` stage. See the crate docs for its frames.
 #[derive(Debug)]
 pub struct Anthropic {
-    driver: Driver<MessagesProvider>,
+    driver: Driver,
 }
 
 #[derive(Debug)]
@@ -106,6 +110,18 @@ impl Anthropic {
             Settings::new("llm.anthropic", config.max_tool_rounds, &config.http, &config.spoken_fallback);
         let provider = MessagesProvider { config, api_key, url, settings };
         Ok(Self { driver: Driver::new(provider)? })
+    }
+}
+
+impl Anthropic {
+    /// Adds a fallback provider, tried after the ones added before it.
+    pub fn with_fallback(mut self, fallback: crate::Fallback) -> Self {
+        self.driver.push_fallback(fallback.0);
+        self
+    }
+
+    pub(crate) fn into_backend(self) -> Box<dyn crate::driver::Backend> {
+        self.driver.into_primary()
     }
 }
 
@@ -160,6 +176,10 @@ impl Provider for MessagesProvider {
             .header("x-api-key", self.api_key.expose())
             .header("anthropic-version", &self.config.anthropic_version)
             .json(body)
+    }
+
+    fn model(&self) -> &str {
+        &self.config.model
     }
 
     fn key_hint(&self) -> String {

@@ -47,6 +47,10 @@ pub struct OpenAiChatConfig {
     /// Retries and timeouts (`[stages.http]`). Default: see [`HttpConfig`].
     #[serde(default)]
     pub http: HttpConfig,
+    /// Providers to move to when this one fails (`[[stages.fallback]]`, in order). Default:
+    /// none.
+    #[serde(default)]
+    pub fallback: Vec<crate::FallbackConfig>,
     /// What the caller hears when the provider is slow or a turn fails
     /// (`[stages.spoken_fallback]`). Default: nothing.
     #[serde(default)]
@@ -90,7 +94,7 @@ pub(crate) mod defaults {
 /// The `llm.openai` stage. See the crate docs for its frames.
 #[derive(Debug)]
 pub struct OpenAiChat {
-    driver: Driver<ChatProvider>,
+    driver: Driver,
 }
 
 #[derive(Debug)]
@@ -121,6 +125,18 @@ impl OpenAiChat {
             Settings::new("llm.openai", config.max_tool_rounds, &config.http, &config.spoken_fallback);
         let provider = ChatProvider { config, api_key, url, settings };
         Ok(Self { driver: Driver::new(provider)? })
+    }
+}
+
+impl OpenAiChat {
+    /// Adds a fallback provider, tried after the ones added before it.
+    pub fn with_fallback(mut self, fallback: crate::Fallback) -> Self {
+        self.driver.push_fallback(fallback.0);
+        self
+    }
+
+    pub(crate) fn into_backend(self) -> Box<dyn crate::driver::Backend> {
+        self.driver.into_primary()
     }
 }
 
@@ -178,6 +194,10 @@ impl Provider for ChatProvider {
             req = req.header(name, value);
         }
         req
+    }
+
+    fn model(&self) -> &str {
+        &self.config.model
     }
 
     fn key_hint(&self) -> String {
