@@ -177,6 +177,16 @@ fn empty_object() -> serde_json::Value {
     serde_json::Value::Object(Default::default())
 }
 
+/// The longest silence a scenario may script, ms: its gaps, barge-in offsets, reply delays
+/// and tail added up (the turns' own audio comes on top). An hour is far beyond any test call,
+/// and keeps a typo (or a hostile file) from asking the renderer for petabytes of silence or
+/// overflowing its timeline arithmetic.
+pub const MAX_TIMELINE_MS: u64 = 3_600_000;
+
+/// The furthest `from_ms`/`to_ms` may point into a recording, ms: a day (beyond it the
+/// renderer's sample arithmetic would overflow).
+pub const MAX_RECORDING_MS: u64 = 86_400_000;
+
 /// A scenario and the directory it came from.
 #[derive(Debug, Clone)]
 pub struct LoadedScenario {
@@ -217,6 +227,11 @@ pub fn load_scenario(dir: &Path) -> Result<LoadedScenario, EvalError> {
         {
             return Err(bad(format!("turns[{i}]: `from_ms` ({from}) must come before `to_ms` ({to})")));
         }
+        if let Some(ms) = [t.from_ms, t.to_ms].into_iter().flatten().find(|&ms| ms > MAX_RECORDING_MS) {
+            return Err(bad(format!(
+                "turns[{i}]: `from_ms`/`to_ms` ({ms}) is past {MAX_RECORDING_MS} ms (24 hours) into the recording"
+            )));
+        }
         if t.barge_in_ms.is_some() && i == 0 {
             return Err(bad("turns[0]: `barge_in_ms` needs a previous turn to interrupt".into()));
         }
@@ -224,7 +239,28 @@ pub fn load_scenario(dir: &Path) -> Result<LoadedScenario, EvalError> {
             return Err(bad(format!("turns[{i}]: `barge_in_ms` replaces `gap_ms`; give one")));
         }
     }
+    if let Some(level) = scenario.noise_dbfs
+        && !(level.is_finite() && level <= 0.0)
+    {
+        return Err(bad(format!("`noise_dbfs` ({level}) must be a level in dBFS, 0 or below (e.g. -35)")));
+    }
+    let silence = timeline_silence_ms(&scenario);
+    if silence > MAX_TIMELINE_MS {
+        return Err(bad(format!(
+            "the gaps, barge-in offsets, reply delays and tail silence add up to {silence} ms, \
+             over the limit of {MAX_TIMELINE_MS} ms (one hour)"
+        )));
+    }
     Ok(LoadedScenario { scenario, dir: dir.to_path_buf() })
+}
+
+/// The silence `render::place` lays out around the turns, ms (saturating).
+fn timeline_silence_ms(s: &Scenario) -> u64 {
+    let turns = s.turns.iter().enumerate().map(|(i, t)| match t.barge_in_ms {
+        Some(b) => s.expected_reply_delay_ms.saturating_add(b),
+        None => t.gap_ms.unwrap_or(if i == 0 { 500 } else { 5000 }),
+    });
+    turns.fold(s.tail_silence_ms, u64::saturating_add)
 }
 
 /// Every scenario under `root`: `root` itself when it holds a `scenario.toml`, else each
