@@ -145,7 +145,19 @@ fn answer(s: &Arc<Shared<AnthropicFakeConfig>>, index: usize, headers: &HeaderMa
         return *r;
     }
     let reply = s.next_reply(&s.config.replies);
-    s.sse(index, message_events(index, &req, &reply, s.knobs.fragment_chars))
+    s.sse(index, message_events(index, &req, &reply, s.knobs.fragment_chars), injected)
+}
+
+/// The event a fault injects, framed as a Messages SSE event.
+fn injected(what: crate::fault::Injection) -> String {
+    use crate::fault::Injection;
+    match what {
+        Injection::Malformed => "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"unterminated\n\n".into(),
+        // The API reference: "we may occasionally add new event types, and your code should
+        // handle unknown event types gracefully".
+        Injection::Unknown => event("fake_unknown_event", json!({"type": "fake_unknown_event", "note": "an event type this API does not define"})),
+        Injection::Oversize(bytes) => event("ping", json!({"type": "ping", "x_fake_padding": crate::fault::padding(bytes)})),
+    }
 }
 
 /// The key, from `x-api-key` (the SDK's `api_key`) or `Authorization: Bearer` (its

@@ -83,7 +83,21 @@ pub struct ElevenLabsFakeConfig {
     pub ws_message_ms: u64,
     /// Fault: answer HTTP request `n` (0-based) with this status.
     pub fail_requests: Vec<(usize, u16)>,
+    /// Faults by HTTP request index (0-based), of the kinds in [`SUPPORTED_HTTP_FAULTS`]; a
+    /// chunk is one piece of the audio body.
+    pub faults: crate::fault::Faults,
+    /// Faults by `stream-input` WebSocket connection (0-based, in upgrade order), of the
+    /// kinds in [`SUPPORTED_WS_FAULTS`]; a chunk is one audio message. `status` refuses the
+    /// upgrade; `cut-after` drops the TCP connection without a close frame.
+    pub ws_faults: crate::fault::Faults,
 }
+
+/// The fault kinds the HTTP stream implements (its body is raw audio: nothing to malform).
+pub const SUPPORTED_HTTP_FAULTS: &[&str] =
+    &["status", "stall-after", "cut-after", "slow", "wrong-content-type"];
+/// The fault kinds the `stream-input` WebSocket implements.
+pub const SUPPORTED_WS_FAULTS: &[&str] =
+    &["status", "stall-after", "cut-after", "malformed", "unknown-event", "slow", "oversize"];
 
 impl Default for ElevenLabsFakeConfig {
     fn default() -> Self {
@@ -96,6 +110,8 @@ impl Default for ElevenLabsFakeConfig {
             chunk_bytes: vec![4801, 1999],
             ws_message_ms: 250,
             fail_requests: Vec::new(),
+            faults: Default::default(),
+            ws_faults: Default::default(),
         }
     }
 }
@@ -329,9 +345,25 @@ fn answer_http(
         let msg = "Invalid API key";
         return Err(detail_error(StatusCode::UNAUTHORIZED, "invalid_api_key", msg));
     }
-    if let Some(&(_, status)) = config.fail_requests.iter().find(|(n, _)| *n == index) {
+    let fault = config.faults.get(&index);
+    let status_fault = match fault {
+        Some(crate::fault::Fault::Status { status, retry_after_s }) => Some((*status, *retry_after_s)),
+        _ => config.fail_requests.iter().find(|(n, _)| *n == index).map(|&(_, s)| (s, None)),
+    };
+    if let Some((status, retry_after)) = status_fault {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return Err(detail_error(status, "internal_error", "injected fault"));
+        let (code, msg) = match status.as_u16() {
+            429 => ("too_many_concurrent_requests", "Too many concurrent requests (injected fault)"),
+            _ => ("internal_error", "injected fault"),
+        };
+        let mut resp = detail_error(status, code, msg);
+        if let Some(secs) = retry_after {
+            resp.headers_mut().insert(header::RETRY_AFTER, secs.into());
+        }
+        return Err(resp);
+    }
+    if fault == Some(&crate::fault::Fault::WrongContentType) {
+        return Ok(crate::fault::html_response());
     }
     check_voice(config, voice_id)?;
     let format = format_of(query.get("output_format").map_or("mp3_44100_128", String::as_str))
@@ -344,6 +376,7 @@ fn answer_http(
         ttfb: Duration::from_millis(config.time_to_first_byte_ms),
         real_time_factor: config.real_time_factor,
         cut_after: None,
+        fault: fault.cloned(),
     };
     let on = {
         let shared = shared.clone();
@@ -431,6 +464,22 @@ async fn ws_upgrade(
         Err(m) => return detail_error(StatusCode::BAD_REQUEST, "invalid_output_format", &m),
     };
     let inactivity_s: u64 = query.get("inactivity_timeout").and_then(|v| v.parse().ok()).unwrap_or(20);
+    let attempt = shared.ws.lock().unwrap_or_else(|e| e.into_inner()).len();
+    let fault = config.ws_faults.get(&attempt).cloned();
+    if let Some(crate::fault::Fault::Status { status, retry_after_s }) = fault {
+        shared.ws.lock().unwrap_or_else(|e| e.into_inner()).push(WsRecord {
+            voice_id,
+            query,
+            ended: Some(format!("rejected {status}")),
+            ..Default::default()
+        });
+        let code = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        let mut resp = detail_error(code, "internal_error", "injected fault");
+        if let Some(secs) = retry_after_s {
+            resp.headers_mut().insert(header::RETRY_AFTER, secs.into());
+        }
+        return resp;
+    }
     if inactivity_s > 180 {
         return detail_error(
             StatusCode::BAD_REQUEST,
@@ -462,6 +511,9 @@ async fn ws_upgrade(
         outgoing: VecDeque::new(),
         next_send: None,
         input_ended: false,
+        fault,
+        sent: 0,
+        stalled: false,
     };
     ws.on_upgrade(move |socket| session.run(socket))
 }
@@ -483,6 +535,24 @@ struct WsSession {
     outgoing: VecDeque<(String, Duration)>,
     next_send: Option<Instant>,
     input_ended: bool,
+    /// This connection's fault, if any.
+    fault: Option<crate::fault::Fault>,
+    /// Messages sent so far (audio and injected).
+    sent: usize,
+    /// A stall fault struck: nothing more is sent.
+    stalled: bool,
+}
+
+/// What a connection's fault does before the next audio message.
+enum FaultStep {
+    /// Send it.
+    Go,
+    /// Send nothing more.
+    Stall,
+    /// Drop the connection without a close frame.
+    Drop,
+    /// Sending an injected message failed.
+    ClientGone,
 }
 
 impl WsSession {
@@ -512,13 +582,29 @@ impl WsSession {
                     Some(Ok(_)) => {}
                 },
                 () = async { tokio::time::sleep_until(send_at.expect("guarded")).await }, if send_at.is_some() => {
+                    match self.fault_before_send(&mut socket).await {
+                        FaultStep::Go => {}
+                        FaultStep::Stall => {
+                            // Stop sending for good; keep reading until the client leaves.
+                            self.next_send = None;
+                            self.outgoing.clear();
+                            self.stalled = true;
+                            continue;
+                        }
+                        FaultStep::Drop => break "fault_cut".to_string(),
+                        FaultStep::ClientGone => break "client_dropped".to_string(),
+                    }
                     let (msg, audio) = self.outgoing.pop_front().expect("next_send implies a queued message");
                     if socket.send(Message::Text(msg.into())).await.is_err() {
                         break "client_dropped".to_string();
                     }
+                    self.sent += 1;
                     self.shared.ws_update(self.index, |r| r.audio_messages += 1);
                     let rtf = self.shared.config.real_time_factor;
-                    let pace = if rtf > 0.0 { audio.div_f64(rtf) } else { Duration::ZERO };
+                    let mut pace = if rtf > 0.0 { audio.div_f64(rtf) } else { Duration::ZERO };
+                    if let Some(crate::fault::Fault::Slow { interval_ms }) = self.fault {
+                        pace = pace.max(Duration::from_millis(interval_ms));
+                    }
                     self.next_send = (!self.outgoing.is_empty()).then(|| send_at.expect("guarded") + pace);
                 }
                 () = tokio::time::sleep_until(idle_at), if !self.input_ended => {
@@ -528,13 +614,46 @@ impl WsSession {
                     break "inactivity".to_string();
                 }
             }
-            if self.input_ended && self.outgoing.is_empty() {
+            if self.input_ended && self.outgoing.is_empty() && !self.stalled {
                 let _ = socket.send(Message::Text(json!({ "isFinal": true }).to_string().into())).await;
                 let _ = socket.send(Message::Close(Some(CloseFrame { code: 1000, reason: "".into() }))).await;
                 break "final".to_string();
             }
         };
         self.shared.ws_update(self.index, |r| r.ended = Some(ended));
+    }
+
+    /// Applies the connection's fault before the next audio message: injects a malformed,
+    /// unknown or oversize message once `sent` reaches its position, or stalls or cuts.
+    async fn fault_before_send(&mut self, socket: &mut WebSocket) -> FaultStep {
+        use crate::fault::{Fault, Injection};
+        let Some(fault) = self.fault.clone() else { return FaultStep::Go };
+        match fault {
+            Fault::StallAfter { chunks } if self.sent >= chunks => return FaultStep::Stall,
+            Fault::CutAfter { chunks } if self.sent >= chunks => return FaultStep::Drop,
+            _ => {}
+        }
+        let Some((after, what)) = fault.injection() else { return FaultStep::Go };
+        if self.sent != after {
+            return FaultStep::Go;
+        }
+        let text = match what {
+            Injection::Malformed => "{\"audio\":\"AAAA\",\"isFinal\":nul".to_string(),
+            Injection::Unknown => {
+                json!({ "fakeUnknownField": "a message this API does not define" }).to_string()
+            }
+            Injection::Oversize(bytes) => {
+                // Well-formed audio (silence), as large as asked.
+                let audio = vec![0u8; bytes / 4 * 3];
+                json!({ "audio": base64::engine::general_purpose::STANDARD.encode(audio), "isFinal": null })
+                    .to_string()
+            }
+        };
+        self.sent += 1;
+        if socket.send(Message::Text(text.into())).await.is_err() {
+            return FaultStep::ClientGone;
+        }
+        FaultStep::Go
     }
 
     /// Handles one client message; `Err` is the reason the socket is closed with.

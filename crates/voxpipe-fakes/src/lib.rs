@@ -8,6 +8,7 @@
 
 pub mod anthropic;
 pub mod elevenlabs;
+pub mod fault;
 pub mod openai_chat;
 pub mod openai_speech;
 pub mod realtime;

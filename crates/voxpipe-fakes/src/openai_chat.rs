@@ -24,28 +24,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// A fault injected into one request, chosen by its index (0 = first request received).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Fault {
-    /// Answer with this HTTP status and the provider's error body (401, 429, 500, 529…),
-    /// with a `Retry-After` header in seconds when given.
-    Status {
-        /// HTTP status.
-        status: u16,
-        /// `Retry-After` seconds.
-        retry_after_s: Option<u64>,
-    },
-    /// Send `chunks` SSE events, then hang (until the fake stops or the client leaves).
-    StallAfter {
-        /// Events sent before hanging.
-        chunks: usize,
-    },
-    /// Send `chunks` SSE events and half of the next one, then drop the connection.
-    CutAfter {
-        /// Whole events sent before the cut.
-        chunks: usize,
-    },
-}
+pub use crate::fault::Fault;
 
 /// One scripted reply; replies are used in order and cycle.
 #[derive(Clone, Debug, PartialEq)]
@@ -258,52 +237,30 @@ impl<C> Shared<C> {
     }
 
     /// A streaming SSE response of `events` (each already framed), paced by the knobs, with
-    /// request `index`'s stall or cut fault applied.
-    pub fn sse(self: &Arc<Self>, index: usize, events: Vec<String>) -> Response
+    /// request `index`'s fault applied: stall, cut, slow drip, wrong content type, or a chunk
+    /// `make` frames for a malformed, unknown or oversize event.
+    pub fn sse(
+        self: &Arc<Self>,
+        index: usize,
+        mut events: Vec<String>,
+        make: impl FnOnce(crate::fault::Injection) -> String,
+    ) -> Response
     where
         C: Send + Sync + 'static,
     {
-        let shared = self.clone();
-        let (stall, cut) = match self.knobs.faults.get(&index) {
-            Some(Fault::StallAfter { chunks }) => (Some(*chunks), None),
-            Some(Fault::CutAfter { chunks }) => (None, Some(*chunks)),
-            _ => (None, None),
+        let fault = self.knobs.faults.get(&index);
+        if fault == Some(&Fault::WrongContentType) {
+            return crate::fault::html_response();
+        }
+        crate::fault::inject(&mut events, fault, make);
+        let pace = crate::fault::Pace {
+            first: Duration::from_millis(self.knobs.time_to_first_token_ms),
+            interval: Duration::from_millis(self.knobs.token_interval_ms),
         };
-        let first = Duration::from_millis(self.knobs.time_to_first_token_ms);
-        let interval = Duration::from_millis(self.knobs.token_interval_ms);
-        let len = events.len();
-        let stream = futures_util::stream::unfold(0usize, move |i| {
-            let shared = shared.clone();
-            let event = events.get(i).cloned();
-            async move {
-                let event = event?;
-                if cut.is_some_and(|c| i > c) {
-                    return None;
-                }
-                let delay = if i == 0 { first } else { interval };
-                tokio::select! {
-                    () = shared.shutdown.cancelled() => return None,
-                    () = tokio::time::sleep(delay) => {}
-                }
-                if stall == Some(i) {
-                    shared.shutdown.cancelled().await;
-                    return None;
-                }
-                if cut == Some(i) {
-                    let half = Bytes::copy_from_slice(&event.as_bytes()[..event.len() / 2]);
-                    return Some((Ok::<_, std::io::Error>(half), i + 1));
-                }
-                if i + 1 == len {
-                    shared.finished(index);
-                }
-                Some((Ok(Bytes::from(event)), i + 1))
-            }
-        });
-        // After the half event the stream fails, so hyper drops the connection mid-body.
-        let cut_err =
-            cut.filter(|&c| c < len).map(|_| Err(std::io::Error::other("fault injection: connection cut")));
-        let cut_err = futures_util::stream::iter(cut_err);
-        let stream = futures_util::StreamExt::chain(stream, cut_err);
+        let shared = self.clone();
+        let chunks = events.into_iter().map(Bytes::from).collect();
+        let stream =
+            crate::fault::stream(chunks, pace, fault, self.shutdown.clone(), move || shared.finished(index));
         Response::builder()
             .status(StatusCode::OK)
             .header(header::CONTENT_TYPE, "text/event-stream; charset=utf-8")
@@ -451,7 +408,30 @@ fn answer(s: &Arc<Shared<ChatFakeConfig>>, index: usize, headers: &HeaderMap, bo
         return *r;
     }
     let reply = s.next_reply(&s.config.replies);
-    s.sse(index, chat_events(index, &req, &reply, s.knobs.fragment_chars))
+    s.sse(index, chat_events(index, &req, &reply, s.knobs.fragment_chars), |what| injected(index, &req, what))
+}
+
+/// The chunk a fault injects, framed as a chat-completions SSE event.
+fn injected(index: usize, req: &Value, what: crate::fault::Injection) -> String {
+    use crate::fault::Injection;
+    let model = req["model"].as_str().unwrap_or_default();
+    let mut chunk = json!({"id": format!("chatcmpl-fake{index}"), "object": "chat.completion.chunk",
+        "created": 1_727_346_178, "model": model, "system_fingerprint": "fp_fake",
+        "choices": [{"index": 0, "delta": {}, "logprobs": null, "finish_reason": null}]});
+    match what {
+        Injection::Malformed => {
+            "data: {\"id\":\"chatcmpl-fake\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"unterminated\n\n".into()
+        }
+        Injection::Unknown => {
+            chunk["x_fake_unknown"] = json!({"note": "a field this API does not define"});
+            chunk["choices"][0]["delta"]["x_fake_unknown_delta"] = json!(true);
+            format!("data: {chunk}\n\n")
+        }
+        Injection::Oversize(bytes) => {
+            chunk["x_fake_padding"] = json!(crate::fault::padding(bytes));
+            format!("data: {chunk}\n\n")
+        }
+    }
 }
 
 /// Strict request validation, in the order the real API reports problems.

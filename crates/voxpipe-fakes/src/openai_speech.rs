@@ -66,7 +66,13 @@ pub struct SpeechFakeConfig {
     pub retry_after_secs: Option<u64>,
     /// Fault: cut request `n`'s body abruptly after this many bytes.
     pub cut_after_bytes: Vec<(usize, usize)>,
+    /// Faults by request index (0-based), of the kinds in [`SUPPORTED_FAULTS`]; a chunk is
+    /// one piece of the audio body. `fail_requests` and `cut_after_bytes` still apply.
+    pub faults: crate::fault::Faults,
 }
+
+/// The fault kinds the speech fake implements (its body is raw PCM: nothing to malform).
+pub const SUPPORTED_FAULTS: &[&str] = &["status", "stall-after", "cut-after", "slow", "wrong-content-type"];
 
 impl Default for SpeechFakeConfig {
     fn default() -> Self {
@@ -79,6 +85,7 @@ impl Default for SpeechFakeConfig {
             fail_requests: Vec::new(),
             retry_after_secs: None,
             cut_after_bytes: Vec::new(),
+            faults: Default::default(),
         }
     }
 }
@@ -297,7 +304,14 @@ async fn speech(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
         });
         resp
     };
-    if let Some(&(_, status)) = config.fail_requests.iter().find(|(n, _)| *n == index) {
+    let fault = config.faults.get(&index);
+    let status_fault = match fault {
+        Some(crate::fault::Fault::Status { status, retry_after_s }) => Some((*status, *retry_after_s)),
+        _ => {
+            config.fail_requests.iter().find(|(n, _)| *n == index).map(|&(_, s)| (s, config.retry_after_secs))
+        }
+    };
+    if let Some((status, retry_after)) = status_fault {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut resp = openai_error(
             status,
@@ -306,10 +320,17 @@ async fn speech(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
             None,
             None,
         );
-        if let Some(secs) = config.retry_after_secs {
+        if let Some(secs) = retry_after {
             resp.headers_mut().insert(header::RETRY_AFTER, secs.into());
         }
         return reject(resp);
+    }
+    if fault == Some(&crate::fault::Fault::WrongContentType) {
+        shared.update(index, |r| {
+            r.outcome = StreamOutcome::Completed;
+            r.ended_at = Some(shared.now());
+        });
+        return crate::fault::html_response();
     }
     let input = match validate(config, &headers, &json) {
         Ok(input) => input,
@@ -329,6 +350,7 @@ async fn speech(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
             ttfb: Duration::from_millis(config.time_to_first_byte_ms),
             real_time_factor: config.real_time_factor,
             cut_after: cut,
+            fault: fault.cloned(),
         },
         {
             let shared = shared.clone();
@@ -381,6 +403,8 @@ pub(crate) mod pacing {
         pub real_time_factor: f64,
         /// Cut the body abruptly after this many bytes.
         pub cut_after: Option<usize>,
+        /// A fault: stall, cut after chunks, slow drip ([`crate::fault::Fault`]).
+        pub fault: Option<crate::fault::Fault>,
     }
 
     /// What happened to the body.
@@ -416,6 +440,8 @@ pub(crate) mod pacing {
         bytes: Bytes,
         pos: usize,
         index: usize,
+        /// A cut-after-chunks fault sent its half chunk: the next poll fails.
+        cutting: bool,
         next_at: Option<Instant>,
         pacing: Pacing,
         guard: Guard<F>,
@@ -435,11 +461,19 @@ pub(crate) mod pacing {
             bytes: Bytes::from(bytes),
             pos: 0,
             index: 0,
+            cutting: false,
             next_at: None,
             pacing,
             guard: Guard { on, finished: false },
         };
         futures_util::stream::unfold(state, |mut s| async move {
+            use crate::fault::Fault;
+            if s.cutting {
+                s.guard.finish(BodyEvent::Cut);
+                s.pos = s.bytes.len();
+                s.cutting = false;
+                return Some((Err(std::io::Error::other("body cut by the fake's fault knob")), s));
+            }
             if s.pos >= s.bytes.len() {
                 s.guard.finish(BodyEvent::Completed);
                 return None;
@@ -451,6 +485,18 @@ pub(crate) mod pacing {
                 }
                 Some(at) => tokio::time::sleep_until(at).await,
             }
+            match s.pacing.fault {
+                Some(Fault::Slow { interval_ms }) => {
+                    tokio::time::sleep(Duration::from_millis(interval_ms)).await;
+                    // The drip sets the pace from here on.
+                    s.next_at = s.next_at.map(|t| t.max(Instant::now()));
+                }
+                Some(Fault::StallAfter { chunks }) if s.index == chunks => {
+                    // Hang with the connection open until the client gives up.
+                    std::future::pending::<()>().await;
+                }
+                _ => {}
+            }
             let limit = s.pacing.cut_after.unwrap_or(usize::MAX).min(s.bytes.len());
             if s.pos >= limit {
                 s.guard.finish(BodyEvent::Cut);
@@ -460,7 +506,12 @@ pub(crate) mod pacing {
             let sizes = &s.pacing.chunk_bytes;
             let size = if sizes.is_empty() { 4096 } else { sizes[s.index % sizes.len()].max(1) };
             s.index += 1;
-            let end = (s.pos + size).min(limit);
+            let mut end = (s.pos + size).min(limit);
+            if matches!(s.pacing.fault, Some(Fault::CutAfter { chunks }) if s.index == chunks + 1) {
+                // Half of this chunk, then the connection drops.
+                end = s.pos + (end - s.pos) / 2;
+                s.cutting = true;
+            }
             let chunk = s.bytes.slice(s.pos..end);
             s.pos = end;
             if s.pacing.real_time_factor > 0.0 {

@@ -17,7 +17,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::post;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeSet;
@@ -52,7 +52,13 @@ pub struct ToolServerConfig {
     /// Fault: answer request number `n` (0-based, all paths) with this status and
     /// `{"error":"injected fault"}`.
     pub fail_requests: Vec<(usize, u16)>,
+    /// Faults by request index (0-based, all paths); every kind is implemented. The answer is
+    /// one JSON body: a chunk is [`crate::fault::BODY_CHUNK_BYTES`] bytes of it.
+    pub faults: crate::fault::Faults,
 }
+
+/// The fault kinds the tool server implements.
+pub const SUPPORTED_FAULTS: &[&str] = crate::fault::ALL_KINDS;
 
 /// One request as the server saw it.
 #[derive(Clone, Debug)]
@@ -167,11 +173,22 @@ async fn handle(
     if shared.config.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(shared.config.latency_ms)).await;
     }
-    let (status, body) = answer(&shared, index, uri.path(), &headers, &body, parsed);
+    let fault = shared.config.faults.get(&index);
+    let (status, body) = match fault {
+        Some(crate::fault::Fault::Status { status, .. }) => error(
+            StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            "injected fault",
+        ),
+        _ => answer(&shared, index, uri.path(), &headers, &body, parsed),
+    };
     if let Some(r) = shared.requests.lock().unwrap_or_else(|e| e.into_inner()).get_mut(index) {
         r.status = status.as_u16();
     }
-    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    let mut resp = crate::fault::json_response(status, body, fault);
+    if let Some(crate::fault::Fault::Status { retry_after_s: Some(secs), .. }) = fault {
+        resp.headers_mut().insert(header::RETRY_AFTER, (*secs).into());
+    }
+    resp
 }
 
 fn answer(

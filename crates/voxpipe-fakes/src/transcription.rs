@@ -58,11 +58,23 @@ pub struct TranscriptionFakeConfig {
     pub latency_ms: u64,
     /// Fault: answer request number `n` (0-based) with this status and an OpenAI error body.
     pub fail_requests: Vec<(usize, u16)>,
+    /// Faults by request index (0-based); every kind is implemented. The answer is one JSON
+    /// body: a chunk is [`crate::fault::BODY_CHUNK_BYTES`] bytes of it.
+    pub faults: crate::fault::Faults,
 }
+
+/// The fault kinds the transcription fake implements.
+pub const SUPPORTED_FAULTS: &[&str] = crate::fault::ALL_KINDS;
 
 impl Default for TranscriptionFakeConfig {
     fn default() -> Self {
-        Self { api_key: "sk-test".into(), transcripts: Vec::new(), latency_ms: 0, fail_requests: Vec::new() }
+        Self {
+            api_key: "sk-test".into(),
+            transcripts: Vec::new(),
+            latency_ms: 0,
+            fail_requests: Vec::new(),
+            faults: Default::default(),
+        }
     }
 }
 
@@ -362,16 +374,31 @@ async fn transcribe(State(shared): State<Arc<Shared>>, headers: HeaderMap, body:
     if shared.config.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(shared.config.latency_ms)).await;
     }
-    let fault = shared.config.fail_requests.iter().find(|(n, _)| *n == index).map(|(_, s)| *s);
-    let response = match (fault, validate(&shared.config, &headers, &mut rec, &body)) {
+    let fault = shared.config.faults.get(&index);
+    let status_fault = match fault {
+        Some(crate::fault::Fault::Status { status, retry_after_s }) => Some((*status, *retry_after_s)),
+        _ => shared.config.fail_requests.iter().find(|(n, _)| *n == index).map(|(_, s)| (*s, None)),
+    };
+    let response = match (status_fault, validate(&shared.config, &headers, &mut rec, &body)) {
         (_, Err(resp)) => resp,
-        (Some(status), Ok(_)) => {
+        (Some((status, retry_after)), Ok(_)) => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let msg =
-                "The server had an error while processing your request. Sorry about that! (injected fault)";
-            let body =
-                json!({ "error": { "message": msg, "type": "server_error", "param": null, "code": null } });
-            (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+            let (kind, msg) = match status.as_u16() {
+                429 => {
+                    ("requests", "Rate limit reached for requests. Please try again later. (injected fault)")
+                }
+                _ => (
+                    "server_error",
+                    "The server had an error while processing your request. Sorry about that! (injected fault)",
+                ),
+            };
+            let body = json!({ "error": { "message": msg, "type": kind, "param": null, "code": null } });
+            let mut r =
+                (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
+            if let Some(secs) = retry_after {
+                r.headers_mut().insert(header::RETRY_AFTER, secs.into());
+            }
+            r
         }
         (None, Ok((format, seconds))) => {
             let text = {
@@ -385,12 +412,16 @@ async fn transcribe(State(shared): State<Arc<Shared>>, headers: HeaderMap, body:
                 text
             };
             if format == "text" {
-                (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{text}\n"))
-                    .into_response()
+                let body = axum::body::Bytes::from(format!("{text}\n"));
+                match fault {
+                    Some(crate::fault::Fault::WrongContentType) => crate::fault::html_response(),
+                    _ => {
+                        crate::fault::body_response(StatusCode::OK, "text/plain; charset=utf-8", body, fault)
+                    }
+                }
             } else {
                 let body = json!({ "text": text, "usage": { "type": "duration", "seconds": seconds.ceil() as u64 } });
-                (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body.to_string())
-                    .into_response()
+                crate::fault::json_response(StatusCode::OK, body, fault)
             }
         }
     };

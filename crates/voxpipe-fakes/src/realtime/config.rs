@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 /// pace = 4.0
 /// # close_after_audio_deltas = 3
 /// # reject_with_status = 503
+/// # faults = ["0=status:429:retry-after=1", "1=cut-after:3"]   # by connection, 0 = first
 /// [vad]
 /// threshold_dbfs = -40.0
 /// [[responses]]
@@ -62,7 +63,23 @@ pub struct RealtimeFakeConfig {
     /// body. Default: none.
     #[serde(default)]
     pub reject_with_status: Option<u16>,
+    /// Faults by connection (0-based, in upgrade order), as `INDEX=KIND` specs
+    /// ([`crate::fault`]) of the kinds in [`SUPPORTED_FAULTS`]. A chunk is an audio delta:
+    /// `cut-after:N` drops the TCP connection (no close frame) after N deltas, `stall-after:N`
+    /// stops the response after N deltas (the socket stays open), `malformed`,
+    /// `unknown-event` and `oversize` send one such server event before delta N, `slow:MS`
+    /// spaces deltas at least MS apart, `status` refuses that upgrade. Default: none.
+    #[serde(
+        default,
+        with = "crate::fault::serde_list",
+        skip_serializing_if = "std::collections::BTreeMap::is_empty"
+    )]
+    pub faults: crate::fault::Faults,
 }
+
+/// The fault kinds the Realtime fake implements.
+pub const SUPPORTED_FAULTS: &[&str] =
+    &["status", "stall-after", "cut-after", "malformed", "unknown-event", "slow", "oversize"];
 
 impl Default for RealtimeFakeConfig {
     fn default() -> Self {
@@ -76,6 +93,7 @@ impl Default for RealtimeFakeConfig {
             close_after_audio_deltas: None,
             fault_connections: Vec::new(),
             reject_with_status: None,
+            faults: Default::default(),
         }
     }
 }

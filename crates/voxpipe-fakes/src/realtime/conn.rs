@@ -67,6 +67,12 @@ pub(crate) struct Conn {
     pub(crate) samples: Vec<i16>,
     /// The output buffer, on a WebRTC session (audio on the track, not in events).
     pub(crate) media: Option<super::Media>,
+    /// This connection's fault (`faults` of the config), if any.
+    pub(crate) fault: Option<crate::fault::Fault>,
+    /// The fault's injected event has been sent.
+    pub(crate) injected: bool,
+    /// A stall fault struck: the active response sends nothing more.
+    pub(crate) stalled: bool,
 }
 
 impl Conn {
@@ -105,6 +111,9 @@ impl Conn {
             raw: Vec::new(),
             samples: Vec::new(),
             media: None,
+            fault: None,
+            injected: false,
+            stalled: false,
         }
     }
 
@@ -128,18 +137,20 @@ impl Conn {
         cfg: Arc<RealtimeFakeConfig>,
         shared: Arc<Shared>,
         stop: CancellationToken,
+        fault: Option<crate::fault::Fault>,
     ) {
         let (sink, mut stream) = ws.split();
         let (tx, rx) = mpsc::channel(OUT_QUEUE);
         let writer = tokio::spawn(write_loop(sink, rx));
         let mut conn = Conn::new(id, dialect, &model, cfg, shared, tx);
+        conn.fault = fault;
         if let Some(p) = &preset {
             conn.preset(p);
         }
         let created = json!({"type": "session.created", "session": conn.session.json()});
         conn.send(created).await;
         while !conn.aborted {
-            let deadline = conn.active.as_ref().map(|r| r.next_at);
+            let deadline = conn.active.as_ref().filter(|_| !conn.stalled).map(|r| r.next_at);
             let tick = async move {
                 match deadline {
                     Some(d) => sleep_until(d).await,
@@ -183,6 +194,13 @@ impl Conn {
         let id = self.new_id("event");
         event["event_id"] = Value::String(id);
         if self.out.send(Out::Text(event.to_string())).await.is_err() {
+            self.aborted = true;
+        }
+    }
+
+    /// Sends `text` as it is (a fault's malformed or unknown event).
+    pub(crate) async fn send_raw(&mut self, text: String) {
+        if self.out.send(Out::Text(text)).await.is_err() {
             self.aborted = true;
         }
     }

@@ -70,7 +70,9 @@ use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use config::{FakeApiKey, RealtimeFakeConfig, ScriptedFunctionCall, ScriptedResponse, VadConfig};
+pub use config::{
+    FakeApiKey, RealtimeFakeConfig, SUPPORTED_FAULTS, ScriptedFunctionCall, ScriptedResponse, VadConfig,
+};
 
 use conn::Conn;
 use session::Dialect;
@@ -117,6 +119,8 @@ pub(crate) struct Shared {
     started: Instant,
     events: Mutex<Vec<RecordedEvent>>,
     connections: AtomicUsize,
+    /// WebSocket upgrades attempted (the index `faults` are chosen by).
+    attempts: AtomicUsize,
     /// The first [`INPUT_AUDIO_KEPT`] bytes of wire audio each connection appended.
     input_audio: Mutex<std::collections::HashMap<usize, Vec<u8>>>,
     /// Client secrets minted (ephemeral keys).
@@ -169,6 +173,7 @@ impl RealtimeFake {
             started: Instant::now(),
             events: Mutex::new(Vec::new()),
             connections: AtomicUsize::new(0),
+            attempts: AtomicUsize::new(0),
             input_audio: Mutex::default(),
             secrets: calls::Secrets::default(),
             calls: Mutex::default(),
@@ -313,7 +318,26 @@ struct Upgrade {
 async fn serve(tcp: TcpStream, cfg: Arc<RealtimeFakeConfig>, shared: Arc<Shared>, stop: CancellationToken) {
     let _ = tcp.set_nodelay(true);
     let mut upgrade = None;
+    let fault = cfg.faults.get(&shared.attempts.fetch_add(1, Ordering::SeqCst)).cloned();
     let callback = |req: &Request, resp: Response| {
+        if let Some(crate::fault::Fault::Status { status, retry_after_s }) = &fault {
+            let code = StatusCode::from_u16(*status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            let (kind, msg) = match *status {
+                429 => {
+                    ("requests", "Rate limit reached for requests. Please try again later. (injected fault)")
+                }
+                s if s >= 500 => (
+                    "server_error",
+                    "The server had an error while processing your request. (injected fault)",
+                ),
+                _ => ("invalid_request_error", "Injected fault."),
+            };
+            let mut r = reject(code, msg, kind, None, None);
+            if let Some(secs) = retry_after_s {
+                r.headers_mut().insert(http::header::RETRY_AFTER, (*secs).into());
+            }
+            return Err(r);
+        }
         check_upgrade(req, resp, &cfg, &shared.secrets).map(|(resp, u)| {
             upgrade = Some(u);
             resp
@@ -328,7 +352,7 @@ async fn serve(tcp: TcpStream, cfg: Arc<RealtimeFakeConfig>, shared: Arc<Shared>
     };
     let Some(Upgrade { dialect, model, preset }) = upgrade else { return };
     let id = shared.connections.fetch_add(1, Ordering::SeqCst) + 1;
-    Conn::run(ws, id, dialect, model, preset, cfg, shared, stop).await;
+    Conn::run(ws, id, dialect, model, preset, cfg, shared, stop, fault).await;
     tracing::debug!(connection = id, "realtime fake: connection ended");
 }
 

@@ -172,7 +172,12 @@ impl Conn {
         let mut rg = ResponseGen {
             id: self.new_id("resp"),
             next_at: now,
-            interval: Duration::from_secs_f64(self.cfg.delta_ms.max(1) as f64 / pace / 1000.0),
+            interval: Duration::from_secs_f64(self.cfg.delta_ms.max(1) as f64 / pace / 1000.0).max(
+                match self.fault {
+                    Some(crate::fault::Fault::Slow { interval_ms }) => Duration::from_millis(interval_ms),
+                    _ => Duration::ZERO,
+                },
+            ),
             audio,
             format,
             in_conversation: ov("conversation").and_then(Value::as_str) != Some("none"),
@@ -277,6 +282,10 @@ impl Conn {
         let i = msg.next_delta;
         msg.next_delta += 1;
         let (rid, item_id) = (rg.id.clone(), msg.item_id.clone());
+        if rg.audio && self.fault_before_delta(&rid, &item_id).await {
+            msg.next_delta -= 1;
+            return;
+        }
         if rg.audio {
             let from = i * msg.samples_per_delta;
             let n = msg.samples_per_delta.min(msg.total_samples - from);
@@ -321,6 +330,48 @@ impl Conn {
             self.send(ev).await;
         }
         self.sync_item(rg);
+    }
+
+    /// Applies the connection's fault before an audio delta: injects its malformed, unknown or
+    /// oversize event when as many deltas as it asks have gone out, or cuts or stalls. True
+    /// when the delta must not be sent.
+    async fn fault_before_delta(&mut self, rid: &str, item_id: &str) -> bool {
+        use crate::fault::{Fault, Injection};
+        let Some(fault) = self.fault.clone() else { return false };
+        let sent = self.audio_deltas_sent as usize;
+        match fault {
+            Fault::CutAfter { chunks } if sent >= chunks => {
+                tracing::debug!(connection = self.id, "realtime fake: closing abruptly (fault)");
+                self.aborted = true;
+                return true;
+            }
+            Fault::StallAfter { chunks } if sent >= chunks => {
+                tracing::debug!(connection = self.id, "realtime fake: stalling the response (fault)");
+                self.stalled = true;
+                return true;
+            }
+            _ => {}
+        }
+        if let Some((after, what)) = fault.injection()
+            && after == sent
+            && !self.injected
+        {
+            self.injected = true;
+            let id = self.new_id("event");
+            let text = match what {
+                Injection::Malformed => format!(
+                    "{{\"type\":\"response.output_audio.delta\",\"event_id\":\"{id}\",\"response_id\":\"{rid}\",\"item_id\":\"{item_id}\",\"delta\":\"AAAA"
+                ),
+                Injection::Unknown => json!({"type": "response.fake_unknown_event", "event_id": id,
+                    "response_id": rid, "note": "an event type this API does not define"})
+                .to_string(),
+                Injection::Oversize(bytes) => json!({"type": "rate_limits.updated", "event_id": id,
+                    "rate_limits": [], "x_fake_padding": crate::fault::padding(bytes)})
+                .to_string(),
+            };
+            self.send_raw(text).await;
+        }
+        false
     }
 
     /// Mirrors what has been generated into the conversation item.
