@@ -4,7 +4,69 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use voxpipe_fakes::{anthropic, elevenlabs, openai_chat, openai_speech, realtime, transcription};
+use voxpipe_fakes::fault::{self, FaultSpec, Faults};
+use voxpipe_fakes::{
+    anthropic, elevenlabs, openai_chat, openai_speech, realtime, tool_server, transcription,
+};
+
+/// `--fault` help: the grammar (also in README's fakes section).
+const FAULT_HELP: &str = "Inject a fault (repeatable): INDEX=KIND, INDEX the request number (HTTP) or connection number (WebSocket), 0 = the first. KIND: status:CODE[:retry-after=SECS] (error answer: 429, 500, 503, 529, 401…), stall-after:N (N chunks, then hang), cut-after:N (N chunks and half the next, then disconnect), malformed[:N] (after N chunks, one that is not JSON), unknown-event[:N] (an event type or field the API does not define), slow:MS (MS before every chunk), oversize:BYTES[:N] (a chunk of BYTES, suffix k/m), wrong-content-type (200 text/html). A chunk is an SSE event, an audio body piece, a WebSocket message or audio delta, or 16 bytes of a JSON body. E.g. --fault 0=status:429:retry-after=2 --fault 1=cut-after:3. Overrides the config file's `faults` for the same index";
+
+/// Parses one `--fault` value.
+fn fault_spec(s: &str) -> Result<FaultSpec, String> {
+    s.parse().map_err(|e: fault::SpecError| e.to_string())
+}
+
+/// The faults of a fake from its config file's `faults` and its `--fault` flags (which win
+/// for the same index), checked against what the fake implements.
+fn faults(
+    fake: &str,
+    flag: &str,
+    from_file: &Faults,
+    flags: &[FaultSpec],
+    supported: &[&str],
+) -> anyhow::Result<Faults> {
+    let mut out = from_file.clone();
+    let given = fault::plan(flags).map_err(|e| anyhow::anyhow!("{flag}: {e}"))?;
+    out.extend(given);
+    fault::check(fake, &out, supported).map_err(|e| anyhow::anyhow!("{flag}: {e}"))?;
+    Ok(out)
+}
+
+/// The fault settings file of `voxpipe fake llm|anthropic|tts|elevenlabs|transcription|tools
+/// --config FILE`: `faults = ["0=status:429:retry-after=2", …]` (and, for elevenlabs,
+/// `ws_faults` for its WebSocket).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FaultFile {
+    #[serde(default, with = "voxpipe_fakes::fault::serde_list")]
+    faults: Faults,
+    #[serde(default, with = "voxpipe_fakes::fault::serde_list")]
+    ws_faults: Faults,
+}
+
+/// Reads `--config FILE` of an HTTP fake; `ws_faults` only where `ws` (elevenlabs).
+fn fault_file(path: Option<&Path>, ws: bool) -> anyhow::Result<FaultFile> {
+    let file: FaultFile = load_toml(path)?;
+    if !ws && !file.ws_faults.is_empty() {
+        anyhow::bail!(
+            "{}: `ws_faults` is for the elevenlabs fake's WebSocket only",
+            path.map(|p| p.display().to_string()).unwrap_or_default()
+        );
+    }
+    Ok(file)
+}
+
+/// The `--config` and `--fault` flags every HTTP fake has.
+#[derive(Debug, Default, Args)]
+pub struct FaultArgs {
+    /// Fault settings (TOML): `faults = ["0=status:429:retry-after=2", "1=cut-after:3"]`, same
+    /// grammar as `--fault`.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[arg(long = "fault", value_name = "SPEC", value_parser = fault_spec, help = FAULT_HELP)]
+    faults: Vec<FaultSpec>,
+}
 
 /// Which fake to run.
 #[derive(Debug, Subcommand)]
@@ -15,9 +77,12 @@ pub enum FakeCommand {
         /// Port on 127.0.0.1 (0 picks a free one; the URL is printed).
         #[arg(long, default_value_t = 8787)]
         port: u16,
-        /// Fake settings (TOML): scripted responses, latency, faults.
+        /// Fake settings (TOML): scripted responses, latency, faults (`faults = […]`, by
+        /// connection).
         #[arg(long)]
         config: Option<PathBuf>,
+        #[arg(long = "fault", value_name = "SPEC", value_parser = fault_spec, help = FAULT_HELP)]
+        faults: Vec<FaultSpec>,
     },
     /// OpenAI-compatible chat completions (SSE) at http://127.0.0.1:PORT/v1; replies echo the
     /// caller ("You said: …") unless `--replies` scripts them.
@@ -36,6 +101,8 @@ pub enum FakeCommand {
         /// The API key to require.
         #[arg(long, default_value = "sk-fake")]
         api_key: String,
+        #[command(flatten)]
+        faults: FaultArgs,
     },
     /// A small order/appointment/handoff HTTP API for the example tools
     /// (pipelines/tools.example.toml) at http://127.0.0.1:PORT.
@@ -43,6 +110,8 @@ pub enum FakeCommand {
         /// Port on 127.0.0.1.
         #[arg(long, default_value_t = 8793)]
         port: u16,
+        #[command(flatten)]
+        faults: FaultArgs,
     },
     /// The Twilio REST Calls API (`POST /2010-04-01/Accounts/{AccountSid}/Calls/{Sid}.json`,
     /// Basic auth with the account SID and the auth token in `TWILIO_AUTH_TOKEN`).
@@ -82,6 +151,8 @@ pub struct LlmArgs {
     /// the shape of a scenario's `[[fakes.llm]]`), used in order and cycling. Default: echo.
     #[arg(long)]
     replies: Option<PathBuf>,
+    #[command(flatten)]
+    faults: FaultArgs,
 }
 
 /// A `--replies` file.
@@ -116,6 +187,12 @@ pub struct TtsArgs {
     /// Audio seconds streamed per wall-clock second.
     #[arg(long, default_value_t = 5.0)]
     real_time_factor: f64,
+    #[command(flatten)]
+    faults: FaultArgs,
+    /// elevenlabs only: a fault on a `stream-input` WebSocket connection (repeatable; same
+    /// grammar as `--fault`, INDEX the connection; `ws_faults` in the config file).
+    #[arg(long = "ws-fault", value_name = "SPEC", value_parser = fault_spec)]
+    ws_faults: Vec<FaultSpec>,
 }
 
 fn load_toml<T: serde::de::DeserializeOwned + Default>(path: Option<&Path>) -> anyhow::Result<T> {
@@ -132,30 +209,54 @@ fn at(port: u16) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, port))
 }
 
-fn knobs(a: &LlmArgs) -> openai_chat::Knobs {
-    openai_chat::Knobs {
+/// The faults of an HTTP fake without a WebSocket, from `--config` and `--fault`.
+fn http_faults(fake: &str, a: &FaultArgs, supported: &[&str]) -> anyhow::Result<Faults> {
+    let file = fault_file(a.config.as_deref(), false)?;
+    faults(fake, "--fault", &file.faults, &a.faults, supported)
+}
+
+fn knobs(a: &LlmArgs, fake: &str) -> anyhow::Result<openai_chat::Knobs> {
+    Ok(openai_chat::Knobs {
         time_to_first_token_ms: a.time_to_first_token_ms,
         token_interval_ms: a.token_interval_ms,
+        faults: http_faults(fake, &a.faults, fault::ALL_KINDS)?,
         ..Default::default()
-    }
+    })
 }
 
-fn speech(a: &TtsArgs) -> openai_speech::SpeechFakeConfig {
-    openai_speech::SpeechFakeConfig {
+fn speech(a: &TtsArgs) -> anyhow::Result<openai_speech::SpeechFakeConfig> {
+    anyhow::ensure!(a.ws_faults.is_empty(), "--ws-fault: the tts fake has no WebSocket (elevenlabs has)");
+    Ok(openai_speech::SpeechFakeConfig {
         api_key: a.api_key.clone(),
         time_to_first_byte_ms: a.time_to_first_byte_ms,
         real_time_factor: a.real_time_factor,
+        faults: http_faults("tts", &a.faults, openai_speech::SUPPORTED_FAULTS)?,
         ..Default::default()
-    }
+    })
 }
 
-fn eleven(a: &TtsArgs) -> elevenlabs::ElevenLabsFakeConfig {
-    elevenlabs::ElevenLabsFakeConfig {
+fn eleven(a: &TtsArgs) -> anyhow::Result<elevenlabs::ElevenLabsFakeConfig> {
+    let file = fault_file(a.faults.config.as_deref(), true)?;
+    Ok(elevenlabs::ElevenLabsFakeConfig {
         api_key: a.api_key.clone(),
         time_to_first_byte_ms: a.time_to_first_byte_ms,
         real_time_factor: a.real_time_factor,
+        faults: faults(
+            "elevenlabs",
+            "--fault",
+            &file.faults,
+            &a.faults.faults,
+            elevenlabs::SUPPORTED_HTTP_FAULTS,
+        )?,
+        ws_faults: faults(
+            "elevenlabs WebSocket",
+            "--ws-fault",
+            &file.ws_faults,
+            &a.ws_faults,
+            elevenlabs::SUPPORTED_WS_FAULTS,
+        )?,
         ..Default::default()
-    }
+    })
 }
 
 /// A started fake, kept alive until Ctrl-C.
@@ -166,7 +267,7 @@ enum Running {
     Speech(openai_speech::SpeechFake),
     ElevenLabs(elevenlabs::ElevenLabsFake),
     Transcription(transcription::TranscriptionFake),
-    ToolServer(voxpipe_fakes::tool_server::ToolServer),
+    ToolServer(tool_server::ToolServer),
 }
 
 impl Running {
@@ -194,53 +295,61 @@ impl Running {
 async fn start(which: FakeCommand) -> anyhow::Result<Vec<Running>> {
     let ctx = |port: u16| format!("cannot listen on 127.0.0.1:{port}");
     Ok(match which {
-        FakeCommand::Realtime { port, config } => {
-            let config = load_toml(config.as_deref())?;
+        FakeCommand::Realtime { port, config, faults: flags } => {
+            let mut config: realtime::RealtimeFakeConfig = load_toml(config.as_deref())?;
+            config.faults =
+                faults("realtime", "--fault", &config.faults, &flags, realtime::SUPPORTED_FAULTS)?;
             vec![Running::Realtime(
                 realtime::RealtimeFake::bind(at(port), config).await.with_context(|| ctx(port))?,
             )]
         }
         FakeCommand::Llm(a) => {
             let replies = scripted_replies(a.replies.as_deref())?;
-            let config = openai_chat::ChatFakeConfig { knobs: knobs(&a), replies, ..Default::default() };
+            let config =
+                openai_chat::ChatFakeConfig { knobs: knobs(&a, "llm")?, replies, ..Default::default() };
             vec![Running::Chat(
                 openai_chat::ChatFake::start_on(at(a.port), config).await.with_context(|| ctx(a.port))?,
             )]
         }
         FakeCommand::Anthropic(a) => {
             let replies = scripted_replies(a.replies.as_deref())?;
-            let config = anthropic::AnthropicFakeConfig { knobs: knobs(&a), replies, ..Default::default() };
+            let config = anthropic::AnthropicFakeConfig {
+                knobs: knobs(&a, "anthropic")?,
+                replies,
+                ..Default::default()
+            };
             vec![Running::Anthropic(
                 anthropic::AnthropicFake::start_on(at(a.port), config).await.with_context(|| ctx(a.port))?,
             )]
         }
         FakeCommand::Tts(a) => {
             vec![Running::Speech(
-                openai_speech::SpeechFake::start_on(at(a.port), speech(&a))
+                openai_speech::SpeechFake::start_on(at(a.port), speech(&a)?)
                     .await
                     .with_context(|| ctx(a.port))?,
             )]
         }
         FakeCommand::Elevenlabs(a) => {
             vec![Running::ElevenLabs(
-                elevenlabs::ElevenLabsFake::start_on(at(a.port), eleven(&a))
+                elevenlabs::ElevenLabsFake::start_on(at(a.port), eleven(&a)?)
                     .await
                     .with_context(|| ctx(a.port))?,
             )]
         }
-        FakeCommand::Transcription { port, api_key } => {
-            let config = transcription::TranscriptionFakeConfig { api_key, ..Default::default() };
+        FakeCommand::Transcription { port, api_key, faults } => {
+            let faults = http_faults("transcription", &faults, transcription::SUPPORTED_FAULTS)?;
+            let config = transcription::TranscriptionFakeConfig { api_key, faults, ..Default::default() };
             vec![Running::Transcription(
                 transcription::TranscriptionFake::start_on(at(port), config)
                     .await
                     .with_context(|| ctx(port))?,
             )]
         }
-        FakeCommand::Tools { port } => {
+        FakeCommand::Tools { port, faults } => {
+            let faults = http_faults("tools", &faults, tool_server::SUPPORTED_FAULTS)?;
+            let config = tool_server::ToolServerConfig { faults, ..Default::default() };
             vec![Running::ToolServer(
-                voxpipe_fakes::tool_server::ToolServer::start_on(at(port))
-                    .await
-                    .with_context(|| ctx(port))?,
+                tool_server::ToolServer::start_with(at(port), config).await.with_context(|| ctx(port))?,
             )]
         }
         FakeCommand::Twilio { .. } => anyhow::bail!("`fake twilio` runs on its own (see `run`)"),
@@ -251,21 +360,28 @@ async fn start(which: FakeCommand) -> anyhow::Result<Vec<Running>> {
                 time_to_first_token_ms: 300,
                 token_interval_ms: 30,
                 replies: llm_replies.clone(),
+                faults: FaultArgs::default(),
             };
             let tts = |port| TtsArgs {
                 port,
                 api_key: "sk-fake".into(),
                 time_to_first_byte_ms: 150,
                 real_time_factor: 5.0,
+                faults: FaultArgs::default(),
+                ws_faults: Vec::new(),
             };
             for cmd in [
-                FakeCommand::Realtime { port: b, config: None },
+                FakeCommand::Realtime { port: b, config: None, faults: Vec::new() },
                 FakeCommand::Llm(llm(b + 1)),
                 FakeCommand::Anthropic(llm(b + 2)),
                 FakeCommand::Tts(tts(b + 3)),
                 FakeCommand::Elevenlabs(tts(b + 4)),
-                FakeCommand::Transcription { port: b + 5, api_key: "sk-fake".into() },
-                FakeCommand::Tools { port: b + 6 },
+                FakeCommand::Transcription {
+                    port: b + 5,
+                    api_key: "sk-fake".into(),
+                    faults: FaultArgs::default(),
+                },
+                FakeCommand::Tools { port: b + 6, faults: FaultArgs::default() },
             ] {
                 all.extend(Box::pin(start(cmd)).await?);
             }
@@ -303,6 +419,67 @@ mod tests {
         );
         assert!(matches!(&replies[1], ScriptedReply::Text(t) if !t.is_empty()));
         assert_eq!(scripted_replies(None).unwrap(), vec![ScriptedReply::Echo]);
+    }
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        fake: FakeCommand,
+    }
+
+    fn parse(args: &[&str]) -> Result<FakeCommand, String> {
+        use clap::Parser;
+        let argv = std::iter::once("fake").chain(args.iter().copied());
+        Cli::try_parse_from(argv).map(|c| c.fake).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn fault_flags_and_files_build_each_fakes_plan() {
+        let FakeCommand::Llm(a) =
+            parse(&["llm", "--fault", "0=status:429:retry-after=2", "--fault", "2=cut-after:3"]).unwrap()
+        else {
+            panic!("llm")
+        };
+        let k = knobs(&a, "llm").unwrap();
+        assert_eq!(k.faults[&0], fault::Fault::Status { status: 429, retry_after_s: Some(2) });
+        assert_eq!(k.faults[&2], fault::Fault::CutAfter { chunks: 3 });
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("faults.toml");
+        std::fs::write(&path, "faults = [\"0=slow:40\", \"1=malformed\"]\n").unwrap();
+        let p = path.to_str().unwrap();
+        let FakeCommand::Tools { faults: f, .. } =
+            parse(&["tools", "--config", p, "--fault", "1=status:503"]).unwrap()
+        else {
+            panic!("tools")
+        };
+        let plan = http_faults("tools", &f, tool_server::SUPPORTED_FAULTS).unwrap();
+        assert_eq!(plan[&0], fault::Fault::Slow { interval_ms: 40 }, "from the file");
+        assert_eq!(plan[&1], fault::Fault::Status { status: 503, retry_after_s: None }, "the flag wins");
+
+        let FakeCommand::Elevenlabs(a) = parse(&["elevenlabs", "--ws-fault", "0=unknown-event:1"]).unwrap()
+        else {
+            panic!("elevenlabs")
+        };
+        assert_eq!(eleven(&a).unwrap().ws_faults[&0], fault::Fault::UnknownEvent { after: 1 });
+    }
+
+    #[test]
+    fn bad_fault_flags_name_the_flag_and_the_expected_form() {
+        let e = parse(&["llm", "--fault", "0=explode"]).unwrap_err();
+        assert!(e.contains("--fault") && e.contains("unknown fault kind") && e.contains("INDEX=KIND"), "{e}");
+        let e = parse(&["transcription", "--fault", "status:429"]).unwrap_err();
+        assert!(e.contains("--fault") && e.contains("no `=` after the index"), "{e}");
+        let FakeCommand::Tts(a) = parse(&["tts", "--fault", "0=malformed"]).unwrap() else { panic!("tts") };
+        let e = format!("{:#}", speech(&a).unwrap_err());
+        assert!(e.contains("--fault") && e.contains("the tts fake does not implement `malformed`"), "{e}");
+        let FakeCommand::Realtime { faults: f, .. } =
+            parse(&["realtime", "--fault", "0=wrong-content-type"]).unwrap()
+        else {
+            panic!("realtime")
+        };
+        let e = faults("realtime", "--fault", &Faults::new(), &f, realtime::SUPPORTED_FAULTS).unwrap_err();
+        assert!(e.to_string().contains("does not implement `wrong-content-type`"), "{e}");
     }
 
     #[test]
