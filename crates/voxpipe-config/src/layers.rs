@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 /// Top-level keys the environment layer may set (`VOXPIPE_MODEL_DIR` and other `VOXPIPE_*`
 /// settings of the tools themselves are not pipeline keys).
 const TOP_LEVEL_KEYS: &[&str] =
-    &["name", "description", "input", "output", "events", "turn", "stages", "tools"];
+    &["name", "description", "input", "output", "events", "turn", "stages", "tools", "fallback"];
 
 /// How to layer the file.
 #[derive(Debug, Clone, Default)]
@@ -55,7 +55,24 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<PipelineConfig, ConfigErr
         _ => Figment::from(Toml::file_exact(path)),
     };
     let base: Value = figment.extract().map_err(|e| from_figment(path, e, &BTreeMap::new()))?;
-    layer(path, base, opts)
+    with_fallback(path, layer(path, base, opts)?)
+}
+
+/// Loads the file a pipeline names as its `fallback` (as written: no profile or overrides).
+fn with_fallback(file: &Path, mut config: PipelineConfig) -> Result<PipelineConfig, ConfigError> {
+    let Some(rel) = &config.fallback else { return Ok(config) };
+    let path = file.parent().unwrap_or(Path::new(".")).join(rel);
+    if !path.is_file() {
+        let message = format!("expected a pipeline file, and {} is not one", path.display());
+        return Err(ConfigError::new(file, Some("fallback".into()), message));
+    }
+    let fallback = load(&path, &LoadOptions::default())?;
+    if fallback.fallback.is_some() {
+        let message = "a fallback pipeline cannot name a fallback of its own";
+        return Err(ConfigError::new(&path, Some("fallback".into()), message));
+    }
+    config.fallback_pipeline = Some(Box::new(fallback));
+    Ok(config)
 }
 
 /// Loads a pipeline given as TOML text (`name` is used in errors as the file name).
@@ -63,7 +80,7 @@ pub fn load_str(name: &Path, toml_text: &str, opts: &LoadOptions) -> Result<Pipe
     let base: Value = Figment::from(Toml::string(toml_text))
         .extract()
         .map_err(|e| from_figment(name, e, &BTreeMap::new()))?;
-    layer(name, base, opts)
+    with_fallback(name, layer(name, base, opts)?)
 }
 
 fn layer(file: &Path, mut base: Value, opts: &LoadOptions) -> Result<PipelineConfig, ConfigError> {

@@ -20,6 +20,11 @@ impl BuildError {
     fn new(key: impl Into<String>, message: impl ToString) -> Self {
         Self { key: key.into(), message: message.to_string() }
     }
+
+    /// The same error, its key under `prefix` (`fallback.stages[0].model`).
+    fn within(self, prefix: &str) -> Self {
+        Self { key: format!("{prefix}.{}", self.key), message: self.message }
+    }
 }
 
 /// The environment secrets are read from (the process environment, or a map in tests).
@@ -405,6 +410,24 @@ pub async fn build_call(
     if config.stages.is_empty() {
         return Err(BuildError::new("stages", "expected at least one stage"));
     }
+    let mut stages = build_chain(config, env).await?;
+    if let Some(fallback) = &config.fallback_pipeline {
+        let fallback_stages = build_chain(fallback, env).await.map_err(|e| e.within("fallback"))?;
+        let primary = voxpipe_core::Chain { name: config.name.clone(), stages };
+        let fallback = voxpipe_core::Chain { name: fallback.name.clone(), stages: fallback_stages };
+        stages = vec![Box::new(voxpipe_core::Failover::new(primary, fallback))];
+    }
+    let mut pipeline = Pipeline::new(config.name.clone(), source, stages, sinks);
+    pipeline.events = events;
+    pipeline.tools = Arc::new(build_tools(config, env)?);
+    Ok(pipeline)
+}
+
+/// The turn controller and stages of `config`, in order.
+async fn build_chain(
+    config: &PipelineConfig,
+    env: &Env,
+) -> Result<Vec<Box<dyn voxpipe_core::Stage>>, BuildError> {
     let mut stages = Vec::with_capacity(config.stages.len() + 2);
     let (controller, mut gate) = turn_stages(config)?;
     stages.extend(controller);
@@ -416,14 +439,19 @@ pub async fn build_call(
             stages.extend(gate.take());
         }
     }
-    let mut pipeline = Pipeline::new(config.name.clone(), source, stages, sinks);
-    pipeline.events = events;
-    pipeline.tools = Arc::new(build_tools(config, env)?);
-    Ok(pipeline)
+    Ok(stages)
 }
 
 /// Checks every secret and setting without opening files or connections (for `voxpipe check`).
 pub async fn validate(config: &PipelineConfig, env: &Env) -> Result<(), BuildError> {
+    validate_one(config, env).await?;
+    if let Some(fallback) = &config.fallback_pipeline {
+        Box::pin(validate_one(fallback, env)).await.map_err(|e| e.within("fallback"))?;
+    }
+    Ok(())
+}
+
+async fn validate_one(config: &PipelineConfig, env: &Env) -> Result<(), BuildError> {
     if config.stages.is_empty() {
         return Err(BuildError::new("stages", "expected at least one stage"));
     }

@@ -40,6 +40,14 @@ pub struct PipelineConfig {
     /// Settings for every tool that does not set its own (the pipeline's filler).
     #[serde(default)]
     pub tool_defaults: voxpipe_tools::ToolDefaults,
+    /// Another pipeline file (relative to this one) whose `[turn]` and `[[stages]]` take the
+    /// call over when a stage of this one fails; this file's input, output, event log and tools
+    /// stay. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<std::path::PathBuf>,
+    /// The `fallback` file, loaded with this one (not a key of the file).
+    #[serde(skip)]
+    pub fallback_pipeline: Option<Box<PipelineConfig>>,
 }
 
 /// `[input]`, chosen by `kind` (deserialised by hand, as [`StageConfig`] is).

@@ -47,8 +47,39 @@ pub enum Frame {
         /// Input-timeline position of the end of speech.
         at: Duration,
     },
+    /// The conversation so far, handed to stages that take over a call mid-way (failover).
+    /// The model stage takes it as its history (and answers if the caller is waiting); the
+    /// others forward it.
+    Restore(Arc<Restore>),
     /// No more input will come; each component forwards it once it has drained its work.
     EndOfStream,
+}
+
+/// Who said a [`Line`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Speaker {
+    /// The caller.
+    User,
+    /// The agent.
+    Assistant,
+}
+
+/// One finished utterance of the conversation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Line {
+    /// Who said it.
+    pub speaker: Speaker,
+    /// What was said (for the agent: what the caller heard, as far as it is known).
+    pub text: String,
+}
+
+/// The conversation so far, for stages taking over a call ([`Frame::Restore`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Restore {
+    /// Every finished utterance, in order.
+    pub lines: Vec<Line>,
+    /// The caller's last words are still unanswered: answer them now.
+    pub respond: bool,
 }
 
 impl Frame {
@@ -76,6 +107,7 @@ impl Frame {
             Frame::ResponseDone(_) => "response_done",
             Frame::SpeechStarted { .. } => "speech_started",
             Frame::SpeechStopped { .. } => "speech_stopped",
+            Frame::Restore(_) => "restore",
             Frame::EndOfStream => "end_of_stream",
         }
     }

@@ -92,6 +92,7 @@
 pub mod audio;
 pub mod control;
 pub mod event;
+pub mod failover;
 pub mod frame;
 pub mod history;
 pub mod playout;
@@ -105,8 +106,10 @@ pub mod tool;
 pub use audio::{AudioChunk, SampleRate, Samples};
 pub use control::{Control, ControlBus, InterruptReason};
 pub use event::{Event, EventKind, EventSender, EventWriter, Observed};
+pub use failover::{Chain, Failover};
 pub use frame::{
-    Frame, ItemId, OutputAudio, ResponseDone, ResponseStarted, ResponseStatus, TextDelta, Transcript, Usage,
+    Frame, ItemId, Line, OutputAudio, ResponseDone, ResponseStarted, ResponseStatus, Restore, Speaker,
+    TextDelta, Transcript, Usage,
 };
 pub use playout::{PlayedItem, PlayoutTracker};
 pub use runner::{EndReason, Pipeline, RunError, RunOptions};

@@ -12,8 +12,8 @@ use tracing::{debug, info, trace, warn};
 use voxpipe_core::time::sleep_until;
 use voxpipe_core::{
     CallContext, Control, EventKind, EventSender, Filler, Frame, Inbox, ItemId, Outbox, ResponseDone,
-    ResponseStarted, ResponseStatus, StageError, TextDelta, ToolAction, ToolBatch, ToolCall, ToolResult,
-    ToolSpec, Transcript, Usage,
+    ResponseStarted, ResponseStatus, Speaker, StageError, TextDelta, ToolAction, ToolBatch, ToolCall,
+    ToolResult, ToolSpec, Transcript, Usage,
 };
 
 /// Longest wait for the goodbye of an `end_call` turn to start playing before the call is
@@ -189,20 +189,27 @@ impl Driver {
                 f = input.recv() => f,
             };
             let Some(frame) = frame else { return Ok(()) };
-            match frame {
+            let respond = match frame {
                 Frame::UserTranscript(t) if t.is_final && !t.text.trim().is_empty() => {
                     let text = t.text.trim().to_string();
                     if sig.send(&out, Frame::UserTranscript(t)).await.is_err() {
                         return Ok(());
                     }
                     self.history.push_user(text);
-                    match self.turn(&ctx, &mut sig, &mut input, &out).await {
-                        Ok(Flow::Continue) => {}
-                        Ok(Flow::Stop) => return Ok(()),
-                        Err(e) => {
-                            return Err(StageError::new(self.primary().stage_name.clone(), e));
+                    true
+                }
+                // Taking over a call: the conversation so far becomes history.
+                Frame::Restore(r) => {
+                    for line in &r.lines {
+                        match line.speaker {
+                            Speaker::User => self.history.push_user(line.text.clone()),
+                            Speaker::Assistant => {
+                                self.history.push_assistant(vec![AssistantPart::Text(line.text.clone())])
+                            }
                         }
                     }
+                    info!(lines = r.lines.len(), respond = r.respond, "conversation restored");
+                    r.respond
                 }
                 Frame::EndOfStream => {
                     let _ = sig.send(&out, Frame::EndOfStream).await;
@@ -212,6 +219,14 @@ impl Driver {
                     if sig.send(&out, other).await.is_err() {
                         return Ok(());
                     }
+                    false
+                }
+            };
+            if respond {
+                match self.turn(&ctx, &mut sig, &mut input, &out).await {
+                    Ok(Flow::Continue) => {}
+                    Ok(Flow::Stop) => return Ok(()),
+                    Err(e) => return Err(StageError::new(self.primary().stage_name.clone(), e)),
                 }
             }
         }

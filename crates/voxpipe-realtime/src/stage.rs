@@ -412,6 +412,8 @@ impl Stage for RealtimeStage {
                     // Text from the caller that is not speech (keypad digits): a user message,
                     // answered like a turn.
                     Some(Frame::UserTranscript(t)) if t.is_final => s.user_text(t).await,
+                    // Taking over a call: the conversation so far, then the answer it awaits.
+                    Some(Frame::Restore(r)) => s.restore(&r).await,
                     Some(other) => { let _ = s.out.send(other).await; }
                 },
                 _ = settle.tick(), if input_ended => {
@@ -739,6 +741,29 @@ impl Session<'_> {
         if self.active_response.is_some() && self.muted_response != self.active_response {
             self.respond_after_done = true;
         } else {
+            self.awaiting_response = true;
+            self.send(json!({ "type": "response.create" })).await;
+        }
+    }
+
+    /// The conversation of a call this stage takes over (failover): items for the model, and
+    /// a reply if the caller's last words are unanswered.
+    async fn restore(&mut self, restore: &voxpipe_core::Restore) {
+        for line in &restore.lines {
+            let item = match line.speaker {
+                voxpipe_core::Speaker::User => HistoryItem::User(line.text.clone()),
+                voxpipe_core::Speaker::Assistant => {
+                    HistoryItem::Assistant { item_id: String::new(), text: line.text.clone(), cut: true }
+                }
+            };
+            self.send(
+                json!({ "type": "conversation.item.create", "item": item.to_item(self.config.protocol) }),
+            )
+            .await;
+            self.history.push(item);
+        }
+        info!(lines = restore.lines.len(), respond = restore.respond, "conversation restored");
+        if restore.respond {
             self.awaiting_response = true;
             self.send(json!({ "type": "response.create" })).await;
         }
