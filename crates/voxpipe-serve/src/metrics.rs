@@ -64,6 +64,10 @@ pub struct Metrics {
     pub recoveries_total: Family<KindLabel, Counter>,
     /// Time each recovery took, from noticing the failure to a working provider again.
     pub recovery_seconds: Histogram,
+    /// Tasks alive in the tokio runtime that serves `/metrics`, read when it is scraped.
+    pub alive_tasks: Gauge,
+    /// The process's open file descriptors (`/proc/self/fd`, Linux only), read when scraped.
+    pub open_fds: Gauge,
 }
 
 impl Default for Metrics {
@@ -102,6 +106,20 @@ impl Default for Metrics {
             "Time from a provider failure to a working provider again",
             recovery_seconds.clone(),
         );
+        let alive_tasks = Gauge::default();
+        registry.register(
+            "runtime_alive_tasks",
+            "Tasks alive in the tokio runtime (spawned and not yet finished), read at scrape time",
+            alive_tasks.clone(),
+        );
+        let open_fds = Gauge::default();
+        if cfg!(target_os = "linux") {
+            registry.register(
+                "process_open_fds",
+                "Open file descriptors of the process (/proc/self/fd), read at scrape time",
+                open_fds.clone(),
+            );
+        }
         Self {
             registry,
             active_calls,
@@ -112,16 +130,30 @@ impl Default for Metrics {
             direct_sessions_total,
             recoveries_total,
             recovery_seconds,
+            alive_tasks,
+            open_fds,
         }
     }
 }
 
 impl Metrics {
-    /// The text exposition.
+    /// The text exposition, after reading the gauges sampled at scrape time.
     pub fn encode(&self) -> String {
+        self.sample_process();
         let mut s = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut s, &self.registry);
         s
+    }
+
+    /// Reads the runtime's alive tasks (when called inside a tokio runtime) and the process's
+    /// open file descriptors (Linux) into their gauges.
+    pub fn sample_process(&self) {
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            self.alive_tasks.set(i64::try_from(rt.metrics().num_alive_tasks()).unwrap_or(i64::MAX));
+        }
+        if let Some(n) = open_fds() {
+            self.open_fds.set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
     }
 
     /// Counts a recovery of `kind` that took `took`.
@@ -133,5 +165,57 @@ impl Metrics {
     /// Counts an error of `kind`.
     pub fn error(&self, kind: &str) {
         self.errors_total.get_or_create(&KindLabel { kind: kind.into() }).inc();
+    }
+}
+
+/// Entries of `/proc/self/fd`, less the one the listing itself holds open. `None` off Linux or
+/// when the directory cannot be read.
+fn open_fds() -> Option<usize> {
+    if !cfg!(target_os = "linux") {
+        return None;
+    }
+    let n = std::fs::read_dir("/proc/self/fd").ok()?.count();
+    Some(n.saturating_sub(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The value of the unlabelled sample `name` in a text exposition.
+    fn sample(text: &str, name: &str) -> Option<i64> {
+        text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
+    #[tokio::test]
+    async fn scrape_reports_alive_tasks_and_open_fds() {
+        let m = Metrics::default();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let before = sample(&m.encode(), "voxpipe_runtime_alive_tasks").expect("alive tasks gauge");
+        let tasks: Vec<_> = (0..5)
+            .map(|_| {
+                let stop = stop.clone();
+                tokio::spawn(async move { stop.cancelled().await })
+            })
+            .collect();
+        let text = m.encode();
+        let during = sample(&text, "voxpipe_runtime_alive_tasks").expect("alive tasks gauge");
+        assert!(during >= before + 5, "5 pending tasks: {before} before, {during} during\n{text}");
+        stop.cancel();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let after = sample(&m.encode(), "voxpipe_runtime_alive_tasks").expect("alive tasks gauge");
+        assert!(after <= during - 5, "5 tasks ended: {during} during, {after} after");
+
+        if cfg!(target_os = "linux") {
+            let fds = sample(&m.encode(), "voxpipe_process_open_fds").expect("open fds gauge");
+            assert!(fds >= 3, "stdin, stdout and stderr at least: {fds}");
+            // Other tests of this binary open and close files meanwhile: a wide margin.
+            let held: Vec<_> = (0..100).map(|_| std::fs::File::open("/proc/self/status").unwrap()).collect();
+            let more = sample(&m.encode(), "voxpipe_process_open_fds").expect("open fds gauge");
+            assert!(more >= fds + 50, "100 more files open: {fds} before, {more} with them");
+            drop(held);
+        }
     }
 }
