@@ -24,9 +24,11 @@ targets=(
   voxpipe-config:fuzz_config_loader
   voxpipe-eval:fuzz_scenario_loader
 )
-crates=()
-for t in "${targets[@]}"; do crates+=(-p "${t%%:*}"); done
-cargo test --locked --profile fuzz "${crates[@]}" --test fuzz --no-run
+# Built crate by crate, as they run (one build of all would unify features differently and
+# leave each run to rebuild).
+for crate in $(printf '%s\n' "${targets[@]%%:*}" | uniq); do
+  cargo test --locked --profile fuzz -p "$crate" --test fuzz --no-run
+done
 
 summary=()
 for t in "${targets[@]}"; do
