@@ -68,6 +68,13 @@ pub enum Error {
 }
 
 impl Error {
+    /// True when the failure is the provider's answer to one utterance (retryable, or a body
+    /// that is malformed, oversize or not JSON at all): it costs that turn, not the call.
+    /// Credentials, configuration and local decoding errors are not.
+    pub fn costs_only_the_turn(&self) -> bool {
+        self.is_retryable() || matches!(self, Error::BadResponse { .. } | Error::TooLarge { .. })
+    }
+
     /// True when retrying later may succeed (network failures, 429 and 5xx).
     pub fn is_retryable(&self) -> bool {
         match self {

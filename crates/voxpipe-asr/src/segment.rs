@@ -265,7 +265,7 @@ impl<D: Decode> Segmenter<D> {
             Ok(text) => text.trim().to_string(),
             // A provider failure costs this turn, not the call: it is reported, the turn ends
             // with an empty transcript, and the caller can speak again.
-            Err(e) if e.is_retryable() => {
+            Err(e) if e.costs_only_the_turn() => {
                 warn!(error = %e, turn = done.turn, "final transcription failed; the turn is dropped");
                 ctx.events
                     .emit(EventKind::ProviderError {
