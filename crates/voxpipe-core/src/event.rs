@@ -5,7 +5,6 @@
 use crate::control::InterruptReason;
 use crate::frame::{Frame, ResponseDone, ResponseStarted, Transcript};
 use crate::tool::{ToolCall, ToolResult};
-use async_trait::async_trait;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
@@ -237,16 +236,17 @@ impl EventSender {
     }
 }
 
-/// Where the event log goes.
+/// Where the event log goes. Writers are plain blocking code: the runner calls them on the
+/// process's event-log thread, never on the call's async workers, so a slow disk delays the
+/// log and not the call.
 ///
 /// # Errors
 /// A write error ends the writer; the runner reports it and the call goes on without a log.
-#[async_trait]
 pub trait EventWriter: Send {
     /// Writes one event (and flushes it: a crash must not lose what was written).
-    async fn write(&mut self, event: &Event) -> std::io::Result<()>;
+    fn write(&mut self, event: &Event) -> std::io::Result<()>;
     /// Flushes and closes.
-    async fn finish(&mut self) -> std::io::Result<()>;
+    fn finish(&mut self) -> std::io::Result<()>;
 }
 
 /// An [`EventWriter`] that shows every event to `observe` before passing it on to `inner`, the
@@ -272,22 +272,21 @@ where
     }
 }
 
-#[async_trait]
 impl<F> EventWriter for Observed<F>
 where
     F: FnMut(&Event) -> std::io::Result<()> + Send,
 {
-    async fn write(&mut self, event: &Event) -> std::io::Result<()> {
+    fn write(&mut self, event: &Event) -> std::io::Result<()> {
         (self.observe)(event)?;
         match &mut self.inner {
-            Some(w) => w.write(event).await,
+            Some(w) => w.write(event),
             None => Ok(()),
         }
     }
 
-    async fn finish(&mut self) -> std::io::Result<()> {
+    fn finish(&mut self) -> std::io::Result<()> {
         match &mut self.inner {
-            Some(w) => w.finish().await,
+            Some(w) => w.finish(),
             None => Ok(()),
         }
     }
@@ -302,9 +301,8 @@ mod tests {
     #[derive(Clone, Default)]
     struct Log(Arc<Mutex<(Vec<&'static str>, bool)>>);
 
-    #[async_trait]
     impl EventWriter for Log {
-        async fn write(&mut self, event: &Event) -> std::io::Result<()> {
+        fn write(&mut self, event: &Event) -> std::io::Result<()> {
             let name = match event.kind {
                 EventKind::CallStarted { .. } => "call_started",
                 EventKind::CallEnded { .. } => "call_ended",
@@ -313,7 +311,7 @@ mod tests {
             self.0.lock().unwrap().0.push(name);
             Ok(())
         }
-        async fn finish(&mut self) -> std::io::Result<()> {
+        fn finish(&mut self) -> std::io::Result<()> {
             self.0.lock().unwrap().1 = true;
             Ok(())
         }
@@ -334,10 +332,10 @@ mod tests {
                 _ => Ok(()),
             }
         });
-        w.write(&event(EventKind::CallStarted { pipeline: "p".into() })).await.unwrap();
-        let err = w.write(&event(EventKind::CallEnded { reason: "done".into() })).await.unwrap_err();
+        w.write(&event(EventKind::CallStarted { pipeline: "p".into() })).unwrap();
+        let err = w.write(&event(EventKind::CallEnded { reason: "done".into() })).unwrap_err();
         assert_eq!(err.to_string(), "full");
-        w.finish().await.unwrap();
+        w.finish().unwrap();
         drop(w);
         assert_eq!(seen, 2);
         assert_eq!(*log.0.lock().unwrap(), (vec!["call_started"], true));
@@ -348,8 +346,8 @@ mod tests {
             count += 1;
             Ok(())
         });
-        w.write(&event(EventKind::CallStarted { pipeline: "p".into() })).await.unwrap();
-        w.finish().await.unwrap();
+        w.write(&event(EventKind::CallStarted { pipeline: "p".into() })).unwrap();
+        w.finish().unwrap();
         drop(w);
         assert_eq!(count, 1);
     }

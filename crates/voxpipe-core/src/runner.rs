@@ -241,20 +241,110 @@ async fn fanout(ctx: CallContext, mut input: Inbox, mut sinks: Vec<Outbox>) -> R
     Ok(())
 }
 
+/// Forwards the call's events to its writer on the event-log thread, as they come: the call
+/// never waits on the disk. Returns the writer's first error, once everything is written.
 async fn write_events(
     writer: Option<Box<dyn EventWriter>>,
     mut rx: tokio::sync::mpsc::Receiver<crate::event::Event>,
 ) -> std::io::Result<()> {
-    let Some(mut writer) = writer else {
+    let Some(writer) = writer else {
         while rx.recv().await.is_some() {}
         return Ok(());
     };
-    let mut result = Ok(());
+    // The writer and its first error; jobs for one call run in order on one thread.
+    let state = Arc::new(std::sync::Mutex::new((writer, Ok::<(), std::io::Error>(()))));
+    let log = event_log_thread();
     while let Some(ev) = rx.recv().await {
-        if result.is_ok() {
-            result = writer.write(&ev).await;
+        let state = state.clone();
+        let job = move || {
+            let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+            if s.1.is_ok() {
+                s.1 = s.0.write(&ev);
+            }
+        };
+        if log.send(Box::new(job)).is_err() {
+            return Err(std::io::Error::other("the event-log thread is gone"));
         }
     }
-    let finished = writer.finish().await;
-    result.and(finished)
+    let (done_tx, done) = tokio::sync::oneshot::channel();
+    let finish = move || {
+        let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+        let written = std::mem::replace(&mut s.1, Ok(()));
+        let _ = done_tx.send(written.and(s.0.finish()));
+    };
+    if log.send(Box::new(finish)).is_err() {
+        return Err(std::io::Error::other("the event-log thread is gone"));
+    }
+    done.await.unwrap_or_else(|_| Err(std::io::Error::other("the event-log thread stopped")))
+}
+
+type LogJob = Box<dyn FnOnce() + Send>;
+
+/// The process's event-log thread: every call's log writes run there, in order per call, so
+/// file I/O never blocks an async worker (a stalled disk delays logs, not calls).
+fn event_log_thread() -> &'static std::sync::mpsc::Sender<LogJob> {
+    static THREAD: std::sync::OnceLock<std::sync::mpsc::Sender<LogJob>> = std::sync::OnceLock::new();
+    THREAD.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<LogJob>();
+        std::thread::Builder::new()
+            .name("voxpipe-event-log".into())
+            .spawn(move || {
+                while let Ok(job) = rx.recv() {
+                    job();
+                }
+            })
+            .expect("spawn the event-log thread");
+        tx
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{EVENT_CAPACITY, Event, EventSender};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Condvar, Mutex};
+
+    /// A writer stuck on a disk that does not answer until the gate opens.
+    struct Stalled {
+        gate: Arc<(Mutex<bool>, Condvar)>,
+        written: Arc<AtomicUsize>,
+    }
+
+    impl EventWriter for Stalled {
+        fn write(&mut self, _: &Event) -> std::io::Result<()> {
+            let (open, cv) = &*self.gate;
+            let _open = cv.wait_while(open.lock().unwrap(), |open| !*open).unwrap();
+            self.written.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+        fn finish(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stalled_event_log_never_holds_up_the_call_and_loses_nothing() {
+        let gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let written = Arc::new(AtomicUsize::new(0));
+        let writer = Stalled { gate: gate.clone(), written: written.clone() };
+        let (events, rx) = EventSender::channel(crate::Clock::start_now());
+        let log = tokio::spawn(write_events(Some(Box::new(writer)), rx));
+        // Three times the channel's capacity while the disk is stuck: every emit returns (a
+        // liveness guard, not a timing claim: the old writer blocked the call here for good).
+        let n = 3 * EVENT_CAPACITY;
+        let emitted = async {
+            for _ in 0..n {
+                events.emit(EventKind::Dtmf { digits: "1".into() }).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), emitted).await.expect("emit waited on the disk");
+        assert_eq!(written.load(Ordering::SeqCst), 0, "the disk is still stuck");
+        // The disk comes back: everything is written, in the end, before the log reports done.
+        *gate.0.lock().unwrap() = true;
+        gate.1.notify_all();
+        drop(events);
+        log.await.unwrap().unwrap();
+        assert_eq!(written.load(Ordering::SeqCst), n);
+    }
 }

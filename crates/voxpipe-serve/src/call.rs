@@ -5,7 +5,6 @@
 
 use crate::metrics::{LatencyLabels, OutcomeLabels, PipelineLabel};
 use crate::{App, LiveCall, Slot};
-use async_trait::async_trait;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,9 +29,8 @@ struct TaggedJsonl {
     tags: serde_json::Map<String, serde_json::Value>,
 }
 
-#[async_trait]
 impl EventWriter for TaggedJsonl {
-    async fn write(&mut self, event: &Event) -> std::io::Result<()> {
+    fn write(&mut self, event: &Event) -> std::io::Result<()> {
         use std::io::Write;
         let mut v = serde_json::to_value(event)?;
         if let Some(o) = v.as_object_mut() {
@@ -44,7 +42,7 @@ impl EventWriter for TaggedJsonl {
         self.out.write_all(b"\n")?;
         self.out.flush()
     }
-    async fn finish(&mut self) -> std::io::Result<()> {
+    fn finish(&mut self) -> std::io::Result<()> {
         use std::io::Write;
         self.out.flush()?;
         self.out.get_ref().sync_data()

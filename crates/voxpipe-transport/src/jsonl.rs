@@ -1,7 +1,6 @@
 //! The JSONL event log: one JSON object per line, written and flushed as each event happens,
 //! so a crash or a cut call leaves everything up to that moment on disk.
 
-use async_trait::async_trait;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -32,11 +31,8 @@ impl JsonlWriter {
     }
 }
 
-#[async_trait]
 impl EventWriter for JsonlWriter {
-    async fn write(&mut self, event: &Event) -> std::io::Result<()> {
-        // A few hundred bytes per event: a buffered write + flush is microseconds and keeps the
-        // writer free of spawn_blocking, which would also break paused-clock tests.
+    fn write(&mut self, event: &Event) -> std::io::Result<()> {
         self.line.clear();
         serde_json::to_writer(&mut self.line, event)?;
         self.line.push(b'\n');
@@ -44,7 +40,7 @@ impl EventWriter for JsonlWriter {
         self.out.flush()
     }
 
-    async fn finish(&mut self) -> std::io::Result<()> {
+    fn finish(&mut self) -> std::io::Result<()> {
         self.out.flush()?;
         self.out.get_ref().sync_data()
     }
