@@ -118,6 +118,13 @@ async fn stream_body(
     mut decoder: AudioDecoder,
     events: &mpsc::Sender<SynthEvent>,
 ) -> Result<(), Error> {
+    // A 200 with a text body (an HTML page from a proxy, a JSON error) is not audio: decoding
+    // it would play its bytes as noise.
+    let content_type = resp.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    if let Some(ct) = content_type.filter(|ct| not_audio(ct)) {
+        let detail = format!("expected audio, got Content-Type {ct:?}");
+        return Err(Error::Protocol { provider, detail });
+    }
     let mut body = resp.bytes_stream();
     let mut received = 0usize;
     while let Some(next) = body.next().await {
@@ -135,6 +142,12 @@ async fn stream_body(
     }
     debug!(provider, bytes = received, "audio stream complete");
     Ok(())
+}
+
+/// Whether a response's content type says its body is not audio (text, HTML, JSON).
+fn not_audio(content_type: &str) -> bool {
+    let ct = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    ct.starts_with("text/") || ct == "application/json" || ct.ends_with("+json") || ct.ends_with("/xml")
 }
 
 /// A reqwest error's message without its URL (URLs go last or not at all).

@@ -173,13 +173,24 @@ pub(super) async fn speak_reply(
         tx.send(Message::text(init_message(&el.config).to_string())).await.map_err(ws_cut)?;
         let mut input_done = send_chunk(&mut tx, &first).await?;
         let mut last_sent = Instant::now();
+        // Once all the text is sent the server owes audio and `isFinal`: a server silent for
+        // the request timeout has stalled (without this the reply would hang for good).
+        let stall = Duration::from_millis(el.config.request_timeout_ms);
+        let mut last_heard = Instant::now();
         loop {
             tokio::select! {
                 biased;
-                msg = rx.next() => match session.on_message(msg, &events).await? {
-                    Flow::Continue => {}
-                    Flow::Done => return Ok(()),
+                msg = rx.next() => {
+                    last_heard = Instant::now();
+                    match session.on_message(msg, &events).await? {
+                        Flow::Continue => {}
+                        Flow::Done => return Ok(()),
+                    }
                 },
+                () = tokio::time::sleep_until(last_heard.max(last_sent) + stall), if input_done => {
+                    let detail = format!("no message for {stall:?} after the text ended (stalled)");
+                    return Err(Error::StreamCut { provider: PROVIDER, detail });
+                }
                 chunk = text.recv(), if !input_done => {
                     input_done = match chunk {
                         Some(c) => send_chunk(&mut tx, &c).await?,
