@@ -99,7 +99,12 @@ async fn build_stage(
                 check_model(&c.model).map_err(|m| BuildError::new(key("model"), m))?;
                 return Ok(None);
             }
-            build_whisper(c).map_err(|m| BuildError::new(key("model"), m))?
+            // Loading a model reads and maps hundreds of MB: not on the call's async worker.
+            let c = c.clone();
+            tokio::task::spawn_blocking(move || build_whisper(&c))
+                .await
+                .map_err(|e| BuildError::new(whole(), format!("loading the model failed: {e}")))?
+                .map_err(|m| BuildError::new(key("model"), m))?
         }
         StageConfig::AsrOpenAi(c) => {
             let api_key = env.secret(&c.api_key_env, key("api_key_env"))?;
