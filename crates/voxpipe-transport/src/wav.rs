@@ -12,6 +12,11 @@ use voxpipe_core::{
     AudioChunk, CallContext, Control, Frame, Inbox, Outbox, Samples, Sink, Source, StageError,
 };
 
+/// The highest sample rate a WAV file may declare: 768 kHz, above any recording format in use.
+/// The header's rate is whatever the file says, and converting from a rate near `u32::MAX` makes
+/// the FFT resampler allocate tens of gigabytes (found by the `fuzz_wav_reader` target).
+pub const MAX_SAMPLE_RATE: u32 = 768_000;
+
 fn default_tail_silence_ms() -> u64 {
     1500
 }
@@ -115,6 +120,10 @@ fn finish(
     }
     if rate == 0 {
         return Err(Error::BadWav { path: path.to_path_buf(), reason: "sample rate is 0".into() });
+    }
+    if rate > MAX_SAMPLE_RATE {
+        let reason = format!("sample rate {rate} Hz is above the {MAX_SAMPLE_RATE} Hz this reader accepts");
+        return Err(Error::BadWav { path: path.to_path_buf(), reason });
     }
     match target {
         Some(to) if to != rate => Ok((resample_all(&mono.out, rate, to)?, to)),

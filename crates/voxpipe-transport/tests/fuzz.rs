@@ -131,3 +131,37 @@ fn fuzz_wav_reader() {
         Ok(())
     });
 }
+
+/// `fuzz_wav_reader` (the 60 s run, killed by the OOM killer at 23 GB): a header declaring a
+/// sample rate near `u32::MAX`, read with a target rate, made the FFT resampler allocate tens
+/// of gigabytes. Such rates are now a `BadWav` error naming the rate.
+#[test]
+fn wav_sample_rate_near_u32_max_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("call.wav");
+    // (format tag, bits, rate): G.711 through the RIFF walk, PCM through hound (whose check of
+    // the byte rate limits it to rates whose byte rate fits in 32 bits).
+    let max = voxpipe_transport::wav::MAX_SAMPLE_RATE;
+    for (tag, bits, rate) in
+        [(7u16, 8u16, max + 1), (1, 16, max + 1), (7, 8, u32::MAX), (1, 16, 2_000_000_000)]
+    {
+        let align = bits / 8;
+        // hound's writer cannot write such a header (its byte rate overflows): by hand.
+        let mut f = b"RIFF".to_vec();
+        f.extend(236u32.to_le_bytes());
+        f.extend(b"WAVEfmt ");
+        f.extend(16u32.to_le_bytes());
+        f.extend(tag.to_le_bytes());
+        f.extend(1u16.to_le_bytes());
+        f.extend(rate.to_le_bytes());
+        f.extend(rate.wrapping_mul(align as u32).to_le_bytes());
+        f.extend(align.to_le_bytes());
+        f.extend(bits.to_le_bytes());
+        f.extend(b"data");
+        f.extend(200u32.to_le_bytes());
+        f.extend([0u8; 200]);
+        std::fs::write(&path, f).unwrap();
+        let err = read_wav_channel(&path, None, Some(16_000)).unwrap_err().to_string();
+        assert!(err.contains(&format!("sample rate {rate} Hz")), "{err}");
+    }
+}
