@@ -169,6 +169,9 @@ fn default_drain_timeout_ms() -> u64 {
 fn default_reconnect_attempts() -> u32 {
     3
 }
+fn default_stall_timeout_ms() -> u64 {
+    15_000
+}
 
 /// The Realtime stage's settings.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -230,6 +233,10 @@ pub struct RealtimeConfig {
     /// Default 3.
     #[serde(default = "default_reconnect_attempts")]
     pub reconnect_attempts: u32,
+    /// While a reply is due, longest silence from the server before the session counts as
+    /// lost and is replaced (ms, 1000..=120000). Default 15000.
+    #[serde(default = "default_stall_timeout_ms")]
+    pub stall_timeout_ms: u64,
 }
 
 impl Default for RealtimeConfig {
@@ -253,6 +260,7 @@ impl Default for RealtimeConfig {
             connect_timeout_ms: default_connect_timeout_ms(),
             drain_timeout_ms: default_drain_timeout_ms(),
             reconnect_attempts: default_reconnect_attempts(),
+            stall_timeout_ms: default_stall_timeout_ms(),
         }
     }
 }
@@ -299,6 +307,9 @@ impl RealtimeConfig {
             if let Some(t) = idle_timeout_ms.filter(|t| !(5000..=30000).contains(t)) {
                 return bad("turn_detection.idle_timeout_ms", "5000..=30000", t.to_string());
             }
+        }
+        if !(1000..=120_000).contains(&self.stall_timeout_ms) {
+            return bad("stall_timeout_ms", "1000..=120000", self.stall_timeout_ms.to_string());
         }
         if self.reconnect_attempts > 10 {
             return bad("reconnect_attempts", "0..=10", self.reconnect_attempts.to_string());

@@ -72,6 +72,9 @@ pub enum Error {
     /// A WebSocket protocol error.
     #[error("websocket error: {0}")]
     WebSocket(String),
+    /// A reply was due and the server sent nothing for this long (ms).
+    #[error("the server went silent for {0} ms while a reply was due")]
+    Stalled(u64),
     /// The session dropped mid-call and no new one could be opened.
     #[error("the session dropped and {attempts} reconnect attempt(s) failed; the last: {last}")]
     Reconnect {
@@ -83,4 +86,17 @@ pub enum Error {
     /// Audio could not be resampled.
     #[error(transparent)]
     Resample(#[from] voxpipe_core::audio::ResampleError),
+}
+
+impl Error {
+    /// Whether another connection attempt may go better: refusals for load or outages (429,
+    /// 5xx), network failures, timeouts, drops. Not a refused key or a rejected session.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Handshake { status, .. } => *status == 429 || *status >= 500,
+            Error::Connect { .. } | Error::Timeout(..) | Error::Closed(_) | Error::WebSocket(_) => true,
+            Error::Stalled(_) => true,
+            Error::Config(_) | Error::Session { .. } | Error::Resample(_) | Error::Reconnect { .. } => false,
+        }
+    }
 }

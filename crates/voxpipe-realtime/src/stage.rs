@@ -37,6 +37,17 @@ const RECONNECT_BACKOFF: Duration = Duration::from_millis(250);
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// Largest server message accepted. The biggest real ones (`response.done` of a long reply,
+/// `session.updated` with many tools) are tens of KB; past this a broken or hostile server is
+/// cut off (and the session replaced) instead of being buffered without bound.
+const MAX_MESSAGE_BYTES: usize = 8 << 20;
+
+fn ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE_BYTES))
+        .max_frame_size(Some(MAX_MESSAGE_BYTES))
+}
+
 /// The native speech-to-speech stage.
 #[derive(Debug)]
 pub struct RealtimeStage {
@@ -82,10 +93,12 @@ async fn connect(
         headers.insert("OpenAI-Beta", http::HeaderValue::from_static("realtime=v1"));
     }
     let timeout = Duration::from_millis(config.connect_timeout_ms);
-    let connected =
-        tokio::time::timeout(timeout, tokio_tungstenite::connect_async_with_config(request, None, true))
-            .await
-            .map_err(|_| Error::Timeout(config.connect_timeout_ms, "the WebSocket handshake"))?;
+    let connected = tokio::time::timeout(
+        timeout,
+        tokio_tungstenite::connect_async_with_config(request, Some(ws_config()), true),
+    )
+    .await
+    .map_err(|_| Error::Timeout(config.connect_timeout_ms, "the WebSocket handshake"))?;
     let (mut ws, _) = connected.map_err(|e| match e {
         tokio_tungstenite::tungstenite::Error::Http(resp) => {
             let body = resp
@@ -254,10 +267,11 @@ impl Stage for RealtimeStage {
 
     async fn run(self: Box<Self>, ctx: CallContext, mut input: Inbox, out: Outbox) -> Result<(), StageError> {
         let config = self.config;
+        let mut reconnects_left = config.reconnect_attempts;
         let ws = tokio::select! {
             biased;
             () = ctx.cancel.cancelled() => return Ok(()),
-            r = connect(&config, &self.api_key, ctx.tools.specs()) => r.map_err(fail)?,
+            r = connect_within(&config, &self.api_key, ctx.tools.specs(), &mut reconnects_left) => r.map_err(fail)?.0,
         };
         info!(model = %config.model, protocol = ?config.protocol, "realtime session ready");
         let (mut stream, tx, mut writer) = open_link(ws);
@@ -296,12 +310,16 @@ impl Stage for RealtimeStage {
             speech_active: false,
             transcript: Vec::new(),
             history: Vec::new(),
-            reconnects_left: config.reconnect_attempts,
+            reconnects_left,
             decoded: Vec::new(),
         };
 
+        let stall_timeout = Duration::from_millis(config.stall_timeout_ms);
+        let mut stall_check = tokio::time::interval(Duration::from_millis(250));
         let result: Result<(), StageError> = loop {
             let filler_at = s.batch.as_ref().and_then(ToolBatch::filler_at);
+            // Set when the session is lost (dropped, broken or silent): a new one is opened.
+            let mut lost: Option<Error> = None;
             tokio::select! {
                 biased;
                 () = ctx.cancel.cancelled() => break Ok(()),
@@ -348,23 +366,12 @@ impl Stage for RealtimeStage {
                             Some(Error::Closed(if active { "in the middle of a response" } else { "before the call ended" }))
                         }
                     };
-                    if let Some(error) = dropped {
-                        // The caller is still there: open a new session and carry on.
-                        if input_ended || s.reconnects_left == 0 {
-                            break Err(fail(error));
-                        }
-                        let restored = tokio::select! {
-                            biased;
-                            () = ctx.cancel.cancelled() => break Ok(()),
-                            r = s.reconnect(&self.api_key, &error) => r,
-                        };
-                        match restored {
-                            Ok((events, new_writer)) => {
-                                writer.abort();
-                                (stream, writer) = (events, new_writer);
-                            }
-                            Err(e) => break Err(fail(e)),
-                        }
+                    lost = dropped;
+                }
+                _ = stall_check.tick(), if !input_ended && (s.active_response.is_some() || s.awaiting_response) => {
+                    // A reply is due and the server has gone quiet: the session is as good as lost.
+                    if last_server_event.elapsed() >= stall_timeout {
+                        lost = Some(Error::Stalled(config.stall_timeout_ms));
                     }
                 }
                 results = batch_results(&mut s.batch) => {
@@ -426,6 +433,25 @@ impl Stage for RealtimeStage {
                     }
                 }
             }
+            if let Some(error) = lost {
+                // The caller is still there: open a new session and carry on.
+                if input_ended || s.reconnects_left == 0 {
+                    break Err(fail(error));
+                }
+                let restored = tokio::select! {
+                    biased;
+                    () = ctx.cancel.cancelled() => break Ok(()),
+                    r = s.reconnect(&self.api_key, &error) => r,
+                };
+                match restored {
+                    Ok((events, new_writer)) => {
+                        writer.abort();
+                        (stream, writer) = (events, new_writer);
+                        last_server_event = tokio::time::Instant::now();
+                    }
+                    Err(e) => break Err(fail(e)),
+                }
+            }
         };
         drop(s.tx);
         let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
@@ -433,6 +459,30 @@ impl Stage for RealtimeStage {
             let _ = s.out.send(Frame::EndOfStream).await;
         }
         result
+    }
+}
+
+/// Connects, retrying a refused or failed connection (429, 5xx, network, timeout) while
+/// `budget` allows, backing off; each retry spends one. Returns the session and the number of
+/// attempts it took.
+async fn connect_within(
+    config: &RealtimeConfig,
+    key: &Secret,
+    tools: &[voxpipe_core::ToolSpec],
+    budget: &mut u32,
+) -> Result<(Ws, u32), Error> {
+    let mut attempt = 1;
+    loop {
+        match connect(config, key, tools).await {
+            Ok(ws) => return Ok((ws, attempt)),
+            Err(e) if *budget == 0 || !e.is_retryable() => return Err(e),
+            Err(e) => {
+                warn!(attempt, error = %e, "realtime connection failed; retrying");
+                *budget -= 1;
+                tokio::time::sleep(backoff(RECONNECT_BACKOFF, attempt)).await;
+                attempt += 1;
+            }
+        }
     }
 }
 
@@ -906,13 +956,14 @@ impl Session<'_> {
     ) -> Result<(SplitStream<Ws>, tokio::task::JoinHandle<()>), Error> {
         let started = tokio::time::Instant::now();
         warn!(reason = %why, "realtime session dropped; reconnecting");
+        // Every attempt spends one of the call's, so a session that keeps dropping ends it.
         let mut attempt = 0;
         let ws = loop {
             attempt += 1;
             self.reconnects_left = self.reconnects_left.saturating_sub(1);
             match connect(self.config, key, self.ctx.tools.specs()).await {
                 Ok(ws) => break ws,
-                Err(e) if self.reconnects_left == 0 => {
+                Err(e) if self.reconnects_left == 0 || !e.is_retryable() => {
                     return Err(Error::Reconnect { attempts: attempt, last: e.to_string() });
                 }
                 Err(e) => {
