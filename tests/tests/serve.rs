@@ -126,6 +126,7 @@ fn caller(server: &Server, audio: Arc<Vec<i16>>, name: &str) -> CallerOptions {
         heard_wav: Some(out.join(format!("{name}.wav"))),
         timing_log: Some(out.join(format!("{name}.jsonl"))),
         sign_with: None,
+        fault: None,
     }
 }
 
@@ -473,6 +474,55 @@ async fn bad_media_and_a_cut_socket_end_one_call_cleanly_and_not_the_other() {
     let good = good.await.unwrap();
     assert_eq!((good.status.as_str(), good.ended_by.as_str()), ("completed", "caller"), "{good:?}");
     assert!(good.first_audio_ms.is_some(), "the other call was answered: {good:?}");
+    server.stop().await;
+    fake.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_that_misbehave_get_answered_or_end_cleanly_each_on_its_own() {
+    use voxpipe_twilio::carrier::CallerFault;
+    let fake = RealtimeFake::start(RealtimeFakeConfig::default()).await.unwrap();
+    let server = start_server(&[("native", native_pipeline(&fake))], "").await;
+    let audio = caller_audio(&[(500, 1000)], 4500);
+    let with = |name: &str, fault: &str| CallerOptions {
+        fault: Some(fault.parse::<CallerFault>().unwrap()),
+        ..caller(&server, audio.clone(), name)
+    };
+    let calls = [
+        with("malformed", "malformed-media@300"),
+        with("oversize", "oversize-media@300:40000"),
+        with("dropped", "hangup-mid-reply:300"),
+        with("silent", "silence@2000"),
+    ];
+    let reports = futures_util::future::join_all(calls.iter().map(|o| place_call(&server.carrier, o))).await;
+    let mut summaries = Vec::new();
+    for r in &reports {
+        summaries.push(wait_summary(&call_dir(&server, r)).await);
+    }
+    let by_name = |i: usize| (&reports[i], summaries[i].clone());
+    // A malformed and an oversize media message are counted and skipped: the call is answered.
+    for i in [0, 1] {
+        let (r, s) = by_name(i);
+        assert_eq!((r.status.as_str(), r.ended_by.as_str()), ("completed", "caller"), "{r:?}");
+        assert!(r.first_audio_ms.is_some(), "answered despite the bad message: {r:?}");
+        assert_eq!(s["outcome"], "hangup", "{s}");
+        assert!(s["bad_messages"].as_u64().unwrap() >= 1, "{s}");
+    }
+    // A line that drops mid-reply: the call ends as lost, its files flushed.
+    let (r, s) = by_name(2);
+    assert_eq!(r.ended_by, "caller_dropped", "{r:?}");
+    assert_eq!(s["outcome"], "socket_lost", "{s}");
+    let dir = call_dir(&server, &reports[2]);
+    assert!(
+        hound::WavReader::open(dir.join("recording.wav")).unwrap().duration() > 8000,
+        "recording flushed"
+    );
+    assert_eq!(read_events(&dir.join("events.jsonl")).last().unwrap()["type"], "call_ended");
+    // A line that goes quiet but stays up: answered before, ended by the caller's hang-up.
+    let (r, s) = by_name(3);
+    assert!(r.first_audio_ms.is_some(), "{r:?}");
+    assert_eq!(s["outcome"], "hangup", "{s}");
+    assert_eq!(server.app.active_calls(), 0);
     server.stop().await;
     fake.shutdown().await;
 }

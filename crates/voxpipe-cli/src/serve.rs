@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use voxpipe_twilio::carrier::{CallReport, CallerOptions, Carrier, place_call};
+use voxpipe_twilio::carrier::{CallReport, CallerFault, CallerOptions, Carrier, place_call};
 
 /// `voxpipe serve` arguments.
 #[derive(Debug, Args)]
@@ -123,6 +123,15 @@ pub struct CallArgs {
     /// Serve the REST API (hang up, redirect) for these calls on 127.0.0.1:PORT (0: a free one).
     #[arg(long)]
     pub api_port: Option<u16>,
+    /// Misbehave on every call: `hangup-mid-reply[:MS]` (drop the line, no `stop`, once the
+    /// agent has been heard MS, default 500), `malformed-media@MS` (a media payload that is
+    /// not base64), `oversize-media@MS:BYTES`, `silence@MS` (stop sending media, keep the line).
+    #[arg(long, value_name = "SPEC", value_parser = parse_fault)]
+    pub fault: Option<CallerFault>,
+}
+
+fn parse_fault(spec: &str) -> Result<CallerFault, String> {
+    spec.parse()
 }
 
 /// `voxpipe call twilio`: runs the calls, prints one report line each and a summary.
@@ -165,6 +174,7 @@ pub async fn call(cmd: CallCommand) -> anyhow::Result<()> {
             heard_wav: a.out.as_ref().map(|o| o.join(format!("heard-{i}.wav"))),
             timing_log: a.out.as_ref().map(|o| o.join(format!("timing-{i}.jsonl"))),
             sign_with: None,
+            fault: a.fault.clone(),
         };
         let carrier = carrier.clone();
         tasks.spawn(async move { (i, place_call(&carrier, &opts).await) });

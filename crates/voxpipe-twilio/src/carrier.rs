@@ -225,6 +225,60 @@ pub struct CallerOptions {
     pub timing_log: Option<PathBuf>,
     /// Sign with this token instead of the carrier's (to test forged requests).
     pub sign_with: Option<String>,
+    /// Misbehave as a bad line or a broken client would. Default: none.
+    pub fault: Option<CallerFault>,
+}
+
+/// How a caller misbehaves (`voxpipe call twilio --fault …`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallerFault {
+    /// Drop the connection without `stop` once the agent has been heard for `after_ms`
+    /// (a caller hanging up over the reply, or a line going dead).
+    HangUpMidReply {
+        /// Agent audio heard first, ms.
+        after_ms: u64,
+    },
+    /// At `at_ms` into the call, send a media message whose payload is not base64.
+    MalformedMedia {
+        /// When, ms into the call.
+        at_ms: u64,
+    },
+    /// At `at_ms`, send one media message of `bytes` bytes of payload.
+    OversizeMedia {
+        /// When, ms into the call.
+        at_ms: u64,
+        /// Payload size (base64 text), bytes.
+        bytes: usize,
+    },
+    /// From `at_ms` on, send no more media (the socket stays open until the caller hangs up).
+    Silence {
+        /// When, ms into the call.
+        at_ms: u64,
+    },
+}
+
+impl std::str::FromStr for CallerFault {
+    type Err = String;
+
+    /// `hangup-mid-reply[:MS]`, `malformed-media@MS`, `oversize-media@MS:BYTES`, `silence@MS`.
+    fn from_str(spec: &str) -> Result<Self, String> {
+        let expected =
+            "expected hangup-mid-reply[:MS], malformed-media@MS, oversize-media@MS:BYTES or silence@MS";
+        let num =
+            |v: &str| v.parse::<u64>().map_err(|_| format!("`{spec}`: `{v}` is not a number; {expected}"));
+        let (kind, rest) = spec.split_once(['@', ':']).map_or((spec, None), |(k, r)| (k, Some(r)));
+        Ok(match (kind, rest) {
+            ("hangup-mid-reply", None) => CallerFault::HangUpMidReply { after_ms: 500 },
+            ("hangup-mid-reply", Some(ms)) => CallerFault::HangUpMidReply { after_ms: num(ms)? },
+            ("malformed-media", Some(ms)) => CallerFault::MalformedMedia { at_ms: num(ms)? },
+            ("silence", Some(ms)) => CallerFault::Silence { at_ms: num(ms)? },
+            ("oversize-media", Some(r)) => {
+                let (ms, bytes) = r.split_once(':').ok_or_else(|| format!("`{spec}`: {expected}"))?;
+                CallerFault::OversizeMedia { at_ms: num(ms)?, bytes: num(bytes)? as usize }
+            }
+            _ => return Err(format!("`{spec}`: {expected}")),
+        })
+    }
 }
 
 /// How a call went, from the caller's side.
@@ -378,6 +432,7 @@ async fn run_call(
     let mut mulaw = Vec::with_capacity(160);
     let mut b64 = String::new();
     let now_ms = || clock.elapsed().as_millis() as u64;
+    let mut fault = opts.fault.clone();
     let ended_by;
     loop {
         tokio::select! {
@@ -399,6 +454,32 @@ async fn run_call(
             }
             _ = tick.tick() => {
                 let t = now_ms();
+                match &fault {
+                    Some(CallerFault::HangUpMidReply { after_ms }) if played / 8 >= *after_ms => {
+                        log(&Timing { t_ms: t, event: "fault_hang_up", name: None, heard_ms: played / 8 });
+                        report.ended_by = "caller_dropped".into();
+                        report.status = "completed".into();
+                        report.heard_ms = played / 8;
+                        report.duration_ms = t;
+                        // Gone without `stop` or a close handshake, as a dead line is.
+                        return Ok(());
+                    }
+                    Some(CallerFault::MalformedMedia { at_ms }) if t >= *at_ms => {
+                        let bad = format!(r#"{{"event":"media","sequenceNumber":"{}","streamSid":"{stream_sid}","media":{{"track":"inbound","chunk":"{chunk}","timestamp":"{t}","payload":"%%not base64%%"}}}}"#, next_seq());
+                        let _ = ws_tx.send(Message::Text(bad.into())).await;
+                        log(&Timing { t_ms: t, event: "fault_malformed_media", name: None, heard_ms: played / 8 });
+                        fault = None;
+                    }
+                    Some(CallerFault::OversizeMedia { at_ms, bytes }) if t >= *at_ms => {
+                        let payload = "A".repeat(*bytes / 4 * 4);
+                        let big = format!(r#"{{"event":"media","sequenceNumber":"{}","streamSid":"{stream_sid}","media":{{"track":"inbound","chunk":"{chunk}","timestamp":"{t}","payload":"{payload}"}}}}"#, next_seq());
+                        let _ = ws_tx.send(Message::Text(big.into())).await;
+                        log(&Timing { t_ms: t, event: "fault_oversize_media", name: None, heard_ms: played / 8 });
+                        fault = None;
+                    }
+                    _ => {}
+                }
+                let silent = matches!(fault, Some(CallerFault::Silence { at_ms }) if t >= at_ms);
                 // Caller audio: the WAV, then silence (a live line).
                 let end = (sent + 160).min(opts.audio.len());
                 mulaw.clear();
@@ -414,7 +495,7 @@ async fn run_call(
                     r#"{{"event":"media","sequenceNumber":"{}","streamSid":"{stream_sid}","media":{{"track":"inbound","chunk":"{chunk}","timestamp":"{}","payload":"{b64}"}}}}"#,
                     next_seq(), (chunk - 1) * 20
                 );
-                if ws_tx.send(Message::Text(media.into())).await.is_err() {
+                if !silent && ws_tx.send(Message::Text(media.into())).await.is_err() {
                     ended_by = "socket";
                     break;
                 }
@@ -534,4 +615,25 @@ async fn run_call(
         w.finalize()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CallerFault;
+
+    #[test]
+    fn caller_fault_specs_parse_and_bad_ones_say_the_expected_form() {
+        assert_eq!("hangup-mid-reply".parse(), Ok(CallerFault::HangUpMidReply { after_ms: 500 }));
+        assert_eq!("hangup-mid-reply:80".parse(), Ok(CallerFault::HangUpMidReply { after_ms: 80 }));
+        assert_eq!("malformed-media@300".parse(), Ok(CallerFault::MalformedMedia { at_ms: 300 }));
+        assert_eq!("silence@2000".parse(), Ok(CallerFault::Silence { at_ms: 2000 }));
+        assert_eq!(
+            "oversize-media@300:40000".parse(),
+            Ok(CallerFault::OversizeMedia { at_ms: 300, bytes: 40_000 })
+        );
+        for bad in ["", "silence", "silence@soon", "oversize-media@300", "explode@1"] {
+            let e = bad.parse::<CallerFault>().unwrap_err();
+            assert!(e.contains("expected hangup-mid-reply"), "{bad}: {e}");
+        }
+    }
 }
