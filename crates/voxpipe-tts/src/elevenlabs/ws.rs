@@ -363,8 +363,28 @@ async fn connect(el: &ElevenLabs) -> Result<Socket, Error> {
         if attempt > el.config.max_retries {
             return Err(Error::Unavailable { provider: PROVIDER, attempts: attempt, detail });
         }
-        let wait = Duration::from_millis(200 * 2u64.pow(attempt - 1)).min(Duration::from_secs(10));
+        let wait = retry_wait(attempt);
         warn!(attempt, ?wait, %detail, "elevenlabs connect failed; retrying");
         tokio::time::sleep(wait).await;
+    }
+}
+
+/// The pause before connection attempt `attempt + 1`: 200 ms doubling, at most 6.4 s (no
+/// overflow however many retries a pipeline allows).
+fn retry_wait(attempt: u32) -> Duration {
+    voxpipe_core::time::backoff(Duration::from_millis(200), attempt)
+}
+
+#[cfg(test)]
+mod retry_tests {
+    use super::*;
+
+    #[test]
+    fn the_retry_wait_doubles_and_never_overflows() {
+        assert_eq!(retry_wait(1), Duration::from_millis(200));
+        assert_eq!(retry_wait(3), Duration::from_millis(800));
+        // `2u64.pow(attempt - 1)` overflowed here (max_retries = 64 and up).
+        assert_eq!(retry_wait(65), Duration::from_millis(6400));
+        assert_eq!(retry_wait(u32::MAX), Duration::from_millis(6400));
     }
 }
