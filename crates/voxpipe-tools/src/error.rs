@@ -71,6 +71,8 @@ pub enum Error {
         status: u16,
         /// The start of the body.
         body: String,
+        /// The endpoint's `Retry-After`, when it gave one (a retry waits that long).
+        retry_after: Option<std::time::Duration>,
     },
     /// An `http` handler could not reach its endpoint.
     #[error("request failed: {message}")]

@@ -12,6 +12,9 @@ use voxpipe_core::{MissingSecret, Secret};
 const RETRY_BASE: Duration = Duration::from_millis(200);
 /// Longest delay between attempts.
 const RETRY_MAX: Duration = Duration::from_secs(2);
+/// Longest `Retry-After` honoured; past it the retry waits this long (the tool's timeout may
+/// end the call first, which the model hears as a timeout).
+const RETRY_AFTER_MAX: Duration = Duration::from_secs(10);
 
 /// A configured HTTP endpoint. `Debug` shows secret header names only.
 pub(crate) struct HttpHandler {
@@ -119,7 +122,11 @@ impl HttpHandler {
         loop {
             match self.attempt(args).await {
                 Err(e) if e.is_retryable() && attempt < self.retries => {
-                    let delay = RETRY_BASE.saturating_mul(1 << attempt.min(8)).min(RETRY_MAX);
+                    let delay = match &e {
+                        // The endpoint said when; the tool's own timeout still bounds the call.
+                        Error::HttpStatus { retry_after: Some(wait), .. } => *wait,
+                        _ => RETRY_BASE.saturating_mul(1 << attempt.min(8)).min(RETRY_MAX),
+                    };
                     tracing::debug!(url = %self.url, attempt, error = %e, "tool request failed; retrying");
                     tokio::time::sleep(delay).await;
                     attempt += 1;
@@ -147,6 +154,11 @@ impl HttpHandler {
         }
         let mut resp = req.send().await.map_err(|e| self.transport_error(e))?;
         let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| voxpipe_core::time::retry_after(v, RETRY_AFTER_MAX));
         let mut body = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(|e| self.transport_error(e))? {
             body.extend_from_slice(&chunk);
@@ -156,7 +168,7 @@ impl HttpHandler {
         }
         let body = String::from_utf8_lossy(&body).into_owned();
         if !status.is_success() {
-            return Err(Error::HttpStatus { status: status.as_u16(), body: excerpt(&body) });
+            return Err(Error::HttpStatus { status: status.as_u16(), body: excerpt(&body), retry_after });
         }
         Ok(body)
     }

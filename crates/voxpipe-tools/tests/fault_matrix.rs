@@ -54,11 +54,22 @@ fn delivered(r: &ToolResult) -> Value {
     serde_json::from_str(&r.output).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.output))
 }
 
-#[tokio::test]
-async fn tool_http_429_with_retry_after_on_an_idempotent_tool_is_retried_and_answered() {
-    let (first, _, statuses) = twice("0=status:429:retry-after=1", json!({"handler": {"retries": 2}})).await;
+#[tokio::test(start_paused = true)]
+async fn tool_http_429_with_retry_after_on_an_idempotent_tool_is_retried_after_it_and_answered() {
+    let started = tokio::time::Instant::now();
+    let extra = json!({"handler": {"retries": 2}, "timeout_ms": 3000});
+    let (first, _, statuses) = twice("0=status:429:retry-after=1", extra).await;
     assert_eq!(delivered(&first)["status"], "delivered");
     assert_eq!(statuses, [429, 200, 200]);
+    // Virtual time: the retry waited the endpoint's second, not the 200 ms back-off.
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1), "{:?}", started.elapsed());
+}
+
+#[tokio::test(start_paused = true)]
+async fn tool_http_429_asking_longer_than_the_tool_timeout_is_a_timeout_and_the_next_call_works() {
+    let (first, second, _) = twice("0=status:429:retry-after=5", json!({"handler": {"retries": 2}})).await;
+    assert!(first.is_error && first.output.contains("timeout"), "{}", first.output);
+    assert_eq!(delivered(&second)["status"], "delivered");
 }
 
 #[tokio::test]
