@@ -2,8 +2,9 @@
 # Soak for `voxpipe serve`: about CONCURRENCY Twilio-shaped calls in flight for MINUTES, calls
 # starting and ending continuously, on loopback (the same three processes as bench-serve.sh:
 # `voxpipe fake all`, `voxpipe serve pipelines/serve.toml`, `voxpipe call twilio`). Every 10 s it
-# samples the server's RSS, open file descriptors, threads, alive tokio tasks and active calls
-# into out/soak/samples.csv; at the end it prints whether they stayed flat.
+# samples the server's RSS (and its anonymous part, the heap), open file descriptors, threads,
+# alive tokio tasks and active calls into out/soak/samples.csv; at the end it prints whether
+# they stayed flat.
 #
 #   scripts/soak.sh [MINUTES=30] [CONCURRENCY=100] [PIPELINE=cascade]
 #
@@ -82,21 +83,22 @@ for _ in $(seq 100); do grep -q listening "$out/serve.log" 2>/dev/null && break;
 grep -q listening "$out/serve.log" || { echo "serve did not start:" >&2; cat "$out/serve.log" >&2; exit 1; }
 
 start=$(date +%s)
-echo "t_s,rss_kb,fds,fds_metric,tasks,threads,active_calls,calls_ended,call_dirs,load1" > "$out/samples.csv"
+echo "t_s,rss_kb,rss_anon_kb,fds,fds_metric,tasks,threads,active_calls,calls_ended,call_dirs,load1" > "$out/samples.csv"
 metrics() { curl -s -m 5 -H "Authorization: Bearer $VOXPIPE_API_KEY" "http://127.0.0.1:$port/metrics"; }
 sample() {
-  local m rss thr fds
+  local m rss anon thr fds
   m=$(metrics || true)
   rss=$(awk '/^VmRSS/{print $2}' "/proc/$server/status")
+  anon=$(awk '/^RssAnon/{print $2}' "/proc/$server/status")
   thr=$(awk '/^Threads/{print $2}' "/proc/$server/status")
   fds=$(find "/proc/$server/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
-  awk -v t=$(($(date +%s) - start)) -v rss="$rss" -v thr="$thr" -v fds="$fds" \
+  awk -v t=$(($(date +%s) - start)) -v rss="$rss" -v anon="$anon" -v thr="$thr" -v fds="$fds" \
     -v dirs="$(find "$calls_dir" -mindepth 1 -maxdepth 1 | wc -l)" -v load="$(cut -d' ' -f1 /proc/loadavg)" '
     /^voxpipe_active_calls\{/ {a += $2}
     /^voxpipe_calls_total\{/ {e += $2}
     /^voxpipe_runtime_alive_tasks / {k = $2}
     /^voxpipe_process_open_fds / {f = $2}
-    END {printf "%d,%d,%d,%d,%d,%d,%d,%d,%d,%s\n", t, rss, fds, f, k, thr, a, e, dirs, load}' <<<"$m" \
+    END {printf "%d,%d,%d,%d,%d,%d,%d,%d,%d,%d,%s\n", t, rss, anon, fds, f, k, thr, a, e, dirs, load}' <<<"$m" \
     >> "$out/samples.csv"
 }
 # Reads the voice-to-voice metrics of finished calls, then deletes their directories.
@@ -221,6 +223,7 @@ Soak of `voxpipe serve`: {minutes} min, {pipeline}, ~{conc} calls in flight; war
 | RSS after warm-up: min / max / last | {mb(min(rss))} / {mb(max(rss))} / {mb(last['rss_kb'])} |
 | RSS spread after warm-up ((max - min) / warm-up; largest deviation from warm-up) | {spread:.1f} %; {dev:.1f} % |
 | RSS trend after warm-up (least squares) | {slope / 1024:+.2f} MB per 10 min |
+| anonymous RSS (heap; RssAnon) at the end of warm-up / min / max / last after warm-up | {mb(w['rss_anon_kb'])} / {mb(min(r['rss_anon_kb'] for r in steady))} / {mb(max(r['rss_anon_kb'] for r in steady))} / {mb(last['rss_anon_kb'])} |
 | RSS at zero calls after the run: first / last (100 s later) | {mb(z0['rss_kb']) if z0 else '-'} / {mb(z1['rss_kb']) if z1 else '-'} |
 | open fds: idle before / end of warm-up / last in steady state / zero calls after (first, last) | {idle0['fds']:.0f} / {w['fds']:.0f} / {last['fds']:.0f} / {at(z0, 'fds')}, {at(z1, 'fds')} |
 | open fds in steady state (min / max) | {min(r['fds'] for r in steady):.0f} / {max(r['fds'] for r in steady):.0f} |
