@@ -198,6 +198,7 @@ fn check_model(name: &str) -> Result<(), String> {
     }
 }
 
+#[cfg(feature = "whisper")]
 fn resolve_model(name: &str) -> Result<std::path::PathBuf, String> {
     let store = voxpipe_models::ModelStore::from_env().map_err(|e| e.to_string())?;
     store.resolve(name).map_err(|e| e.to_string())
