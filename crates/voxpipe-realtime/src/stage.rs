@@ -271,7 +271,7 @@ impl Stage for RealtimeStage {
         let ws = tokio::select! {
             biased;
             () = ctx.cancel.cancelled() => return Ok(()),
-            r = connect_within(&config, &self.api_key, ctx.tools.specs(), &mut reconnects_left) => r.map_err(fail)?.0,
+            r = connect_within(&config, &self.api_key, ctx.tools.specs(), &mut reconnects_left) => r.map_err(|(e, _)| fail(e))?.0,
         };
         info!(model = %config.model, protocol = ?config.protocol, "realtime session ready");
         let (mut stream, tx, mut writer) = open_link(ws);
@@ -464,18 +464,18 @@ impl Stage for RealtimeStage {
 
 /// Connects, retrying a refused or failed connection (429, 5xx, network, timeout) while
 /// `budget` allows, backing off; each retry spends one. Returns the session and the number of
-/// attempts it took.
+/// attempts it took, or the last error and the attempts made.
 async fn connect_within(
     config: &RealtimeConfig,
     key: &Secret,
     tools: &[voxpipe_core::ToolSpec],
     budget: &mut u32,
-) -> Result<(Ws, u32), Error> {
+) -> Result<(Ws, u32), (Error, u32)> {
     let mut attempt = 1;
     loop {
         match connect(config, key, tools).await {
             Ok(ws) => return Ok((ws, attempt)),
-            Err(e) if *budget == 0 || !e.is_retryable() => return Err(e),
+            Err(e) if *budget == 0 || !e.is_retryable() => return Err((e, attempt)),
             Err(e) => {
                 warn!(attempt, error = %e, "realtime connection failed; retrying");
                 *budget -= 1;
@@ -544,6 +544,12 @@ impl Session<'_> {
 
     async fn send(&self, v: serde_json::Value) {
         let _ = self.tx.send(Message::Text(v.to_string().into())).await;
+    }
+
+    /// `conversation.item.create` for a history item (a restore or a reconnect replays them).
+    async fn send_item(&self, item: &HistoryItem) {
+        self.send(json!({ "type": "conversation.item.create", "item": item.to_item(self.config.protocol) }))
+            .await;
     }
 
     async fn emit(&self, frame: Frame) {
@@ -806,10 +812,7 @@ impl Session<'_> {
                     HistoryItem::Assistant { item_id: String::new(), text: line.text.clone(), cut: true }
                 }
             };
-            self.send(
-                json!({ "type": "conversation.item.create", "item": item.to_item(self.config.protocol) }),
-            )
-            .await;
+            self.send_item(&item).await;
             self.history.push(item);
         }
         info!(lines = restore.lines.len(), respond = restore.respond, "conversation restored");
@@ -956,22 +959,13 @@ impl Session<'_> {
     ) -> Result<(SplitStream<Ws>, tokio::task::JoinHandle<()>), Error> {
         let started = tokio::time::Instant::now();
         warn!(reason = %why, "realtime session dropped; reconnecting");
-        // Every attempt spends one of the call's, so a session that keeps dropping ends it.
-        let mut attempt = 0;
-        let ws = loop {
-            attempt += 1;
-            self.reconnects_left = self.reconnects_left.saturating_sub(1);
-            match connect(self.config, key, self.ctx.tools.specs()).await {
-                Ok(ws) => break ws,
-                Err(e) if self.reconnects_left == 0 || !e.is_retryable() => {
-                    return Err(Error::Reconnect { attempts: attempt, last: e.to_string() });
-                }
-                Err(e) => {
-                    warn!(attempt, error = %e, "realtime reconnect attempt failed");
-                    tokio::time::sleep(backoff(RECONNECT_BACKOFF, attempt)).await;
-                }
-            }
-        };
+        // Every attempt spends one of the call's (the first one here, the retries in
+        // `connect_within`), so a session that keeps dropping ends the call.
+        self.reconnects_left = self.reconnects_left.saturating_sub(1);
+        let (ws, attempt) =
+            connect_within(self.config, key, self.ctx.tools.specs(), &mut self.reconnects_left)
+                .await
+                .map_err(|(e, attempts)| Error::Reconnect { attempts, last: e.to_string() })?;
         let (events, tx, writer) = open_link(ws);
         self.tx = tx;
 
@@ -1001,8 +995,7 @@ impl Session<'_> {
         self.filler = FillerSpeech::default();
 
         for h in &self.history {
-            self.send(json!({ "type": "conversation.item.create", "item": h.to_item(self.config.protocol) }))
-                .await;
+            self.send_item(h).await;
         }
         let replayed_items = self.history.len();
         if let Some(results) = held {
