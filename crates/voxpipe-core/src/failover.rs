@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{debug, info, warn};
 
 /// A named chain of stages: what a pipeline file's `[turn]` and `[[stages]]` build.
 pub struct Chain {
@@ -55,16 +55,10 @@ impl Running {
     fn start(chain: Chain, ctx: &CallContext) -> Self {
         let mut ctx = ctx.clone();
         ctx.cancel = ctx.cancel.child_token();
-        let (input, mut next) = channel();
+        let (input, first) = channel();
         let mut tasks = JoinSet::new();
-        for stage in chain.stages {
-            let (out, inbox) = channel();
-            let stage_in = std::mem::replace(&mut next, inbox);
-            let (ctx, name) = (ctx.clone(), stage.name().to_string());
-            let span = info_span!("component", name = %name, chain = %chain.name);
-            tasks.spawn(async move { (name, stage.run(ctx, stage_in, out).await) }.instrument(span));
-        }
-        Self { name: chain.name, input: Some(input), output: next, tasks, ctx }
+        let output = crate::runner::spawn_stages(&mut tasks, &ctx, chain.stages, first);
+        Self { name: chain.name, input: Some(input), output, tasks, ctx }
     }
 
     /// Stops every stage of the chain now (the call goes on without it).

@@ -92,22 +92,13 @@ impl Pipeline {
         info!(pipeline = %self.name, "call started");
 
         let mut tasks: JoinSet<(String, Result<(), StageError>)> = JoinSet::new();
-        let (src_out, mut next_in) = channel();
+        let (src_out, next_in) = channel();
         spawn_named(&mut tasks, self.source.name().to_string(), {
             let ctx = ctx.clone();
             let source = self.source;
             async move { source.run(ctx, src_out).await }
         });
-        for stage in self.stages {
-            let (out, inbox) = channel();
-            let input = std::mem::replace(&mut next_in, inbox);
-            let ctx = ctx.clone();
-            spawn_named(
-                &mut tasks,
-                stage.name().to_string(),
-                async move { stage.run(ctx, input, out).await },
-            );
-        }
+        let next_in = spawn_stages(&mut tasks, &ctx, self.stages, next_in);
         let mut sink_outs = Vec::new();
         for sink in self.sinks {
             let (out, inbox) = channel();
@@ -197,6 +188,23 @@ impl Pipeline {
         }
         if errors.is_empty() { Ok(reason) } else { Err(RunError { errors }) }
     }
+}
+
+/// Spawns `stages` as a chain fed by `input`, each a task of `tasks` named after its stage;
+/// returns what leaves the last one.
+pub(crate) fn spawn_stages(
+    tasks: &mut JoinSet<(String, Result<(), StageError>)>,
+    ctx: &CallContext,
+    stages: Vec<Box<dyn Stage>>,
+    mut input: Inbox,
+) -> Inbox {
+    for stage in stages {
+        let (out, next) = channel();
+        let stage_in = std::mem::replace(&mut input, next);
+        let ctx = ctx.clone();
+        spawn_named(tasks, stage.name().to_string(), async move { stage.run(ctx, stage_in, out).await });
+    }
+    input
 }
 
 fn spawn_named<F>(tasks: &mut JoinSet<(String, Result<(), StageError>)>, name: String, fut: F)
