@@ -229,6 +229,13 @@ pub struct CallerOptions {
     pub fault: Option<CallerFault>,
 }
 
+/// An inbound `media` message, written directly (one per 20 ms frame: no `Value` on the way).
+fn media_message(seq: &str, stream_sid: &str, chunk: u64, timestamp: u64, payload: &str) -> String {
+    format!(
+        r#"{{"event":"media","sequenceNumber":"{seq}","streamSid":"{stream_sid}","media":{{"track":"inbound","chunk":"{chunk}","timestamp":"{timestamp}","payload":"{payload}"}}}}"#
+    )
+}
+
 /// How a caller misbehaves (`voxpipe call twilio --fault …`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallerFault {
@@ -465,14 +472,14 @@ async fn run_call(
                         return Ok(());
                     }
                     Some(CallerFault::MalformedMedia { at_ms }) if t >= *at_ms => {
-                        let bad = format!(r#"{{"event":"media","sequenceNumber":"{}","streamSid":"{stream_sid}","media":{{"track":"inbound","chunk":"{chunk}","timestamp":"{t}","payload":"%%not base64%%"}}}}"#, next_seq());
+                        let bad = media_message(&next_seq(), &stream_sid, chunk, t, "%%not base64%%");
                         let _ = ws_tx.send(Message::Text(bad.into())).await;
                         log(&Timing { t_ms: t, event: "fault_malformed_media", name: None, heard_ms: played / 8 });
                         fault = None;
                     }
                     Some(CallerFault::OversizeMedia { at_ms, bytes }) if t >= *at_ms => {
                         let payload = "A".repeat(*bytes / 4 * 4);
-                        let big = format!(r#"{{"event":"media","sequenceNumber":"{}","streamSid":"{stream_sid}","media":{{"track":"inbound","chunk":"{chunk}","timestamp":"{t}","payload":"{payload}"}}}}"#, next_seq());
+                        let big = media_message(&next_seq(), &stream_sid, chunk, t, &payload);
                         let _ = ws_tx.send(Message::Text(big.into())).await;
                         log(&Timing { t_ms: t, event: "fault_oversize_media", name: None, heard_ms: played / 8 });
                         fault = None;
@@ -491,10 +498,7 @@ async fn run_call(
                 chunk += 1;
                 b64.clear();
                 base64::engine::general_purpose::STANDARD.encode_string(&mulaw, &mut b64);
-                let media = format!(
-                    r#"{{"event":"media","sequenceNumber":"{}","streamSid":"{stream_sid}","media":{{"track":"inbound","chunk":"{chunk}","timestamp":"{}","payload":"{b64}"}}}}"#,
-                    next_seq(), (chunk - 1) * 20
-                );
+                let media = media_message(&next_seq(), &stream_sid, chunk, (chunk - 1) * 20, &b64);
                 if !silent && ws_tx.send(Message::Text(media.into())).await.is_err() {
                     ended_by = "socket";
                     break;
