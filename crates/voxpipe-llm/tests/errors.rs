@@ -5,7 +5,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use support::Harness;
+use support::{Harness, provider_errors};
 use voxpipe_core::{EventKind, Frame, NoTools, ResponseStatus, Secret};
 use voxpipe_fakes::openai_chat::{ChatFake, ChatFakeConfig, Fault, Knobs, ScriptedReply};
 use voxpipe_llm::{HttpConfig, OpenAiChat, OpenAiChatConfig, SpokenFallback};
@@ -23,16 +23,6 @@ fn stage(fake: &ChatFake, key: &str, stall_timeout_ms: u64) -> Box<OpenAiChat> {
         ..OpenAiChatConfig::default()
     };
     Box::new(OpenAiChat::new(config, Some(Secret::new(key))).unwrap())
-}
-
-fn provider_errors(events: &[EventKind]) -> Vec<String> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            EventKind::ProviderError { code, .. } => code.clone(),
-            _ => None,
-        })
-        .collect()
 }
 
 #[tokio::test]

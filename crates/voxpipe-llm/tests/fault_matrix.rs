@@ -6,8 +6,8 @@
 mod support;
 
 use std::sync::Arc;
-use support::{Harness, Turn};
-use voxpipe_core::{EventKind, NoTools, ResponseStatus, Secret};
+use support::{Harness, Turn, provider_errors};
+use voxpipe_core::{NoTools, ResponseStatus, Secret};
 use voxpipe_fakes::anthropic::{AnthropicFake, AnthropicFakeConfig};
 use voxpipe_fakes::fault::{Fault, FaultSpec};
 use voxpipe_fakes::openai_chat::{ChatFake, ChatFakeConfig, Knobs, RecordedRequest, ScriptedReply};
@@ -30,16 +30,6 @@ struct Seen {
     errors: Vec<String>,
     second: Turn,
     requests: Vec<RecordedRequest>,
-}
-
-fn provider_errors(events: &[EventKind]) -> Vec<String> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            EventKind::ProviderError { code, .. } => code.clone(),
-            _ => None,
-        })
-        .collect()
 }
 
 async fn two_turns(mut h: Harness, requests: impl Fn() -> Vec<RecordedRequest>) -> Seen {

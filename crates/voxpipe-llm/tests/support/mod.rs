@@ -240,3 +240,14 @@ impl Turn {
         self.frames.iter().map(|(_, f)| f.kind()).collect()
     }
 }
+
+/// The codes of the `provider_error` events among `events`, in order.
+pub fn provider_errors(events: &[voxpipe_core::EventKind]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            voxpipe_core::EventKind::ProviderError { code, .. } => code.clone(),
+            _ => None,
+        })
+        .collect()
+}
