@@ -208,3 +208,19 @@ pub fn write_serve_file(dir: &Path, head: String, pipelines: &[(&str, String)]) 
     std::fs::write(&path, serve).unwrap();
     path
 }
+
+/// The Realtime fake's script for `samples/two-turns.wav`: what it hears the caller say in
+/// each of the two turns, and what it answers.
+pub fn two_turn_script() -> Vec<voxpipe_fakes::realtime::ScriptedResponse> {
+    use voxpipe_fakes::realtime::ScriptedResponse;
+    vec![
+        ScriptedResponse {
+            user_transcript: Some("I would like to check my order.".into()),
+            ..ScriptedResponse::say("Sure, what is the order number?")
+        },
+        ScriptedResponse {
+            user_transcript: Some("Book an appointment tomorrow.".into()),
+            ..ScriptedResponse::say("Done, see you tomorrow morning.")
+        },
+    ]
+}

@@ -24,19 +24,7 @@ fn client_events_of(fake: &RealtimeFake, kind: &str) -> Vec<serde_json::Value> {
 #[tokio::test(start_paused = true)]
 async fn two_spoken_turns_get_two_replies_at_the_right_places() {
     let dir = tempfile::tempdir().unwrap();
-    let config = RealtimeFakeConfig {
-        responses: vec![
-            ScriptedResponse {
-                user_transcript: Some("I would like to check my order.".into()),
-                ..ScriptedResponse::say("Sure, what is the order number?")
-            },
-            ScriptedResponse {
-                user_transcript: Some("Book an appointment tomorrow.".into()),
-                ..ScriptedResponse::say("Done, see you tomorrow morning.")
-            },
-        ],
-        ..Default::default()
-    };
+    let config = RealtimeFakeConfig { responses: two_turn_script(), ..Default::default() };
     let fake = RealtimeFake::start(config).await.unwrap();
     let a = args(dir.path(), repo_path("samples/two-turns.wav"), &fake, &[]);
     let (_, summary) = run_pipeline(&a, env(), RunOptions::default()).await.unwrap();
@@ -281,16 +269,7 @@ async fn a_socket_closed_mid_response_ends_the_run_with_a_clear_error_and_keeps_
 async fn a_socket_dropped_mid_reply_reconnects_restores_the_conversation_and_the_call_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let fake = RealtimeFake::start(RealtimeFakeConfig {
-        responses: vec![
-            ScriptedResponse {
-                user_transcript: Some("I would like to check my order.".into()),
-                ..ScriptedResponse::say("Sure, what is the order number?")
-            },
-            ScriptedResponse {
-                user_transcript: Some("Book an appointment tomorrow.".into()),
-                ..ScriptedResponse::say("Done, see you tomorrow morning.")
-            },
-        ],
+        responses: two_turn_script(),
         // The first session drops (no close frame) three audio deltas into the first reply.
         close_after_audio_deltas: Some(3),
         fault_connections: vec![1],

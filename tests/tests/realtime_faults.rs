@@ -7,25 +7,12 @@ use voxpipe_cli::{RunArgs, run_pipeline};
 use voxpipe_core::RunOptions;
 use voxpipe_e2e::*;
 use voxpipe_fakes::fault::Fault;
-use voxpipe_fakes::realtime::{RealtimeFake, RealtimeFakeConfig, ScriptedResponse};
+use voxpipe_fakes::realtime::{RealtimeFake, RealtimeFakeConfig};
 
 async fn fake(faults: BTreeMap<usize, Fault>) -> RealtimeFake {
-    RealtimeFake::start(RealtimeFakeConfig {
-        responses: vec![
-            ScriptedResponse {
-                user_transcript: Some("I would like to check my order.".into()),
-                ..ScriptedResponse::say("Sure, what is the order number?")
-            },
-            ScriptedResponse {
-                user_transcript: Some("Book an appointment tomorrow.".into()),
-                ..ScriptedResponse::say("Done, see you tomorrow morning.")
-            },
-        ],
-        faults,
-        ..Default::default()
-    })
-    .await
-    .unwrap()
+    RealtimeFake::start(RealtimeFakeConfig { responses: two_turn_script(), faults, ..Default::default() })
+        .await
+        .unwrap()
 }
 
 fn args(dir: &std::path::Path, fake: &RealtimeFake) -> RunArgs {
