@@ -141,11 +141,11 @@ fn the_openai_sdk_accepts_every_realtime_event_of_a_call_with_a_tool_and_a_barge
     fake.run("openai_realtime.py", &[&fake.http_base(), "--api-key", "sk-conformance"], "openai realtime");
 }
 
-#[test]
-fn the_openai_sdk_accepts_every_chat_chunk_of_a_tool_call_and_an_answer() {
+/// `voxpipe fake KIND` (`llm` or `anthropic`) on the scripted replies, unpaced.
+fn scripted_llm_fake(kind: &str) -> Fake {
     let replies = conformance_file("llm-replies.toml");
-    let fake = Fake::start(&[
-        "llm",
+    Fake::start(&[
+        kind,
         "--port",
         "0",
         "--replies",
@@ -154,23 +154,17 @@ fn the_openai_sdk_accepts_every_chat_chunk_of_a_tool_call_and_an_answer() {
         "0",
         "--token-interval-ms",
         "0",
-    ]);
+    ])
+}
+
+#[test]
+fn the_openai_sdk_accepts_every_chat_chunk_of_a_tool_call_and_an_answer() {
+    let fake = scripted_llm_fake("llm");
     fake.run("openai_chat.py", &[&fake.http_base(), "--api-key", "sk-conformance"], "openai chat");
 }
 
 #[test]
 fn the_anthropic_sdk_accepts_every_messages_event_with_each_way_it_authenticates() {
-    let replies = conformance_file("llm-replies.toml");
-    let fake = Fake::start(&[
-        "anthropic",
-        "--port",
-        "0",
-        "--replies",
-        &replies,
-        "--time-to-first-token-ms",
-        "0",
-        "--token-interval-ms",
-        "0",
-    ]);
+    let fake = scripted_llm_fake("anthropic");
     fake.run("anthropic_messages.py", &[&fake.http_base()], "anthropic messages");
 }
