@@ -41,7 +41,7 @@ pub(crate) struct Conn {
     pub(crate) id: usize,
     pub(crate) dialect: Dialect,
     pub(crate) cfg: Arc<RealtimeFakeConfig>,
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     out: mpsc::Sender<Out>,
     pub(crate) session: Session,
     pub(crate) eff: Effective,

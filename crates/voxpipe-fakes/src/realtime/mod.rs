@@ -132,8 +132,8 @@ pub(crate) struct Shared {
     pub(crate) webrtc_host: std::net::IpAddr,
 }
 
-/// Wire audio kept per connection for inspection (a minute of μ-law).
-const INPUT_AUDIO_KEPT: usize = 480_000;
+/// Input audio kept per connection for inspection (a minute of 24 kHz PCM16).
+const INPUT_AUDIO_KEPT: usize = 2_880_000;
 
 impl Shared {
     pub(crate) fn record(&self, connection: usize, json: Value) {
@@ -146,6 +146,14 @@ impl Shared {
         let kept = all.entry(connection).or_default();
         let n = wire.len().min(INPUT_AUDIO_KEPT.saturating_sub(kept.len()));
         kept.extend_from_slice(&wire[..n]);
+    }
+
+    /// Decoded caller audio of a WebRTC call, kept as PCM16 little-endian like a WebSocket's.
+    pub(crate) fn record_pcm(&self, connection: usize, pcm: &[i16]) {
+        let mut all = self.input_audio.lock().unwrap_or_else(|e| e.into_inner());
+        let kept = all.entry(connection).or_default();
+        let n = pcm.len().min(INPUT_AUDIO_KEPT.saturating_sub(kept.len()) / 2);
+        kept.extend(pcm[..n].iter().flat_map(|s| s.to_le_bytes()));
     }
 }
 
@@ -230,7 +238,8 @@ impl RealtimeFake {
     }
 
     /// The wire audio (as sent: PCM16, μ-law or A-law bytes) that connection `connection`
-    /// (1-based) appended, up to its first minute.
+    /// (1-based) appended, up to its first minute; for a WebRTC call, its track decoded to
+    /// 24 kHz PCM16.
     pub fn input_audio(&self, connection: usize) -> Vec<u8> {
         self.shared
             .input_audio

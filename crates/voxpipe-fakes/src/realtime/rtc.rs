@@ -200,6 +200,7 @@ impl Conn {
     async fn on_rtp_audio(&mut self, packet: &[u8]) {
         let Some(media) = self.media.as_mut() else { return };
         let Some(pcm) = media.decode(packet) else { return };
+        self.shared.record_pcm(self.id, pcm);
         self.samples.clear();
         self.samples.extend_from_slice(pcm);
         self.on_samples(RATE).await;
