@@ -208,7 +208,8 @@ macro_rules! stage_kinds {
         impl<'de> Deserialize<'de> for StageConfig {
             fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
                 use serde::de::Error;
-                let (kind, value) = tagged(deserializer)?;
+                let (kind, mut value) = tagged(deserializer)?;
+                let fallbacks = take_fallbacks(&kind, &mut value)?;
                 match kind.as_str() {
                     $(
                         $name => {
@@ -221,7 +222,7 @@ macro_rules! stage_kinds {
                                 )));
                             )?
                             $(#[cfg($gate)])?
-                            return Ok(StageConfig::$variant(inner(&value)?));
+                            return StageConfig::$variant(inner(&value)?).with_fallbacks(fallbacks);
                         }
                     )+
                     other => Err(D::Error::unknown_variant(other, STAGE_KIND_NAMES)),
@@ -290,6 +291,95 @@ fn inner<T: serde::de::DeserializeOwned, E: serde::de::Error>(v: &figment::value
             kind => E::custom(format!("`{path}`: {kind}")),
         }
     })
+}
+
+/// [`inner`] for a table nested at `at` (`fallback.0`) inside a stage: the error names the key
+/// below the stage ("`fallback.0.model`: …"), worded as the loader words a stage's own.
+fn inner_at<T: serde::de::DeserializeOwned, E: serde::de::Error>(
+    at: &str,
+    v: &figment::value::Value,
+) -> Result<T, E> {
+    v.deserialize::<T>().map_err(|e| {
+        let e = e.into_iter().next().expect("a figment error holds at least one error");
+        let mut path = vec![at.to_string()];
+        path.extend(e.path.iter().cloned());
+        let message = match &e.kind {
+            // figment's path already ends with the unknown key.
+            figment::error::Kind::UnknownField(_, expected) => {
+                format!("unknown key, expected one of: {}", expected.join(", "))
+            }
+            figment::error::Kind::MissingField(f) => {
+                path.push(f.to_string());
+                "missing required key".to_string()
+            }
+            kind => kind.to_string(),
+        };
+        E::custom(format!("`{}`: {message}", path.join(".")))
+    })
+}
+
+/// The kinds an LLM stage's `[[stages.fallback]]` entries may name.
+const FALLBACK_KINDS: &[&str] = &["llm.openai", "llm.anthropic"];
+
+/// Takes an LLM stage's `fallback` list out of its table and reads each entry by its `kind`
+/// here rather than through serde's tagged enum, so an error names the entry's key
+/// (`stages[1].fallback[0].model`). Other kinds keep the key, and refuse it as unknown.
+fn take_fallbacks<E: serde::de::Error>(
+    kind: &str,
+    value: &mut figment::value::Value,
+) -> Result<Option<Vec<voxpipe_llm::FallbackConfig>>, E> {
+    use figment::value::Value;
+    use voxpipe_llm::FallbackConfig;
+    let Value::Dict(_, dict) = value else { return Ok(None) };
+    if !FALLBACK_KINDS.contains(&kind) {
+        return Ok(None);
+    }
+    let Some(list) = dict.remove("fallback") else { return Ok(None) };
+    let Value::Array(_, entries) = list else {
+        return Err(E::custom("`fallback`: expected a list of tables ([[stages.fallback]])"));
+    };
+    let mut out = Vec::with_capacity(entries.len());
+    for (j, mut entry) in entries.into_iter().enumerate() {
+        let at = format!("fallback.{j}");
+        let Value::Dict(_, d) = &mut entry else {
+            return Err(E::custom(format!("`{at}`: expected a table with a `kind`")));
+        };
+        let kind = match d.remove("kind") {
+            Some(Value::String(_, k)) => k,
+            Some(_) => return Err(E::custom(format!("`{at}.kind`: must be a string"))),
+            None => return Err(E::custom(format!("`{at}.kind`: missing required key"))),
+        };
+        out.push(match kind.as_str() {
+            "llm.openai" => FallbackConfig::OpenAi(inner_at(&at, &entry)?),
+            "llm.anthropic" => FallbackConfig::Anthropic(inner_at(&at, &entry)?),
+            other => {
+                let hint = did_you_mean(other, FALLBACK_KINDS)
+                    .map(|k| format!("did you mean `{k}`? "))
+                    .unwrap_or_default();
+                return Err(E::custom(format!(
+                    "`{at}.kind`: unknown kind `{other}`, {hint}expected one of: {}",
+                    FALLBACK_KINDS.join(", ")
+                )));
+            }
+        });
+    }
+    Ok(Some(out))
+}
+
+impl StageConfig {
+    /// The stage with the fallback list [`take_fallbacks`] read (only LLM kinds have one).
+    fn with_fallbacks<E: serde::de::Error>(
+        mut self,
+        fallbacks: Option<Vec<voxpipe_llm::FallbackConfig>>,
+    ) -> Result<Self, E> {
+        let Some(list) = fallbacks else { return Ok(self) };
+        match &mut self {
+            StageConfig::LlmOpenAi(c) => c.fallback = list,
+            StageConfig::LlmAnthropic(c) => c.fallback = list,
+            _ => return Err(E::custom("`fallback`: only an LLM stage has fallbacks")),
+        }
+        Ok(self)
+    }
 }
 
 impl<'de> Deserialize<'de> for InputConfig {

@@ -316,10 +316,32 @@ fn an_llm_fallback_list_loads_and_its_keys_are_read_and_named() {
         &env(&[("OPENAI_API_KEY", "sk-1"), ("BACKUP_KEY", "sk-2")]),
     ))
     .unwrap();
-    // A fallback's own keys are checked like a stage's (the path names the stage, not yet the
-    // list entry: the kind-tagged entry is read from a buffer).
+    // A fallback's own keys are checked like a stage's, and the error names the entry's key.
     let e = err(&CASCADE_WITH_FALLBACK.replace("model = \"claude-haiku-4-5\"", "modle = \"x\""));
-    assert!(e.contains("key `stages[1].modle`") && e.contains("anthropic_version"), "{e}");
-    let e = err(&CASCADE_WITH_FALLBACK.replace("kind = \"llm.anthropic\"", "kind = \"llm.nope\""));
-    assert!(e.contains("llm.nope"), "{e}");
+    assert!(
+        e.contains("key `stages[1].fallback[0].modle`: unknown key") && e.contains("anthropic_version"),
+        "{e}"
+    );
+    let e = err(&CASCADE_WITH_FALLBACK.replace("model = \"claude-haiku-4-5\"", "model = 5"));
+    assert!(e.contains("key `stages[1].fallback[0].model`: invalid type"), "{e}");
+    let e =
+        err(&CASCADE_WITH_FALLBACK
+            .replace("api_key_env = \"BACKUP_KEY\"", "[stages.fallback.http]\nretries = 3"));
+    assert!(
+        e.contains("key `stages[1].fallback[0].http.retries`: unknown key") && e.contains("max_retries"),
+        "{e}"
+    );
+    let e = err(&CASCADE_WITH_FALLBACK.replace("kind = \"llm.anthropic\"", "kind = \"llm.antropic\""));
+    assert!(
+        e.contains("key `stages[1].fallback[0].kind`") && e.contains("did you mean `llm.anthropic`"),
+        "{e}"
+    );
+    let e = err(&CASCADE_WITH_FALLBACK.replace("kind = \"llm.anthropic\"\n", ""));
+    assert!(e.contains("key `stages[1].fallback[0].kind`: missing required key"), "{e}");
+    // Only an LLM stage has a fallback list.
+    let e = err(&CASCADE_WITH_FALLBACK.replace(
+        "[[stages]]\nkind = \"tts.openai\"",
+        "[[stages]]\nkind = \"tts.openai\"\n[[stages.fallback]]\nkind = \"llm.openai\"",
+    ));
+    assert!(e.contains("key `stages[2].fallback`: unknown key"), "{e}");
 }
