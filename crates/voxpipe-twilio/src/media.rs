@@ -145,12 +145,20 @@ impl<'a> MediaView<'a> {
         #[serde(rename_all = "camelCase")]
         struct Msg<'a> {
             event: &'a str,
+            // Required as the full parser requires them, though unread: the view accepts
+            // nothing the full parser refuses.
+            #[serde(rename = "sequenceNumber")]
+            _sequence_number: &'a str,
             stream_sid: &'a str,
             #[serde(borrow)]
             media: Option<Body<'a>>,
         }
         #[derive(Deserialize)]
         struct Body<'a> {
+            #[serde(rename = "track")]
+            _track: &'a str,
+            #[serde(rename = "chunk")]
+            _chunk: &'a str,
             timestamp: &'a str,
             payload: &'a str,
         }
@@ -283,6 +291,10 @@ mod tests {
             r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#,
             r#"{"event":"mark","sequenceNumber":"9","streamSid":"MZ1","mark":{"name":"m1"}}"#,
             r#"{"event":"mark","sequenceNumber":"9","streamSid":"MZ1","media":{"timestamp":"5","payload":"//8="}}"#,
+            // A media message missing what Twilio always sends is no media message.
+            r#"{"event":"media","streamSid":"MZ1","media":{"track":"inbound","chunk":"1","timestamp":"5","payload":"//8="}}"#,
+            r#"{"event":"media","sequenceNumber":"2","streamSid":"MZ1","media":{"chunk":"1","timestamp":"5","payload":"//8="}}"#,
+            r#"{"event":"media","sequenceNumber":"2","streamSid":"MZ1","media":{"track":"inbound","timestamp":"5","payload":"//8="}}"#,
             "not json",
         ] {
             assert_eq!(MediaView::parse(other), None, "{other}");
