@@ -126,13 +126,45 @@ pub enum FakeCommand {
     /// Every fake at once, on consecutive ports from `--base-port` (realtime, llm, anthropic,
     /// tts, elevenlabs, transcription, tools), as the `*-fake.toml` pipelines expect.
     All {
-        /// The first port.
+        /// The first port; the others follow it (0: each fake picks a free port).
         #[arg(long, default_value_t = 8787)]
         base_port: u16,
         /// Scripted replies for the chat and Anthropic fakes (as `llm --replies`).
         #[arg(long)]
         llm_replies: Option<PathBuf>,
+        /// Inject a fault into one of the fakes (repeatable): FAKE:SPEC, FAKE one of realtime,
+        /// llm, anthropic, tts, elevenlabs, elevenlabs-ws, transcription, tools; SPEC as that
+        /// fake's `--fault` (e.g. `llm:0=status:503`, `realtime:0=cut-after:3`).
+        #[arg(long = "fault", value_name = "FAKE:SPEC", value_parser = named_fault_spec)]
+        faults: Vec<NamedFault>,
     },
+}
+
+/// The fakes `fake all --fault FAKE:SPEC` can name.
+const FAULT_TARGETS: &[&str] =
+    &["realtime", "llm", "anthropic", "tts", "elevenlabs", "elevenlabs-ws", "transcription", "tools"];
+
+/// A `fake all --fault` value: which fake, and the fault.
+#[derive(Debug, Clone)]
+pub struct NamedFault {
+    fake: &'static str,
+    spec: FaultSpec,
+}
+
+/// Parses one `fake all --fault FAKE:SPEC` value.
+fn named_fault_spec(s: &str) -> Result<NamedFault, String> {
+    let (name, spec) =
+        s.split_once(':').ok_or_else(|| format!("expected FAKE:SPEC, e.g. llm:0=status:503, got `{s}`"))?;
+    let fake = FAULT_TARGETS
+        .iter()
+        .find(|t| **t == name)
+        .ok_or_else(|| format!("unknown fake `{name}`, expected one of: {}", FAULT_TARGETS.join(", ")))?;
+    Ok(NamedFault { fake, spec: fault_spec(spec)? })
+}
+
+/// The `--fault` specs of `fake all` aimed at `fake`.
+fn faults_for(all: &[NamedFault], fake: &str) -> Vec<FaultSpec> {
+    all.iter().filter(|f| f.fake == fake).map(|f| f.spec.clone()).collect()
 }
 
 /// Knobs of the LLM fakes.
@@ -353,35 +385,38 @@ async fn start(which: FakeCommand) -> anyhow::Result<Vec<Running>> {
             )]
         }
         FakeCommand::Twilio { .. } => anyhow::bail!("`fake twilio` runs on its own (see `run`)"),
-        FakeCommand::All { base_port: b, llm_replies } => {
+        FakeCommand::All { base_port: b, llm_replies, faults: named } => {
             let mut all = Vec::new();
-            let llm = |port| LlmArgs {
+            // Port n after the base one, or 0 (any free port) when the base is 0.
+            let port = |n: u16| if b == 0 { 0 } else { b + n };
+            let given = |fake: &str| FaultArgs { config: None, faults: faults_for(&named, fake) };
+            let llm = |port, fake: &str| LlmArgs {
                 port,
                 time_to_first_token_ms: 300,
                 token_interval_ms: 30,
                 replies: llm_replies.clone(),
-                faults: FaultArgs::default(),
+                faults: given(fake),
             };
-            let tts = |port| TtsArgs {
+            let tts = |port, fake: &str, ws_faults| TtsArgs {
                 port,
                 api_key: "sk-fake".into(),
                 time_to_first_byte_ms: 150,
                 real_time_factor: 5.0,
-                faults: FaultArgs::default(),
-                ws_faults: Vec::new(),
+                faults: given(fake),
+                ws_faults,
             };
             for cmd in [
-                FakeCommand::Realtime { port: b, config: None, faults: Vec::new() },
-                FakeCommand::Llm(llm(b + 1)),
-                FakeCommand::Anthropic(llm(b + 2)),
-                FakeCommand::Tts(tts(b + 3)),
-                FakeCommand::Elevenlabs(tts(b + 4)),
+                FakeCommand::Realtime { port: port(0), config: None, faults: faults_for(&named, "realtime") },
+                FakeCommand::Llm(llm(port(1), "llm")),
+                FakeCommand::Anthropic(llm(port(2), "anthropic")),
+                FakeCommand::Tts(tts(port(3), "tts", Vec::new())),
+                FakeCommand::Elevenlabs(tts(port(4), "elevenlabs", faults_for(&named, "elevenlabs-ws"))),
                 FakeCommand::Transcription {
-                    port: b + 5,
+                    port: port(5),
                     api_key: "sk-fake".into(),
-                    faults: FaultArgs::default(),
+                    faults: given("transcription"),
                 },
-                FakeCommand::Tools { port: b + 6, faults: FaultArgs::default() },
+                FakeCommand::Tools { port: port(6), faults: given("tools") },
             ] {
                 all.extend(Box::pin(start(cmd)).await?);
             }

@@ -457,3 +457,55 @@ fn check_kinds_prints_the_table_and_typos_get_a_suggestion() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("did you mean `llm.local`?"), "{err}");
 }
+
+/// One HTTP/1.1 POST of `body` over a plain socket; the answer's head (status line and headers).
+fn post(url: &str, path: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let host = url.split_once("://").map_or(url, |(_, r)| r).split('/').next().unwrap();
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer sk-fake\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer.split("\r\n\r\n").next().unwrap_or_default().to_string()
+}
+
+#[test]
+fn fake_all_takes_faults_aimed_at_one_fake_and_free_ports() {
+    use std::io::{BufRead, BufReader};
+    let mut child = voxpipe()
+        .args(["fake", "all", "--base-port", "0", "--fault", "llm:0=status:503:retry-after=2"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut urls = std::collections::BTreeMap::new();
+    for line in lines.by_ref().take(7) {
+        let line = line.unwrap();
+        let (what, rest) = line.split_once(" listening on ").unwrap_or_else(|| panic!("{line}"));
+        urls.insert(what.to_string(), rest.split_whitespace().next().unwrap().to_string());
+    }
+    let chat = urls["chat-completions fake"].clone();
+    let anthropic = urls["anthropic fake"].clone();
+    let body = r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    // The first request to the chat fake gets the fault; the second, and every other fake, not.
+    let first = post(&chat, "/v1/chat/completions", body);
+    let second = post(&chat, "/v1/chat/completions", body);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(first.starts_with("HTTP/1.1 503"), "{first}");
+    assert!(first.to_ascii_lowercase().contains("retry-after: 2"), "{first}");
+    assert!(second.starts_with("HTTP/1.1 200"), "{second}");
+    assert_ne!(chat, anthropic, "each fake on its own free port");
+
+    let out = voxpipe().args(["fake", "all", "--fault", "lm:0=status:503"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown fake `lm`") && err.contains("transcription"), "{err}");
+}
