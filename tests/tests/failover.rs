@@ -21,6 +21,16 @@ struct Cascade {
 
 impl Cascade {
     async fn start(transcripts: &[&str], replies: &[&str], chat_key: Option<&str>) -> Self {
+        Self::with_chat_faults(transcripts, replies, chat_key, Default::default()).await
+    }
+
+    /// [`Cascade::start`] with faults in the chat fake, by request index.
+    async fn with_chat_faults(
+        transcripts: &[&str],
+        replies: &[&str],
+        chat_key: Option<&str>,
+        faults: std::collections::BTreeMap<usize, voxpipe_fakes::fault::Fault>,
+    ) -> Self {
         let asr = TranscriptionFake::start(TranscriptionFakeConfig {
             api_key: "sk-fake".into(),
             transcripts: transcripts.iter().map(|t| t.to_string()).collect(),
@@ -31,7 +41,7 @@ impl Cascade {
         let llm = ChatFake::start(ChatFakeConfig {
             api_key: chat_key.map(str::to_string),
             replies: replies.iter().map(|r| ScriptedReply::text(*r)).collect(),
-            ..Default::default()
+            knobs: voxpipe_fakes::openai_chat::Knobs { faults, ..Default::default() },
         })
         .await
         .unwrap();
@@ -179,6 +189,52 @@ async fn a_cascade_whose_model_refuses_its_key_is_carried_on_by_the_native_pipel
     assert_eq!(sent[item + 1]["type"], "response.create");
     let assistants = texts(&events, "assistant_transcript");
     assert!(assistants.contains(&"Sure, what is the order number?".to_string()), "{assistants:?} {events:?}");
+    realtime.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cascade_whose_model_keeps_failing_is_carried_on_by_the_native_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    // The chat model answers 503 to every request: each turn fails past its retries while the
+    // stage lives on. The second failed reply in a row hands the call over.
+    let outage = (0..64)
+        .map(|i| (i, voxpipe_fakes::fault::Fault::Status { status: 503, retry_after_s: None }))
+        .collect();
+    let cascade = Cascade::with_chat_faults(
+        &["I would like to check my order.", "Book an appointment tomorrow."],
+        &["unused"],
+        Some("sk-fake"),
+        outage,
+    )
+    .await;
+    let realtime = RealtimeFake::start(RealtimeFakeConfig {
+        responses: vec![ScriptedResponse::say("Booked for tomorrow morning.")],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let path = write_pair(dir.path(), &cascade.pipeline("cascade"), &native_pipeline("native", &realtime));
+    let a = run_args(dir.path(), path, repo_path("samples/two-turns.wav"));
+    run_pipeline(&a, env(), RunOptions::default()).await.unwrap();
+
+    let events = read_events(&dir.path().join("events.jsonl"));
+    let failover = events_of(&events, "failover");
+    assert_eq!(failover.len(), 1, "{events:?}");
+    assert_eq!((failover[0]["from"].as_str(), failover[0]["to"].as_str()), (Some("cascade"), Some("native")));
+    assert!(failover[0]["reason"].as_str().unwrap().contains("2 replies in a row failed"), "{}", failover[0]);
+    // Both turns were tried on the cascade first (the first failure alone does not switch).
+    let failed: Vec<_> = events_of(&events, "provider_error");
+    assert!(failed.len() >= 2, "{failed:?}");
+    // The native pipeline got the conversation and answered the caller's last words.
+    let sent: Vec<_> = realtime.client_events().into_iter().map(|e| e.json).collect();
+    let item = sent.iter().rposition(|e| {
+        e["type"] == "conversation.item.create"
+            && e["item"]["content"][0]["text"] == "Book an appointment tomorrow."
+    });
+    let item = item.unwrap_or_else(|| panic!("no restored item: {sent:?}"));
+    assert_eq!(sent[item + 1]["type"], "response.create");
+    let assistants = texts(&events, "assistant_transcript");
+    assert!(assistants.contains(&"Booked for tomorrow morning.".to_string()), "{assistants:?}");
     realtime.shutdown().await;
 }
 

@@ -9,8 +9,18 @@ use std::path::{Path, PathBuf};
 
 /// Top-level keys the environment layer may set (`VOXPIPE_MODEL_DIR` and other `VOXPIPE_*`
 /// settings of the tools themselves are not pipeline keys).
-const TOP_LEVEL_KEYS: &[&str] =
-    &["name", "description", "input", "output", "events", "turn", "stages", "tools", "fallback"];
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "input",
+    "output",
+    "events",
+    "turn",
+    "stages",
+    "tools",
+    "fallback",
+    "fallback_after_failed_turns",
+];
 
 /// How to layer the file.
 #[derive(Debug, Clone, Default)]

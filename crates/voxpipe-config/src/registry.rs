@@ -421,7 +421,9 @@ pub async fn build_call(
         let fallback_stages = build_chain(fallback, env).await.map_err(|e| e.within("fallback"))?;
         let primary = voxpipe_core::Chain { name: config.name.clone(), stages };
         let fallback = voxpipe_core::Chain { name: fallback.name.clone(), stages: fallback_stages };
-        stages = vec![Box::new(voxpipe_core::Failover::new(primary, fallback))];
+        let failover = voxpipe_core::Failover::new(primary, fallback)
+            .after_failed_turns(config.fallback_after_failed_turns);
+        stages = vec![Box::new(failover)];
     }
     let mut pipeline = Pipeline::new(config.name.clone(), source, stages, sinks);
     pipeline.events = events;

@@ -45,9 +45,18 @@ pub struct PipelineConfig {
     /// stay. Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback: Option<std::path::PathBuf>,
+    /// With a `fallback`: replies in a row that fail (a provider answering 5xx or 429 past its
+    /// retries, turn after turn) before the fallback takes over although no stage died; 0
+    /// waits for a stage to fail. Default 2.
+    #[serde(default = "default_failed_turns")]
+    pub fallback_after_failed_turns: u32,
     /// The `fallback` file, loaded with this one (not a key of the file).
     #[serde(skip)]
     pub fallback_pipeline: Option<Box<PipelineConfig>>,
+}
+
+fn default_failed_turns() -> u32 {
+    voxpipe_core::DEFAULT_FAILED_TURNS
 }
 
 /// `[input]`, chosen by `kind` (deserialised by hand, as [`StageConfig`] is).

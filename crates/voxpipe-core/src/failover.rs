@@ -4,7 +4,7 @@
 //! ([`Frame::Restore`]). The caller's audio, the output and the tools stay the same.
 
 use crate::event::EventKind;
-use crate::frame::{Frame, Line, Restore, Speaker};
+use crate::frame::{Frame, Line, ResponseStatus, Restore, Speaker};
 use crate::stage::{CallContext, Inbox, Outbox, Stage, StageError, channel};
 use async_trait::async_trait;
 use std::collections::VecDeque;
@@ -28,17 +28,31 @@ impl std::fmt::Debug for Chain {
     }
 }
 
-/// A primary chain with a fallback chain that takes over when a primary stage fails.
+/// A primary chain with a fallback chain that takes over when a primary stage fails, or when
+/// its replies keep failing (a provider answering 5xx or 429 turn after turn).
 #[derive(Debug)]
 pub struct Failover {
     primary: Chain,
     fallback: Chain,
+    after_failed_turns: u32,
 }
 
+/// Default of [`Failover::after_failed_turns`].
+pub const DEFAULT_FAILED_TURNS: u32 = 2;
+
 impl Failover {
-    /// `primary` runs first; `fallback` carries the call on if a stage of it fails.
+    /// `primary` runs first; `fallback` carries the call on if a stage of it fails, or after
+    /// [`DEFAULT_FAILED_TURNS`] failed replies in a row.
     pub fn new(primary: Chain, fallback: Chain) -> Self {
-        Self { primary, fallback }
+        Self { primary, fallback, after_failed_turns: DEFAULT_FAILED_TURNS }
+    }
+
+    /// Switch after `n` replies in a row ended `failed` (the stage lived on, e.g. saying its
+    /// failure line); 0: only when a stage fails.
+    #[must_use]
+    pub fn after_failed_turns(mut self, n: u32) -> Self {
+        self.after_failed_turns = n;
+        self
     }
 }
 
@@ -105,8 +119,11 @@ impl Stage for Failover {
     }
 
     async fn run(self: Box<Self>, ctx: CallContext, mut input: Inbox, out: Outbox) -> Result<(), StageError> {
+        let after_failed_turns = self.after_failed_turns;
         let mut fallback = Some(self.fallback);
         let mut running = Running::start(self.primary, &ctx);
+        // Replies in a row that ended `failed`, while a fallback remains.
+        let mut failed_turns = 0u32;
         let mut convo = Conversation::default();
         // Frames from upstream waiting for room in the running chain.
         let mut pending: VecDeque<Frame> = VecDeque::new();
@@ -119,6 +136,8 @@ impl Stage for Failover {
                 return Ok(());
             }
             let chain_in = running.input.clone();
+            // Set by an arm when the fallback should take over: the component and the reason.
+            let mut switch: Option<(String, String)> = None;
             tokio::select! {
                 biased;
                 () = ctx.cancel.cancelled() => {
@@ -135,33 +154,11 @@ impl Stage for Failover {
                         }
                     };
                     let (name, error) = failure;
-                    let Some(next) = fallback.take() else { running.stop(); return Err(error) };
-                    // What the failed chain already produced still reaches the caller.
-                    while let Ok(Some(frame)) = tokio::time::timeout(std::time::Duration::ZERO, running.output.recv()).await {
-                        if !matches!(frame, Frame::EndOfStream) {
-                            convo.observe(&frame);
-                            let _ = out.send(frame).await;
-                        }
+                    if fallback.is_none() {
+                        running.stop();
+                        return Err(error);
                     }
-                    running.stop();
-                    let after_ms = convo.last_user_at.map_or(0, |t| t.elapsed().as_millis() as u64);
-                    warn!(from = %running.name, to = %next.name, component = %name, %error, "pipeline failover");
-                    ctx.events
-                        .emit(EventKind::Failover {
-                            stage: "pipeline".into(),
-                            from: running.name.clone(),
-                            to: next.name.clone(),
-                            reason: error.to_string(),
-                            after_ms,
-                        })
-                        .await;
-                    running = Running::start(next, &ctx);
-                    pending.push_front(Frame::Restore(Arc::new(convo.restore())));
-                    if !input_open {
-                        pending.push_back(Frame::EndOfStream);
-                    }
-                    output_open = true;
-                    switched_at = Some(Instant::now());
+                    switch = Some((name, error.to_string()));
                 }
                 frame = running.output.recv(), if output_open => match frame {
                     // A chain whose stage failed closes its later stages, and they say
@@ -169,6 +166,15 @@ impl Stage for Failover {
                     Some(Frame::EndOfStream) if input_open => debug!("a chain ended before the input; held back"),
                     Some(frame) => {
                         convo.observe(&frame);
+                        if let Frame::ResponseDone(done) = &frame {
+                            failed_turns = if done.status == ResponseStatus::Failed { failed_turns + 1 } else { 0 };
+                            if fallback.is_some() && after_failed_turns > 0 && failed_turns >= after_failed_turns {
+                                let why = done.reason.as_deref().unwrap_or("failed");
+                                switch = Some(("replies".into(), format!("{failed_turns} replies in a row failed (last: {why})")));
+                                // The caller's last words get an answer from the fallback.
+                                convo.unanswered = true;
+                            }
+                        }
                         if let (Some(at), Frame::OutputAudio(_)) = (switched_at, &frame) {
                             switched_at = None;
                             let value_ms = at.elapsed().as_millis() as u64;
@@ -203,6 +209,37 @@ impl Stage for Failover {
                     }
                 },
             }
+            let Some((component, reason)) = switch else { continue };
+            let Some(next) = fallback.take() else { continue };
+            failed_turns = 0;
+            // What the failing chain already produced still reaches the caller.
+            while let Ok(Some(frame)) =
+                tokio::time::timeout(std::time::Duration::ZERO, running.output.recv()).await
+            {
+                if !matches!(frame, Frame::EndOfStream) {
+                    convo.observe(&frame);
+                    let _ = out.send(frame).await;
+                }
+            }
+            running.stop();
+            let after_ms = convo.last_user_at.map_or(0, |t| t.elapsed().as_millis() as u64);
+            warn!(from = %running.name, to = %next.name, %component, %reason, "pipeline failover");
+            ctx.events
+                .emit(EventKind::Failover {
+                    stage: "pipeline".into(),
+                    from: running.name.clone(),
+                    to: next.name.clone(),
+                    reason,
+                    after_ms,
+                })
+                .await;
+            running = Running::start(next, &ctx);
+            pending.push_front(Frame::Restore(Arc::new(convo.restore())));
+            if !input_open {
+                pending.push_back(Frame::EndOfStream);
+            }
+            output_open = true;
+            switched_at = Some(Instant::now());
         }
     }
 }

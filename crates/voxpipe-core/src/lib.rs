@@ -106,7 +106,7 @@ pub mod tool;
 pub use audio::{AudioChunk, SampleRate, Samples};
 pub use control::{Control, ControlBus, InterruptReason};
 pub use event::{Event, EventKind, EventSender, EventWriter, Observed};
-pub use failover::{Chain, Failover};
+pub use failover::{Chain, DEFAULT_FAILED_TURNS, Failover};
 pub use frame::{
     Frame, ItemId, Line, OutputAudio, ResponseDone, ResponseStarted, ResponseStatus, Restore, Speaker,
     TextDelta, Transcript, Usage,
