@@ -362,6 +362,13 @@ async fn barge_in_sends_clear_and_truncates_to_what_the_marks_confirmed() {
     .await;
     assert_eq!(report.status, "completed", "{report:?}");
     assert!(report.clears >= 1, "a clear was sent: {report:?}");
+    // The caller timed its barge-in (the first turn, spoken over silence, is none): from its
+    // onset to the clear, and to the silence it heard after it.
+    assert_eq!(report.barge_ins.len(), 1, "{report:?}");
+    let b = &report.barge_ins[0];
+    assert!(b.onset_ms >= 3580, "{b:?}");
+    let (clear, silent) = (b.clear_ms.expect("cleared"), b.silent_ms.expect("silence heard"));
+    assert!(silent >= clear, "{b:?}");
     let dir = call_dir(&server, &report);
     wait_summary(&dir).await;
     let events = read_events(&dir.join("events.jsonl"));

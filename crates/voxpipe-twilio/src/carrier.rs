@@ -311,6 +311,38 @@ pub struct CallReport {
     pub first_audio_ms: Option<u64>,
     /// Length of the call, ms.
     pub duration_ms: u64,
+    /// Each time the caller started speaking while the agent was playing, and how long the
+    /// agent took to stop.
+    pub barge_ins: Vec<BargeIn>,
+}
+
+/// The caller spoke over the agent: from the caller's speech onset (a 20 ms frame above
+/// -40 dBFS after at least [`BargeIn::QUIET_MS`] of quiet, sent while agent audio played) to
+/// the server's `clear` and to the last agent audio the caller heard.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BargeIn {
+    /// Call time of the onset, ms.
+    pub onset_ms: u64,
+    /// Onset → `clear` received, ms (`None`: no `clear`, the reply played to its end).
+    pub clear_ms: Option<u64>,
+    /// Onset → the caller heard silence (the play queue ran dry, by `clear` or by the reply's
+    /// end), ms.
+    pub silent_ms: Option<u64>,
+}
+
+impl BargeIn {
+    /// Quiet before an onset, ms: shorter gaps are pauses inside one utterance.
+    pub const QUIET_MS: u64 = 300;
+    /// A frame's RMS level above this is speech (about -40 dBFS).
+    const LEVEL: f64 = 328.0;
+
+    fn loud(frame: &[i16]) -> bool {
+        if frame.is_empty() {
+            return false;
+        }
+        let sum: f64 = frame.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
+        (sum / frame.len() as f64).sqrt() > Self::LEVEL
+    }
 }
 
 #[derive(Serialize)]
@@ -440,6 +472,9 @@ async fn run_call(
     let mut b64 = String::new();
     let now_ms = || clock.elapsed().as_millis() as u64;
     let mut fault = opts.fault.clone();
+    // Barge-in timing: quiet time before this frame, and the barge-in still being timed.
+    let mut quiet_ms = BargeIn::QUIET_MS;
+    let mut barging: Option<BargeIn> = None;
     let ended_by;
     loop {
         tokio::select! {
@@ -489,6 +524,12 @@ async fn run_call(
                 let silent = matches!(fault, Some(CallerFault::Silence { at_ms }) if t >= at_ms);
                 // Caller audio: the WAV, then silence (a live line).
                 let end = (sent + 160).min(opts.audio.len());
+                let speaking = BargeIn::loud(&opts.audio[sent..end]);
+                if speaking && quiet_ms >= BargeIn::QUIET_MS && !playback.is_empty() && barging.is_none() {
+                    barging = Some(BargeIn { onset_ms: t, ..Default::default() });
+                    log(&Timing { t_ms: t, event: "barge_in", name: None, heard_ms: played / 8 });
+                }
+                quiet_ms = if speaking { 0 } else { quiet_ms + 20 };
                 mulaw.clear();
                 if sent < end {
                     g711::encode_ulaw(&opts.audio[sent..end], &mut mulaw);
@@ -522,6 +563,10 @@ async fn run_call(
                     playback.drain(..n);
                 }
                 played += n as u64;
+                if playback.is_empty() && let Some(mut b) = barging.take() {
+                    b.silent_ms = Some(t.saturating_sub(b.onset_ms));
+                    report.barge_ins.push(b);
+                }
                 // Marks count down the samples ahead of them, each relative to the one before.
                 let mut consumed = n;
                 for m in marks.iter_mut() {
@@ -565,6 +610,9 @@ async fn run_call(
                     }
                     Ok(Outbound::Clear { .. }) => {
                         report.clears += 1;
+                        if let Some(b) = barging.as_mut().filter(|b| b.clear_ms.is_none()) {
+                            b.clear_ms = Some(now_ms().saturating_sub(b.onset_ms));
+                        }
                         playback.clear();
                         log(&Timing { t_ms: now_ms(), event: "clear", name: None, heard_ms: played / 8 });
                         // Twilio echoes the marks it dropped at once.
