@@ -11,7 +11,9 @@
 # the callers share the machine.
 #
 # VOXPIPE_BIN=path runs that binary instead of building one; VOXPIPE_TURN__VAD=silero (any
-# pipeline key as VOXPIPE_…) applies to the served pipelines.
+# pipeline key as VOXPIPE_…) applies to the served pipelines. INPUT=samples/barge-in.wav (a
+# caller who speaks over the reply) fills the barge-in column: the caller's speech onset over
+# playing agent audio → the server's `clear`, and → the silence the caller heard, p50 / p95.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 calls="${1:-200}"
@@ -33,7 +35,7 @@ trap 'kill $fakes $server 2>/dev/null || true' EXIT
 server=
 sleep 1
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores"
-printf '| pipeline | calls | peak concurrent | completed | heard the agent | server CPU (cores) | CPU per call | fakes / callers CPU (cores) | peak RSS | RSS per call | voice-to-voice p50 / p95 |\n|---|---|---|---|---|---|---|---|---|---|---|\n'
+printf '| pipeline | calls | peak concurrent | completed | heard the agent | server CPU (cores) | CPU per call | fakes / callers CPU (cores) | peak RSS | RSS per call | voice-to-voice p50 / p95 | barge-in → clear, → silence p50 / p95 |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n'
 for p in $pipelines; do
   "$bin" serve pipelines/serve.toml --listen 127.0.0.1:8080 > "$out/serve-$p.log" 2>&1 &
   server=$!
@@ -41,7 +43,7 @@ for p in $pipelines; do
   idle_rss=$(awk '/VmRSS/{print $2}' /proc/$server/status)
   t0=$(awk '{print $14+$15}' /proc/$server/stat); s0=$(date +%s.%N)
   f0=$(awk '{print $14+$15}' /proc/$fakes/stat)
-  "$bin" call twilio "http://127.0.0.1:8080/twilio/voice/$p" --input samples/two-turns.wav --count "$calls" \
+  "$bin" call twilio "http://127.0.0.1:8080/twilio/voice/$p" --input "${INPUT:-samples/two-turns.wav}" --count "$calls" \
     --stagger-ms "${STAGGER_MS:-10}" --linger-ms 3000 --api-port 8794 --out "$out/caller-$p" > /dev/null 2> "$out/caller-$p.log" &
   callers=$!
   peak_calls=0
@@ -79,6 +81,12 @@ wall = float(s1) - float(s0)
 fakes = (float(f1) - float(f0)) / hz / wall
 callers = float(c1) / hz / wall
 per = max(1, int(peak_calls))
-print(f"| {p} | {n} | {peak_calls} | {done} | {heard} | {cores:.2f} | {100*cores/per:.2f} % | {fakes:.2f} / {callers:.2f} | {int(peak)/1024:.0f} MB | {(int(peak)-int(idle))/1024/per:.2f} MB | {q(0.5)} / {q(0.95)} ms |")
+def pq(xs, x):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(x * len(xs)))] if xs else "–"
+clears = [b["clear_ms"] for r in rows for b in r.get("barge_ins", []) if b.get("clear_ms") is not None]
+silent = [b["silent_ms"] for r in rows for b in r.get("barge_ins", []) if b.get("clear_ms") is not None and b.get("silent_ms") is not None]
+barge = f"{pq(clears, 0.5)} / {pq(clears, 0.95)}, {pq(silent, 0.5)} / {pq(silent, 0.95)} ms (n={len(clears)})" if clears else "–"
+print(f"| {p} | {n} | {peak_calls} | {done} | {heard} | {cores:.2f} | {100*cores/per:.2f} % | {fakes:.2f} / {callers:.2f} | {int(peak)/1024:.0f} MB | {(int(peak)-int(idle))/1024/per:.2f} MB | {q(0.5)} / {q(0.95)} ms | {barge} |")
 PY
 done
