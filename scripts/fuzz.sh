@@ -24,10 +24,15 @@ targets=(
   voxpipe-config:fuzz_config_loader
   voxpipe-eval:fuzz_scenario_loader
 )
-# Built crate by crate, as they run (one build of all would unify features differently and
-# leave each run to rebuild).
+# Built crate by crate (one build of all would unify features differently and leave each run
+# to rebuild); the test binaries then run directly, so no cargo lock is held for the long runs
+# and other builds can go on beside them.
+declare -A bin
 for crate in $(printf '%s\n' "${targets[@]%%:*}" | uniq); do
-  cargo test --locked --profile fuzz -p "$crate" --test fuzz --no-run
+  exe="$(cargo test --locked --profile fuzz -p "$crate" --test fuzz --no-run --message-format=json \
+    | grep -o '"executable":"[^"]*"' | tail -1 | cut -d'"' -f4)"
+  [ -x "$exe" ] || { echo "FAILED: no fuzz binary for $crate" >&2; exit 1; }
+  bin[$crate]="$exe"
 done
 
 summary=()
@@ -35,8 +40,8 @@ for t in "${targets[@]}"; do
   crate="${t%%:*}" name="${t#*:}"
   echo "== $crate $name: ${secs} s"
   log="$(mktemp)"
-  if ! VOXPIPE_FUZZ_SECS="$secs" RUST_BACKTRACE=0 cargo test --locked --profile fuzz -p "$crate" --test fuzz \
-      "$name" -- --exact --nocapture --test-threads=1 2>&1 | tee "$log"; then
+  if ! (cd "crates/$crate" && VOXPIPE_FUZZ_SECS="$secs" RUST_BACKTRACE=0 "${bin[$crate]}" \
+      "$name" --exact --nocapture --test-threads=1) 2>&1 | tee "$log"; then
     echo "FAILED: $crate $name (the minimal failing input is above)" >&2
     exit 1
   fi
