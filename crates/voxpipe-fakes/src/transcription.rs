@@ -56,6 +56,9 @@ pub struct TranscriptionFakeConfig {
     pub transcripts: Vec<String>,
     /// Delay before answering, ms. Default: 0.
     pub latency_ms: u64,
+    /// Further delay per second of uploaded audio, ms (a longer utterance takes longer to
+    /// transcribe). Default: 0.
+    pub latency_per_audio_second_ms: u64,
     /// Fault: answer request number `n` (0-based) with this status and an OpenAI error body.
     pub fail_requests: Vec<(usize, u16)>,
     /// Faults by request index (0-based); every kind is implemented. The answer is one JSON
@@ -72,6 +75,7 @@ impl Default for TranscriptionFakeConfig {
             api_key: "sk-test".into(),
             transcripts: Vec::new(),
             latency_ms: 0,
+            latency_per_audio_second_ms: 0,
             fail_requests: Vec::new(),
             faults: Default::default(),
         }
@@ -401,6 +405,10 @@ async fn transcribe(State(shared): State<Arc<Shared>>, headers: HeaderMap, body:
             r
         }
         (None, Ok((format, seconds))) => {
+            let per_second = shared.config.latency_per_audio_second_ms as f64 * seconds;
+            if per_second >= 1.0 {
+                tokio::time::sleep(Duration::from_millis(per_second.round() as u64)).await;
+            }
             let text = {
                 let mut served = shared.served.lock().unwrap_or_else(|e| e.into_inner());
                 let t = &shared.config.transcripts;
