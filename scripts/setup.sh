@@ -21,8 +21,9 @@ if [ "$(printf '%s\n' "$min_rust" "$rust" | sort -V | head -n1)" != "$min_rust" 
   need "Rust $rust found; voxpipe needs >= $min_rust: run \`rustup update stable\` (or install with rustup: https://rustup.rs)"
 fi
 
-# libopus-dev: the browser transport's Opus; chromium: the voice page's end-to-end test.
-pkgs=(cmake libclang-dev libasound2-dev libespeak-ng-dev espeak-ng sox pkg-config libopenblas-dev libopus-dev chromium)
+# libopus-dev: the browser transport's Opus; chromium: the voice page's end-to-end test;
+# librsvg2-bin: rsvg-convert, which renders the A/B report's plots in its test.
+pkgs=(cmake libclang-dev libasound2-dev libespeak-ng-dev espeak-ng sox pkg-config libopenblas-dev libopus-dev chromium librsvg2-bin)
 if ! command -v dpkg >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
   # Not Debian/Ubuntu: nothing is installed; check the build's own needs and name what lacks.
   lacking=()

@@ -1,9 +1,11 @@
 //! `voxpipe ab` end to end: the native pipeline twice against in-process fakes, one of them
-//! 200 ms slower to first audio, on a virtual clock.
+//! 200 ms slower to first audio, on a virtual clock; the voice-to-voice breakdown of a native
+//! and an all-remote cascade under the fakes' latency profiles; the plots rendered.
 
 use std::path::Path;
 use voxpipe_e2e::*;
-use voxpipe_eval::{AbOptions, FakeDelay, run_ab};
+use voxpipe_eval::breakdown::{ALL_STAGES, Stage};
+use voxpipe_eval::{AbOptions, AbReport, FakeDelay, FakeProfile, run_ab};
 
 fn scenario(root: &Path, name: &str, text: &str) {
     let dir = root.join(name);
@@ -114,7 +116,7 @@ async fn a_fake_200_ms_slower_to_first_audio_shows_up_as_200_ms_in_the_voice_to_
         assert!(svg.starts_with("<svg") || svg.contains("<svg"), "{}", plot.display());
         assert!(md.contains(plot.file_name().unwrap().to_str().unwrap()), "plot linked from the report");
     }
-    assert_eq!(report.plots.len(), 2);
+    assert_eq!(report.plots.len(), 3);
     assert!(out.join("A/order/1/events.jsonl").is_file());
     assert!(out.join("B/booking/1/reply.wav").is_file());
 }
@@ -239,7 +241,7 @@ async fn native_fake_versus_cascade_fake_on_the_shipped_scenarios_writes_report_
         assert!(v["pipeline"] == "A" || v["pipeline"] == "B", "{v}");
         assert!(v["scenario"].is_string(), "{v}");
     }
-    assert_eq!(report.plots.len(), 2);
+    assert_eq!(report.plots.len(), 3);
     for plot in &report.plots {
         let svg = std::fs::read_to_string(plot).unwrap();
         assert!(svg.contains("<svg") && svg.contains("</svg>"), "{}", plot.display());
@@ -247,4 +249,192 @@ async fn native_fake_versus_cascade_fake_on_the_shipped_scenarios_writes_report_
     }
     assert!(out.join("B/order-status/1/events.jsonl").is_file());
     assert!(out.join("A/handoff/1/reply.wav").is_file());
+}
+
+/// Two short turns for the native fake and the cascade's chat fake alike.
+const TWO_TURNS_BOTH: &str = r#"
+[[turns]]
+say = "Hello, I need to book an appointment."
+[[turns]]
+say = "Tomorrow morning, please."
+gap_ms = 5000
+
+[[fake.realtime.responses]]
+user_transcript = "Hello, I need to book an appointment."
+text = "Sure, when would you like to come in?"
+[[fake.realtime.responses]]
+user_transcript = "Tomorrow morning please."
+text = "Booked for tomorrow morning. See you then."
+
+[[fake.llm]]
+text = "Sure, when would you like to come in?"
+[[fake.llm]]
+text = "Booked for tomorrow morning. See you then."
+"#;
+
+/// The breakdowns of every answered turn of `label`'s successful calls.
+fn breakdowns<'a>(report: &'a AbReport, label: &str) -> Vec<(&'a voxpipe_eval::metrics::TurnMetrics, u64)> {
+    report
+        .calls
+        .iter()
+        .filter(|c| c.pipeline == label && c.error.is_none())
+        .flat_map(|c| c.turns.iter())
+        .filter_map(|t| Some((t, t.voice_to_voice_ms?)))
+        .collect()
+}
+
+fn stage_median(report: &AbReport, label: &str, stage: Stage) -> f64 {
+    let mut v: Vec<u64> =
+        breakdowns(report, label).iter().filter_map(|(t, _)| t.breakdown.as_ref()?.get(stage)).collect();
+    v.sort();
+    assert!(!v.is_empty(), "{label}: no `{}` times", stage.name());
+    v[v.len() / 2] as f64
+}
+
+/// Renders `svg` with `rsvg-convert` (Debian `librsvg2-bin`, installed by scripts/setup.sh) and
+/// checks it drew something: well-formed (rsvg parses it) and a PNG larger than a blank one of
+/// the same size.
+fn assert_renders(svg: &Path) {
+    let png = svg.with_extension("png");
+    let run = |input: &Path, output: &Path| {
+        let out = std::process::Command::new("rsvg-convert")
+            .arg("-o")
+            .arg(output)
+            .arg(input)
+            .output()
+            .expect("rsvg-convert (Debian package librsvg2-bin; scripts/setup.sh installs it)");
+        assert!(out.status.success(), "{}: {}", input.display(), String::from_utf8_lossy(&out.stderr));
+        std::fs::metadata(output).unwrap().len()
+    };
+    let drawn = run(svg, &png);
+    let text = std::fs::read_to_string(svg).unwrap();
+    let size = |attr: &str| {
+        let at = text.find(&format!("{attr}=\"")).unwrap() + attr.len() + 2;
+        text[at..at + text[at..].find('"').unwrap()].to_string()
+    };
+    let blank_svg = svg.with_extension("blank.svg");
+    std::fs::write(
+        &blank_svg,
+        format!(
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{0}" height="{1}"><rect width="{0}" height="{1}" fill="white"/></svg>"#,
+            size("width"),
+            size("height")
+        ),
+    )
+    .unwrap();
+    let blank = run(&blank_svg, &svg.with_extension("blank.png"));
+    assert!(drawn > 4 * blank, "{}: PNG of {drawn} bytes, a blank one is {blank}", svg.display());
+}
+
+fn cascade_options(scenarios: &Path, out: &Path, pipelines: usize) -> AbOptions {
+    let mut opts = AbOptions::new(
+        vec![repo_path("pipelines/phone-cascade-fake.toml"); pipelines],
+        scenarios.to_path_buf(),
+        out.to_path_buf(),
+    );
+    opts.start_fakes = true;
+    opts.progress = false;
+    opts
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_turn_s_stages_sum_to_its_voice_to_voice_and_the_report_prints_the_profiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenarios = dir.path().join("scenarios");
+    scenario(&scenarios, "booking", TWO_TURNS_BOTH);
+    let out = dir.path().join("out");
+    let mut opts = cascade_options(&scenarios, &out, 2);
+    opts.pipelines[0] = repo_path("pipelines/native-fake.toml");
+    let report = run_ab(opts).await.unwrap();
+    assert_eq!(report.failures().count(), 0, "{:?}", report.failures().collect::<Vec<_>>());
+
+    for (label, stages) in [("A", 3), ("B", 6)] {
+        let turns = breakdowns(&report, label);
+        assert_eq!(turns.len(), 2, "{label}: both turns answered");
+        for (t, v2v) in turns {
+            let b = t.breakdown.as_ref().unwrap_or_else(|| panic!("{label} turn {}: no breakdown", t.turn));
+            assert_eq!(b.stages.len(), stages, "{b:?}");
+            assert!(b.total_ms().abs_diff(v2v) <= 20, "{label} turn {}: {b:?} vs {v2v} ms", t.turn);
+        }
+    }
+    // The stages carry the published profile's figures: the native model's first audio after
+    // its turn detection, the chat fake's first token, the speech fake's first byte.
+    let published = FakeProfile::published();
+    let near = |got: f64, want: u64| got >= want as f64 && got <= want as f64 + 150.0;
+    let model = stage_median(&report, "A", Stage::ModelFirstAudio);
+    assert!(near(model, published.realtime.first_audio_ms.value), "native model first audio {model}");
+    let llm = stage_median(&report, "B", Stage::LlmFirstToken);
+    assert!(near(llm, published.chat.first_token_ms.value), "LLM first token {llm}");
+    let tts = stage_median(&report, "B", Stage::TtsFirstAudio);
+    assert!(near(tts, published.speech.first_byte_ms.value), "TTS first audio {tts}");
+
+    let md = std::fs::read_to_string(&report.report).unwrap();
+    let profiles = &md[md.find("## Fake latency profiles").expect("profile section")..];
+    assert!(profiles.contains("- **A**: profile `published`"), "{profiles}");
+    assert!(
+        profiles.contains("| fake | key | A `published` | B `published` | used by | source | date |"),
+        "{md}"
+    );
+    assert!(profiles.contains("| chat | `first_token_ms` | 400 | 400 | B |"), "{profiles}");
+    assert!(profiles.contains("| realtime | `first_audio_ms` | 600 | 600 | A |"), "{profiles}");
+    assert!(!md.contains("different latency profiles"), "same profile: no warning\n{md}");
+    let time = &md[md.find("## Where the time goes").expect("breakdown section")..];
+    for row in [
+        "| end-of-turn wait (`end_of_turn`) |",
+        "| LLM first token (`llm_first_token`) |",
+        "| **voice-to-voice** |",
+    ] {
+        assert!(time.contains(row), "{row} in {time}");
+    }
+    assert!(time.contains("![latency_breakdown.svg](latency_breakdown.svg)"), "{time}");
+    let lines = std::fs::read_to_string(&report.results).unwrap();
+    assert!(lines.contains("\"breakdown\":{\"architecture\":\"cascade\""), "{lines}");
+
+    assert_eq!(report.plots.len(), 3);
+    for plot in &report.plots {
+        assert_renders(plot);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fake_made_200_ms_slower_by_a_custom_profile_moves_only_its_own_stage() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenarios = dir.path().join("scenarios");
+    scenario(&scenarios, "booking", TWO_TURNS_BOTH);
+    let published = FakeProfile::published();
+    let custom = |name: &str, table: &str, key: &str, value: u64| {
+        let path = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&path, format!("extends = \"published\"\n[{table}]\n{key} = {{ value = {value} }}\n"))
+            .unwrap();
+        FakeProfile::select(path.to_str().unwrap()).unwrap()
+    };
+    let out = dir.path().join("out");
+    let mut opts = cascade_options(&scenarios, &out, 3);
+    opts.fake_profiles = vec![
+        published.clone(),
+        custom("slow-llm", "chat", "first_token_ms", published.chat.first_token_ms.value + 200),
+        custom("slow-tts", "speech", "first_byte_ms", published.speech.first_byte_ms.value + 200),
+    ];
+    let report = run_ab(opts).await.unwrap();
+    assert_eq!(report.failures().count(), 0, "{:?}", report.failures().collect::<Vec<_>>());
+
+    for (label, slowed) in [("B", Stage::LlmFirstToken), ("C", Stage::TtsFirstAudio)] {
+        for stage in ALL_STAGES.into_iter().filter(|s| *s != Stage::ModelFirstAudio) {
+            let moved = stage_median(&report, label, stage) - stage_median(&report, "A", stage);
+            if stage == slowed {
+                assert!((150.0..=260.0).contains(&moved), "{label}: `{}` moved {moved} ms", stage.name());
+            } else {
+                assert!(
+                    moved.abs() < 60.0,
+                    "{label}: `{}` moved {moved} ms, only {slowed:?} should",
+                    stage.name()
+                );
+            }
+        }
+    }
+    let md = std::fs::read_to_string(&report.report).unwrap();
+    let verdicts = &md[md.find("## Verdicts").unwrap()..];
+    let warning = verdicts.lines().find(|l| l.contains("different latency profiles")).expect(&md);
+    assert!(warning.contains("A `published`, B `slow-llm`, C `slow-tts`"), "{warning}");
+    assert!(md.contains("| chat | `first_token_ms` | 400 | 600 | 400 |"), "{md}");
 }

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::Args;
 use std::path::PathBuf;
-use voxpipe_eval::{AbOptions, FakeDelay, parse_delay_ms, parse_per_pipeline, run_ab};
+use voxpipe_eval::{AbOptions, FakeDelay, FakeProfile, label, parse_delay_ms, parse_per_pipeline, run_ab};
 
 /// `voxpipe ab` arguments.
 #[derive(Debug, Args)]
@@ -29,9 +29,15 @@ pub struct AbArgs {
     /// Start the Realtime, chat and speech fakes in-process and point the pipelines at them.
     #[arg(long)]
     pub fakes: bool,
-    /// Extra time to first audio for a pipeline's fakes, `B=+200` (with `--fakes`).
+    /// Extra time to first audio for a pipeline's fakes, `B=+200` (with `--fakes`), on top of
+    /// the profile.
     #[arg(long = "fake-delay", value_name = "LABEL=MS")]
     pub fake_delays: Vec<String>,
+    /// The fakes' latency profile (with `--fakes`): `published` (providers' reported figures,
+    /// the default), `instant` (near zero) or a profile file (`extends = "published"` plus the
+    /// values it changes); `B=slow.toml` sets one pipeline's (repeatable).
+    #[arg(long = "fake-profile", value_name = "[LABEL=]PROFILE")]
+    pub fake_profiles: Vec<String>,
     /// Price table (default: `<scenarios>/pricing.toml` when present).
     #[arg(long)]
     pub pricing: Option<PathBuf>,
@@ -66,6 +72,26 @@ fn local_stage(args: &AbArgs) -> anyhow::Result<Option<(PathBuf, String)>> {
         }
     }
     Ok(None)
+}
+
+/// The profile of each of `n` pipelines: `published` unless `--fake-profile PROFILE` (every
+/// pipeline) or `--fake-profile LABEL=PROFILE` (one) says otherwise; later flags win.
+fn fake_profiles(args: &[String], n: usize) -> anyhow::Result<Vec<FakeProfile>> {
+    let mut out = vec![FakeProfile::published(); n];
+    for arg in args {
+        let labelled = arg.split_once('=').filter(|(l, _)| (0..n).any(|i| label(i).eq_ignore_ascii_case(l)));
+        match labelled {
+            Some(_) => {
+                let (i, v) = parse_per_pipeline(arg, n)?;
+                out[i] = FakeProfile::select(&v)?;
+            }
+            None => {
+                let p = FakeProfile::select(arg)?;
+                out.iter_mut().for_each(|o| *o = p.clone());
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// `voxpipe ab --virtual-clock`: the comparison on a paused clock, on its own runtime.
@@ -104,6 +130,7 @@ pub async fn run(args: AbArgs) -> anyhow::Result<()> {
         let (i, v) = parse_per_pipeline(d, n)?;
         opts.fake_delays[i].first_audio_ms = parse_delay_ms(&v)?;
     }
+    opts.fake_profiles = fake_profiles(&args.fake_profiles, n)?;
     let report = run_ab(opts).await.context("A/B run failed")?;
     println!("report:  {}", report.report.display());
     println!("results: {}", report.results.display());
@@ -111,4 +138,19 @@ pub async fn run(args: AbArgs) -> anyhow::Result<()> {
         println!("plot:    {}", p.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fake_profiles_default_to_published_and_take_a_label() {
+        let p = fake_profiles(&[], 2).unwrap();
+        assert!(p.iter().all(|p| p.name == "published"));
+        let p = fake_profiles(&["instant".into(), "b=published".into()], 2).unwrap();
+        assert_eq!((p[0].name.as_str(), p[1].name.as_str()), ("instant", "published"));
+        let e = fake_profiles(&["fastest".into()], 2).unwrap_err().to_string();
+        assert!(e.contains("no profile `fastest`"), "{e}");
+    }
 }

@@ -171,11 +171,13 @@ fn ab_on_the_virtual_clock_measures_the_fakes_exactly_and_refuses_local_compute(
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let report = std::fs::read_to_string(out.path().join("report.md")).unwrap();
     assert!(report.contains("16 calls, 0 failed"), "{report}");
-    // Server VAD (500 ms silence + 100 ms appends) against the local controller's 500 ms: the
-    // median voice-to-voice of turns without tools is exactly what the fakes are set to.
+    // Server VAD (500 ms silence + 100 ms appends) against the local controller's 500 ms, then
+    // the `published` profile's 600 ms to the Realtime model's first audio: the median
+    // voice-to-voice of turns without tools is exactly what the fakes are set to.
     let v2v = report.lines().find(|l| l.starts_with("| voice_to_voice_ms |")).unwrap();
     let cells: Vec<&str> = v2v.split('|').map(str::trim).collect();
-    assert_eq!((cells[2], cells[6]), ("780", "700"), "{v2v}");
+    assert_eq!((cells[2], cells[6]), ("1180", "1100"), "{v2v}");
+    assert!(report.contains("- **A**: profile `published`"), "{report}");
 
     let refused = ab("pipelines/cascade-fake.toml");
     assert!(!refused.status.success());

@@ -1,9 +1,11 @@
 //! One call of the A/B run: load the pipeline with the scenario's input and this call's output
 //! paths, build it, run it, and keep its events in memory (they also go to the call's JSONL).
 
+use crate::breakdown::{self, Architecture};
 use crate::error::EvalError;
 use crate::fakes::{CallFakes, FakeDelay};
 use crate::metrics::{TurnMetrics, measure};
+use crate::profile::FakeProfile;
 use crate::render::Rendered;
 use crate::scenario::LoadedScenario;
 use serde::Serialize;
@@ -27,17 +29,21 @@ pub struct PipelineUnderTest {
     pub stages: Vec<(String, serde_json::Value)>,
     /// The resolved `[tools]` table as JSON.
     pub tools: serde_json::Value,
-    /// Fake latency offsets (offline mode).
+    /// Fake latency offsets (offline mode), on top of `fake_profile`.
     pub fake_delay: FakeDelay,
+    /// The fakes' latency profile (offline mode).
+    pub fake_profile: FakeProfile,
 }
 
 impl PipelineUnderTest {
-    /// Loads and checks `path` with `sets`.
+    /// Loads and checks `path` with `sets`; its fakes (offline mode) are timed by
+    /// `fake_profile` plus `fake_delay`.
     pub fn resolve(
         label: String,
         path: PathBuf,
         sets: Vec<String>,
         env: &[(String, String)],
+        fake_profile: FakeProfile,
         fake_delay: FakeDelay,
     ) -> Result<Self, EvalError> {
         let opts = LoadOptions { profile: None, sets: sets.clone(), env: env.to_vec() };
@@ -49,7 +55,7 @@ impl PipelineUnderTest {
             .map(|s| (s.kind().to_string(), serde_json::to_value(s).unwrap_or_default()))
             .collect();
         let tools = serde_json::to_value(&config.tools).unwrap_or_default();
-        Ok(Self { label, path, sets, config, stages, tools, fake_delay })
+        Ok(Self { label, path, sets, config, stages, tools, fake_delay, fake_profile })
     }
 
     /// `(kind, model)` of every stage that names a model (for pricing).
@@ -61,6 +67,11 @@ impl PipelineUnderTest {
                 Some((k.clone(), model.to_string()))
             })
             .collect()
+    }
+
+    /// Native (a speech-to-speech stage) or cascade.
+    pub fn architecture(&self) -> Architecture {
+        Architecture::of(self.stages.iter().map(|(k, _)| k.as_str()))
     }
 
     /// `A (native-fake)`.
@@ -110,7 +121,8 @@ pub async fn run_call(p: &PipelineUnderTest, c: CallInput<'_>) -> (CallRecord, V
     let events = Arc::new(Mutex::new(Vec::new()));
     let error = run_inner(p, &c, events.clone()).await.err();
     let events = std::mem::take(&mut *events.lock().unwrap_or_else(|e| e.into_inner()));
-    let turns = measure(&events, &c.rendered.spans, &c.scenario.scenario.turns);
+    let mut turns = measure(&events, &c.rendered.spans, &c.scenario.scenario.turns);
+    breakdown::attach(p.architecture(), &events, &mut turns);
     let record = CallRecord {
         pipeline: p.label.clone(),
         scenario: c.scenario.scenario.name.clone(),
@@ -131,7 +143,7 @@ async fn run_inner(
     std::fs::create_dir_all(&c.dir).map_err(|e| format!("{}: {e}", c.dir.display()))?;
     let fakes = if c.start_fakes {
         Some(
-            CallFakes::start(&p.stages, &p.tools, &c.scenario.scenario.fake, p.fake_delay)
+            CallFakes::start(&p.stages, &p.tools, &c.scenario.scenario, &p.fake_profile, p.fake_delay)
                 .await
                 .map_err(|e| e.to_string())?,
         )

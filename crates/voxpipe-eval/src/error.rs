@@ -46,6 +46,14 @@ pub enum EvalError {
         /// What is wrong.
         message: String,
     },
+    /// A fake latency profile is malformed or unknown.
+    #[error("fake profile {}: {message}", path.display())]
+    Profile {
+        /// The profile file (the built-in one for a built-in profile).
+        path: PathBuf,
+        /// What is wrong, naming the key.
+        message: String,
+    },
     /// The options are inconsistent.
     #[error("{0}")]
     Options(String),

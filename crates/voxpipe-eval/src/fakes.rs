@@ -2,20 +2,25 @@
 //! call, and the `--set` overrides and test credentials that point a pipeline at them.
 //!
 //! Each call gets its own fakes (loopback, OS-chosen ports), scripted by the scenario's
-//! `[fake]` table, with the pipeline's latency offset added, so calls never share fake state.
-//! Stages redirected: `realtime.openai` (`url`), `llm.openai` and `tts.openai` (`base_url`).
-//! Other remote stages keep their configured endpoints.
+//! `[fake]` table and timed by the pipeline's [`FakeProfile`] (which replaces any timing the
+//! scenario's `[fake.realtime]` sets), with the pipeline's latency offset added on top, so
+//! calls never share fake state. Stages redirected: `realtime.openai` (`url`), `asr.openai`,
+//! `llm.openai` and `tts.openai` (`base_url`). Other remote stages keep their configured
+//! endpoints. The transcription fake answers each request with the next turn's words (`say`,
+//! else `transcript`).
 //!
 //! Tools: `http` tools that point at the example tool server (`voxpipe fake tools`: a loopback
 //! URL with one of its paths) are redirected to a tool server of the call's own, so every call
 //! starts with no bookings (a slot booked by pipeline A is not "taken" for pipeline B).
 
 use crate::error::EvalError;
-use crate::scenario::FakeScript;
+use crate::profile::FakeProfile;
+use crate::scenario::Scenario;
 use voxpipe_fakes::openai_chat::{ChatFake, ChatFakeConfig, ScriptedReply};
 use voxpipe_fakes::openai_speech::{SpeechFake, SpeechFakeConfig};
 use voxpipe_fakes::realtime::{RealtimeFake, RealtimeFakeConfig};
 use voxpipe_fakes::tool_server::ToolServer;
+use voxpipe_fakes::transcription::{TranscriptionFake, TranscriptionFakeConfig};
 
 /// Paths the example tool server answers.
 const TOOL_SERVER_PATHS: &[&str] = &["/orders/status", "/appointments/book", "/handoff"];
@@ -23,7 +28,8 @@ const TOOL_SERVER_PATHS: &[&str] = &["/orders/status", "/appointments/book", "/h
 /// The made-up key the fakes accept and the pipelines send in offline mode.
 pub const FAKE_KEY: &str = "sk-test";
 
-/// Latency knobs added to a pipeline's fakes (may be negative; results saturate at 0).
+/// Latency knobs added on top of a pipeline's [`FakeProfile`] (may be negative; results
+/// saturate at 0).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FakeDelay {
     /// Added to the Realtime fake's `first_audio_delay_ms` and the speech fake's
@@ -37,6 +43,7 @@ pub struct CallFakes {
     realtime: Option<RealtimeFake>,
     chat: Option<ChatFake>,
     speech: Option<SpeechFake>,
+    transcription: Option<TranscriptionFake>,
     tools: Option<ToolServer>,
     /// `--set` overrides pointing the stages at the fakes.
     pub sets: Vec<String>,
@@ -50,17 +57,20 @@ fn add(base: u64, delta: i64) -> u64 {
 
 impl CallFakes {
     /// Starts the fakes the `stages` (`(kind, resolved stage JSON)`) and `tools` (the resolved
-    /// `[tools]` table as JSON) need.
+    /// `[tools]` table as JSON) need, scripted by `scenario`, timed by `profile` plus `delay`.
     pub async fn start(
         stages: &[(String, serde_json::Value)],
         tools: &serde_json::Value,
-        script: &FakeScript,
+        scenario: &Scenario,
+        profile: &FakeProfile,
         delay: FakeDelay,
     ) -> Result<Self, EvalError> {
+        let script = &scenario.fake;
         let mut me = CallFakes {
             realtime: None,
             chat: None,
             speech: None,
+            transcription: None,
             tools: None,
             sets: Vec::new(),
             env: Vec::new(),
@@ -81,7 +91,10 @@ impl CallFakes {
             match voxpipe_config::StageKind::get(kind).and_then(|k| k.fake) {
                 Some("realtime") => {
                     let mut cfg: RealtimeFakeConfig = script.realtime.clone().unwrap_or_default();
-                    cfg.first_audio_delay_ms = add(cfg.first_audio_delay_ms, delay.first_audio_ms);
+                    let t = &profile.realtime;
+                    cfg.first_audio_delay_ms = add(t.first_audio_ms.value, delay.first_audio_ms);
+                    cfg.delta_ms = t.audio_delta_ms.value;
+                    cfg.pace = t.pace.value;
                     let fake = RealtimeFake::start(cfg)
                         .await
                         .map_err(|source| EvalError::Fake { fake: "realtime", source })?;
@@ -93,6 +106,8 @@ impl CallFakes {
                     if !script.llm.is_empty() {
                         cfg.replies = script.llm.iter().map(ScriptedReply::from).collect();
                     }
+                    cfg.knobs.time_to_first_token_ms = profile.chat.first_token_ms.value;
+                    cfg.knobs.token_interval_ms = profile.chat.token_interval_ms.value;
                     let fake = ChatFake::start(cfg)
                         .await
                         .map_err(|source| EvalError::Fake { fake: "chat", source })?;
@@ -101,12 +116,31 @@ impl CallFakes {
                 }
                 Some("tts") => {
                     let mut cfg = SpeechFakeConfig { api_key: FAKE_KEY.into(), ..Default::default() };
-                    cfg.time_to_first_byte_ms = add(cfg.time_to_first_byte_ms, delay.first_audio_ms);
+                    cfg.time_to_first_byte_ms = add(profile.speech.first_byte_ms.value, delay.first_audio_ms);
+                    cfg.real_time_factor = profile.speech.real_time_factor.value;
                     let fake = SpeechFake::start(cfg)
                         .await
                         .map_err(|source| EvalError::Fake { fake: "speech", source })?;
                     me.sets.push(format!("stages[{i}].base_url={}", fake.base_url()));
                     me.speech = Some(fake);
+                }
+                Some("transcription") => {
+                    let cfg = TranscriptionFakeConfig {
+                        api_key: FAKE_KEY.into(),
+                        transcripts: scenario
+                            .turns
+                            .iter()
+                            .filter_map(|t| t.say.clone().or_else(|| t.transcript.clone()))
+                            .collect(),
+                        latency_ms: profile.transcription.latency_ms.value,
+                        latency_per_audio_second_ms: profile.transcription.per_audio_second_ms.value,
+                        ..Default::default()
+                    };
+                    let fake = TranscriptionFake::start(cfg)
+                        .await
+                        .map_err(|source| EvalError::Fake { fake: "transcription", source })?;
+                    me.sets.push(format!("stages[{i}].base_url={}", fake.base_url()));
+                    me.transcription = Some(fake);
                 }
                 _ => {}
             }
@@ -123,6 +157,7 @@ impl CallFakes {
             f.stop().await;
         }
         drop(self.speech); // stops on drop
+        drop(self.transcription); // stops on drop
         drop(self.tools); // stops on drop
     }
 }

@@ -13,18 +13,23 @@
 //!    interval excludes zero, differing settings, failures), `results.jsonl` and SVG plots.
 //!
 //! With [`AbOptions::start_fakes`] every call gets in-process fakes ([`fakes`]), so the whole
-//! comparison runs offline; [`fakes::FakeDelay`] shifts one pipeline's fake latency to check
-//! that the harness measures what it claims.
+//! comparison runs offline, timed by a latency [`profile`] (`published` by default: the
+//! providers' reported figures) that the report prints; [`fakes::FakeDelay`] shifts one
+//! pipeline's fake latency to check that the harness measures what it claims. [`breakdown`]
+//! splits each turn's voice-to-voice time into the stages it waited on.
 
+pub mod breakdown;
 pub mod call;
 mod error;
 pub mod fakes;
 pub mod metrics;
 mod plot;
 pub mod pricing;
+pub mod profile;
 pub mod recording;
 pub mod render;
 pub mod report;
+mod report_sections;
 pub mod scenario;
 pub mod score;
 pub mod stats;
@@ -33,6 +38,7 @@ pub mod wer;
 pub use call::CallRecord;
 pub use error::EvalError;
 pub use fakes::FakeDelay;
+pub use profile::FakeProfile;
 pub use report::{AbReport, Comparison};
 
 use call::{CallInput, PipelineUnderTest, run_call};
@@ -64,8 +70,11 @@ pub struct AbOptions {
     /// Start the Realtime, chat and speech fakes in-process for every call and point the
     /// pipelines at them (offline mode).
     pub start_fakes: bool,
-    /// Fake latency offsets per pipeline, by index (offline mode only).
+    /// Fake latency offsets per pipeline, by index (offline mode only), on top of the profile.
     pub fake_delays: Vec<FakeDelay>,
+    /// The fakes' latency profile per pipeline, by index (offline mode only); a pipeline
+    /// without one gets [`FakeProfile::published`].
+    pub fake_profiles: Vec<FakeProfile>,
     /// The price table. Default: `<scenarios_dir>/pricing.toml` when it exists; without one
     /// the report has no cost figures.
     pub pricing: Option<PathBuf>,
@@ -74,7 +83,8 @@ pub struct AbOptions {
 }
 
 impl AbOptions {
-    /// Options with defaults: one run, concurrency 1, no fakes, no pricing, progress bar on.
+    /// Options with defaults: one run, concurrency 1, no fakes (`published` timing when they
+    /// are started), no pricing, progress bar on.
     pub fn new(pipelines: Vec<PathBuf>, scenarios_dir: PathBuf, out_dir: PathBuf) -> Self {
         Self {
             pipelines,
@@ -86,6 +96,7 @@ impl AbOptions {
             env: Vec::new(),
             start_fakes: false,
             fake_delays: Vec::new(),
+            fake_profiles: Vec::new(),
             pricing: None,
             progress: true,
         }
@@ -136,7 +147,8 @@ pub async fn run_ab(opts: AbOptions) -> Result<AbReport, EvalError> {
         .map(|(i, path)| {
             let sets = opts.sets.get(i).cloned().unwrap_or_default();
             let delay = opts.fake_delays.get(i).copied().unwrap_or_default();
-            PipelineUnderTest::resolve(label(i), path.clone(), sets, &opts.env, delay)
+            let profile = opts.fake_profiles.get(i).cloned().unwrap_or_else(FakeProfile::published);
+            PipelineUnderTest::resolve(label(i), path.clone(), sets, &opts.env, profile, delay)
         })
         .collect::<Result<_, _>>()?;
     let default_prices = opts.scenarios_dir.join("pricing.toml");
@@ -214,6 +226,7 @@ pub async fn run_ab(opts: AbOptions) -> Result<AbReport, EvalError> {
         pricing: pricing.as_ref(),
         runs,
         concurrency: opts.concurrency.max(1),
+        fakes: opts.start_fakes,
     };
     report::write(&opts.out_dir, &ctx)
 }

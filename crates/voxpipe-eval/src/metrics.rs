@@ -20,6 +20,7 @@
 //!   spoken answer, cascade LLMs), `tts_first_audio_ms` (request → first audio); and
 //!   `end_of_turn_delay_ms`, `interruption_latency_ms`.
 //! - Transcript WER, tool correctness, reply checks, token usage by meter, audio played.
+//! - The voice-to-voice breakdown by stage ([`crate::breakdown`]).
 
 use crate::render::TurnSpan;
 use crate::scenario::Turn;
@@ -105,6 +106,9 @@ pub struct TurnMetrics {
     pub user_audio_ms: u64,
     /// Provider or component errors in the turn.
     pub errors: Vec<String>,
+    /// Voice-to-voice split into the stages it waited on ([`crate::breakdown`]); set by
+    /// [`crate::breakdown::attach`] when the turn has a voice-to-voice time.
+    pub breakdown: Option<crate::breakdown::Breakdown>,
 }
 
 /// Measures every turn of a call from its events.

@@ -3,7 +3,7 @@
 use crate::call::{CallRecord, PipelineUnderTest};
 use crate::error::EvalError;
 use crate::metrics::TurnMetrics;
-use crate::plot::{self, Series};
+use crate::plot::{self, Group, GroupedSeries, Series};
 use crate::pricing::PriceTable;
 use crate::render::Rendered;
 use crate::scenario::LoadedScenario;
@@ -48,6 +48,8 @@ pub struct ReportInput<'a> {
     pub runs: usize,
     /// Calls that ran at once.
     pub concurrency: usize,
+    /// Whether the calls ran against the in-process fakes (their profiles are then printed).
+    pub fakes: bool,
 }
 
 /// A warning when calls ran concurrently through stages that compute locally: they competed
@@ -230,22 +232,41 @@ fn write_plots(out: &Path, r: &ReportInput<'_>) -> Result<Vec<PathBuf>, EvalErro
         .collect();
     let cdf = out.join("latency_cdf.svg");
     plot::cdf(&cdf, "Voice-to-voice latency per turn (CDF)", &series)?;
-    let timeline: Vec<(String, Vec<Option<f64>>)> = r
+    // One group per (scenario, run), in run order, as wide as its longest call.
+    let mut groups: Vec<(String, usize, Group)> = Vec::new();
+    for c in r.calls {
+        match groups.iter_mut().find(|(s, run, _)| *s == c.scenario && *run == c.run) {
+            Some((_, _, g)) => g.turns = g.turns.max(c.turns.len()),
+            None => {
+                let name = if r.runs > 1 { format!("{} #{}", c.scenario, c.run) } else { c.scenario.clone() };
+                groups.push((c.scenario.clone(), c.run, Group { name, turns: c.turns.len() }));
+            }
+        }
+    }
+    let timeline: Vec<GroupedSeries> = r
         .pipelines
         .iter()
-        .map(|p| {
-            let points = r
-                .calls
+        .map(|p| GroupedSeries {
+            name: p.display(),
+            groups: groups
                 .iter()
-                .filter(|c| c.pipeline == p.label)
-                .flat_map(|c| c.turns.iter().map(|t| if c.error.is_some() { None } else { v2v(t) }))
-                .collect();
-            (p.display(), points)
+                .map(|(scenario, run, _)| {
+                    r.calls
+                        .iter()
+                        .find(|c| c.pipeline == p.label && c.scenario == *scenario && c.run == *run)
+                        .map(|c| {
+                            c.turns.iter().map(|t| if c.error.is_some() { None } else { v2v(t) }).collect()
+                        })
+                        .unwrap_or_default()
+                })
+                .collect(),
         })
         .collect();
+    let groups: Vec<Group> = groups.into_iter().map(|(_, _, g)| g).collect();
     let tl = out.join("latency_timeline.svg");
-    plot::timeline(&tl, "Voice-to-voice latency by turn", &timeline)?;
-    Ok(vec![cdf, tl])
+    plot::timeline(&tl, "Voice-to-voice latency by turn", &groups, &timeline)?;
+    let breakdown = crate::report_sections::write_breakdown_plot(out, r)?;
+    Ok(vec![cdf, tl, breakdown])
 }
 
 fn fmt(v: Option<f64>) -> String {
@@ -274,8 +295,22 @@ fn markdown(r: &ReportInput<'_>, comparisons: &[Comparison], plots: &[PathBuf]) 
     if let Some(note) = contention_note(r) {
         let _ = writeln!(s, "{note}");
     }
+    if r.fakes {
+        crate::report_sections::profiles(&mut s, r.pipelines);
+    }
     latency_table(&mut s, r, comparisons);
+    crate::report_sections::breakdown(&mut s, r, plots);
     let _ = writeln!(s, "\n## Verdicts\n");
+    if r.fakes {
+        if let Some(warning) = crate::report_sections::profile_mismatch(r.pipelines) {
+            let _ = writeln!(s, "{warning}\n");
+        }
+        let _ = writeln!(
+            s,
+            "Offline run: each provider's time is its fake's profile (above), so a verdict says what \
+             these pipelines do *given those figures*; the stages it comes from are in \"Where the time goes\".\n"
+        );
+    }
     let mut any = false;
     for c in comparisons {
         let Some(ci) = c.ci.filter(|ci| ci.excludes_zero()) else { continue };
@@ -299,7 +334,7 @@ fn markdown(r: &ReportInput<'_>, comparisons: &[Comparison], plots: &[PathBuf]) 
     quality_table(&mut s, r);
     settings_diff(&mut s, r.pipelines);
     let _ = writeln!(s, "\n## Plots\n");
-    for p in plots {
+    for p in plots.iter().filter(|p| !p.ends_with(crate::report_sections::BREAKDOWN_SVG)) {
         let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let _ = writeln!(s, "![{name}]({name})\n");
     }
