@@ -347,6 +347,7 @@ impl BargeIn {
 
 #[derive(Serialize)]
 struct Timing<'a> {
+    /// Call time, ms (`clock`: its zero as Unix time in ms, in `name`).
     t_ms: u64,
     event: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -426,6 +427,11 @@ async fn run_call(
     let (mut ws_tx, mut ws_rx) = ws.split();
     let stream_sid = sid("MZ");
     let clock = Instant::now();
+    // The call clock's zero on the wall clock, so a bench can join the timing log with other
+    // processes' logs.
+    let clock_unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64() * 1000.0);
     let mut seq = 0u64;
     let mut next_seq = || {
         seq += 1;
@@ -456,6 +462,7 @@ async fn run_call(
             let _ = w.write_all(b"\n");
         }
     };
+    log(&Timing { t_ms: 0, event: "clock", name: Some(&format!("{clock_unix_ms:.3}")), heard_ms: 0 });
     // The 1x player: received audio, and marks placed at the point of the queue they follow.
     let mut playback: VecDeque<i16> = VecDeque::new();
     let mut marks: VecDeque<(usize, String)> = VecDeque::new(); // (samples still ahead, name)
@@ -475,6 +482,7 @@ async fn run_call(
     // Barge-in timing: quiet time before this frame, and the barge-in still being timed.
     let mut quiet_ms = BargeIn::QUIET_MS;
     let mut barging: Option<BargeIn> = None;
+    let mut played_last_tick = false;
     let ended_by;
     loop {
         tokio::select! {
@@ -563,6 +571,7 @@ async fn run_call(
                     playback.drain(..n);
                 }
                 played += n as u64;
+                played_last_tick = n > 0;
                 if playback.is_empty() && let Some(mut b) = barging.take() {
                     b.silent_ms = Some(t.saturating_sub(b.onset_ms));
                     report.barge_ins.push(b);
@@ -601,6 +610,11 @@ async fn run_call(
                             .map_err(|e| anyhow::anyhow!("the server sent a media payload that is not base64: {e}"))?;
                         let mut pcm = Vec::with_capacity(bytes.len());
                         g711::decode_ulaw(&bytes, &mut pcm);
+                        if playback.is_empty() && !played_last_tick {
+                            // Agent audio after silence: a reply starts (benches join it with
+                            // the end of the caller's speech).
+                            log(&Timing { t_ms: now_ms(), event: "audio_start", name: None, heard_ms: played / 8 });
+                        }
                         playback.extend(pcm);
                     }
                     Ok(Outbound::Mark { mark, .. }) => {
