@@ -17,9 +17,10 @@
 //! The stages are the critical path: each end is clamped between the previous one and the end
 //! of the turn, so a stage that finished while an earlier one was still running counts 0, a
 //! stage whose event is missing counts 0 and its time goes to the next one, and the stages sum
-//! to voice-to-voice exactly. One exception to the order: when the final transcript came before
-//! the turn controller's decision (the controller waited on the words), `asr_final` comes first
-//! and `end_of_turn` is the rest of the wait.
+//! to voice-to-voice exactly. One exception: when the final transcript came before the turn
+//! controller's decision (the controller waited on the words), `asr_final` is the
+//! transcription's own time (the `asr_final_ms` value) and `end_of_turn` the rest of the wait
+//! (detecting the end of speech, and anything the controller waited after the words).
 
 use crate::metrics::TurnMetrics;
 use serde::Serialize;
@@ -200,18 +201,48 @@ pub fn of_turn(architecture: Architecture, events: &[Value], start: u64, end: u6
             Stage::TransportPlayout => Some(end),
         })
         .collect();
-    let mut stages = architecture.stages().to_vec();
-    let mut ends = ends;
-    // A transcript final before the turn controller decided (it waited on the words): the ASR
-    // took the first part of the wait and the controller the rest.
-    if let (Stage::EndOfTurn, Stage::AsrFinal, Some(eot), Some(asr)) =
-        (stages[0], stages[1], ends[0], ends[1])
-        && asr < eot
-    {
-        stages.swap(0, 1);
-        ends.swap(0, 1);
-    }
-    split(architecture, &stages, start, end, &ends)
+    let (head, from) = match architecture {
+        Architecture::Native => (Vec::new(), start),
+        Architecture::Cascade => {
+            let asr_value = inside
+                .iter()
+                .rev()
+                .find(|e| is_metric(e, "asr_final_ms"))
+                .and_then(|e| e["value_ms"].as_u64());
+            eot_and_asr(start, end, ends[0], ends[1], asr_value)
+        }
+    };
+    let order = &architecture.stages()[head.len()..];
+    let mut b = split(architecture, order, from, end, &ends[head.len()..]);
+    b.stages.splice(0..0, head);
+    b
+}
+
+/// The cascade's first two stages and where they leave the turn. When the final transcript
+/// came after the turn controller's decision, the ASR stage is the wait past that decision.
+/// When it came first (the controller waited on the words), the ASR stage is its own
+/// transcription time (`asr_final_ms`'s value) and the end-of-turn wait is the rest: waiting
+/// for the end of speech to be detected before it, and any further wait of the controller after.
+fn eot_and_asr(
+    start: u64,
+    end: u64,
+    eot: Option<u64>,
+    asr: Option<u64>,
+    asr_value: Option<u64>,
+) -> (Vec<StageTime>, u64) {
+    let e = eot.unwrap_or(start).clamp(start, end);
+    let a = asr.unwrap_or(e).clamp(start, end);
+    let (eot_ms, asr_ms, from) = if a <= e {
+        let asr_start = a.saturating_sub(asr_value.unwrap_or(0)).max(start);
+        ((asr_start - start) + (e - a), a - asr_start, e)
+    } else {
+        (e - start, a - e, a)
+    };
+    let head = vec![
+        StageTime { stage: Stage::EndOfTurn, ms: eot_ms },
+        StageTime { stage: Stage::AsrFinal, ms: asr_ms },
+    ];
+    (head, from)
 }
 
 /// Stage times from their end moments: each end clamped to `[previous end, end]`, a missing one
@@ -280,11 +311,25 @@ mod tests {
             json!({"t_ms": 1900, "type": "metric", "name": "tts_first_audio_ms", "turn": 1, "value_ms": 2000}),
         ];
         let b = of_turn(Architecture::Cascade, &events, 1000, 1800);
-        assert_eq!(b.stages[0], StageTime { stage: Stage::AsrFinal, ms: 100 }, "the transcript came first");
-        assert_eq!(b.get(Stage::EndOfTurn), Some(400));
+        assert_eq!(b.get(Stage::AsrFinal), Some(100), "the transcription's own time");
+        assert_eq!(b.get(Stage::EndOfTurn), Some(400), "the rest of the wait");
         assert_eq!(b.get(Stage::LlmFirstToken), Some(0));
         assert_eq!(b.total_ms(), 800);
         assert_eq!(b.get(Stage::ModelFirstAudio), None);
+    }
+
+    #[test]
+    fn a_transcript_the_controller_waited_on_counts_its_own_time_and_the_wait_is_end_of_turn() {
+        let events = vec![
+            json!({"t_ms": 2039, "type": "metric", "name": "asr_final_ms", "turn": 1, "value_ms": 698}),
+            json!({"t_ms": 2039, "type": "turn_ended", "turn": 1, "speech_end_ms": 1160}),
+            json!({"t_ms": 2460, "type": "metric", "name": "llm_first_token_ms", "turn": 1, "value_ms": 420}),
+        ];
+        let b = of_turn(Architecture::Cascade, &events, 1160, 2980);
+        assert_eq!(b.get(Stage::EndOfTurn), Some(2039 - 698 - 1160));
+        assert_eq!(b.get(Stage::AsrFinal), Some(698));
+        assert_eq!(b.get(Stage::LlmFirstToken), Some(421));
+        assert_eq!(b.total_ms(), 2980 - 1160);
     }
 
     #[test]

@@ -143,7 +143,9 @@ pub fn breakdown(s: &mut String, r: &ReportInput<'_>, plots: &[PathBuf]) {
          decision, the final transcript, the LLM's first token, the first clause sent to TTS, the \
          TTS's first audio, and the first audio played (native: the server's end of speech, then \
          the model's audio reaching playout). Each stage counts only the time the turn still waited \
-         on it (0 when it finished earlier), so a turn's stages add up to its voice-to-voice exactly. \
+         on it (0 when it finished earlier; a transcript the turn controller waited on counts its \
+         own transcription time, and the rest of that wait is end of turn), so a turn's stages add \
+         up to its voice-to-voice exactly. \
          Medians of stages need not add up to the median voice-to-voice. The largest stage is the \
          one to replace first.\n"
     );
