@@ -169,7 +169,7 @@ print(f"| {n} | **ratio** (Pipecat ÷ voxpipe) | | {ratio(e.get('p50_ms', 0), v[
 PY
 done
 echo
-echo "Where the time goes, p50 ms (warm turns; voxpipe's hops joined from the callers' and the fake's logs, Pipecat's from its bench):"
+echo "Where the time goes, p50 ms (warm turns; voxpipe's hops joined from the caller's and the fake's logs, N = 1 only; Pipecat's from its bench):"
 echo
 echo "| N | framework | end of speech → STT request (incl. 200 ms stop wait) | STT (fake) | STT → LLM request | LLM to the first TTS text (fake) | text → TTS request | TTS first byte (fake) | first byte → heard | e2e |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
@@ -178,7 +178,9 @@ for n in "${sizes[@]}"; do
 import json, sys
 out, n = sys.argv[1], int(sys.argv[2])
 h = json.load(open(f"{out}/voxpipe-{n}.json"))["hops_p50"]
-print(f"| {n} | voxpipe | {h['to_stt']:.0f} | {h['stt']:.0f} | {h['stt_to_llm']:.0f} | {h['llm_text']:.0f} | {h['text_to_tts']:.0f} | {h['tts']:.0f} | {h['byte_to_ear']:.0f} | {h['e2e']:.0f} |")
+# The callers share one key, so the fake's log tells calls apart only by time: exact for one
+# call; with several, a turn may be joined to another call's request, so only N = 1 is shown.
+if n == 1: print(f"| {n} | voxpipe | {h['to_stt']:.0f} | {h['stt']:.0f} | {h['stt_to_llm']:.0f} | {h['llm_text']:.0f} | {h['text_to_tts']:.0f} | {h['tts']:.0f} | {h['byte_to_ear']:.0f} | {h['e2e']:.0f} |")
 try:
     m = json.load(open(f"{out}/pipecat-{n}.json"))["summary"]["metrics"]
 except Exception:

@@ -559,7 +559,14 @@ impl Sink for TwilioSink {
                     self.confirm(&ctx, &mut s, &name).await;
                 }
                 frame = input.recv(), if !end_of_stream => match frame {
-                    Some(Frame::OutputAudio(a)) => self.enqueue(&ctx, &mut s, a).map_err(|e| StageError::new("twilio media stream", e))?,
+                    Some(Frame::OutputAudio(a)) => {
+                        let idle = s.queue.is_empty();
+                        self.enqueue(&ctx, &mut s, a).map_err(|e| StageError::new("twilio media stream", e))?;
+                        // A reply's first audio goes out now, not at the next tick (up to 20 ms).
+                        if idle {
+                            self.tick(&ctx, &mut s).await;
+                        }
+                    }
                     Some(f @ (Frame::SpeechStarted { .. } | Frame::SpeechStopped { .. })) => s.metrics.observe(&f),
                     Some(Frame::EndOfStream) | None => end_of_stream = true,
                     Some(_) => {}
