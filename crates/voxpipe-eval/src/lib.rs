@@ -8,7 +8,8 @@
 //!    every (scenario, run) through every pipeline interleaved (A, B, A, B…, so drift hits all
 //!    alike) with bounded concurrency, and records failed calls with their errors.
 //! 3. [`metrics`] and [`score`]: per-turn latencies, WER, tool correctness, reply checks, tokens
-//!    and audio by meter; [`pricing`] turns them into an estimated cost from an editable table.
+//!    and audio by meter; [`pricing`] turns them into an estimated cost from an editable table,
+//!    [`cost`] into cost and tokens per minute of conversation, flagging stale prices.
 //! 4. [`report`]: `report.md` (medians, p90/p95, bootstrap CIs of B−A, verdicts only where the
 //!    interval excludes zero, differing settings, failures), `results.jsonl` and SVG plots.
 //!
@@ -20,6 +21,7 @@
 
 pub mod breakdown;
 pub mod call;
+pub mod cost;
 mod error;
 pub mod fakes;
 pub mod metrics;
@@ -227,6 +229,7 @@ pub async fn run_ab(opts: AbOptions) -> Result<AbReport, EvalError> {
         runs,
         concurrency: opts.concurrency.max(1),
         fakes: opts.start_fakes,
+        run_day: pricing::today(),
     };
     report::write(&opts.out_dir, &ctx)
 }

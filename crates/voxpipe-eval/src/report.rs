@@ -50,6 +50,8 @@ pub struct ReportInput<'a> {
     pub concurrency: usize,
     /// Whether the calls ran against the in-process fakes (their profiles are then printed).
     pub fakes: bool,
+    /// The run's date in days since 1970-01-01 (UTC), against which prices' ages are judged.
+    pub run_day: i64,
 }
 
 /// A warning when calls ran concurrently through stages that compute locally: they competed
@@ -332,6 +334,7 @@ fn markdown(r: &ReportInput<'_>, comparisons: &[Comparison], plots: &[PathBuf]) 
         let _ = writeln!(s, "No difference whose interval excludes zero.");
     }
     quality_table(&mut s, r);
+    crate::cost::markdown(&mut s, r);
     settings_diff(&mut s, r.pipelines);
     let _ = writeln!(s, "\n## Plots\n");
     for p in plots.iter().filter(|p| !p.ends_with(crate::report_sections::BREAKDOWN_SVG)) {
