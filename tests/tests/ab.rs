@@ -438,3 +438,139 @@ async fn a_fake_made_200_ms_slower_by_a_custom_profile_moves_only_its_own_stage(
     assert!(warning.contains("A `published`, B `slow-llm`, C `slow-tts`"), "{warning}");
     assert!(md.contains("| chat | `first_token_ms` | 400 | 600 | 400 |"), "{md}");
 }
+
+/// A scripted reply with markup in it, a reply check that fails and a stale price.
+const LISTEN: &str = r#"
+[[turns]]
+say = "Hi, I would like to check the status of my order."
+tool = { name = "lookup_order", arguments = { order_id = "A-1234" } }
+reply_must_contain = ["shipped"]
+[[turns]]
+say = "Can I get a refund?"
+gap_ms = 3000
+reply_must_contain = ["refund"]
+
+[[fake.realtime.responses]]
+user_transcript = "Hi, I would like to check the status of my order."
+function_call = { name = "lookup_order", arguments = '{"order_id":"A-1234"}' }
+[[fake.realtime.responses]]
+text = "Your order <b>A-1234</b> & co has shipped."
+[[fake.realtime.responses]]
+user_transcript = "Can I get a refund?"
+text = "Let me check that for you."
+"#;
+
+/// The tags of an HTML page balance (void elements and `/>` aside), and no text holds a raw
+/// `<`: every `<` opens a tag, a comment or the doctype.
+fn assert_well_formed(html: &str) {
+    const VOID: &[&str] = &["meta", "br", "img", "input", "link", "hr", "source"];
+    let mut stack: Vec<String> = Vec::new();
+    let mut rest = html;
+    while let Some(at) = rest.find('<') {
+        rest = &rest[at + 1..];
+        if let Some(r) = rest.strip_prefix("!--") {
+            rest = &r[r.find("-->").expect("comment closed") + 3..];
+            continue;
+        }
+        let end = rest.find('>').expect("tag closed");
+        let tag = &rest[..end];
+        rest = &rest[end + 1..];
+        if tag.starts_with('!') || tag.starts_with('?') {
+            continue;
+        }
+        let name: String = tag
+            .trim_start_matches('/')
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == ':')
+            .collect();
+        assert!(!name.is_empty(), "a raw `<` in text: `<{tag}>`");
+        if tag.starts_with('/') {
+            let open = stack.pop().unwrap_or_else(|| panic!("`</{name}>` closes nothing"));
+            assert_eq!(open, name, "`</{name}>` closes `<{open}>`");
+        } else if !tag.ends_with('/') && !VOID.contains(&name.as_str()) {
+            if name == "style" {
+                rest = &rest[rest.find("</style>").expect("style closed")..];
+            }
+            stack.push(name);
+        }
+    }
+    assert!(stack.is_empty(), "unclosed: {stack:?}");
+}
+
+/// `src="…"` values of the `<audio>` elements, in order.
+fn audio_sources(html: &str) -> Vec<String> {
+    html.split("<audio ")
+        .skip(1)
+        .map(|a| {
+            let src = &a[a.find("src=\"").expect("audio has a src") + 5..];
+            src[..src.find('"').unwrap()].to_string()
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn report_html_has_every_turn_s_audio_escaped_transcripts_tools_and_failed_checks_marked() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenarios = dir.path().join("scenarios");
+    scenario(&scenarios, "listen", LISTEN);
+    scenario(&scenarios, "booking", TWO_TURNS);
+    std::fs::write(
+        scenarios.join("pricing.toml"),
+        "date = \"2020-01-01\"\n[models.\"gpt-realtime-mini\"]\ninput_audio_per_million = 10.0\n\
+         output_audio_per_million = 20.0\ninput_text_per_million = 0.6\noutput_text_per_million = 2.4\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let report = run_ab(options(&scenarios, &out)).await.unwrap();
+    assert_eq!(report.failures().count(), 0, "{:?}", report.failures().collect::<Vec<_>>());
+    assert_eq!(report.html, out.join("report.html"));
+    let html = std::fs::read_to_string(&report.html).unwrap();
+    assert_well_formed(&html);
+
+    // The caller's audio and each pipeline's reply, per turn: 2 scenarios × 2 turns × (1 + 2).
+    let sources = audio_sources(&html);
+    assert_eq!(sources.len(), 12, "{sources:?}");
+    for src in &sources {
+        assert!(!src.starts_with('/') && !src.contains("://"), "relative: {src}");
+        assert!(out.join(src).is_file(), "{src} exists beside report.html");
+    }
+    assert!(sources.contains(&"audio/listen/caller-turn1.wav".to_string()), "{sources:?}");
+    assert!(sources.contains(&"audio/listen/B-turn2.wav".to_string()), "{sources:?}");
+    // The clips hold what was said: the caller's words and the replies' audio.
+    let (caller, _) = read_wav(&out.join("audio/listen/caller-turn1.wav"));
+    assert!(caller.len() > 16_000, "the caller's first turn: {} samples", caller.len());
+    for label in ["A", "B"] {
+        let (reply, rate) = read_wav(&out.join(format!("audio/listen/{label}-turn2.wav")));
+        assert!(reply.len() as u32 > rate / 10, "{label}'s reply to turn 2: {} samples", reply.len());
+        assert!(reply.iter().any(|s| s.unsigned_abs() > 100), "{label}'s reply is not silence");
+    }
+
+    // Transcripts are escaped, tool calls shown with arguments and result.
+    assert!(!html.contains("<b>A-1234</b>"), "a scripted reply's markup is not markup");
+    assert!(html.contains("Your order &lt;b&gt;A-1234&lt;/b&gt; &amp; co has shipped."), "{html}");
+    assert!(
+        html.contains(
+            "tool <code>lookup_order</code>(<code>{&quot;order_id&quot;:&quot;A-1234&quot;}</code>)"
+        )
+    );
+    assert!(html.contains("unknown tool"), "the tool's result: {html}");
+    // The failed reply check is highlighted, the passed ones are not.
+    assert!(html.contains("<li class=\"check fail\">✗ FAILED: reply lacks “refund”</li>"), "{html}");
+    assert!(html.contains("<li class=\"check pass\">✓ reply phrases</li>"));
+    assert!(html.contains("<div class=\"reply failed\">"));
+    assert!(
+        html.contains("voice-to-voice") && html.contains("· model first audio"),
+        "latencies and breakdown"
+    );
+    assert_eq!(html.matches("<svg").count(), 3, "the plots inlined");
+
+    // Cost per minute, with the price's age.
+    let md = std::fs::read_to_string(&report.report).unwrap();
+    let cost = &md[md.find("## Cost per minute of conversation").expect("cost section")..];
+    let row = cost.lines().find(|l| l.starts_with("| A |")).unwrap();
+    let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+    assert!(cells[3].ends_with("USD") && cells[4].ends_with("USD"), "cost and cost per minute: {row}");
+    assert!(cells[5].parse::<f64>().unwrap() > 0.0, "input tokens per minute: {row}");
+    assert!(cost.contains("**⚠ stale: dated 2020-01-01"), "{cost}");
+    assert!(html.contains("<span class=\"stale\">⚠ stale: dated 2020-01-01"), "{html}");
+}

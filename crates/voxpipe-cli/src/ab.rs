@@ -17,7 +17,8 @@ pub struct AbArgs {
     /// Runs of every scenario per pipeline.
     #[arg(long, default_value_t = 1)]
     pub runs: usize,
-    /// Where report.md, results.jsonl, the plots and per-call files go.
+    /// Where report.md, report.html (with every turn's audio), results.jsonl, the plots and
+    /// per-call files go.
     #[arg(long, default_value = "out/ab")]
     pub out: PathBuf,
     /// Calls running at once.
@@ -133,6 +134,7 @@ pub async fn run(args: AbArgs) -> anyhow::Result<()> {
     opts.fake_profiles = fake_profiles(&args.fake_profiles, n)?;
     let report = run_ab(opts).await.context("A/B run failed")?;
     println!("report:  {}", report.report.display());
+    println!("html:    {}", report.html.display());
     println!("results: {}", report.results.display());
     for p in &report.plots {
         println!("plot:    {}", p.display());

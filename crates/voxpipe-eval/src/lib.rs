@@ -11,7 +11,9 @@
 //!    and audio by meter; [`pricing`] turns them into an estimated cost from an editable table,
 //!    [`cost`] into cost and tokens per minute of conversation, flagging stale prices.
 //! 4. [`report`]: `report.md` (medians, p90/p95, bootstrap CIs of B−A, verdicts only where the
-//!    interval excludes zero, differing settings, failures), `results.jsonl` and SVG plots.
+//!    interval excludes zero, differing settings, failures), `results.jsonl` and SVG plots;
+//!    [`html`]: `report.html`, every turn's audio ([`clips`]), transcripts, tools, latencies
+//!    and checks side by side.
 //!
 //! With [`AbOptions::start_fakes`] every call gets in-process fakes ([`fakes`]), so the whole
 //! comparison runs offline, timed by a latency [`profile`] (`published` by default: the
@@ -21,9 +23,11 @@
 
 pub mod breakdown;
 pub mod call;
+pub mod clips;
 pub mod cost;
 mod error;
 pub mod fakes;
+pub mod html;
 pub mod metrics;
 mod plot;
 pub mod pricing;

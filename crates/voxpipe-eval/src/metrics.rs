@@ -62,6 +62,36 @@ impl Tokens {
     }
 }
 
+/// What a tool call returned (a `tool_result` event).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ToolOutcome {
+    /// The tool.
+    pub name: String,
+    /// The result text given to the model.
+    pub output: String,
+    /// True when the call failed (`output` then describes the error).
+    pub is_error: bool,
+}
+
+impl TurnMetrics {
+    /// Each tool call `(name, arguments)` with its result: the k-th call of a tool gets the
+    /// k-th result of that tool in the turn, none when it did not come back in the turn.
+    pub fn tool_exchanges(&self) -> Vec<(&str, &str, Option<&ToolOutcome>)> {
+        let mut used = vec![false; self.tool_results.len()];
+        self.tool_calls
+            .iter()
+            .map(|(name, args)| {
+                let result = self.tool_results.iter().enumerate().find(|(i, r)| !used[*i] && r.name == *name);
+                let result = result.map(|(i, r)| {
+                    used[i] = true;
+                    r
+                });
+                (name.as_str(), args.as_str(), result)
+            })
+            .collect()
+    }
+}
+
 /// Everything measured for one turn of one call.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct TurnMetrics {
@@ -92,6 +122,8 @@ pub struct TurnMetrics {
     pub wer: Option<WerScore>,
     /// Tools called: `(name, raw arguments)`.
     pub tool_calls: Vec<(String, String)>,
+    /// Tool results, in the order they came back.
+    pub tool_results: Vec<ToolOutcome>,
     /// Tool verdict, when a tool was expected.
     pub tool: Option<ToolVerdict>,
     /// What the assistant said in the turn, joined.
@@ -186,6 +218,11 @@ fn measure_turn(
                 e["name"].as_str().unwrap_or("").to_string(),
                 e["arguments"].as_str().unwrap_or("").to_string(),
             )),
+            "tool_result" => m.tool_results.push(ToolOutcome {
+                name: e["name"].as_str().unwrap_or("").to_string(),
+                output: e["output"].as_str().unwrap_or("").to_string(),
+                is_error: e["is_error"].as_bool().unwrap_or(false),
+            }),
             "response_done" => m.tokens.add_usage(&e["usage"]),
             "playout_finished" => m.played_ms += e["played_ms"].as_u64().unwrap_or(0),
             "provider_error" | "error" => m.errors.push(format!(
@@ -224,6 +261,10 @@ mod tests {
             json!({"t_ms": 2600, "type": "response_started", "response_id": "r1"}),
             json!({"t_ms": 2700, "type": "user_transcript", "text": "Where is my order?", "is_final": true, "item": null}),
             json!({"t_ms": 2750, "type": "metric", "name": "llm_first_token_ms", "turn": 1, "value_ms": 120}),
+            json!({"t_ms": 2760, "type": "tool_call", "call_id": "c1", "name": "lookup", "arguments": "{\"id\":1}"}),
+            json!({"t_ms": 2761, "type": "tool_call", "call_id": "c2", "name": "lookup", "arguments": "{\"id\":2}"}),
+            json!({"t_ms": 2770, "type": "tool_result", "call_id": "c1", "name": "lookup", "output": "shipped",
+                   "is_error": false, "duration_ms": 3}),
             json!({"t_ms": 2850, "type": "playout_started", "item": "i1"}),
             json!({"t_ms": 2850, "type": "metric", "name": "voice_to_voice_ms", "turn": 1, "value_ms": 800}),
             json!({"t_ms": 3000, "type": "assistant_transcript", "text": "It has shipped.", "is_final": true, "item": "i1"}),
@@ -248,6 +289,11 @@ mod tests {
             Tokens { input_text: 10, input_audio: 20, cached: 0, output_text: 5, output_audio: 45 }
         );
         assert_eq!(m[0].played_ms, 1150);
+        let tools = m[0].tool_exchanges();
+        assert_eq!(tools.len(), 2);
+        assert_eq!((tools[0].0, tools[0].1), ("lookup", "{\"id\":1}"));
+        assert_eq!(tools[0].2.map(|r| r.output.as_str()), Some("shipped"));
+        assert_eq!(tools[1].2, None, "the second call's result did not come back in the turn");
         assert_eq!(m[1].voice_to_voice_ms, Some(860), "computed from playout_started");
         assert_eq!(m[1].wer.unwrap().errors, 1, "no transcript: one deletion");
         assert!(!m[1].reply_check.as_ref().unwrap().passed());

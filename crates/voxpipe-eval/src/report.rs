@@ -1,4 +1,4 @@
-//! `report.md`, `results.jsonl` and the plots.
+//! `report.md`, `report.html` ([`crate::html`]), `results.jsonl` and the plots.
 
 use crate::call::{CallRecord, PipelineUnderTest};
 use crate::error::EvalError;
@@ -114,6 +114,8 @@ pub struct AbReport {
     pub out_dir: PathBuf,
     /// `report.md`.
     pub report: PathBuf,
+    /// `report.html`: the report with every turn's audio, transcripts, tools and checks.
+    pub html: PathBuf,
     /// `results.jsonl`.
     pub results: PathBuf,
     /// The SVG plots.
@@ -154,7 +156,16 @@ pub fn write(out: &Path, r: &ReportInput<'_>) -> Result<AbReport, EvalError> {
     let md = markdown(r, &comparisons, &plots);
     let report = out.join("report.md");
     std::fs::write(&report, md).map_err(|e| EvalError::io(&report, e))?;
-    Ok(AbReport { out_dir: out.to_path_buf(), report, results, plots, calls: r.calls.to_vec(), comparisons })
+    let html = crate::html::write(out, r, &comparisons, &plots)?;
+    Ok(AbReport {
+        out_dir: out.to_path_buf(),
+        report,
+        html,
+        results,
+        plots,
+        calls: r.calls.to_vec(),
+        comparisons,
+    })
 }
 
 /// `(a, b)` values of the same turn (scenario, run, turn) where both calls succeeded.
@@ -313,24 +324,11 @@ fn markdown(r: &ReportInput<'_>, comparisons: &[Comparison], plots: &[PathBuf]) 
              these pipelines do *given those figures*; the stages it comes from are in \"Where the time goes\".\n"
         );
     }
-    let mut any = false;
-    for c in comparisons {
-        let Some(ci) = c.ci.filter(|ci| ci.excludes_zero()) else { continue };
-        any = true;
-        let unit = METRICS.iter().find(|m| m.0 == c.metric).map_or("", |m| m.1);
-        let word = if ci.diff > 0.0 { "higher" } else { "lower" };
-        let _ = writeln!(
-            s,
-            "- `{}`: {} is {word} than {} by {:.0} {unit} (95 % CI {:+.0} … {:+.0}).",
-            c.metric,
-            c.other,
-            c.baseline,
-            ci.diff.abs(),
-            ci.low,
-            ci.high
-        );
+    let verdicts = verdicts(comparisons);
+    for (metric, rest) in &verdicts {
+        let _ = writeln!(s, "- `{metric}`: {rest}");
     }
-    if !any {
+    if verdicts.is_empty() {
         let _ = writeln!(s, "No difference whose interval excludes zero.");
     }
     quality_table(&mut s, r);
@@ -357,6 +355,29 @@ fn markdown(r: &ReportInput<'_>, comparisons: &[Comparison], plots: &[PathBuf]) 
         );
     }
     s
+}
+
+/// The verdicts: `(metric, "B is higher than A by … (95 % CI …).")` for every difference whose
+/// interval excludes zero.
+pub(crate) fn verdicts(comparisons: &[Comparison]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for c in comparisons {
+        let Some(ci) = c.ci.filter(|ci| ci.excludes_zero()) else { continue };
+        let unit = METRICS.iter().find(|m| m.0 == c.metric).map_or("", |m| m.1);
+        let word = if ci.diff > 0.0 { "higher" } else { "lower" };
+        out.push((
+            c.metric.clone(),
+            format!(
+                "{} is {word} than {} by {:.0} {unit} (95 % CI {:+.0} … {:+.0}).",
+                c.other,
+                c.baseline,
+                ci.diff.abs(),
+                ci.low,
+                ci.high
+            ),
+        ));
+    }
+    out
 }
 
 fn latency_table(s: &mut String, r: &ReportInput<'_>, comparisons: &[Comparison]) {
