@@ -1,7 +1,9 @@
 //! Helpers shared by the end-to-end tests in `tests/*.rs`: synthetic calls, WAV analysis and
-//! event-log reading.
+//! event-log reading; [`chromium`] for the tests that open a page in a headless browser.
 
 use std::path::{Path, PathBuf};
+
+pub mod chromium;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {

@@ -5,137 +5,14 @@
 //! (`window.voxpipe`) and the server's event log, ends the call from the page, and keeps a
 //! screenshot (`target/browser-artifacts/`).
 
-use futures_util::{SinkExt, StreamExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
+use voxpipe_e2e::chromium::{Browser, Cdp};
 use voxpipe_e2e::*;
 
 const API_KEY: &str = "op-key-123";
-
-/// A minimal DevTools Protocol client: one page target.
-struct Cdp {
-    ws: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
-    next: u64,
-}
-
-impl Cdp {
-    async fn call(&mut self, method: &str, params: serde_json::Value) -> serde_json::Value {
-        self.next += 1;
-        let id = self.next;
-        let msg = serde_json::json!({ "id": id, "method": method, "params": params });
-        self.ws.send(Message::Text(msg.to_string().into())).await.unwrap();
-        loop {
-            let m = tokio::time::timeout(Duration::from_secs(20), self.ws.next())
-                .await
-                .unwrap_or_else(|_| panic!("{method}: no answer"))
-                .expect("devtools socket open")
-                .unwrap();
-            let Message::Text(t) = m else { continue };
-            let v: serde_json::Value = serde_json::from_str(&t).unwrap();
-            if v["id"] == id {
-                assert!(v.get("error").is_none(), "{method}: {v}");
-                return v["result"].clone();
-            }
-        }
-    }
-
-    /// Evaluates `expr` in the page and returns its JSON value.
-    async fn eval(&mut self, expr: &str) -> serde_json::Value {
-        let r = self
-            .call("Runtime.evaluate", serde_json::json!({ "expression": expr, "returnByValue": true }))
-            .await;
-        r["result"]["value"].clone()
-    }
-}
-
-/// One Chromium at a time: the tests run in parallel, and two browsers' audio processing on a
-/// two-core CI machine starve each other's echo canceller and playout (a caller's words lost).
-static ONE_BROWSER: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
-
-/// Headless Chromium on `url`, with `wav` as its microphone; killed on drop.
-struct Browser {
-    child: std::process::Child,
-    _profile: tempfile::TempDir,
-    devtools_port: u16,
-    _turn: tokio::sync::SemaphorePermit<'static>,
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Browser {
-    async fn launch(url: &str, wav: &Path) -> Browser {
-        let turn = ONE_BROWSER.acquire().await.expect("never closed");
-        let profile = tempfile::tempdir().unwrap();
-        let child = std::process::Command::new("chromium")
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--remote-debugging-port=0",
-                "--autoplay-policy=no-user-gesture-required",
-                "--use-fake-ui-for-media-stream",
-                "--use-fake-device-for-media-stream",
-                "--allow-loopback-in-peer-connection",
-                "--window-size=1280,900",
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .arg(format!("--use-file-for-fake-audio-capture={}%noloop", wav.display()))
-            .arg(url)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("chromium runs (installed by scripts/setup.sh)");
-        // Chromium writes its DevTools port here once it listens.
-        let port_file = profile.path().join("DevToolsActivePort");
-        let mut port = None;
-        for _ in 0..300 {
-            if let Ok(text) = std::fs::read_to_string(&port_file)
-                && let Some(p) = text.lines().next().and_then(|l| l.trim().parse().ok())
-            {
-                port = Some(p);
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Browser {
-            child,
-            _profile: profile,
-            devtools_port: port.expect("chromium's DevTools port"),
-            _turn: turn,
-        }
-    }
-
-    async fn page(&self) -> Cdp {
-        let list = format!("http://127.0.0.1:{}/json/list", self.devtools_port);
-        for _ in 0..100 {
-            if let Ok(r) = reqwest::get(&list).await
-                && let Ok(targets) = r.json::<serde_json::Value>().await
-                && let Some(ws) = targets
-                    .as_array()
-                    .and_then(|a| a.iter().find(|t| t["type"] == "page"))
-                    .and_then(|t| t["webSocketDebuggerUrl"].as_str())
-            {
-                let (ws, _) = tokio_tungstenite::connect_async(ws).await.unwrap();
-                return Cdp { ws, next: 0 };
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("no page target");
-    }
-}
 
 struct Server {
     app: Arc<voxpipe_serve::App>,
@@ -215,7 +92,14 @@ async fn open_page(server: &Server, pipeline: &str, call: &Call, extra: &str) ->
         .unwrap();
     let token = session["token"].as_str().unwrap();
     let url = format!("{}/#token={token}&pipeline={pipeline}&autostart=1{extra}", server.url);
-    let browser = Browser::launch(&url, &wav).await;
+    let microphone = [
+        "--autoplay-policy=no-user-gesture-required".to_string(),
+        "--use-fake-ui-for-media-stream".to_string(),
+        "--use-fake-device-for-media-stream".to_string(),
+        "--allow-loopback-in-peer-connection".to_string(),
+        format!("--use-file-for-fake-audio-capture={}%noloop", wav.display()),
+    ];
+    let browser = Browser::launch(&url, &microphone).await;
     let page = browser.page().await;
     (browser, page)
 }
