@@ -8,6 +8,7 @@
 //! input_audio_per_million = 32.0
 //! output_audio_per_million = 64.0
 //! [models."gpt-4o-mini-tts"]
+//! date = "2025-10-15"        # this model's prices were checked later than the table's
 //! tts_per_character = 0.000012
 //! [models."whisper-tiny.en"]
 //! asr_per_minute = 0.0
