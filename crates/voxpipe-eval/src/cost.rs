@@ -129,7 +129,18 @@ fn money(v: Option<f64>, currency: &str) -> String {
     v.map_or_else(|| "–".into(), |v| format!("{v:.4} {currency}"))
 }
 
-fn rate(v: Option<f64>) -> String {
+/// The estimated cost and cost per minute of `m` as printed (`no price table`, `unpriced
+/// model`, or amounts in the table's currency).
+pub fn cost_cells(pricing: Option<&PriceTable>, m: &PerMinute) -> (String, String) {
+    match pricing {
+        None => ("no price table".into(), "–".into()),
+        Some(_) if m.cost.is_none() => ("unpriced model".into(), "–".into()),
+        Some(t) => (money(m.cost, &t.currency), money(m.cost_per_minute(), &t.currency)),
+    }
+}
+
+/// A per-minute token rate as printed (whole tokens, `–` without minutes).
+pub fn rate(v: Option<f64>) -> String {
     v.map_or_else(|| "–".into(), |v| format!("{v:.0}"))
 }
 
@@ -141,18 +152,13 @@ pub fn markdown(s: &mut String, r: &ReportInput<'_>) {
         "A minute of conversation is a minute of the call's timeline (the scenario's input: the caller's \
          turns, the pauses and the tail), the same for every pipeline; figures sum the successful calls.\n"
     );
-    let currency = r.pricing.map_or("", |t| t.currency.as_str());
     let _ = writeln!(
         s,
         "| pipeline | minutes | est. cost | cost / min | input tokens / min | output tokens / min |"
     );
     let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|");
     for m in per_minute(r) {
-        let (cost, per_min) = match r.pricing {
-            None => ("no price table".to_string(), "–".to_string()),
-            Some(_) if m.cost.is_none() => ("unpriced model".into(), "–".into()),
-            Some(_) => (money(m.cost, currency), money(m.cost_per_minute(), currency)),
-        };
+        let (cost, per_min) = cost_cells(r.pricing, &m);
         let _ = writeln!(
             s,
             "| {} | {:.2} | {cost} | {per_min} | {} | {} |",

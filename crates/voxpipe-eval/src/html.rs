@@ -228,23 +228,17 @@ fn cost_section(s: &mut String, r: &ReportInput<'_>) {
          pipeline; figures sum the successful calls.</p>\n<table>\n<tr><th>pipeline</th><th>minutes</th>\
          <th>est. cost</th><th>cost / min</th><th>input tokens / min</th><th>output tokens / min</th></tr>"
     );
-    let currency = r.pricing.map_or(String::new(), |t| t.currency.clone());
-    let money = |v: Option<f64>| v.map_or_else(|| "–".into(), |v| format!("{v:.4} {}", escape(&currency)));
-    let rate = |v: Option<f64>| v.map_or_else(|| "–".into(), |v| format!("{v:.0}"));
     for m in cost::per_minute(r) {
-        let (cost, per_min) = match r.pricing {
-            None => ("no price table".to_string(), "–".to_string()),
-            Some(_) if m.cost.is_none() => ("unpriced model".into(), "–".into()),
-            Some(_) => (money(m.cost), money(m.cost_per_minute())),
-        };
+        let (cost, per_min) = cost::cost_cells(r.pricing, &m);
+        let (cost, per_min) = (escape(&cost), escape(&per_min));
         let _ = writeln!(
             s,
             "<tr><td>{}</td><td class=\"n\">{:.2}</td><td class=\"n\">{cost}</td><td class=\"n\">{per_min}</td>\
              <td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
             escape(&m.label),
             m.minutes,
-            rate(m.input_tokens_per_minute()),
-            rate(m.output_tokens_per_minute())
+            cost::rate(m.input_tokens_per_minute()),
+            cost::rate(m.output_tokens_per_minute())
         );
     }
     let _ = writeln!(s, "</table>");
