@@ -574,3 +574,172 @@ async fn report_html_has_every_turn_s_audio_escaped_transcripts_tools_and_failed
     assert!(cost.contains("**⚠ stale: dated 2020-01-01"), "{cost}");
     assert!(html.contains("<span class=\"stale\">⚠ stale: dated 2020-01-01"), "{html}");
 }
+
+/// A judge pipeline whose one LLM stage talks to `base_url` with the key in `JUDGE_KEY`, and
+/// the judge file naming it.
+fn judge_files(dir: &Path, base_url: &str, extra: &str) -> std::path::PathBuf {
+    std::fs::write(
+        dir.join("judge-pipeline.toml"),
+        format!(
+            "name = \"judge\"\n[input]\nkind = \"stdin\"\nsample_rate = 16000\n[output]\nkind = \"stdout\"\n\
+             [[stages]]\nkind = \"llm.openai\"\nmodel = \"judge-model\"\n\
+             base_url = \"{base_url}\"\napi_key_env = \"JUDGE_KEY\"\n\
+             instructions = \"You are a friendly shop agent.\"\n"
+        ),
+    )
+    .unwrap();
+    let judge = dir.join("judge.toml");
+    std::fs::write(&judge, format!("[judge]\npipeline = \"judge-pipeline.toml\"\n{extra}")).unwrap();
+    judge
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_judge_scores_every_reply_from_the_conversation_and_its_tool_results() {
+    use voxpipe_fakes::openai_chat::{ChatFake, ChatFakeConfig, ScriptedReply};
+    let answer = "Here you go: {\"task_completed\": {\"score\": 4, \"reason\": \"Answered the question.\"}, \
+                  \"factual\": {\"score\": 5, \"reason\": \"Nothing invented.\"}, \"polite\": 3, \
+                  \"brief\": {\"score\": 9, \"reason\": \"?\"}}";
+    let fake = ChatFake::start(ChatFakeConfig {
+        api_key: Some("sk-judge".into()),
+        replies: vec![ScriptedReply::text(answer)],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let scenarios = dir.path().join("scenarios");
+    scenario(&scenarios, "order", ORDER);
+    scenario(&scenarios, "booking", TWO_TURNS);
+    let out = dir.path().join("out");
+    let mut opts = options(&scenarios, &out);
+    opts.judge = Some(judge_files(dir.path(), &fake.base_url(), "concurrency = 2\n"));
+    opts.env.push(("JUDGE_KEY".into(), "sk-judge".into()));
+    let report = run_ab(opts).await.unwrap();
+    assert_eq!(report.failures().count(), 0, "{:?}", report.failures().collect::<Vec<_>>());
+
+    // One request per reply (3 turns × 2 pipelines), each a fresh conversation: the judge's
+    // rubric as the system prompt (not the pipeline's), the turn and its tool result as the
+    // user message, no tools offered.
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 6, "{requests:?}");
+    for r in &requests {
+        let messages = r.body["messages"].as_array().unwrap();
+        assert_eq!(messages.len(), 2, "{messages:?}");
+        let system = messages[0]["content"].as_str().unwrap();
+        assert!(system.contains("- factual: Is every fact") && !system.contains("shop agent"), "{system}");
+        assert!(r.body.get("tools").is_none_or(|t| t.as_array().is_none_or(Vec::is_empty)), "{:?}", r.body);
+        assert_eq!(r.body["model"], "judge-model");
+    }
+    let users: Vec<&str> =
+        requests.iter().map(|r| r.body["messages"][1]["content"].as_str().unwrap()).collect();
+    let order = users.iter().find(|u| u.contains("REPLY TO GRADE: Your order has shipped.")).unwrap();
+    assert!(order.contains("Agent called tool lookup_order({\"order_id\":\"A-1234\"}) -> error:"), "{order}");
+    let second = users.iter().find(|u| u.contains("REPLY TO GRADE: Booked for tomorrow morning.")).unwrap();
+    assert!(
+        second.contains("The call so far:\nCaller: ") && second.contains("Agent: Sure, when?"),
+        "{second}"
+    );
+
+    // Every turn carries its scores; a score out of range or without a reason says so.
+    for c in &report.calls {
+        for t in &c.turns {
+            let j = t.judge.as_ref().unwrap_or_else(|| panic!("turn {} of {} unjudged", t.turn, c.scenario));
+            assert_eq!(j.error, None);
+            assert_eq!(
+                (j.score("task_completed"), j.score("factual"), j.score("polite")),
+                (Some(4), Some(5), Some(3))
+            );
+            assert_eq!(j.scores[0].reason, "Answered the question.");
+            assert_eq!(j.score("brief"), None);
+            assert!(j.scores[3].reason.contains("outside 1–5"), "{:?}", j.scores[3]);
+        }
+    }
+    let lines = std::fs::read_to_string(&report.results).unwrap();
+    let first: serde_json::Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
+    assert_eq!(first["judge"]["scores"][0]["score"], 4);
+
+    // Per pipeline: means with intervals and the paired difference to A.
+    let md = std::fs::read_to_string(&report.report).unwrap();
+    let section = &md[md.find("## Judged quality").expect("a judged-quality section")..];
+    assert!(section.contains("llm.openai judge-model"), "{section}");
+    assert!(
+        section.contains(
+            "| task_completed | 4.00 [4.00, 4.00] (3) | 4.00 [4.00, 4.00] (3) | +0.00 [+0.00, +0.00] |"
+        ),
+        "{section}"
+    );
+    assert!(section.contains("| brief | – | – | – |"), "{section}");
+    let html = std::fs::read_to_string(&report.html).unwrap();
+    assert!(
+        html.contains("<h2>Judged quality</h2>") && html.contains("judge · factual: <b>5/5</b>"),
+        "report.html"
+    );
+    fake.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_judge_that_cannot_be_reached_leaves_replies_unscored_and_the_report_still_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenarios = dir.path().join("scenarios");
+    scenario(&scenarios, "order", ORDER);
+    let out = dir.path().join("out");
+    let mut opts = options(&scenarios, &out);
+    // Port 9 on loopback: nothing listens (connection refused).
+    opts.judge = Some(judge_files(dir.path(), "http://127.0.0.1:9/v1", "rubric = [\"factual\"]\n"));
+    opts.env.push(("JUDGE_KEY".into(), "sk-judge".into()));
+    let report = run_ab(opts).await.unwrap();
+    assert_eq!(report.failures().count(), 0);
+    for c in &report.calls {
+        let j = c.turns[0].judge.as_ref().unwrap();
+        assert_eq!(j.scores.len(), 1, "only the rubric's criterion");
+        assert!(j.score("factual").is_none());
+        assert!(j.error.is_some(), "{j:?}");
+    }
+    let md = std::fs::read_to_string(&report.report).unwrap();
+    assert!(md.contains("Unscored replies:") && md.contains("A · `order` · run 1 · turn 1:"), "{md}");
+    assert!(!md.contains("sk-judge"), "the key never reaches the report");
+}
+
+#[test]
+fn a_judge_file_naming_a_stage_that_is_not_an_llm_says_which_and_what_is_expected() {
+    let dir = tempfile::tempdir().unwrap();
+    let judge = dir.path().join("judge.toml");
+    let pipeline = repo_path("pipelines/cascade-fake.toml");
+    std::fs::write(&judge, format!("[judge]\npipeline = \"{}\"\nstage = 0\n", pipeline.display())).unwrap();
+    let err = voxpipe_eval::judge::Judge::load(&judge, &[]).unwrap_err().to_string();
+    assert!(
+        err.contains("judge.stage") && err.contains("asr.whisper") && err.contains("expected an LLM stage"),
+        "{err}"
+    );
+    std::fs::write(
+        &judge,
+        format!("[judge]\npipeline = \"{}\"\nrubric = [\"empathy\"]\n", pipeline.display()),
+    )
+    .unwrap();
+    let err = voxpipe_eval::judge::Judge::load(&judge, &[]).unwrap_err().to_string();
+    assert!(
+        err.contains("`empathy` is not a built-in criterion") && err.contains("[judge.questions]"),
+        "{err}"
+    );
+    std::fs::write(
+        &judge,
+        format!(
+            "[judge]\npipeline = \"{}\"\nrubric = [\"empathy\", \"brief\"]\n[judge.questions]\nempathy = \"Kind?\"\n",
+            pipeline.display()
+        ),
+    )
+    .unwrap();
+    let j = voxpipe_eval::judge::Judge::load(&judge, &[]).unwrap();
+    assert_eq!(j.criteria.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["empathy", "brief"]);
+    assert!(j.instructions().contains("- empathy: Kind?"));
+    // The shipped example loads: cascade-openai.toml's first LLM stage.
+    let shipped = voxpipe_eval::judge::Judge::load(&repo_path("scenarios/judge.toml"), &[]).unwrap();
+    assert!(
+        shipped.describe.starts_with("llm.openai ") && shipped.describe.contains("stages[1]"),
+        "{}",
+        shipped.describe
+    );
+    std::fs::write(&judge, "[judge]\npipline = \"x.toml\"\n").unwrap();
+    let err = voxpipe_eval::judge::Judge::load(&judge, &[]).unwrap_err().to_string();
+    assert!(err.contains("judge.toml") && err.contains("pipline"), "{err}");
+}

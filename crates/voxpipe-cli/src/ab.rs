@@ -42,6 +42,12 @@ pub struct AbArgs {
     /// Price table (default: `<scenarios>/pricing.toml` when present).
     #[arg(long)]
     pub pricing: Option<PathBuf>,
+    /// A judge file: an LLM stage of any pipeline scores every reply 1–5 against a rubric
+    /// (task completed, factual against the tool results, politeness, brevity), per turn and
+    /// per pipeline with intervals. Off by default; the judge calls its configured endpoint
+    /// (also with `--fakes`).
+    #[arg(long, value_name = "JUDGE.toml")]
+    pub judge: Option<PathBuf>,
     /// Replay on a virtual clock (tokio's paused time): exact and instant, for pipelines whose
     /// stages all talk to servers (e.g. with `--fakes`). Refused when a pipeline computes
     /// locally (whisper, llama.cpp, Piper, espeak): that work takes real time the virtual clock
@@ -121,6 +127,7 @@ pub async fn run(args: AbArgs) -> anyhow::Result<()> {
     opts.env = std::env::vars().collect();
     opts.start_fakes = args.fakes;
     opts.pricing = args.pricing.clone();
+    opts.judge = args.judge.clone();
     opts.sets = vec![Vec::new(); n];
     for s in &args.sets {
         let (i, v) = parse_per_pipeline(s, n)?;

@@ -31,7 +31,7 @@ pub mod registry;
 mod schema;
 
 pub use layers::{ConfigError, LoadOptions, load, load_str};
-pub use registry::{BuildError, Env, build, build_call, vad};
+pub use registry::{BuildError, Env, build, build_call, build_stage_alone, vad};
 pub use schema::{
     EventsConfig, InputConfig, OutputConfig, PipelineConfig, Role, STAGE_KIND_NAMES, STAGE_KINDS,
     StageConfig, StageKind, did_you_mean,

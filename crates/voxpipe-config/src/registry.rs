@@ -450,6 +450,21 @@ async fn build_chain(
     Ok(stages)
 }
 
+/// Builds one stage on its own, outside a call's chain (no turn controller or gate around
+/// it): e.g. an LLM stage used as the A/B judge. `i` is its index, for error keys.
+///
+/// # Errors
+/// As [`build`] for that stage; a stage kind that builds nothing on its own is an error.
+pub async fn build_stage_alone(
+    i: usize,
+    stage: &StageConfig,
+    env: &Env,
+) -> Result<Box<dyn Stage>, BuildError> {
+    build_stage(i, stage, env, Load::Models)
+        .await?
+        .ok_or_else(|| BuildError::new(format!("stages[{i}]"), "this stage kind builds no stage on its own"))
+}
+
 /// Checks every secret and setting without opening files or connections (for `voxpipe check`).
 pub async fn validate(config: &PipelineConfig, env: &Env) -> Result<(), BuildError> {
     validate_one(config, env).await?;

@@ -54,6 +54,14 @@ pub enum EvalError {
         /// What is wrong, naming the key.
         message: String,
     },
+    /// The judge file is malformed or names no usable LLM stage.
+    #[error("judge {}: {message}", path.display())]
+    Judge {
+        /// The judge file.
+        path: PathBuf,
+        /// What is wrong, naming the key.
+        message: String,
+    },
     /// The options are inconsistent.
     #[error("{0}")]
     Options(String),

@@ -68,6 +68,7 @@ ul.checks{list-style:none;padding:0}
 .check.pass{color:#1b5e20}.check.fail{color:#b71c1c;font-weight:600;background:#fdecea}
 .stale,.tool-error{color:#b71c1c;font-weight:600}.note{color:#666;font-size:.9em}
 .lat td,.lat th{font-size:.9em}
+ul.judge{list-style:none;padding:0;font-size:.9em}
 ";
 
 /// Writes `report.html` and its clips into `out`.
@@ -89,6 +90,7 @@ pub fn write(
     );
     summary(&mut s, r, comparisons);
     cost_section(&mut s, r);
+    judge_section(&mut s, r);
     let _ = writeln!(s, "<section class=\"plots\">\n<h2>Plots</h2>");
     for p in plots {
         let svg = std::fs::read_to_string(p).map_err(|e| EvalError::io(p, e))?;
@@ -313,12 +315,68 @@ fn reply(s: &mut String, r: &ReportInput<'_>, c: &CallRecord, ti: usize, clip: &
         let _ = writeln!(s, "</ul>");
     }
     latencies(s, t);
+    if let Some(j) = &t.judge {
+        judgement(s, j);
+    }
     let _ = writeln!(s, "<ul class=\"checks\">");
     for (ok, text) in checks(t) {
         let (class, mark) = if ok { ("pass", "✓") } else { ("fail", "✗ FAILED:") };
         let _ = writeln!(s, "<li class=\"check {class}\">{mark} {}</li>", escape(&text));
     }
     let _ = writeln!(s, "</ul>\n</div>");
+}
+
+/// The judged-quality table: per criterion each pipeline's mean score with its interval and
+/// the difference to A.
+fn judge_section(s: &mut String, r: &ReportInput<'_>) {
+    let Some(judge) = r.judge else { return };
+    let _ = writeln!(
+        s,
+        "<section class=\"judge\">\n<h2>Judged quality</h2>\n<p class=\"note\">Each reply scored 1–5 by \
+         <code>{}</code>: mean [95 % interval] (n), successful calls. Each turn below shows its scores \
+         and the judge's reasons.</p>\n<table>\n<tr><th>criterion</th>",
+        escape(&judge.describe)
+    );
+    for p in r.pipelines {
+        let _ = write!(s, "<th>{}</th>", escape(&p.display()));
+    }
+    for p in r.pipelines.iter().skip(1) {
+        let _ = write!(s, "<th>{}−A</th>", escape(&p.label));
+    }
+    let _ = writeln!(s, "</tr>");
+    for c in &judge.criteria {
+        let _ = write!(s, "<tr><td>{}</td>", escape(&c.name));
+        for p in r.pipelines {
+            let cell = crate::judge::mean_score(r.calls, &p.label, &c.name)
+                .map_or("–".into(), |m| format!("{:.2} [{:.2}, {:.2}] ({})", m.mean, m.low, m.high, m.n));
+            let _ = write!(s, "<td>{cell}</td>");
+        }
+        for p in r.pipelines.iter().skip(1) {
+            let cell = crate::judge::diff_cell(r.calls, &r.pipelines[0].label, &p.label, &c.name);
+            let _ = write!(s, "<td>{}</td>", escape(&cell));
+        }
+        let _ = writeln!(s, "</tr>");
+    }
+    let _ = writeln!(s, "</table>\n</section>");
+}
+
+/// One reply's scores with the judge's reasons.
+fn judgement(s: &mut String, j: &crate::judge::Judgement) {
+    if let Some(e) = &j.error {
+        let _ = writeln!(s, "<p class=\"note judge\">judge: unscored ({})</p>", escape(e));
+        return;
+    }
+    let _ = writeln!(s, "<ul class=\"judge\">");
+    for score in &j.scores {
+        let value = score.score.map_or("–".to_string(), |v| format!("{v}/5"));
+        let _ = writeln!(
+            s,
+            "<li>judge · {}: <b>{value}</b> <span class=\"note\">{}</span></li>",
+            escape(&score.criterion),
+            escape(&score.reason)
+        );
+    }
+    let _ = writeln!(s, "</ul>");
 }
 
 fn ms(v: Option<u64>) -> String {

@@ -15,6 +15,9 @@
 //!    [`html`]: `report.html`, every turn's audio ([`clips`]), transcripts, tools, latencies
 //!    and checks side by side.
 //!
+//! 5. [`judge`] (optional, [`AbOptions::judge`]): an LLM stage of any pipeline scores every
+//!    reply against a rubric, 1–5 with a reason, shown per turn and per pipeline with intervals.
+//!
 //! With [`AbOptions::start_fakes`] every call gets in-process fakes ([`fakes`]), so the whole
 //! comparison runs offline, timed by a latency [`profile`] (`published` by default: the
 //! providers' reported figures) that the report prints; [`fakes::FakeDelay`] shifts one
@@ -28,6 +31,7 @@ pub mod cost;
 mod error;
 pub mod fakes;
 pub mod html;
+pub mod judge;
 pub mod metrics;
 mod plot;
 pub mod pricing;
@@ -84,6 +88,8 @@ pub struct AbOptions {
     /// The price table. Default: `<scenarios_dir>/pricing.toml` when it exists; without one
     /// the report has no cost figures.
     pub pricing: Option<PathBuf>,
+    /// A judge file (`[judge]`, see [`judge`]): an LLM scores every reply. Default: none.
+    pub judge: Option<PathBuf>,
     /// Draw a progress bar on stderr.
     pub progress: bool,
 }
@@ -104,6 +110,7 @@ impl AbOptions {
             fake_delays: Vec::new(),
             fake_profiles: Vec::new(),
             pricing: None,
+            judge: None,
             progress: true,
         }
     }
@@ -160,6 +167,7 @@ pub async fn run_ab(opts: AbOptions) -> Result<AbReport, EvalError> {
     let default_prices = opts.scenarios_dir.join("pricing.toml");
     let prices = opts.pricing.clone().or_else(|| default_prices.is_file().then_some(default_prices));
     let pricing = prices.as_deref().map(pricing::PriceTable::load).transpose()?;
+    let judge = opts.judge.as_deref().map(|path| judge::Judge::load(path, &opts.env)).transpose()?;
     std::fs::create_dir_all(&opts.out_dir).map_err(|e| EvalError::io(&opts.out_dir, e))?;
 
     let mut rendered = Vec::with_capacity(scenarios.len());
@@ -224,6 +232,12 @@ pub async fn run_ab(opts: AbOptions) -> Result<AbReport, EvalError> {
             c.turn_costs = c.turns.iter().map(|t| table.turn_cost(&models, t).ok()).collect();
         }
     }
+    if let Some(judge) = &judge {
+        if opts.progress {
+            eprintln!("judging {} calls' replies with {}", calls.len(), judge.describe);
+        }
+        judge::judge_calls(judge, scenarios, &mut calls).await;
+    }
     let ctx = report::ReportInput {
         pipelines,
         scenarios,
@@ -234,6 +248,7 @@ pub async fn run_ab(opts: AbOptions) -> Result<AbReport, EvalError> {
         concurrency: opts.concurrency.max(1),
         fakes: opts.start_fakes,
         run_day: pricing::today(),
+        judge: judge.as_ref(),
     };
     report::write(&opts.out_dir, &ctx)
 }

@@ -141,6 +141,9 @@ pub struct TurnMetrics {
     /// Voice-to-voice split into the stages it waited on ([`crate::breakdown`]); set by
     /// [`crate::breakdown::attach`] when the turn has a voice-to-voice time.
     pub breakdown: Option<crate::breakdown::Breakdown>,
+    /// The LLM judge's scores of the reply ([`crate::judge`]), when the run has a judge.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub judge: Option<crate::judge::Judgement>,
 }
 
 /// Measures every turn of a call from its events.

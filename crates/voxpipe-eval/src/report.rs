@@ -52,6 +52,8 @@ pub struct ReportInput<'a> {
     pub fakes: bool,
     /// The run's date in days since 1970-01-01 (UTC), against which prices' ages are judged.
     pub run_day: i64,
+    /// The judge, when replies were scored.
+    pub judge: Option<&'a crate::judge::Judge>,
 }
 
 /// A warning when calls ran concurrently through stages that compute locally: they competed
@@ -332,6 +334,10 @@ fn markdown(r: &ReportInput<'_>, comparisons: &[Comparison], plots: &[PathBuf]) 
         let _ = writeln!(s, "No difference whose interval excludes zero.");
     }
     quality_table(&mut s, r);
+    if let Some(judge) = r.judge {
+        let labels: Vec<String> = r.pipelines.iter().map(|p| p.label.clone()).collect();
+        crate::judge::markdown(&mut s, judge, &labels, r.calls);
+    }
     crate::cost::markdown(&mut s, r);
     settings_diff(&mut s, r.pipelines);
     let _ = writeln!(s, "\n## Plots\n");

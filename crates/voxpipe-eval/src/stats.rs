@@ -85,8 +85,59 @@ pub fn bootstrap_paired_median_diff(
     level: f64,
     seed: u64,
 ) -> Option<DiffCi> {
-    let (a, b): (Vec<f64>, Vec<f64>) = pairs.iter().copied().unzip();
-    let diff = percentile(&b, 50.0)? - percentile(&a, 50.0)?;
+    paired_diff(pairs, resamples, level, seed, median_in_place)
+}
+
+/// As [`bootstrap_paired_median_diff`], of `mean(b) − mean(a)` (for scores on a small scale,
+/// where a median hides most differences).
+pub fn bootstrap_paired_mean_diff(
+    pairs: &[(f64, f64)],
+    resamples: usize,
+    level: f64,
+    seed: u64,
+) -> Option<DiffCi> {
+    paired_diff(pairs, resamples, level, seed, |v| mean(v))
+}
+
+/// The mean of `values` with its percentile-bootstrap interval `(mean, low, high)`;
+/// deterministic for a seed, `None` for no values.
+pub fn bootstrap_mean(values: &[f64], resamples: usize, level: f64, seed: u64) -> Option<(f64, f64, f64)> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut means = Vec::with_capacity(resamples.max(1));
+    for _ in 0..resamples.max(1) {
+        let sum: f64 = (0..values.len()).map(|_| values[rng.random_range(0..values.len())]).sum();
+        means.push(sum / values.len() as f64);
+    }
+    means.sort_by(|x, y| x.total_cmp(y));
+    let tail = (1.0 - level.clamp(0.0, 1.0)) / 2.0 * 100.0;
+    Some((mean(values), percentile_sorted(&means, tail), percentile_sorted(&means, 100.0 - tail)))
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len() as f64
+}
+
+fn median_in_place(v: &mut [f64]) -> f64 {
+    v.sort_by(|x, y| x.total_cmp(y));
+    percentile_sorted(v, 50.0)
+}
+
+/// The paired bootstrap of `stat(b) − stat(a)`.
+fn paired_diff(
+    pairs: &[(f64, f64)],
+    resamples: usize,
+    level: f64,
+    seed: u64,
+    stat: impl Fn(&mut [f64]) -> f64,
+) -> Option<DiffCi> {
+    if pairs.is_empty() {
+        return None;
+    }
+    let (mut a, mut b): (Vec<f64>, Vec<f64>) = pairs.iter().copied().unzip();
+    let diff = stat(&mut b) - stat(&mut a);
     let mut rng = StdRng::seed_from_u64(seed);
     let (mut ra, mut rb) = (vec![0.0; a.len()], vec![0.0; b.len()]);
     let mut diffs = Vec::with_capacity(resamples.max(1));
@@ -95,9 +146,7 @@ pub fn bootstrap_paired_median_diff(
             let i = rng.random_range(0..pairs.len());
             (ra[k], rb[k]) = pairs[i];
         }
-        ra.sort_by(|x, y| x.total_cmp(y));
-        rb.sort_by(|x, y| x.total_cmp(y));
-        diffs.push(percentile_sorted(&rb, 50.0) - percentile_sorted(&ra, 50.0));
+        diffs.push(stat(&mut rb) - stat(&mut ra));
     }
     diffs.sort_by(|x, y| x.total_cmp(y));
     let tail = (1.0 - level.clamp(0.0, 1.0)) / 2.0 * 100.0;
@@ -155,6 +204,20 @@ mod tests {
         let same: Vec<(f64, f64)> = a.iter().map(|x| (*x, *x)).collect();
         assert!(!bootstrap_paired_median_diff(&same, 500, 0.95, 3).unwrap().excludes_zero());
         assert!(bootstrap_paired_median_diff(&[], 500, 0.95, 3).is_none());
+    }
+
+    #[test]
+    fn a_mean_has_an_interval_around_it_and_paired_means_see_a_one_point_shift() {
+        let v = [3.0, 4.0, 4.0, 5.0, 4.0, 3.0];
+        let (m, low, high) = bootstrap_mean(&v, 2000, 0.95, 7).unwrap();
+        assert!((m - 23.0 / 6.0).abs() < 1e-12);
+        assert!(low < m && m < high && low >= 3.0 && high <= 5.0, "{low} {m} {high}");
+        assert_eq!(bootstrap_mean(&[], 10, 0.95, 7), None);
+        let pairs: Vec<(f64, f64)> = v.iter().map(|x| (*x, x - 1.0)).collect();
+        let ci = bootstrap_paired_mean_diff(&pairs, 2000, 0.95, 7).unwrap();
+        for v in [ci.diff, ci.low, ci.high] {
+            assert!((v + 1.0).abs() < 1e-9, "{ci:?}");
+        }
     }
 
     #[test]
