@@ -112,6 +112,19 @@ pub(crate) trait Provider: Send + Sync + 'static {
     fn key_hint(&self) -> String;
     /// The model asked for.
     fn model(&self) -> &str;
+    /// Whether a last SSE event the body ends without its blank line still counts (see
+    /// [`crate::sse::Parser::finish`]). Default: no, as the SSE spec says.
+    const KEEP_UNTERMINATED_LAST_EVENT: bool = false;
+    /// Whether an error response means the key was refused: 401 and 403 by default (a
+    /// provider may answer a bad key with another status, and say so in `body`).
+    fn key_refused(&self, status: u16, _body: &str) -> bool {
+        matches!(status, 401 | 403)
+    }
+    /// A retry delay an error body asks for, for providers that put it there rather than in
+    /// `Retry-After` (which wins when both are given). Default: none.
+    fn retry_delay(&self, _body: &str) -> Option<Duration> {
+        None
+    }
 }
 
 /// A stage's state for one call.
@@ -515,7 +528,8 @@ impl<P: Provider + std::fmt::Debug> Http<P> {
         turn: u64,
     ) -> Round {
         let stall = self.provider.settings().stall_timeout;
-        let mut events = crate::sse::EventReader::new(response.bytes_stream());
+        let mut events = crate::sse::EventReader::new(response.bytes_stream())
+            .keep_unterminated_last_event(P::KEEP_UNTERMINATED_LAST_EVENT);
         let mut acc = P::Acc::default();
         let mut deltas = Vec::new();
         loop {

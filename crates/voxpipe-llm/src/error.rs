@@ -8,12 +8,13 @@ const EXCERPT_BYTES: usize = 300;
 /// What went wrong talking to an LLM provider.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The provider rejected the credentials (HTTP 401/403). Fatal: the call ends.
+    /// The provider rejected the credentials (HTTP 401/403, or Gemini's 400 `API_KEY_INVALID`).
+    /// Fatal: the call ends.
     #[error("{provider}: authentication failed (HTTP {status}): {body}; check {api_key_env}")]
     Auth {
         /// `openai` or `anthropic`.
         provider: &'static str,
-        /// 401 or 403.
+        /// 401 or 403 (400 for Gemini's invalid key).
         status: u16,
         /// The start of the response body.
         body: String,
@@ -88,6 +89,22 @@ pub enum Error {
         /// The limit, bytes.
         limit: usize,
     },
+    /// The provider declined to answer, or stopped its answer, for a reason of its own: a
+    /// blocked prompt (Gemini `promptFeedback.blockReason`: `SAFETY`, `BLOCKLIST`…) or a
+    /// finish reason that is not a normal end (Gemini `finishReason` `SAFETY`, `RECITATION`,
+    /// `MALFORMED_FUNCTION_CALL`…). Not retried: the same request would be refused again. The
+    /// turn fails (what was said before it stays) and the call goes on.
+    #[error("{provider}: {} ({reason}){}", .what.describe(), detail(.message))]
+    Refused {
+        /// `gemini`.
+        provider: &'static str,
+        /// The prompt was blocked, or the response stopped.
+        what: Refusal,
+        /// The provider's reason (`SAFETY`, `RECITATION`…).
+        reason: String,
+        /// What else it said (`finishMessage`, the safety ratings that tripped); may be empty.
+        message: String,
+    },
     /// The provider sent an error inside the stream, or an event that does not parse.
     #[error("{provider}: {code}: {message}")]
     Provider {
@@ -98,6 +115,28 @@ pub enum Error {
         /// The provider's message.
         message: String,
     },
+}
+
+/// What an [`Error::Refused`] refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The prompt was blocked: no answer at all.
+    PromptBlocked,
+    /// The answer stopped for a reason that is not a normal end.
+    Stopped,
+}
+
+impl Refusal {
+    fn describe(self) -> &'static str {
+        match self {
+            Refusal::PromptBlocked => "the prompt was blocked",
+            Refusal::Stopped => "the response was stopped",
+        }
+    }
+}
+
+fn detail(message: &str) -> String {
+    if message.is_empty() { String::new() } else { format!(": {message}") }
 }
 
 impl Error {
@@ -125,6 +164,12 @@ impl Error {
             Error::Stalled { .. } => "stalled".into(),
             Error::StreamBroken { .. } => "stream_broken".into(),
             Error::TooLarge { .. } => "too_large".into(),
+            Error::Refused { what: Refusal::PromptBlocked, reason, .. } => {
+                format!("prompt_blocked_{}", reason.to_ascii_lowercase())
+            }
+            Error::Refused { what: Refusal::Stopped, reason, .. } => {
+                format!("finish_{}", reason.to_ascii_lowercase())
+            }
             Error::Provider { code, .. } => code.clone(),
         }
     }
@@ -154,6 +199,27 @@ mod tests {
         );
         assert!(e.is_fatal());
         assert!(!e.is_retryable());
+    }
+
+    #[test]
+    fn refusals_say_what_was_refused_and_why_with_a_code_per_reason() {
+        let e = Error::Refused {
+            provider: "gemini",
+            what: Refusal::PromptBlocked,
+            reason: "SAFETY".into(),
+            message: "HARM_CATEGORY_HATE_SPEECH: HIGH".into(),
+        };
+        assert_eq!(e.to_string(), "gemini: the prompt was blocked (SAFETY): HARM_CATEGORY_HATE_SPEECH: HIGH");
+        assert_eq!(e.code(), "prompt_blocked_safety");
+        assert!(!e.is_fatal() && !e.is_retryable());
+        let e = Error::Refused {
+            provider: "gemini",
+            what: Refusal::Stopped,
+            reason: "RECITATION".into(),
+            message: String::new(),
+        };
+        assert_eq!(e.to_string(), "gemini: the response was stopped (RECITATION)");
+        assert_eq!(e.code(), "finish_recitation");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! (tool rounds, spoken lines) rule the turn.
 
 use crate::driver::Backend;
-use crate::{Anthropic, AnthropicConfig, Error, OpenAiChat, OpenAiChatConfig};
+use crate::{Anthropic, AnthropicConfig, Error, Gemini, GeminiConfig, OpenAiChat, OpenAiChatConfig};
 use serde::{Deserialize, Serialize};
 use voxpipe_core::Secret;
 
@@ -30,6 +30,9 @@ pub enum FallbackConfig {
     /// Anthropic Messages.
     #[serde(rename = "llm.anthropic")]
     Anthropic(AnthropicConfig),
+    /// Gemini `streamGenerateContent`.
+    #[serde(rename = "llm.gemini")]
+    Gemini(GeminiConfig),
 }
 
 impl FallbackConfig {
@@ -38,6 +41,7 @@ impl FallbackConfig {
         match self {
             FallbackConfig::OpenAi(c) => c.api_key_env.as_deref(),
             FallbackConfig::Anthropic(c) => Some(&c.api_key_env),
+            FallbackConfig::Gemini(c) => Some(&c.api_key_env),
         }
     }
 
@@ -45,6 +49,7 @@ impl FallbackConfig {
         match self {
             FallbackConfig::OpenAi(c) => !c.fallback.is_empty(),
             FallbackConfig::Anthropic(c) => !c.fallback.is_empty(),
+            FallbackConfig::Gemini(c) => !c.fallback.is_empty(),
         }
     }
 }
@@ -72,6 +77,13 @@ impl Fallback {
                     return Err(Error::Config { provider: "anthropic", message });
                 };
                 Anthropic::new(c.clone(), key)?.into_backend()
+            }
+            FallbackConfig::Gemini(c) => {
+                let Some(key) = api_key else {
+                    let message = format!("llm.gemini needs a key in {}", c.api_key_env);
+                    return Err(Error::Config { provider: "gemini", message });
+                };
+                Gemini::new(c.clone(), key)?.into_backend()
             }
         };
         Ok(Self(backend))

@@ -159,13 +159,19 @@ async fn status_error<P: Provider>(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| retry_after(v, MAX_RETRY_AFTER));
     let timeout = provider.settings().request_timeout;
-    let body = match sig.race(tokio::time::timeout(timeout, response.text())).await? {
-        Ok(Ok(text)) => excerpt(&text),
-        _ => String::from("(body unreadable)"),
+    let text = match sig.race(tokio::time::timeout(timeout, response.text())).await? {
+        Ok(Ok(text)) => Some(text),
+        _ => None,
     };
+    let retry_after = retry_after.or_else(|| {
+        let hinted = provider.retry_delay(text.as_deref()?)?;
+        Some(hinted.min(MAX_RETRY_AFTER))
+    });
+    let refused = provider.key_refused(status, text.as_deref().unwrap_or_default());
+    let body = text.as_deref().map_or_else(|| String::from("(body unreadable)"), excerpt);
     debug!(status, ?retry_after, "error response");
     let error = match status {
-        401 | 403 => Error::Auth { provider: P::NAME, status, body, api_key_env: provider.key_hint() },
+        _ if refused => Error::Auth { provider: P::NAME, status, body, api_key_env: provider.key_hint() },
         429 => Error::RateLimited { provider: P::NAME, attempts, body },
         _ => Error::Status { provider: P::NAME, status, attempts, body },
     };

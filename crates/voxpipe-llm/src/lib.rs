@@ -1,5 +1,6 @@
 //! Streaming LLM stages for cascade pipelines (ASR → **LLM** → TTS): `llm.openai` for any
-//! OpenAI-compatible Chat Completions endpoint and `llm.anthropic` for the Messages API.
+//! OpenAI-compatible Chat Completions endpoint, `llm.anthropic` for the Messages API and
+//! `llm.gemini` for the Gemini API's `streamGenerateContent`.
 //!
 //! # Frames
 //! - In: a final, non-empty [`Frame::UserTranscript`](voxpipe_core::Frame) starts a model
@@ -23,11 +24,14 @@
 //! ([`History::truncate_last_assistant`] cuts it further to what was heard).
 //!
 //! # Errors
-//! 401/403 end the call ([`Error::Auth`] names the key's environment variable). 429, 5xx and
+//! 401/403 (and Gemini's 400 `API_KEY_INVALID`) end the call ([`Error::Auth`] names the key's
+//! environment variable). 429, 5xx and
 //! transport errors before the body are retried (`[stages.http]`, [`HttpConfig`]; `Retry-After`
 //! honoured, up to a minute). A
 //! stall or a broken stream is never retried, since its text may already be spoken: it is
-//! logged as a `provider_error` event, the response ends `failed`, and the call goes on.
+//! logged as a `provider_error` event, the response ends `failed`, and the call goes on; so
+//! does a refusal ([`Error::Refused`]: Gemini's blocked prompt or a finish reason such as
+//! `SAFETY`).
 //! With a [`FallbackConfig`] list (`[[stages.fallback]]`) a stage moves to the next provider
 //! when its own fails before saying anything, for the rest of the call (event `failover`).
 //! [`SpokenFallback`] (`[stages.spoken_fallback]`) can fill both silences: a line said when
@@ -48,15 +52,17 @@
 //! # Layout
 //! - [`openai`]: `llm.openai` stage, config, wire rendering, [`openai::accumulate`].
 //! - [`anthropic`]: `llm.anthropic` stage, config, wire rendering, [`anthropic::accumulate`].
+//! - [`gemini`]: `llm.gemini` stage, config, wire rendering, [`gemini::accumulate`].
 //! - [`history`]: the provider-neutral conversation.
-//! - `driver`: the stage loop both providers share; `http`: retries and interruption races.
-//! - [`sse`]: the incremental, size-capped SSE parser both providers' streams go through.
+//! - `driver`: the stage loop every provider shares; `http`: retries and interruption races.
+//! - [`sse`]: the incremental, size-capped SSE parser every provider's stream goes through.
 //! - [`Error`]: what can go wrong.
 
 pub mod anthropic;
 mod driver;
 mod error;
 mod fallback;
+pub mod gemini;
 pub use voxpipe_core::history;
 mod http;
 pub mod openai;
@@ -65,8 +71,9 @@ pub mod sse;
 
 pub use anthropic::{Anthropic, AnthropicConfig};
 pub use driver::{RoundOutput, Step};
-pub use error::Error;
+pub use error::{Error, Refusal};
 pub use fallback::{Fallback, FallbackConfig};
+pub use gemini::{Gemini, GeminiConfig};
 pub use history::{AssistantPart, History, Message};
 pub use http::HttpConfig;
 pub use openai::{OpenAiChat, OpenAiChatConfig};

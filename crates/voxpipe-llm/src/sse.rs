@@ -171,6 +171,20 @@ impl Parser {
         Ok(())
     }
 
+    /// The body ended: dispatches the event in progress when the body ended right after a
+    /// line end (every line of it is whole) and the event only lacks its blank line. A body
+    /// that ended inside a line was cut, and nothing of that event is dispatched. The spec
+    /// drops both; Gemini's recorded streams end their last event without the blank line
+    /// (`shared/specs/google/examples`), and its SDK reads the stream line by line.
+    pub fn finish(&mut self, out: &mut Vec<Event>) {
+        if !self.failed && self.line.is_empty() {
+            self.dispatch(out);
+        }
+        self.event.clear();
+        self.data.clear();
+        self.line.clear();
+    }
+
     fn dispatch(&mut self, out: &mut Vec<Event>) {
         let event = std::mem::take(&mut self.event);
         if self.data.is_empty() {
@@ -199,6 +213,8 @@ pub(crate) struct EventReader<S> {
     ready: VecDeque<Event>,
     error: Option<ReadError>,
     ended: bool,
+    /// Dispatch a last event the body ended without its blank line ([`Parser::finish`]).
+    keep_last: bool,
 }
 
 impl<S> std::fmt::Debug for EventReader<S> {
@@ -220,7 +236,14 @@ where
 
     /// A reader of `body` parsed by `parser`.
     pub fn with_parser(body: S, parser: Parser) -> Self {
-        Self { body, parser, ready: VecDeque::new(), error: None, ended: false }
+        Self { body, parser, ready: VecDeque::new(), error: None, ended: false, keep_last: false }
+    }
+
+    /// Also yields a last event the body ends without its blank line, when the body ends at a
+    /// line end ([`Parser::finish`]).
+    pub fn keep_unterminated_last_event(mut self, keep: bool) -> Self {
+        self.keep_last = keep;
+        self
     }
 
     /// The next event; `None` once the body has ended (an incomplete last event is dropped).
@@ -247,7 +270,14 @@ where
                     }
                 }
                 Some(Err(e)) => self.error = Some(ReadError::Body(e.to_string())),
-                None => self.ended = true,
+                None => {
+                    self.ended = true;
+                    if self.keep_last {
+                        let mut events = Vec::new();
+                        self.parser.finish(&mut events);
+                        self.ready.extend(events);
+                    }
+                }
             }
         }
     }
@@ -304,6 +334,22 @@ mod tests {
     fn an_unfinished_event_is_dropped_and_invalid_utf8_is_replaced() {
         let (out, _) = parse(&[b"data: \xff\xfe ok\n\ndata: never dispatched\n"], 1 << 20);
         assert_eq!(out, [ev("message", "\u{FFFD}\u{FFFD} ok", "")]);
+    }
+
+    #[test]
+    fn finish_dispatches_a_last_event_without_its_blank_line_only_when_its_lines_are_whole() {
+        let mut p = Parser::new();
+        let mut out = Vec::new();
+        p.push(b"data: {\"a\":1}\r\n\r\ndata: {\"b\":2}\r\n", &mut out).unwrap();
+        assert_eq!(out, [ev("message", "{\"a\":1}", "")]);
+        p.finish(&mut out);
+        assert_eq!(out[1], ev("message", "{\"b\":2}", ""));
+        // Cut inside a line: the event is dropped.
+        let mut p = Parser::new();
+        let mut out = Vec::new();
+        p.push(b"data: {\"a\":1}\ndata: {\"b\"", &mut out).unwrap();
+        p.finish(&mut out);
+        assert!(out.is_empty(), "{out:?}");
     }
 
     #[test]

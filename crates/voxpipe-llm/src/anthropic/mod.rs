@@ -204,7 +204,7 @@ pub fn messages(history: &History) -> Vec<Value> {
     for m in history.messages() {
         let (role, blocks) = match m {
             Message::User(text) => ("user", vec![json!({"type": "text", "text": text})]),
-            Message::Assistant(parts) => ("assistant", parts.iter().map(block_of).collect()),
+            Message::Assistant(parts) => ("assistant", parts.iter().filter_map(block_of).collect()),
             Message::ToolResults(results) => {
                 let blocks = results
                     .iter()
@@ -216,6 +216,9 @@ pub fn messages(history: &History) -> Vec<Value> {
                 ("user", blocks)
             }
         };
+        if blocks.is_empty() {
+            continue;
+        }
         match out.last_mut() {
             Some(prev) if prev["role"] == role => {
                 let content = prev["content"].as_array_mut().expect("content is always an array here");
@@ -227,14 +230,17 @@ pub fn messages(history: &History) -> Vec<Value> {
     out
 }
 
-fn block_of(part: &AssistantPart) -> Value {
-    match part {
+/// The content block of `part`; `None` for another provider's opaque part (a Gemini part kept
+/// in history before a failover): only blocks with a `type` are Anthropic's.
+fn block_of(part: &AssistantPart) -> Option<Value> {
+    Some(match part {
         AssistantPart::Text(t) => json!({"type": "text", "text": t}),
         AssistantPart::ToolUse { call, input } => {
             json!({"type": "tool_use", "id": call.call_id, "name": call.name, "input": input})
         }
-        AssistantPart::Opaque(v) => v.clone(),
-    }
+        AssistantPart::Opaque(v) if v.get("type").is_some_and(Value::is_string) => v.clone(),
+        AssistantPart::Opaque(_) => return None,
+    })
 }
 
 #[cfg(test)]
@@ -275,6 +281,23 @@ mod tests {
             json!({"type": "tool_result", "tool_use_id": "toolu_1", "content": "{\"error\":\"down\"}", "is_error": true})
         );
         assert_eq!(m[2]["content"][1], json!({"type": "text", "text": "Hello?"}));
+    }
+
+    #[test]
+    fn another_providers_opaque_parts_are_not_sent() {
+        let mut h = History::new();
+        h.push_user("Hi");
+        h.push_assistant(vec![
+            AssistantPart::Opaque(json!({"gemini_part": {"text": "thinking", "thought": true}})),
+            AssistantPart::Opaque(json!({"type": "thinking", "thinking": "hm", "signature": "s"})),
+            AssistantPart::Text("Hello.".into()),
+        ]);
+        h.push_user("Bye");
+        h.push_assistant(vec![AssistantPart::Opaque(json!({"gemini_part": {"text": "x", "thought": true}}))]);
+        let m = messages(&h);
+        assert_eq!(m.len(), 3, "an assistant turn with nothing of Anthropic's is left out: {m:?}");
+        assert_eq!(m[1]["content"].as_array().unwrap().len(), 2);
+        assert_eq!(m[1]["content"][0]["type"], "thinking");
     }
 
     #[test]

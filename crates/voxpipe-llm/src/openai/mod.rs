@@ -67,7 +67,7 @@ impl Default for OpenAiChatConfig {
     }
 }
 
-/// Defaults shared by both providers' configs.
+/// Defaults shared by the providers' configs.
 pub(crate) mod defaults {
     use serde::{Deserialize, Deserializer};
 
