@@ -75,6 +75,49 @@ pub struct RealtimeFakeConfig {
         skip_serializing_if = "std::collections::BTreeMap::is_empty"
     )]
     pub faults: crate::fault::Faults,
+    /// Behave like an independent OpenAI-compatible server (speaches and the like) instead of
+    /// OpenAI: see [`CompatibleConfig`]. Default: off (OpenAI's behaviour).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compatible: Option<CompatibleConfig>,
+}
+
+/// How an independent server that speaks the beta dialect differs from OpenAI, as met in the
+/// field (speaches). With this set the fake:
+/// - speaks the beta dialect on every connection, with or without `OpenAI-Beta`;
+/// - counts `audio_start_ms` / `audio_end_ms` from the start of the current input buffer (each
+///   turn's), not of the session, and reports the end of speech without the silence after it;
+/// - answers each session field it does not support (`input_audio_format`,
+///   `output_audio_format`, `turn_detection.prefix_padding_ms`) with an `error` event that has
+///   no `code`, ignores the field and still sends `session.updated`; takes any voice name;
+/// - does not truncate: `conversation.item.truncate` gets an `error` and the item stays whole;
+/// - sends a reply's audio in bursts (sentence by sentence), leaving the client without audio
+///   for `burst_gap_ms` between them;
+/// - sends the caller's transcript after the reply to it.
+///
+/// TOML: `[compatible]` (all keys optional).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompatibleConfig {
+    /// Audio per burst, in ms of audio. Default 1000.
+    #[serde(default = "default_burst_ms")]
+    pub burst_ms: u64,
+    /// How long the client runs out of audio between bursts: the next burst starts this long
+    /// after the previous one would have finished playing, in ms. Default 600.
+    #[serde(default = "default_burst_gap_ms")]
+    pub burst_gap_ms: u64,
+}
+
+impl Default for CompatibleConfig {
+    fn default() -> Self {
+        Self { burst_ms: default_burst_ms(), burst_gap_ms: default_burst_gap_ms() }
+    }
+}
+
+fn default_burst_ms() -> u64 {
+    1000
+}
+fn default_burst_gap_ms() -> u64 {
+    600
 }
 
 /// The fault kinds the Realtime fake implements.
@@ -94,6 +137,7 @@ impl Default for RealtimeFakeConfig {
             fault_connections: Vec::new(),
             reject_with_status: None,
             faults: Default::default(),
+            compatible: None,
         }
     }
 }

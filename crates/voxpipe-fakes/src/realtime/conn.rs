@@ -56,6 +56,11 @@ pub(crate) struct Conn {
     appended_ms: f64,
     /// ms appended since the last commit or clear.
     buffered_ms: f64,
+    /// Where on the input timeline the current input buffer began (a compatible server counts
+    /// its timestamps from here).
+    buffer_origin_ms: u64,
+    /// A compatible server's caller transcript, sent after the reply to it.
+    pub(crate) late_transcript: Option<(String, String, u64)>,
     /// Model responses started so far (indexes the script).
     pub(crate) responses_started: usize,
     pub(crate) active: Option<ResponseGen>,
@@ -102,6 +107,8 @@ impl Conn {
             turn_start_ms: 0,
             appended_ms: 0.0,
             buffered_ms: 0.0,
+            buffer_origin_ms: 0,
+            late_transcript: None,
             responses_started: 0,
             active: None,
             audio_deltas_sent: 0,
@@ -205,6 +212,14 @@ impl Conn {
         }
     }
 
+    /// A compatible server's complaint: an `invalid_request_error` with no `code` or `param`.
+    pub(crate) async fn compat_error(&mut self, message: String, event_id: Option<&str>) {
+        let event = json!({"type": "error", "error": {
+            "type": "invalid_request_error", "message": message, "event_id": event_id,
+        }});
+        self.send(event).await;
+    }
+
     /// Sends an `invalid_request_error`, echoing the client's `event_id`.
     pub(crate) async fn error(&mut self, e: ParamError, event_id: Option<&str>) {
         let event = json!({"type": "error", "error": {
@@ -296,6 +311,12 @@ impl Conn {
             "conversation.item.create" => self.on_item_create(ev).await,
             "conversation.item.delete" => self.on_item_delete(ev).await,
             "conversation.item.retrieve" => self.on_item_retrieve(ev).await,
+            "conversation.item.truncate" if self.cfg.compatible.is_some() => {
+                let id = ev.get("event_id").and_then(Value::as_str);
+                let msg = "Truncating conversation items is not supported by this server.".to_string();
+                self.compat_error(msg, id).await;
+                Ok(())
+            }
             "conversation.item.truncate" => self.on_truncate(ev).await,
             "response.create" => self.on_response_create(ev.get("response")).await,
             _ => self.on_response_cancel(ev.get("response_id")).await,
@@ -303,6 +324,11 @@ impl Conn {
     }
 
     async fn on_session_update(&mut self, update: &Value) -> Result<(), ParamError> {
+        let mut update = update.clone();
+        if self.cfg.compatible.is_some() {
+            self.drop_unsupported(&mut update).await;
+        }
+        let update = &update;
         self.session.update(update, self.audio_produced)?;
         let new = self.session.effective();
         if new.input_format != self.eff.input_format {
@@ -312,6 +338,34 @@ impl Conn {
         let event = json!({"type": "session.updated", "session": self.session.json()});
         self.send(event).await;
         Ok(())
+    }
+
+    /// A compatible server: each session field it does not support gets an `error` and is
+    /// ignored (the rest of the update applies); a voice it does not know is taken as is.
+    async fn drop_unsupported(&mut self, update: &mut Value) {
+        let Some(session) = update.as_object_mut() else { return };
+        let mut ignored = Vec::new();
+        for field in ["input_audio_format", "output_audio_format"] {
+            if session.remove(field).is_some() {
+                ignored.push(format!("session.{field}"));
+            }
+        }
+        if let Some(td) = session.get_mut("turn_detection").and_then(Value::as_object_mut)
+            && td.remove("prefix_padding_ms").is_some()
+        {
+            ignored.push("session.turn_detection.prefix_padding_ms".to_string());
+        }
+        for field in ignored {
+            let msg = format!(
+                "Specifying `{field}` is not supported. The server either does not support this field or it is not configurable."
+            );
+            self.compat_error(msg, None).await;
+        }
+        if let Some(voice) = session.get("voice").and_then(Value::as_str).map(str::to_string) {
+            // Any name goes: the server maps it to one of its own voices.
+            session.remove("voice");
+            self.session.set_voice(&voice);
+        }
     }
 
     async fn on_append(&mut self, audio: Value) -> Result<(), ParamError> {
@@ -358,7 +412,14 @@ impl Conn {
         let item_id = self.new_id("item");
         self.vad_item = Some(item_id.clone());
         self.turn_start_ms = audio_start_ms;
-        let event = json!({"type": "input_audio_buffer.speech_started", "audio_start_ms": audio_start_ms, "item_id": item_id});
+        // A compatible server counts from the start of the turn's buffer.
+        let shown = if self.cfg.compatible.is_some() {
+            audio_start_ms.saturating_sub(self.buffer_origin_ms)
+        } else {
+            audio_start_ms
+        };
+        let event =
+            json!({"type": "input_audio_buffer.speech_started", "audio_start_ms": shown, "item_id": item_id});
         self.send(event).await;
         if interrupt && self.active.is_some() {
             self.cancel_response("turn_detected").await;
@@ -384,7 +445,16 @@ impl Conn {
 
     async fn on_speech_stopped(&mut self, audio_end_ms: u64, create_response: bool) {
         let item_id = self.vad_item.take().unwrap_or_else(|| self.new_id("item"));
-        let event = json!({"type": "input_audio_buffer.speech_stopped", "audio_end_ms": audio_end_ms, "item_id": item_id});
+        // A compatible server reports where speech ended (not the silence after it), from the
+        // start of the turn's buffer.
+        let shown = match (&self.cfg.compatible, self.eff.turn) {
+            (Some(_), Some(turn)) => {
+                audio_end_ms.saturating_sub(turn.silence_duration_ms).saturating_sub(self.buffer_origin_ms)
+            }
+            _ => audio_end_ms,
+        };
+        let event =
+            json!({"type": "input_audio_buffer.speech_stopped", "audio_end_ms": shown, "item_id": item_id});
         self.send(event).await;
         let audio_ms = audio_end_ms.saturating_sub(self.turn_start_ms);
         self.commit_user_audio(item_id, audio_ms).await;
@@ -415,6 +485,7 @@ impl Conn {
 
     fn clear_buffer(&mut self) {
         self.buffered_ms = 0.0;
+        self.buffer_origin_ms = self.appended_ms as u64;
         self.vad_item = None;
         self.vad.reset(self.appended_ms as u64);
     }
@@ -423,6 +494,7 @@ impl Conn {
     async fn commit_user_audio(&mut self, item_id: String, audio_ms: u64) {
         use super::conversation::{Item, ItemKind, Part};
         self.buffered_ms = 0.0;
+        self.buffer_origin_ms = self.appended_ms as u64;
         if self.vad.speaking() {
             self.vad.reset(self.appended_ms as u64);
         }
@@ -440,11 +512,16 @@ impl Conn {
         if self.eff.transcription {
             let script = self.cfg.response(self.responses_started);
             let text = script.user_transcript.unwrap_or_else(|| "(user speech)".to_string());
-            self.transcribe(&item_id, &text, audio_ms).await;
+            if self.cfg.compatible.is_some() {
+                // Transcribed beside the reply, and done after it.
+                self.late_transcript = Some((item_id, text, audio_ms));
+            } else {
+                self.transcribe(&item_id, &text, audio_ms).await;
+            }
         }
     }
 
-    async fn transcribe(&mut self, item_id: &str, text: &str, audio_ms: u64) {
+    pub(crate) async fn transcribe(&mut self, item_id: &str, text: &str, audio_ms: u64) {
         use super::conversation::{ItemKind, Part};
         for word in text.split_inclusive(' ') {
             let event = json!({"type": "conversation.item.input_audio_transcription.delta",

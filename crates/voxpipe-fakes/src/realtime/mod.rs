@@ -16,6 +16,14 @@
 //! - **Handshake**: path `/v1/realtime` with a `model` query parameter; `Authorization: Bearer`
 //!   (or the browser sub-protocol `openai-insecure-api-key.<key>`) checked against
 //!   [`RealtimeFakeConfig::api_key`]; failures get HTTP 401/400/404 with an OpenAI error body.
+//! - **Azure OpenAI's URL shapes** on the same port: `/openai/realtime?api-version=…&deployment=…`
+//!   (the preview API: beta dialect) and `/openai/v1/realtime?model=…` (GA), authenticated by an
+//!   `api-key` header (or `Authorization: Bearer`, standing for an Entra token); a missing or
+//!   wrong key, or a missing `api-version` or deployment, gets Azure's error shape
+//!   (`{"error": {"code", "message"}}`).
+//! - **Compatible servers** ([`RealtimeFakeConfig::compatible`]): behaves like an independent
+//!   server that speaks the beta dialect (per-turn timestamps, no truncation, warnings on
+//!   unsupported fields, audio in bursts, late caller transcripts).
 //! - **Session**: `session.created` first; `session.update` is validated field by field for the
 //!   dialect (unknown, mistyped or out-of-range fields give `error` events naming the `param`)
 //!   and merged partially; `session.updated` carries the full session.
@@ -45,6 +53,7 @@
 //! audio bytes in `conversation.item.retrieved`.
 
 mod audio;
+mod azure;
 mod calls;
 mod config;
 mod conn;
@@ -71,7 +80,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::{
-    FakeApiKey, RealtimeFakeConfig, SUPPORTED_FAULTS, ScriptedFunctionCall, ScriptedResponse, VadConfig,
+    CompatibleConfig, FakeApiKey, RealtimeFakeConfig, SUPPORTED_FAULTS, ScriptedFunctionCall,
+    ScriptedResponse, VadConfig,
 };
 
 use conn::Conn;
@@ -382,19 +392,22 @@ fn check_upgrade(
         let msg = format!("The fake was configured to reject connections with HTTP {status}.");
         return Err(reject(code, &msg, kind, None, None));
     }
-    if req.uri().path() != "/v1/realtime" {
-        let msg = format!("Invalid URL (GET {})", req.uri().path());
-        return Err(reject(StatusCode::NOT_FOUND, &msg, "invalid_request_error", None, None));
-    }
-    let model = req
-        .uri()
-        .query()
-        .into_iter()
-        .flat_map(|q| q.split('&'))
-        .find_map(|kv| kv.strip_prefix("model="))
-        .filter(|m| !m.is_empty())
-        .map(str::to_string);
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let azure = match req.uri().path() {
+        "/v1/realtime" => None,
+        "/openai/realtime" => Some(azure::Shape::Preview),
+        "/openai/v1/realtime" => Some(azure::Shape::V1),
+        path => {
+            let msg = format!("Invalid URL (GET {path})");
+            return Err(reject(StatusCode::NOT_FOUND, &msg, "invalid_request_error", None, None));
+        }
+    };
+    if let Some(shape) = azure {
+        let (upgrade, compat) = (azure::check(req, shape, cfg)?, cfg.compatible.is_some());
+        let dialect = if compat { Dialect::Beta } else { upgrade.dialect };
+        return Ok((resp, Upgrade { dialect, ..upgrade }));
+    }
+    let model = query_param(req, "model").map(str::to_string);
     let protocols: Vec<&str> = header("sec-websocket-protocol").split(',').map(str::trim).collect();
     let bearer = header("authorization").strip_prefix("Bearer ").map(str::trim).filter(|t| !t.is_empty());
     let sub_key = protocols.iter().find_map(|p| p.strip_prefix("openai-insecure-api-key."));
@@ -437,7 +450,8 @@ fn check_upgrade(
     if protocols.contains(&"realtime") {
         resp.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static("realtime"));
     }
-    let dialect = if beta { Dialect::Beta } else { Dialect::Ga };
+    // An independent server speaks the beta dialect whatever the client asks for.
+    let dialect = if beta || cfg.compatible.is_some() { Dialect::Beta } else { Dialect::Ga };
     let (preset, preset_model) = preset.unzip();
     let model = model.or(preset_model);
     let Some(model) = model else {
@@ -451,6 +465,16 @@ fn check_upgrade(
         ));
     };
     Ok((resp, Upgrade { dialect, model, preset }))
+}
+
+/// The value of query parameter `name` (not percent-decoded), when present and not empty.
+fn query_param<'r>(req: &'r Request, name: &str) -> Option<&'r str> {
+    req.uri()
+        .query()
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+        .filter(|v| !v.is_empty())
 }
 
 fn reject(

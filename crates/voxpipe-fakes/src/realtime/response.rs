@@ -63,6 +63,8 @@ pub(crate) struct ResponseGen {
     /// Reused per-delta buffers: tone samples and encoded bytes.
     pcm: Vec<i16>,
     wire: Vec<u8>,
+    /// A compatible server's bursts: when the current one began and the audio it has sent.
+    burst: Option<(Instant, u64)>,
 }
 
 impl Conn {
@@ -190,6 +192,7 @@ impl Conn {
             out_audio_ms: 0,
             pcm: Vec::new(),
             wire: Vec::new(),
+            burst: None,
         };
         let created = json!({"type": "response.created", "response": self.response_json(&rg, "in_progress", Value::Null, Value::Null)});
         self.send(created).await;
@@ -262,6 +265,7 @@ impl Conn {
                     rg.phase = Phase::CloseMessage;
                 } else {
                     rg.next_at += rg.interval;
+                    self.pause_between_bursts(&mut rg);
                 }
             }
             Phase::CloseMessage => {
@@ -275,6 +279,23 @@ impl Conn {
             Phase::Done => return self.finish(rg, "completed", Value::Null).await,
         }
         self.active = Some(rg);
+    }
+
+    /// A compatible server sends a reply in bursts: after `burst_ms` of audio, the next burst
+    /// waits until the client has played this one and then `burst_gap_ms` more.
+    fn pause_between_bursts(&self, rg: &mut ResponseGen) {
+        let Some(c) = &self.cfg.compatible else { return };
+        if !rg.audio || self.media.is_some() {
+            return;
+        }
+        let now = Instant::now();
+        let (started, sent_ms) = rg.burst.get_or_insert((now, 0));
+        *sent_ms += self.cfg.delta_ms;
+        if *sent_ms >= c.burst_ms.max(1) {
+            let next = *started + Duration::from_millis(*sent_ms + c.burst_gap_ms);
+            rg.next_at = rg.next_at.max(next);
+            rg.burst = Some((next, 0));
+        }
     }
 
     async fn send_delta(&mut self, rg: &mut ResponseGen) {
@@ -527,6 +548,9 @@ impl Conn {
             "output_token_details": {"text_tokens": out_text, "audio_tokens": out_audio}});
         let response = self.response_json(&rg, status, details, usage);
         self.send(json!({"type": "response.done", "response": response})).await;
+        if let Some((item_id, text, audio_ms)) = self.late_transcript.take() {
+            self.transcribe(&item_id, &text, audio_ms).await;
+        }
     }
 
     fn response_json(&self, rg: &ResponseGen, status: &str, details: Value, usage: Value) -> Value {

@@ -138,6 +138,14 @@ impl Session {
         Ok(())
     }
 
+    /// Sets the voice without checking it (a compatible server takes any name).
+    pub(crate) fn set_voice(&mut self, voice: &str) {
+        match self.dialect {
+            Dialect::Ga => self.value["audio"]["output"]["voice"] = json!(voice),
+            Dialect::Beta => self.value["voice"] = json!(voice),
+        }
+    }
+
     fn voice(&self) -> Value {
         voice_of(self.dialect, &self.value)
     }
