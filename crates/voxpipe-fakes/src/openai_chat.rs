@@ -180,7 +180,7 @@ impl<C> Shared<C> {
         let headers = headers
             .iter()
             .map(|(n, v)| {
-                let secret = matches!(n.as_str(), "authorization" | "x-api-key");
+                let secret = matches!(n.as_str(), "authorization" | "x-api-key" | "x-goog-api-key");
                 let v = if secret {
                     "[redacted]".to_string()
                 } else {

@@ -1,4 +1,4 @@
-//! Fault matrix rows for `llm.openai` and `llm.anthropic`: each test injects one fault of
+//! Fault matrix rows for `llm.openai`, `llm.anthropic` and `llm.gemini`: each test injects one fault of
 //! `voxpipe_fakes::fault` into the first request and checks that the turn recovers (retry) or
 //! fails cleanly with a reported provider error, and that the next turn of the call works.
 //! (429, 5xx, stall and cut for the chat stage are in `errors.rs`.)
@@ -10,8 +10,11 @@ use support::{Harness, Turn, provider_errors};
 use voxpipe_core::{NoTools, ResponseStatus, Secret};
 use voxpipe_fakes::anthropic::{AnthropicFake, AnthropicFakeConfig};
 use voxpipe_fakes::fault::{Fault, FaultSpec};
+use voxpipe_fakes::gemini::{GeminiFake, GeminiFakeConfig};
 use voxpipe_fakes::openai_chat::{ChatFake, ChatFakeConfig, Knobs, RecordedRequest, ScriptedReply};
-use voxpipe_llm::{Anthropic, AnthropicConfig, HttpConfig, OpenAiChat, OpenAiChatConfig};
+use voxpipe_llm::{
+    Anthropic, AnthropicConfig, Gemini, GeminiConfig, HttpConfig, OpenAiChat, OpenAiChatConfig,
+};
 
 const REPLY: &str = "Hello again, friend.";
 
@@ -57,6 +60,15 @@ async fn anthropic(spec: &str) -> Seen {
     let fake = AnthropicFake::start(config).await.unwrap();
     let stage = AnthropicConfig { base_url: fake.base_url(), http: http(), ..AnthropicConfig::default() };
     let stage = Box::new(Anthropic::new(stage, Secret::new("sk-ant-test")).unwrap());
+    two_turns(Harness::start(stage, Arc::new(NoTools)), || fake.requests()).await
+}
+
+async fn gemini(spec: &str) -> Seen {
+    let replies = vec![ScriptedReply::text(REPLY)];
+    let config = GeminiFakeConfig { replies, knobs: knobs(spec), ..GeminiFakeConfig::default() };
+    let fake = GeminiFake::start(config).await.unwrap();
+    let stage = GeminiConfig { base_url: fake.base_url(), http: http(), ..GeminiConfig::default() };
+    let stage = Box::new(Gemini::new(stage, Secret::new("AIza-test")).unwrap());
     two_turns(Harness::start(stage, Arc::new(NoTools)), || fake.requests()).await
 }
 
@@ -168,6 +180,55 @@ async fn anthropic_wrong_content_type_fails_the_turn_and_the_call_goes_on() {
     assert!(seen.first.transcript().unwrap_or_default().is_empty(), "nothing of the HTML is spoken");
     assert_eq!(seen.errors.len(), 1, "{:?}", seen.errors);
     assert_eq!(seen.second.transcript().as_deref(), Some(REPLY));
+}
+
+#[tokio::test]
+async fn gemini_429_with_retry_after_is_retried_and_answered() {
+    retried(&gemini("0=status:429:retry-after=1").await, 429);
+}
+
+#[tokio::test]
+async fn gemini_503_overloaded_is_retried_and_answered() {
+    retried(&gemini("0=status:503").await, 503);
+}
+
+#[tokio::test]
+async fn gemini_stall_past_the_stall_timeout_fails_the_turn_and_the_call_goes_on() {
+    failed_cleanly(&gemini("0=stall-after:3").await, "stalled");
+}
+
+#[tokio::test]
+async fn gemini_cut_mid_event_fails_the_turn_with_stream_broken_and_the_call_goes_on() {
+    let seen = gemini("0=cut-after:2").await;
+    failed_cleanly(&seen, "stream_broken");
+    assert_eq!(seen.first.transcript().as_deref(), Some("Hello again"), "what came before is kept");
+}
+
+#[tokio::test]
+async fn gemini_malformed_event_fails_the_turn_with_invalid_event_and_the_call_goes_on() {
+    failed_cleanly(&gemini("0=malformed:2").await, "invalid_event");
+}
+
+#[tokio::test]
+async fn gemini_unknown_field_is_ignored_and_the_reply_is_whole() {
+    answered(&gemini("0=unknown-event:2").await);
+}
+
+#[tokio::test(start_paused = true)]
+async fn gemini_slow_drip_under_the_stall_timeout_is_answered_in_full() {
+    answered(&gemini("0=slow:1500").await);
+}
+
+#[tokio::test]
+async fn gemini_oversize_event_fails_the_turn_with_too_large_and_the_call_goes_on() {
+    failed_cleanly(&gemini("0=oversize:5m:1").await, "too_large");
+}
+
+#[tokio::test]
+async fn gemini_wrong_content_type_fails_the_turn_and_the_call_goes_on() {
+    let seen = gemini("0=wrong-content-type").await;
+    failed_cleanly(&seen, "stream_broken");
+    assert!(seen.first.transcript().unwrap_or_default().is_empty(), "nothing of the HTML is spoken");
 }
 
 #[test]
