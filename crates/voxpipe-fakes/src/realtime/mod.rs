@@ -159,6 +159,7 @@ impl Shared {
     }
 
     /// Decoded caller audio of a WebRTC call, kept as PCM16 little-endian like a WebSocket's.
+    #[cfg_attr(not(feature = "webrtc"), allow(dead_code))]
     pub(crate) fn record_pcm(&self, connection: usize, pcm: &[i16]) {
         let mut all = self.input_audio.lock().unwrap_or_else(|e| e.into_inner());
         let kept = all.entry(connection).or_default();
