@@ -227,6 +227,28 @@ pub struct ErrorBody {
     /// The client event it refers to.
     #[serde(default)]
     pub event_id: Option<String>,
+    /// The field it is about (`session.voice`), when the server names one.
+    #[serde(default)]
+    pub param: Option<String>,
+}
+
+impl ErrorBody {
+    /// The session field the error is about: its `param`, else the first name quoted in the
+    /// message (`` `session.voice` `` or `'session.voice'`), as servers without `param` write it.
+    pub fn field(&self) -> Option<String> {
+        if let Some(p) = self.param.as_deref().filter(|p| !p.is_empty()) {
+            return Some(p.to_string());
+        }
+        ['`', '\''].into_iter().find_map(|q| {
+            let mut parts = self.message.split(q);
+            let quoted = parts.nth(1)?;
+            parts.next()?;
+            // A key path (`session.voice`), not a quoted value.
+            let name = quoted.contains('.')
+                && quoted.chars().all(|c| c.is_ascii_alphanumeric() || "._[]".contains(c));
+            name.then(|| quoted.to_string())
+        })
+    }
 }
 
 /// `response.usage`.
@@ -316,6 +338,26 @@ mod tests {
                 other => panic!("{raw}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn an_error_names_its_field_by_param_or_by_the_name_quoted_in_its_message() {
+        let body = |param: Option<&str>, message: &str| ErrorBody {
+            kind: None,
+            code: None,
+            message: message.into(),
+            event_id: None,
+            param: param.map(str::to_string),
+        };
+        let field = |b: ErrorBody| b.field();
+        assert_eq!(field(body(Some("session.voice"), "Invalid value")).as_deref(), Some("session.voice"));
+        let speaches = "Specifying `session.input_audio_format` is not supported. The server either does not support this field or it is not configurable.";
+        assert_eq!(field(body(None, speaches)).as_deref(), Some("session.input_audio_format"));
+        let openai = "Unknown parameter: 'session.foo'.";
+        assert_eq!(field(body(None, openai)).as_deref(), Some("session.foo"));
+        assert_eq!(field(body(None, "Invalid value: 'joe'. Supported values are: 'alloy'.")), None);
+        assert_eq!(field(body(None, "Something went wrong.")), None);
+        assert_eq!(field(body(None, "It's `not a name` here")), None);
     }
 
     #[test]

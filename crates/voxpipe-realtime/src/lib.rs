@@ -58,10 +58,11 @@ pub enum Error {
     /// No `session.created` / `session.updated` in time.
     #[error("timed out after {0} ms waiting for {1}")]
     Timeout(u64, &'static str),
-    /// The server rejected the session configuration.
-    #[error("the server rejected the session configuration: {code}: {message}")]
+    /// The server rejected the session configuration: an `error` not followed by
+    /// `session.updated`.
+    #[error("the server rejected the session configuration: {}", session_reason(code, message))]
     Session {
-        /// Error code.
+        /// Error code (empty when the server gave none).
         code: String,
         /// Message.
         message: String,
@@ -99,4 +100,9 @@ impl Error {
             Error::Config(_) | Error::Session { .. } | Error::Resample(_) | Error::Reconnect { .. } => false,
         }
     }
+}
+
+/// `code: message`, or the message alone when the server sent no code.
+fn session_reason(code: &str, message: &str) -> String {
+    if code.is_empty() { message.to_string() } else { format!("{code}: {message}") }
 }

@@ -67,12 +67,27 @@ fn fail(e: impl Into<Error>) -> StageError {
     StageError::new(NAME, e.into())
 }
 
-/// Opens the socket and completes the session handshake.
+/// After an `error` answering `session.update`, how long `session.updated` may take to follow
+/// it (a server that ignores a field says so, then applies the rest at once).
+const SESSION_ERROR_GRACE: Duration = Duration::from_millis(1000);
+
+/// A session setting the server said it ignored, while it applied the rest of the update.
+#[derive(Debug, Clone)]
+struct IgnoredSetting {
+    /// The field, when the server named it (`session.input_audio_format`).
+    field: Option<String>,
+    /// The server's words.
+    message: String,
+}
+
+/// Opens the socket and completes the session handshake. Returns the settings the server
+/// ignored: an `error` the server follows with `session.updated` is a warning; one left
+/// without it rejects the session.
 async fn connect(
     config: &RealtimeConfig,
     key: &Secret,
     tools: &[voxpipe_core::ToolSpec],
-) -> Result<Ws, Error> {
+) -> Result<(Ws, Vec<IgnoredSetting>), Error> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let sep = if config.url.contains('?') { '&' } else { '?' };
     let url = format!("{}{sep}model={}", config.url, config.model);
@@ -121,16 +136,41 @@ async fn connect(
     }
     let update = session::session_update(config, tools);
     ws.send(Message::Text(update.to_string().into())).await.map_err(|e| Error::WebSocket(e.to_string()))?;
+    let mut deadline = tokio::time::Instant::now() + timeout;
+    let mut errors: Vec<crate::events::ErrorBody> = Vec::new();
     loop {
-        match tokio::time::timeout(timeout, next_event(&mut ws)).await {
-            Err(_) => return Err(Error::Timeout(config.connect_timeout_ms, "session.updated")),
-            Ok(Ok(ServerEvent::SessionUpdated { .. })) => return Ok(ws),
+        match tokio::time::timeout_at(deadline, next_event(&mut ws)).await {
+            Err(_) => {
+                return Err(match errors.into_iter().next() {
+                    Some(e) => Error::Session { code: e.code.unwrap_or_default(), message: e.message },
+                    None => Error::Timeout(config.connect_timeout_ms, "session.updated"),
+                });
+            }
+            Ok(Ok(ServerEvent::SessionUpdated { .. })) => {
+                let ignored = errors
+                    .into_iter()
+                    .map(|e| IgnoredSetting { field: e.field(), message: e.message })
+                    .collect();
+                return Ok((ws, ignored));
+            }
             Ok(Ok(ServerEvent::Error { error })) => {
-                return Err(Error::Session { code: error.code.unwrap_or_default(), message: error.message });
+                deadline = deadline.min(tokio::time::Instant::now() + SESSION_ERROR_GRACE);
+                errors.push(error);
             }
             Ok(Ok(_)) => continue,
             Ok(Err(e)) => return Err(e),
         }
+    }
+}
+
+/// Logs and records each setting the server ignored.
+async fn report_ignored(ctx: &CallContext, ignored: Vec<IgnoredSetting>) {
+    for IgnoredSetting { field, message } in ignored {
+        let field = field.unwrap_or_else(|| "a setting".into());
+        warn!(%field, server = %message, "the realtime server ignored a session setting");
+        let message = format!("the server ignored {field}: {message}");
+        let code = Some("session_setting_ignored".to_string());
+        ctx.events.emit(EventKind::ProviderError { stage: NAME.into(), code, message }).await;
     }
 }
 
@@ -273,6 +313,8 @@ impl Stage for RealtimeStage {
             () = ctx.cancel.cancelled() => return Ok(()),
             r = connect_within(&config, &self.api_key, ctx.tools.specs(), &mut reconnects_left) => r.map_err(|(e, _)| fail(e))?.0,
         };
+        let (ws, ignored) = ws;
+        report_ignored(&ctx, ignored).await;
         info!(model = %config.model, protocol = ?config.protocol, "realtime session ready");
         let (mut stream, tx, mut writer) = open_link(ws);
         let mut control = ctx.control.subscribe();
@@ -470,7 +512,7 @@ async fn connect_within(
     key: &Secret,
     tools: &[voxpipe_core::ToolSpec],
     budget: &mut u32,
-) -> Result<(Ws, u32), (Error, u32)> {
+) -> Result<((Ws, Vec<IgnoredSetting>), u32), (Error, u32)> {
     let mut attempt = 1;
     loop {
         match connect(config, key, tools).await {
@@ -966,6 +1008,8 @@ impl Session<'_> {
             connect_within(self.config, key, self.ctx.tools.specs(), &mut self.reconnects_left)
                 .await
                 .map_err(|(e, attempts)| Error::Reconnect { attempts, last: e.to_string() })?;
+        let (ws, ignored) = ws;
+        report_ignored(&self.ctx, ignored).await;
         let (events, tx, writer) = open_link(ws);
         self.tx = tx;
 
