@@ -132,6 +132,15 @@ async fn build_stage(
             }
             Box::new(stage)
         }
+        StageConfig::LlmGemini(c) => {
+            let api_key = env.secret(&c.api_key_env, key("api_key_env"))?;
+            let mut stage =
+                voxpipe_llm::Gemini::new(c.clone(), api_key).map_err(|e| BuildError::new(whole(), e))?;
+            for f in llm_fallbacks(i, &c.fallback, env)? {
+                stage = stage.with_fallback(f);
+            }
+            Box::new(stage)
+        }
         StageConfig::TtsOpenAi(c) => {
             let api_key = match &c.api_key_env {
                 Some(var) => Some(env.secret(var, key("api_key_env"))?),

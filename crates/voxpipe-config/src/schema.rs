@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use voxpipe_asr::{OpenAiTranscribeConfig, WhisperConfig};
-use voxpipe_llm::{AnthropicConfig, OpenAiChatConfig};
+use voxpipe_llm::{AnthropicConfig, GeminiConfig, OpenAiChatConfig};
 use voxpipe_realtime::RealtimeConfig;
 use voxpipe_tools::ToolConfig;
 use voxpipe_transport::pcm::{StdinConfig, StdoutConfig};
@@ -256,6 +256,8 @@ stage_kinds! {
     LlmOpenAi(OpenAiChatConfig) = "llm.openai", Llm, local false, fake Some("llm");
     /// Anthropic Messages.
     LlmAnthropic(AnthropicConfig) = "llm.anthropic", Llm, local false, fake Some("anthropic");
+    /// Gemini API `streamGenerateContent`.
+    LlmGemini(GeminiConfig) = "llm.gemini", Llm, local false, fake Some("gemini");
     /// llama.cpp in a `voxpipe-llm-worker` process.
     LlmLocal(voxpipe_llm_local::LocalLlmConfig) = "llm.local", Llm, feature "llama", if feature = "llama",
         local true, fake None;
@@ -328,7 +330,7 @@ fn inner_at<T: serde::de::DeserializeOwned, E: serde::de::Error>(
 }
 
 /// The kinds an LLM stage's `[[stages.fallback]]` entries may name.
-const FALLBACK_KINDS: &[&str] = &["llm.openai", "llm.anthropic"];
+const FALLBACK_KINDS: &[&str] = &["llm.openai", "llm.anthropic", "llm.gemini"];
 
 /// Takes an LLM stage's `fallback` list out of its table and reads each entry by its `kind`
 /// here rather than through serde's tagged enum, so an error names the entry's key
@@ -361,6 +363,7 @@ fn take_fallbacks<E: serde::de::Error>(
         out.push(match kind.as_str() {
             "llm.openai" => FallbackConfig::OpenAi(inner_at(&at, &entry)?),
             "llm.anthropic" => FallbackConfig::Anthropic(inner_at(&at, &entry)?),
+            "llm.gemini" => FallbackConfig::Gemini(inner_at(&at, &entry)?),
             other => {
                 let hint = did_you_mean(other, FALLBACK_KINDS)
                     .map(|k| format!("did you mean `{k}`? "))
@@ -385,6 +388,7 @@ impl StageConfig {
         match &mut self {
             StageConfig::LlmOpenAi(c) => c.fallback = list,
             StageConfig::LlmAnthropic(c) => c.fallback = list,
+            StageConfig::LlmGemini(c) => c.fallback = list,
             _ => return Err(E::custom("`fallback`: only an LLM stage has fallbacks")),
         }
         Ok(self)

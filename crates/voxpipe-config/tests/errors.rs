@@ -255,7 +255,7 @@ fn every_remote_kind_in_the_table_builds() {
     let required = |kind: &str| if kind == "tts.elevenlabs" { "voice_id = \"v\"\n" } else { "" };
     let stage = |kind: &str| format!("[[stages]]\nkind = {kind:?}\n{}", required(kind));
     let env = Env::from_vars(
-        ["OPENAI_API_KEY", "ANTHROPIC_API_KEY", "ELEVENLABS_API_KEY"]
+        ["OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "ELEVENLABS_API_KEY"]
             .map(|k| (k.to_string(), "k".to_string())),
     );
     let head = GOOD.split("[[stages]]").next().unwrap();
@@ -276,8 +276,8 @@ fn every_remote_kind_in_the_table_builds() {
         built += 1;
     }
     assert_eq!(
-        built, 6,
-        "realtime.openai, asr.openai, llm.openai, llm.anthropic, tts.openai, tts.elevenlabs"
+        built, 7,
+        "realtime.openai, asr.openai, llm.openai, llm.anthropic, llm.gemini, tts.openai, tts.elevenlabs"
     );
 }
 
@@ -344,4 +344,33 @@ fn an_llm_fallback_list_loads_and_its_keys_are_read_and_named() {
         "[[stages]]\nkind = \"tts.openai\"\n[[stages.fallback]]\nkind = \"llm.openai\"",
     ));
     assert!(e.contains("key `stages[2].fallback`: unknown key"), "{e}");
+}
+
+#[test]
+fn a_gemini_stage_falls_back_and_serves_as_a_fallback() {
+    let gemini_first = CASCADE_WITH_FALLBACK
+        .replace(
+            "kind = \"llm.openai\"\nmodel = \"gpt-4o-mini\"",
+            "kind = \"llm.gemini\"\nthinking_budget = 0",
+        )
+        .replace("kind = \"llm.anthropic\"", "kind = \"llm.gemini\"")
+        .replace("model = \"claude-haiku-4-5\"", "model = \"gemini-2.5-flash-lite\"");
+    let c = load_str(Path::new("p.toml"), &gemini_first, &LoadOptions::default()).unwrap();
+    let env = |vars: &[&str]| Env::from_vars(vars.iter().map(|k| (k.to_string(), "k".to_string())));
+    let e = block_on(voxpipe_config::registry::validate(&c, &env(&["OPENAI_API_KEY", "BACKUP_KEY"])))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("key `stages[1].api_key_env`") && e.contains("GEMINI_API_KEY"), "{e}");
+    block_on(voxpipe_config::registry::validate(
+        &c,
+        &env(&["OPENAI_API_KEY", "GEMINI_API_KEY", "BACKUP_KEY"]),
+    ))
+    .unwrap();
+    let e = err(&gemini_first.replace("model = \"gemini-2.5-flash-lite\"", "max_tokens = 5"));
+    assert!(
+        e.contains("key `stages[1].fallback[0].max_tokens`: unknown key") && e.contains("max_output_tokens"),
+        "{e}"
+    );
+    let e = err(&CASCADE_WITH_FALLBACK.replace("kind = \"llm.anthropic\"", "kind = \"llm.gemni\""));
+    assert!(e.contains("did you mean `llm.gemini`"), "{e}");
 }
