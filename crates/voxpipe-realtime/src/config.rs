@@ -2,6 +2,84 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The assistant's voice: `voice = "marin"` or `voice = { id = "voice_1234" }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Voice {
+    /// A voice by name, passed to the server as it is.
+    Name(String),
+    /// A custom voice by id (GA: `{"id": …}`; the beta dialect takes the id as the name).
+    Custom {
+        /// The custom voice's id, `voice_…`.
+        id: String,
+    },
+}
+
+impl Voice {
+    /// The name or id.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Voice::Name(n) => n,
+            Voice::Custom { id } => id,
+        }
+    }
+
+    /// A name OpenAI documents, or a custom voice (anything else may still be the server's own).
+    pub fn is_known(&self) -> bool {
+        match self {
+            Voice::Name(n) => VOICES.contains(&n.as_str()) || n.starts_with("voice_"),
+            Voice::Custom { .. } => true,
+        }
+    }
+}
+
+/// A voice equals the name (or custom id) it carries: `voice == "marin"`.
+impl PartialEq<&str> for Voice {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl Serialize for Voice {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            Voice::Name(n) => s.serialize_str(n),
+            Voice::Custom { id } => {
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry("id", id)?;
+                m.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Voice {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Voice;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a voice name or `{ id = \"voice_…\" }`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Voice, E> {
+                Ok(Voice::Name(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Voice, A::Error> {
+                let mut id = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "id" if id.is_none() => id = Some(map.next_value::<String>()?),
+                        "id" => return Err(serde::de::Error::duplicate_field("id")),
+                        other => return Err(serde::de::Error::unknown_field(other, &["id"])),
+                    }
+                }
+                id.map(|id| Voice::Custom { id }).ok_or_else(|| serde::de::Error::missing_field("id"))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// Which dialect of the Realtime API to speak.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -151,8 +229,8 @@ fn default_url() -> String {
 fn default_api_key_env() -> String {
     "OPENAI_API_KEY".into()
 }
-fn default_voice() -> String {
-    "marin".into()
+fn default_voice() -> Voice {
+    Voice::Name("marin".into())
 }
 fn default_tool_choice() -> String {
     "auto".into()
@@ -192,9 +270,11 @@ pub struct RealtimeConfig {
     /// System instructions.
     #[serde(default)]
     pub instructions: Option<String>,
-    /// Voice (`alloy ash ballad coral echo sage shimmer verse marin cedar`). Default `marin`.
+    /// Voice: a name (OpenAI's are `alloy ash ballad coral echo sage shimmer verse marin
+    /// cedar`; other servers have their own; a name voxpipe does not know is passed on with a
+    /// warning) or a custom voice, `{ id = "voice_…" }`. Default `marin`.
     #[serde(default = "default_voice")]
-    pub voice: String,
+    pub voice: Voice,
     /// Speech speed, 0.25..1.5 (GA only).
     #[serde(default)]
     pub speed: Option<f32>,
@@ -281,18 +361,27 @@ const VOICES: &[&str] =
     &["alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar"];
 
 impl RealtimeConfig {
+    /// Settings that are valid but probably not what was meant, one sentence each.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.voice.is_known() {
+            out.push(format!(
+                "voice `{}` is not one of OpenAI's ({}); it is passed on, and a server that does not have it may refuse the session",
+                self.voice.as_str(),
+                VOICES.join(" ")
+            ));
+        }
+        out
+    }
+
     /// Checks ranges and enumerations the type system cannot.
     pub fn validate(&self) -> Result<(), InvalidSetting> {
         let bad = |key, expected, got: String| Err(InvalidSetting { key, expected, got });
         if !(20..=100).contains(&self.append_ms) {
             return bad("append_ms", "20..=100", self.append_ms.to_string());
         }
-        if !VOICES.contains(&self.voice.as_str()) && !self.voice.starts_with("voice_") {
-            return bad(
-                "voice",
-                "one of alloy ash ballad coral echo sage shimmer verse marin cedar, or a voice_… id",
-                self.voice.clone(),
-            );
+        if self.voice.as_str().trim().is_empty() {
+            return bad("voice", "a voice name or id", format!("{:?}", self.voice.as_str()));
         }
         if let Some(s) = self.speed.filter(|s| !(0.25..=1.5).contains(s)) {
             return bad("speed", "0.25..=1.5", s.to_string());

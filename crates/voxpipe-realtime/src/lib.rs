@@ -30,7 +30,7 @@ pub mod events;
 pub mod session;
 pub mod stage;
 
-pub use config::{AudioFormat, Protocol, RealtimeConfig, TurnDetection};
+pub use config::{AudioFormat, Protocol, RealtimeConfig, TurnDetection, Voice};
 pub use stage::RealtimeStage;
 
 /// Errors of the Realtime stage.

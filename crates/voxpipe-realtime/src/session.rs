@@ -132,7 +132,8 @@ fn beta_session(c: &RealtimeConfig, specs: &[ToolSpec]) -> Value {
     };
     let mut s = json!({
         "modalities": ["text", "audio"],
-        "voice": c.voice,
+        // Beta takes a voice by name only: a custom voice goes by its id.
+        "voice": c.voice.as_str(),
         "input_audio_format": format,
         "output_audio_format": format,
         "input_audio_transcription": c.transcription.as_ref().map(|t| {
@@ -179,6 +180,34 @@ mod tests {
         assert_eq!(s["tools"][0]["name"], "lookup");
         assert!(s["tools"][0].get("function").is_none());
         assert!(s.get("modalities").is_none());
+    }
+
+    #[test]
+    fn any_voice_name_and_a_custom_voice_id_go_to_the_server() {
+        let parse = |toml: &str| -> RealtimeConfig { serde_json::from_value(toml_like(toml)).unwrap() };
+        let joe = parse(r#"{"voice": "joe"}"#);
+        assert_eq!(joe.voice, crate::Voice::Name("joe".into()));
+        assert!(joe.validate().is_ok(), "a name voxpipe does not know is allowed");
+        assert_eq!(joe.warnings().len(), 1, "and warned about: {:?}", joe.warnings());
+        assert_eq!(session_update(&joe, &[])["session"]["audio"]["output"]["voice"], "joe");
+
+        let custom = parse(r#"{"voice": {"id": "voice_1234"}, "protocol": "ga"}"#);
+        assert_eq!(custom.voice, crate::Voice::Custom { id: "voice_1234".into() });
+        assert!(custom.warnings().is_empty());
+        let ga = session_update(&custom, &[]);
+        assert_eq!(ga["session"]["audio"]["output"]["voice"], json!({"id": "voice_1234"}));
+        let beta = RealtimeConfig { protocol: Protocol::Beta, ..custom };
+        assert_eq!(session_update(&beta, &[])["session"]["voice"], "voice_1234");
+
+        assert!(parse(r#"{"voice": "marin"}"#).warnings().is_empty());
+        let bad = serde_json::from_value::<RealtimeConfig>(toml_like(r#"{"voice": {"name": "x"}}"#));
+        assert!(bad.unwrap_err().to_string().contains("unknown field `name`, expected `id`"));
+        let empty = parse(r#"{"voice": " "}"#);
+        assert_eq!(empty.validate().unwrap_err().key, "voice");
+    }
+
+    fn toml_like(json: &str) -> serde_json::Value {
+        serde_json::from_str(json).unwrap()
     }
 
     #[test]

@@ -59,6 +59,9 @@ impl RealtimeStage {
     /// Validates `config`; connects when the call starts.
     pub fn new(config: RealtimeConfig, api_key: Secret) -> Result<Self, Error> {
         config.validate()?;
+        for w in config.warnings() {
+            warn!(stage = NAME, "{w}");
+        }
         Ok(Self { config, api_key })
     }
 }
