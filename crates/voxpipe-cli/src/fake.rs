@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use voxpipe_fakes::fault::{self, FaultSpec, Faults};
 use voxpipe_fakes::{
-    anthropic, elevenlabs, openai_chat, openai_speech, realtime, tool_server, transcription,
+    anthropic, elevenlabs, gemini, openai_chat, openai_speech, realtime, tool_server, transcription,
 };
 
 /// `--fault` help: the grammar (also in README's fakes section).
@@ -33,7 +33,7 @@ fn faults(
     Ok(out)
 }
 
-/// The fault settings file of `voxpipe fake llm|anthropic|tts|elevenlabs|transcription|tools
+/// The fault settings file of `voxpipe fake llm|anthropic|gemini|tts|elevenlabs|transcription|tools
 /// --config FILE`: `faults = ["0=status:429:retry-after=2", …]` (and, for elevenlabs,
 /// `ws_faults` for its WebSocket).
 #[derive(Debug, Default, serde::Deserialize)]
@@ -89,6 +89,9 @@ pub enum FakeCommand {
     Llm(LlmArgs),
     /// Anthropic Messages (SSE) at http://127.0.0.1:PORT/v1.
     Anthropic(LlmArgs),
+    /// Gemini `streamGenerateContent?alt=sse` at http://127.0.0.1:PORT/v1beta (key in
+    /// `x-goog-api-key` or `?key=`).
+    Gemini(GeminiArgs),
     /// OpenAI speech (`/v1/audio/speech`, raw PCM) at http://127.0.0.1:PORT/v1.
     Tts(TtsArgs),
     /// ElevenLabs TTS (HTTP stream and stream-input WebSocket) at http://127.0.0.1:PORT/v1.
@@ -124,16 +127,17 @@ pub enum FakeCommand {
         account_sid: String,
     },
     /// Every fake at once, on consecutive ports from `--base-port` (realtime, llm, anthropic,
-    /// tts, elevenlabs, transcription, tools), as the `*-fake.toml` pipelines expect.
+    /// tts, elevenlabs, transcription, tools; gemini at base + 8, as the twilio fake's default
+    /// is base + 7), as the `*-fake.toml` pipelines expect.
     All {
         /// The first port; the others follow it (0: each fake picks a free port).
         #[arg(long, default_value_t = 8787)]
         base_port: u16,
-        /// Scripted replies for the chat and Anthropic fakes (as `llm --replies`).
+        /// Scripted replies for the chat, Anthropic and Gemini fakes (as `llm --replies`).
         #[arg(long)]
         llm_replies: Option<PathBuf>,
         /// Inject a fault into one of the fakes (repeatable): FAKE:SPEC, FAKE one of realtime,
-        /// llm, anthropic, tts, elevenlabs, elevenlabs-ws, transcription, tools; SPEC as that
+        /// llm, anthropic, gemini, tts, elevenlabs, elevenlabs-ws, transcription, tools; SPEC as that
         /// fake's `--fault` (e.g. `llm:0=status:503`, `realtime:0=cut-after:3`).
         #[arg(long = "fault", value_name = "FAKE:SPEC", value_parser = named_fault_spec)]
         faults: Vec<NamedFault>,
@@ -141,8 +145,17 @@ pub enum FakeCommand {
 }
 
 /// The fakes `fake all --fault FAKE:SPEC` can name.
-const FAULT_TARGETS: &[&str] =
-    &["realtime", "llm", "anthropic", "tts", "elevenlabs", "elevenlabs-ws", "transcription", "tools"];
+const FAULT_TARGETS: &[&str] = &[
+    "realtime",
+    "llm",
+    "anthropic",
+    "gemini",
+    "tts",
+    "elevenlabs",
+    "elevenlabs-ws",
+    "transcription",
+    "tools",
+];
 
 /// A `fake all --fault` value: which fake, and the fault.
 #[derive(Debug, Clone)]
@@ -185,6 +198,47 @@ pub struct LlmArgs {
     replies: Option<PathBuf>,
     #[command(flatten)]
     faults: FaultArgs,
+}
+
+/// Knobs of the Gemini fake: those of the other LLM fakes and its own refusals.
+#[derive(Debug, Args)]
+pub struct GeminiArgs {
+    #[command(flatten)]
+    llm: LlmArgs,
+    /// Give each function call an `id` (newer models do; the recorded streams have none).
+    #[arg(long)]
+    function_call_ids: bool,
+    /// Block request INDEX's prompt with `promptFeedback.blockReason` REASON (SAFETY,
+    /// BLOCKLIST, PROHIBITED_CONTENT, OTHER), e.g. `--block-prompt 0=SAFETY` (repeatable).
+    #[arg(long = "block-prompt", value_name = "INDEX=REASON", value_parser = index_reason)]
+    block_prompts: Vec<(usize, String)>,
+    /// End request INDEX's answer with `finishReason` REASON instead of STOP (SAFETY,
+    /// RECITATION, MALFORMED_FUNCTION_CALL…), e.g. `--finish-reason 1=SAFETY` (repeatable).
+    #[arg(long = "finish-reason", value_name = "INDEX=REASON", value_parser = index_reason)]
+    finish_reasons: Vec<(usize, String)>,
+}
+
+/// Parses `INDEX=REASON` (`0=SAFETY`).
+fn index_reason(s: &str) -> Result<(usize, String), String> {
+    let (index, reason) =
+        s.split_once('=').ok_or_else(|| format!("expected INDEX=REASON, e.g. 0=SAFETY, got `{s}`"))?;
+    let index = index.trim().parse().map_err(|_| format!("INDEX must be a whole number, got `{index}`"))?;
+    let reason = reason.trim();
+    if reason.is_empty() || !reason.chars().all(|c| c.is_ascii_uppercase() || c == '_') {
+        return Err(format!("REASON must be an enum name such as SAFETY, got `{reason}`"));
+    }
+    Ok((index, reason.to_string()))
+}
+
+fn gemini_config(a: &GeminiArgs) -> anyhow::Result<gemini::GeminiFakeConfig> {
+    Ok(gemini::GeminiFakeConfig {
+        replies: scripted_replies(a.llm.replies.as_deref())?,
+        knobs: knobs(&a.llm, "gemini")?,
+        function_call_ids: a.function_call_ids,
+        block_reasons: a.block_prompts.iter().cloned().collect(),
+        finish_reasons: a.finish_reasons.iter().cloned().collect(),
+        ..Default::default()
+    })
 }
 
 /// A `--replies` file.
@@ -296,6 +350,7 @@ enum Running {
     Realtime(realtime::RealtimeFake),
     Chat(openai_chat::ChatFake),
     Anthropic(anthropic::AnthropicFake),
+    Gemini(gemini::GeminiFake),
     Speech(openai_speech::SpeechFake),
     ElevenLabs(elevenlabs::ElevenLabsFake),
     Transcription(transcription::TranscriptionFake),
@@ -314,6 +369,7 @@ impl Running {
             }
             Running::Chat(f) => format!("chat-completions fake listening on {}", f.base_url()),
             Running::Anthropic(f) => format!("anthropic fake listening on {}", f.base_url()),
+            Running::Gemini(f) => format!("gemini fake listening on {}", f.base_url()),
             Running::Speech(f) => format!("openai speech fake listening on {}", f.base_url()),
             Running::ElevenLabs(f) => {
                 format!("elevenlabs fake listening on {} and {}", f.base_url(), f.ws_url())
@@ -352,6 +408,14 @@ async fn start(which: FakeCommand) -> anyhow::Result<Vec<Running>> {
             };
             vec![Running::Anthropic(
                 anthropic::AnthropicFake::start_on(at(a.port), config).await.with_context(|| ctx(a.port))?,
+            )]
+        }
+        FakeCommand::Gemini(a) => {
+            let port = a.llm.port;
+            vec![Running::Gemini(
+                gemini::GeminiFake::start_on(at(port), gemini_config(&a)?)
+                    .await
+                    .with_context(|| ctx(port))?,
             )]
         }
         FakeCommand::Tts(a) => {
@@ -417,6 +481,13 @@ async fn start(which: FakeCommand) -> anyhow::Result<Vec<Running>> {
                     faults: given("transcription"),
                 },
                 FakeCommand::Tools { port: port(6), faults: given("tools") },
+                // base + 7 is `fake twilio`'s default.
+                FakeCommand::Gemini(GeminiArgs {
+                    llm: llm(port(8), "gemini"),
+                    function_call_ids: false,
+                    block_prompts: Vec::new(),
+                    finish_reasons: Vec::new(),
+                }),
             ] {
                 all.extend(Box::pin(start(cmd)).await?);
             }
@@ -497,6 +568,30 @@ mod tests {
             panic!("elevenlabs")
         };
         assert_eq!(eleven(&a).unwrap().ws_faults[&0], fault::Fault::UnknownEvent { after: 1 });
+    }
+
+    #[test]
+    fn gemini_flags_script_refusals_and_faults() {
+        let FakeCommand::Gemini(a) = parse(&[
+            "gemini",
+            "--block-prompt",
+            "0=SAFETY",
+            "--finish-reason",
+            "2=RECITATION",
+            "--function-call-ids",
+            "--fault",
+            "1=status:429:retry-after=3",
+        ])
+        .unwrap() else {
+            panic!("gemini")
+        };
+        let c = gemini_config(&a).unwrap();
+        assert_eq!(c.block_reasons[&0], "SAFETY");
+        assert_eq!(c.finish_reasons[&2], "RECITATION");
+        assert!(c.function_call_ids);
+        assert_eq!(c.knobs.faults[&1], fault::Fault::Status { status: 429, retry_after_s: Some(3) });
+        let e = parse(&["gemini", "--block-prompt", "0=safety"]).unwrap_err();
+        assert!(e.contains("--block-prompt") && e.contains("REASON must be an enum name"), "{e}");
     }
 
     #[test]

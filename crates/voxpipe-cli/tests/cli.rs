@@ -481,14 +481,23 @@ fn post(url: &str, path: &str, body: &str) -> String {
 fn fake_all_takes_faults_aimed_at_one_fake_and_free_ports() {
     use std::io::{BufRead, BufReader};
     let mut child = voxpipe()
-        .args(["fake", "all", "--base-port", "0", "--fault", "llm:0=status:503:retry-after=2"])
+        .args([
+            "fake",
+            "all",
+            "--base-port",
+            "0",
+            "--fault",
+            "llm:0=status:503:retry-after=2",
+            "--fault",
+            "gemini:0=status:429:retry-after=1",
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut urls = std::collections::BTreeMap::new();
-    for line in lines.by_ref().take(7) {
+    for line in lines.by_ref().take(8) {
         let line = line.unwrap();
         let (what, rest) = line.split_once(" listening on ").unwrap_or_else(|| panic!("{line}"));
         urls.insert(what.to_string(), rest.split_whitespace().next().unwrap().to_string());
@@ -499,12 +508,23 @@ fn fake_all_takes_faults_aimed_at_one_fake_and_free_ports() {
     // The first request to the chat fake gets the fault; the second, and every other fake, not.
     let first = post(&chat, "/v1/chat/completions", body);
     let second = post(&chat, "/v1/chat/completions", body);
+    let gemini = urls["gemini fake"].clone();
+    let path = "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse&key=k";
+    let contents = r#"{"contents":[{"role":"user","parts":[{"text":"hi"}]}]}"#;
+    let limited = post(&gemini, path, contents);
+    let answered = post(&gemini, path, contents);
     let _ = child.kill();
     let _ = child.wait();
     assert!(first.starts_with("HTTP/1.1 503"), "{first}");
     assert!(first.to_ascii_lowercase().contains("retry-after: 2"), "{first}");
     assert!(second.starts_with("HTTP/1.1 200"), "{second}");
     assert_ne!(chat, anthropic, "each fake on its own free port");
+    assert!(gemini.ends_with("/v1beta"), "{gemini}");
+    assert!(
+        limited.starts_with("HTTP/1.1 429") && limited.to_ascii_lowercase().contains("retry-after: 1"),
+        "{limited}"
+    );
+    assert!(answered.starts_with("HTTP/1.1 200") && answered.contains("text/event-stream"), "{answered}");
 
     let out = voxpipe().args(["fake", "all", "--fault", "lm:0=status:503"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
