@@ -60,8 +60,12 @@ async fn settings_the_server_ignores_are_warnings_and_the_call_completes() {
         reply("Done, see you tomorrow.", 2500, "Book an appointment tomorrow."),
     ])
     .await;
-    let (events, summary) = run(dir.path(), &two_turns(), &fake, &[]).await;
+    // A voice OpenAI does not have: the server's own.
+    let (events, summary) = run(dir.path(), &two_turns(), &fake, &["stages[0].voice=joe"]).await;
 
+    let updates: Vec<_> =
+        fake.client_events().into_iter().filter(|e| e.json["type"] == "session.update").collect();
+    assert_eq!(updates[0].json["session"]["voice"], "joe");
     assert!(events_of(&events, "error").is_empty(), "{:?}", events_of(&events, "error"));
     assert_eq!(summary.end_reason.as_deref(), Some("end_of_input"));
     let warnings: Vec<&str> = events_of(&events, "provider_error")
@@ -99,5 +103,55 @@ async fn an_update_the_server_rejects_without_session_updated_stays_an_error() {
         ),
         "{text}"
     );
+    fake.shutdown().await;
+}
+
+fn metrics(events: &[serde_json::Value], name: &str) -> Vec<(u64, u64)> {
+    events_of(events, "metric")
+        .into_iter()
+        .filter(|m| m["name"] == name)
+        .map(|m| (m["turn"].as_u64().unwrap(), m["value_ms"].as_u64().unwrap()))
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn voice_to_voice_is_measured_on_the_audio_timeline_whatever_the_server_counts_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = compatible_fake(vec![reply("One.", 2500, "First."), reply("Two.", 2500, "Second.")]).await;
+    let call = two_turns();
+    let (events, _) = run(dir.path(), &call, &fake, &[]).await;
+
+    // The caller's speech as the log places it: where the call's audio has it, within a frame.
+    let at = |kind: &str| -> Vec<u64> {
+        events_of(&events, kind).iter().map(|e| e["at_ms"].as_u64().unwrap()).collect()
+    };
+    let marks = [call.mark("turn1"), call.mark("turn2")];
+    let (starts, stops) = (at("speech_started"), at("speech_stopped"));
+    assert_eq!((starts.len(), stops.len()), (2, 2), "{starts:?} {stops:?}");
+    for (i, (start, end)) in marks.iter().enumerate() {
+        assert!(
+            starts[i].abs_diff(*start) <= 20,
+            "turn {}: onset {} ms, the audio's {start} ms",
+            i + 1,
+            starts[i]
+        );
+        assert!(stops[i].abs_diff(*end) <= 20, "turn {}: end {} ms, the audio's {end} ms", i + 1, stops[i]);
+    }
+
+    // Voice-to-voice: from the end of the caller's speech to the reply heard in reply.wav.
+    let (samples, rate) = read_wav(&dir.path().join("reply.wav"));
+    let regions = active_regions(&samples, rate, 500, 150);
+    let v2v = metrics(&events, "voice_to_voice_ms");
+    assert_eq!(v2v.len(), 2, "{v2v:?}");
+    for (i, (_, end)) in marks.iter().enumerate() {
+        let heard = regions.iter().map(|r| r.0).find(|s| s > end).expect("a reply after the turn");
+        let (turn, ms) = v2v[i];
+        assert_eq!(turn, i as u64 + 1);
+        assert!(
+            ms.abs_diff(heard - end) <= 20,
+            "turn {turn}: voice-to-voice {ms} ms, the audio says {} ms",
+            heard - end
+        );
+    }
     fake.shutdown().await;
 }

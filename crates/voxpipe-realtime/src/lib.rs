@@ -24,11 +24,14 @@
 //! - [`session`]: `session.update` in GA and beta shapes.
 //! - [`events`]: decoded server events.
 //! - [`stage`]: the stage itself.
+//! - `timeline`: placing the server's VAD timestamps on the input timeline (the stage's clock
+//!   decides where the server's counting disagrees).
 
 pub mod config;
 pub mod events;
 pub mod session;
 pub mod stage;
+mod timeline;
 
 pub use config::{AudioFormat, Protocol, RealtimeConfig, TurnDetection, Voice};
 pub use stage::RealtimeStage;

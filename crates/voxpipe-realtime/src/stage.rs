@@ -2,6 +2,7 @@
 
 use crate::config::{AudioFormat, Protocol, RealtimeConfig, TurnDetection};
 use crate::events::ServerEvent;
+use crate::timeline::{Placed, Timeline, VadTiming};
 use crate::{Error, session};
 use async_trait::async_trait;
 use base64::Engine;
@@ -83,14 +84,23 @@ struct IgnoredSetting {
     message: String,
 }
 
-/// Opens the socket and completes the session handshake. Returns the settings the server
-/// ignored: an `error` the server follows with `session.updated` is a warning; one left
-/// without it rejects the session.
+/// A session ready for the call.
+struct Opened {
+    ws: Ws,
+    /// Settings the server said it ignored.
+    ignored: Vec<IgnoredSetting>,
+    /// The turn detection timing the server says it applies (`session.updated`).
+    vad: VadTiming,
+}
+
+/// Opens the socket and completes the session handshake. An `error` the server follows with
+/// `session.updated` is a warning (returned as an ignored setting); one left without it
+/// rejects the session.
 async fn connect(
     config: &RealtimeConfig,
     key: &Secret,
     tools: &[voxpipe_core::ToolSpec],
-) -> Result<(Ws, Vec<IgnoredSetting>), Error> {
+) -> Result<Opened, Error> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let sep = if config.url.contains('?') { '&' } else { '?' };
     let url = format!("{}{sep}model={}", config.url, config.model);
@@ -149,12 +159,13 @@ async fn connect(
                     None => Error::Timeout(config.connect_timeout_ms, "session.updated"),
                 });
             }
-            Ok(Ok(ServerEvent::SessionUpdated { .. })) => {
+            Ok(Ok(ServerEvent::SessionUpdated { session })) => {
                 let ignored = errors
                     .into_iter()
                     .map(|e| IgnoredSetting { field: e.field(), message: e.message })
                     .collect();
-                return Ok((ws, ignored));
+                let vad = VadTiming::from_session(&session, config);
+                return Ok(Opened { ws, ignored, vad });
             }
             Ok(Ok(ServerEvent::Error { error })) => {
                 deadline = deadline.min(tokio::time::Instant::now() + SESSION_ERROR_GRACE);
@@ -251,6 +262,10 @@ struct Session<'a> {
     /// Connection attempts this call may still spend on reconnecting.
     reconnects_left: u32,
     decoded: Vec<u8>,
+    /// Where the server's VAD events fall on the input timeline (the stage's own clock).
+    timeline: Timeline,
+    /// The server's prefix padding and end-of-turn silence, as its session says.
+    vad: VadTiming,
 }
 
 /// One conversation item as a new session can be given it (`conversation.item.create`).
@@ -316,7 +331,7 @@ impl Stage for RealtimeStage {
             () = ctx.cancel.cancelled() => return Ok(()),
             r = connect_within(&config, &self.api_key, ctx.tools.specs(), &mut reconnects_left) => r.map_err(|(e, _)| fail(e))?.0,
         };
-        let (ws, ignored) = ws;
+        let Opened { ws, ignored, vad } = ws;
         report_ignored(&ctx, ignored).await;
         info!(model = %config.model, protocol = ?config.protocol, "realtime session ready");
         let (mut stream, tx, mut writer) = open_link(ws);
@@ -328,6 +343,8 @@ impl Stage for RealtimeStage {
         let mut encoded: Vec<u8> = Vec::with_capacity(append_samples * 2);
         let mut b64 = String::new();
         let mut input_ended = false;
+        // Input-timeline end of the last input chunk.
+        let mut input_end = Duration::ZERO;
         let mut drain_deadline = None;
         let mut last_server_event = tokio::time::Instant::now();
         let mut settle = tokio::time::interval(Duration::from_millis(100));
@@ -357,6 +374,8 @@ impl Stage for RealtimeStage {
             history: Vec::new(),
             reconnects_left,
             decoded: Vec::new(),
+            timeline: Timeline::default(),
+            vad,
         };
 
         let stall_timeout = Duration::from_millis(config.stall_timeout_ms);
@@ -437,11 +456,16 @@ impl Stage for RealtimeStage {
                             send_append(&s.tx, config.audio_format, &append_buf[..append_samples], &mut encoded, &mut b64).await;
                             append_buf.drain(..append_samples);
                         }
+                        // The input timeline up to here is sent, but for what waits in the buffer.
+                        input_end = chunk.pts + chunk.duration();
+                        let waiting = voxpipe_core::audio::duration_of(append_buf.len(), wire_rate);
+                        s.timeline.sent(input_end.saturating_sub(waiting).as_millis() as u64);
                     }
                     Some(Frame::EndOfStream) | None => {
                         if !append_buf.is_empty() {
                             send_append(&s.tx, config.audio_format, &append_buf, &mut encoded, &mut b64).await;
                             append_buf.clear();
+                            s.timeline.sent(input_end.as_millis() as u64);
                         }
                         input_ended = true;
                         drain_deadline = Some(tokio::time::Instant::now() + Duration::from_millis(config.drain_timeout_ms));
@@ -456,6 +480,7 @@ impl Stage for RealtimeStage {
                         if !append_buf.is_empty() {
                             send_append(&s.tx, config.audio_format, &append_buf, &mut encoded, &mut b64).await;
                             append_buf.clear();
+                            s.timeline.sent(input_end.as_millis() as u64);
                         }
                         s.speech_active = false;
                         let _ = s.out.send(f).await;
@@ -515,7 +540,7 @@ async fn connect_within(
     key: &Secret,
     tools: &[voxpipe_core::ToolSpec],
     budget: &mut u32,
-) -> Result<((Ws, Vec<IgnoredSetting>), u32), (Error, u32)> {
+) -> Result<(Opened, u32), (Error, u32)> {
     let mut attempt = 1;
     loop {
         match connect(config, key, tools).await {
@@ -610,27 +635,35 @@ impl Session<'_> {
         i
     }
 
-    fn silence_ms(&self) -> u64 {
-        match &self.config.turn_detection {
-            TurnDetection::ServerVad { silence_duration_ms, .. } => *silence_duration_ms as u64,
-            _ => 0,
-        }
-    }
-
     async fn on_event(&mut self, ev: ServerEvent) -> Result<(), StageError> {
         match ev {
             ServerEvent::SpeechStarted { audio_start_ms, .. } => {
                 self.speech_active = true;
-                let onset = Duration::from_millis(audio_start_ms);
+                let (onset_ms, placed) = self.timeline.onset(audio_start_ms, self.vad.prefix_padding_ms);
+                if placed == Placed::OwnClock {
+                    debug!(
+                        audio_start_ms,
+                        onset_ms,
+                        "server speech onset disagrees with the audio sent; placed by the stage's clock"
+                    );
+                }
+                let onset = Duration::from_millis(onset_ms);
                 self.emit(Frame::SpeechStarted { at: onset }).await;
                 self.barge_in(onset).await;
             }
             ServerEvent::SpeechStopped { audio_end_ms } => {
                 self.speech_active = false;
-                // audio_end_ms includes the silence that ended the turn; report the speech end.
-                let end = audio_end_ms.saturating_sub(self.silence_ms());
+                // The speech end, read from audio_end_ms where it agrees with the audio sent.
+                let (end, placed) = self.timeline.speech_end(audio_end_ms, self.vad.silence_ms);
+                if placed == Placed::OwnClock {
+                    debug!(
+                        audio_end_ms,
+                        end, "server speech end disagrees with the audio sent; placed by the stage's clock"
+                    );
+                }
                 self.emit(Frame::SpeechStopped { at: Duration::from_millis(end) }).await;
             }
+            ServerEvent::Committed { .. } => self.timeline.committed(),
             ServerEvent::InputTranscriptDelta { item_id, delta } => {
                 let item = Some(self.item_id(&item_id));
                 self.emit(Frame::UserTranscript(Transcript { item, text: delta, is_final: false })).await;
@@ -725,9 +758,7 @@ impl Session<'_> {
                     })
                     .await;
             }
-            ServerEvent::SessionCreated { .. }
-            | ServerEvent::SessionUpdated { .. }
-            | ServerEvent::Committed { .. } => {}
+            ServerEvent::SessionCreated { .. } | ServerEvent::SessionUpdated { .. } => {}
             ServerEvent::Other => trace!("unhandled server event"),
         }
         Ok(())
@@ -1011,10 +1042,13 @@ impl Session<'_> {
             connect_within(self.config, key, self.ctx.tools.specs(), &mut self.reconnects_left)
                 .await
                 .map_err(|(e, attempts)| Error::Reconnect { attempts, last: e.to_string() })?;
-        let (ws, ignored) = ws;
+        let Opened { ws, ignored, vad } = ws;
         report_ignored(&self.ctx, ignored).await;
+        self.vad = vad;
         let (events, tx, writer) = open_link(ws);
         self.tx = tx;
+        // The new session counts its audio from here.
+        self.timeline.session_started();
 
         // What the old session was doing that the new one must do again.
         let mut reply_pending = self.awaiting_response || self.respond_after_done;
