@@ -204,6 +204,7 @@ fn every_shipped_pipeline_passes_check() {
             .arg(&path)
             .env("OPENAI_API_KEY", "sk-dummy")
             .env("ANTHROPIC_API_KEY", "sk-dummy")
+            .env("GEMINI_API_KEY", "dummy")
             .env("ELEVENLABS_API_KEY", "dummy")
             .env("FAKE_API_KEY", "sk-dummy")
             .env("VOXPIPE_MODEL_DIR", no_models.path())
@@ -213,6 +214,31 @@ fn every_shipped_pipeline_passes_check() {
         checked += 1;
     }
     assert!(checked >= 10, "only {checked} pipelines found");
+}
+
+/// The Gemini cascades are the OpenAI ones with the LLM stage swapped: same input, turns, ASR,
+/// TTS and tools.
+#[test]
+fn the_gemini_cascades_differ_from_the_openai_ones_only_in_their_llm() {
+    let read =
+        |f: &str| -> toml::Table { toml::from_str(&std::fs::read_to_string(repo(f)).unwrap()).unwrap() };
+    for (openai, gemini) in [
+        ("pipelines/cascade-openai.toml", "pipelines/cascade-gemini.toml"),
+        ("pipelines/cascade-fake.toml", "pipelines/cascade-gemini-fake.toml"),
+    ] {
+        let (a, b) = (read(openai), read(gemini));
+        for key in ["input", "turn", "tools"] {
+            assert_eq!(a.get(key), b.get(key), "{gemini}: `{key}` differs");
+        }
+        let (sa, sb) = (a["stages"].as_array().unwrap(), b["stages"].as_array().unwrap());
+        assert_eq!(
+            (sa[0].clone(), sa[2].clone()),
+            (sb[0].clone(), sb[2].clone()),
+            "{gemini}: ASR or TTS differs"
+        );
+        assert_eq!(sb[1]["kind"].as_str(), Some("llm.gemini"), "{gemini}");
+        assert_eq!(sa[1].get("instructions"), sb[1].get("instructions"), "{gemini}");
+    }
 }
 
 /// The light offline default is the offline default with another voice: same turns, ASR, LLM

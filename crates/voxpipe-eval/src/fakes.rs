@@ -1,12 +1,12 @@
-//! Offline mode: the Realtime, chat-completions and speech fakes started in-process for one
+//! Offline mode: the Realtime, chat-completions, Gemini and speech fakes started in-process for one
 //! call, and the `--set` overrides and test credentials that point a pipeline at them.
 //!
 //! Each call gets its own fakes (loopback, OS-chosen ports), scripted by the scenario's
 //! `[fake]` table and timed by the pipeline's [`FakeProfile`] (which replaces any timing the
 //! scenario's `[fake.realtime]` sets), with the pipeline's latency offset added on top, so
 //! calls never share fake state. Stages redirected: `realtime.openai` (`url`), `asr.openai`,
-//! `llm.openai` and `tts.openai` (`base_url`). Other remote stages keep their configured
-//! endpoints. The transcription fake answers each request with the next turn's words (`say`,
+//! `llm.openai`, `llm.gemini` and `tts.openai` (`base_url`). Other remote stages keep their
+//! configured endpoints. The transcription fake answers each request with the next turn's words (`say`,
 //! else `transcript`).
 //!
 //! Tools: `http` tools that point at the example tool server (`voxpipe fake tools`: a loopback
@@ -16,6 +16,7 @@
 use crate::error::EvalError;
 use crate::profile::FakeProfile;
 use crate::scenario::Scenario;
+use voxpipe_fakes::gemini::{GeminiFake, GeminiFakeConfig};
 use voxpipe_fakes::openai_chat::{ChatFake, ChatFakeConfig, ScriptedReply};
 use voxpipe_fakes::openai_speech::{SpeechFake, SpeechFakeConfig};
 use voxpipe_fakes::realtime::{RealtimeFake, RealtimeFakeConfig};
@@ -42,6 +43,7 @@ pub struct FakeDelay {
 pub struct CallFakes {
     realtime: Option<RealtimeFake>,
     chat: Option<ChatFake>,
+    gemini: Option<GeminiFake>,
     speech: Option<SpeechFake>,
     transcription: Option<TranscriptionFake>,
     tools: Option<ToolServer>,
@@ -69,6 +71,7 @@ impl CallFakes {
         let mut me = CallFakes {
             realtime: None,
             chat: None,
+            gemini: None,
             speech: None,
             transcription: None,
             tools: None,
@@ -114,6 +117,19 @@ impl CallFakes {
                     me.sets.push(format!("stages[{i}].base_url={}", fake.base_url()));
                     me.chat = Some(fake);
                 }
+                Some("gemini") => {
+                    let mut cfg = GeminiFakeConfig::default();
+                    if !script.llm.is_empty() {
+                        cfg.replies = script.llm.iter().map(ScriptedReply::from).collect();
+                    }
+                    cfg.knobs.time_to_first_token_ms = profile.gemini.first_token_ms.value;
+                    cfg.knobs.token_interval_ms = profile.gemini.token_interval_ms.value;
+                    let fake = GeminiFake::start(cfg)
+                        .await
+                        .map_err(|source| EvalError::Fake { fake: "gemini", source })?;
+                    me.sets.push(format!("stages[{i}].base_url={}", fake.base_url()));
+                    me.gemini = Some(fake);
+                }
                 Some("tts") => {
                     let mut cfg = SpeechFakeConfig { api_key: FAKE_KEY.into(), ..Default::default() };
                     cfg.time_to_first_byte_ms = add(profile.speech.first_byte_ms.value, delay.first_audio_ms);
@@ -154,6 +170,9 @@ impl CallFakes {
             f.shutdown().await;
         }
         if let Some(f) = self.chat {
+            f.stop().await;
+        }
+        if let Some(f) = self.gemini {
             f.stop().await;
         }
         drop(self.speech); // stops on drop

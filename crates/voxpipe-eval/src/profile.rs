@@ -45,7 +45,7 @@ pub struct Figure<T> {
 /// One row of a profile's table in the report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ProfileRow {
-    /// The fake (`realtime`, `chat`, `speech`, `transcription`).
+    /// The fake (`realtime`, `chat`, `gemini`, `speech`, `transcription`).
     pub fake: &'static str,
     /// The key (`first_audio_ms`).
     pub key: &'static str,
@@ -130,6 +130,16 @@ timings! {
 }
 
 timings! {
+    /// The Gemini fake (`llm.gemini` stages).
+    GeminiTimings / GeminiSpec = "gemini" {
+        /// Request → first SSE event, ms.
+        first_token_ms: u64,
+        /// Between later SSE events (one token-sized chunk each), ms.
+        token_interval_ms: u64,
+    }
+}
+
+timings! {
     /// The speech fake (`tts.openai` stages).
     SpeechTimings / SpeechSpec = "speech" {
         /// Request → first audio byte, ms.
@@ -163,6 +173,8 @@ struct ProfileSpec {
     #[serde(default)]
     chat: ChatSpec,
     #[serde(default)]
+    gemini: GeminiSpec,
+    #[serde(default)]
     speech: SpeechSpec,
     #[serde(default)]
     transcription: TranscriptionSpec,
@@ -175,6 +187,7 @@ impl ProfileSpec {
             description: self.description.or(base.description),
             realtime: self.realtime.or(base.realtime),
             chat: self.chat.or(base.chat),
+            gemini: self.gemini.or(base.gemini),
             speech: self.speech.or(base.speech),
             transcription: self.transcription.or(base.transcription),
         }
@@ -194,6 +207,8 @@ pub struct FakeProfile {
     pub realtime: RealtimeTimings,
     /// The chat-completions fake.
     pub chat: ChatTimings,
+    /// The Gemini fake.
+    pub gemini: GeminiTimings,
     /// The speech fake.
     pub speech: SpeechTimings,
     /// The transcription fake.
@@ -287,10 +302,11 @@ impl FakeProfile {
         let mut missing = Vec::new();
         let realtime = spec.realtime.resolve(&mut missing);
         let chat = spec.chat.resolve(&mut missing);
+        let gemini = spec.gemini.resolve(&mut missing);
         let speech = spec.speech.resolve(&mut missing);
         let transcription = spec.transcription.resolve(&mut missing);
-        let (Some(realtime), Some(chat), Some(speech), Some(transcription)) =
-            (realtime, chat, speech, transcription)
+        let (Some(realtime), Some(chat), Some(gemini), Some(speech), Some(transcription)) =
+            (realtime, chat, gemini, speech, transcription)
         else {
             let keys: Vec<String> = missing.iter().map(|k| format!("`{k}`")).collect();
             return Err(profile_error(
@@ -323,6 +339,7 @@ impl FakeProfile {
             origin: path.to_path_buf(),
             realtime,
             chat,
+            gemini,
             speech,
             transcription,
         })
@@ -333,6 +350,7 @@ impl FakeProfile {
         let mut out = Vec::new();
         self.realtime.rows(&mut out);
         self.chat.rows(&mut out);
+        self.gemini.rows(&mut out);
         self.speech.rows(&mut out);
         self.transcription.rows(&mut out);
         out
@@ -372,7 +390,7 @@ mod tests {
         assert_eq!(FakeProfile::builtin_names(), ["instant", "published"]);
         let published = FakeProfile::published();
         let rows = published.rows();
-        assert_eq!(rows.len(), 9);
+        assert_eq!(rows.len(), 11);
         for r in &rows {
             let source = r.source.as_deref().unwrap_or("");
             assert!(source.len() > 10, "{}.{} has no source", r.fake, r.key);
@@ -387,6 +405,8 @@ mod tests {
         assert!(published.realtime.first_audio_ms.value >= 500);
         let instant = FakeProfile::instant();
         assert_eq!(instant.chat.first_token_ms.value, 0);
+        assert_eq!((instant.gemini.first_token_ms.value, instant.gemini.token_interval_ms.value), (0, 0));
+        assert!(published.gemini.first_token_ms.value > 0 && published.gemini.token_interval_ms.value > 0);
         assert_eq!(instant.speech.first_byte_ms.value, 0);
         assert!(!published.same_timing(&instant));
         assert!(FakeProfile::select("published").unwrap().same_timing(&published));

@@ -1,0 +1,155 @@
+//! `llm.gemini` end to end: `pipelines/cascade-gemini-fake.toml` (real local whisper, the
+//! Gemini fake, the speech fake) on the real clock, and `voxpipe ab --fakes` starting a Gemini
+//! fake for a Gemini cascade, timed by the profile's `gemini` table, on a virtual clock.
+
+use voxpipe_cli::{RunArgs, run_pipeline};
+use voxpipe_core::RunOptions;
+use voxpipe_e2e::*;
+use voxpipe_eval::breakdown::Stage;
+use voxpipe_eval::{AbOptions, AbReport, FakeProfile, run_ab};
+use voxpipe_fakes::gemini::{GeminiFake, GeminiFakeConfig};
+use voxpipe_fakes::openai_speech::{SpeechFake, SpeechFakeConfig};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cascade_gemini_fake_sends_whisper_transcripts_to_gemini_and_speaks_its_replies() {
+    let store = voxpipe_models::ModelStore::from_env().unwrap();
+    store.pull("whisper-tiny.en", &voxpipe_models::NoProgress).await.unwrap();
+    let gemini =
+        GeminiFake::start(GeminiFakeConfig { api_key: Some("sk-fake".into()), ..Default::default() })
+            .await
+            .unwrap(); // echoes the caller
+    let speech = SpeechFake::start(SpeechFakeConfig { api_key: "sk-fake".into(), ..Default::default() })
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let args = RunArgs {
+        pipeline: repo_path("pipelines/cascade-gemini-fake.toml"),
+        input: Some(repo_path("samples/two-turns.wav")),
+        output: Some(dir.path().join("reply.wav")),
+        events: Some(dir.path().join("events.jsonl")),
+        profile: None,
+        sets: vec![
+            format!("stages[1].base_url={}", gemini.base_url()),
+            format!("stages[2].base_url={}", speech.base_url()),
+        ],
+        quiet: true,
+    };
+    let env = vec![("FAKE_API_KEY".to_string(), "sk-fake".to_string())];
+    run_pipeline(&args, env, RunOptions::default()).await.unwrap();
+    let events = read_events(&dir.path().join("events.jsonl"));
+    let users: Vec<String> = events_of(&events, "user_transcript")
+        .iter()
+        .map(|e| e["text"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(users.len(), 2, "{users:?}");
+
+    // One request per turn: the transcript as the last user turn, the history before it.
+    let requests = gemini.requests();
+    assert_eq!(requests.len(), 2);
+    for (req, user) in requests.iter().zip(&users) {
+        assert_eq!(req.header("x-goog-api-key"), Some("[redacted]"));
+        assert!(
+            req.body["systemInstruction"]["parts"][0]["text"].as_str().unwrap().contains("customer-service")
+        );
+        assert_eq!(req.body["generationConfig"]["thinkingConfig"]["thinkingBudget"], 0);
+        assert_eq!(req.body["tools"][0]["functionDeclarations"][0]["name"], "get_order_status");
+        let last = req.body["contents"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(last["role"], "user");
+        assert_eq!(last["parts"][0]["text"].as_str().unwrap(), user.as_str());
+    }
+    let roles: Vec<&str> = requests[1].body["contents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["user", "model", "user"]);
+
+    // The speech fake spoke each echo.
+    let spoken: String = speech
+        .requests()
+        .iter()
+        .map(|r| r.body["input"].as_str().unwrap().to_string())
+        .collect::<Vec<_>>()
+        .join(" ");
+    for user in &users {
+        let words: Vec<&str> = user.split_whitespace().take(3).collect();
+        assert!(spoken.contains(&words.join(" ")), "{user:?} not spoken back: {spoken:?}");
+    }
+    assert_eq!(events_of(&events, "provider_error").len(), 0);
+}
+
+const TWO_TURNS: &str = r#"
+[[turns]]
+say = "Hello, I need to book an appointment."
+[[turns]]
+say = "Tomorrow morning, please."
+gap_ms = 5000
+reply_must_contain = ["tomorrow"]
+
+[[fake.llm]]
+text = "Sure, when would you like to come in?"
+[[fake.llm]]
+text = "Booked for tomorrow morning. See you then."
+"#;
+
+fn llm_first_token_median(report: &AbReport, label: &str) -> f64 {
+    let mut v: Vec<u64> = report
+        .calls
+        .iter()
+        .filter(|c| c.pipeline == label && c.error.is_none())
+        .flat_map(|c| c.turns.iter())
+        .filter_map(|t| t.breakdown.as_ref()?.get(Stage::LlmFirstToken))
+        .collect();
+    v.sort();
+    assert_eq!(v.len(), 2, "{label}: both turns answered");
+    v[v.len() / 2] as f64
+}
+
+#[tokio::test(start_paused = true)]
+async fn ab_with_fakes_serves_a_gemini_cascade_from_a_gemini_fake_timed_by_its_own_profile_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenarios = dir.path().join("scenarios");
+    std::fs::create_dir_all(scenarios.join("booking")).unwrap();
+    std::fs::write(scenarios.join("booking/scenario.toml"), TWO_TURNS).unwrap();
+    // The phone cascade on the fakes, with Gemini as its LLM.
+    let chat = std::fs::read_to_string(repo_path("pipelines/phone-cascade-fake.toml")).unwrap();
+    let gemini =
+        chat.replace("name = \"phone-cascade-fake\"", "name = \"phone-cascade-gemini-fake\"").replace(
+            "kind = \"llm.openai\"\nbase_url = \"http://127.0.0.1:8788/v1\"",
+            "kind = \"llm.gemini\"\nbase_url = \"http://127.0.0.1:8795/v1beta\"",
+        );
+    assert!(gemini.contains("llm.gemini"));
+    let gemini_file = dir.path().join("phone-cascade-gemini-fake.toml");
+    std::fs::write(&gemini_file, gemini).unwrap();
+
+    // Gemini 300 ms slower to its first token than the chat fake, in one profile for both.
+    let profile_file = dir.path().join("slow-gemini.toml");
+    let published = FakeProfile::published();
+    let slower = published.chat.first_token_ms.value + 300;
+    std::fs::write(
+        &profile_file,
+        format!("extends = \"published\"\n[gemini]\nfirst_token_ms = {{ value = {slower} }}\n"),
+    )
+    .unwrap();
+    let profile = FakeProfile::select(profile_file.to_str().unwrap()).unwrap();
+    let mut opts = AbOptions::new(
+        vec![repo_path("pipelines/phone-cascade-fake.toml"), gemini_file.clone()],
+        scenarios,
+        dir.path().join("out"),
+    );
+    opts.start_fakes = true;
+    opts.progress = false;
+    opts.fake_profiles = vec![profile.clone(), profile];
+    let report = run_ab(opts).await.unwrap();
+    assert_eq!(report.failures().count(), 0, "{:?}", report.failures().collect::<Vec<_>>());
+
+    let (a, b) = (llm_first_token_median(&report, "A"), llm_first_token_median(&report, "B"));
+    assert!(
+        (250.0..=350.0).contains(&(b - a)),
+        "the Gemini fake answered B, 300 ms later: A {a} ms, B {b} ms"
+    );
+    let md = std::fs::read_to_string(&report.report).unwrap();
+    assert!(md.contains(&format!("| gemini | `first_token_ms` | {slower} | {slower} | B |")), "{md}");
+    assert!(md.contains("| chat | `first_token_ms` | 400 | 400 | A |"), "{md}");
+}
