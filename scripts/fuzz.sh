@@ -18,6 +18,7 @@ targets=(
   voxpipe-llm:fuzz_sse_parser
   voxpipe-llm:fuzz_openai_chat_stream
   voxpipe-llm:fuzz_anthropic_stream
+  voxpipe-llm:fuzz_gemini_stream
   voxpipe-tts:fuzz_elevenlabs_messages
   voxpipe-twilio:fuzz_twilio_media_stream
   voxpipe-transport:fuzz_wav_reader

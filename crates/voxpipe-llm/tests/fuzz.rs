@@ -1,4 +1,4 @@
-//! Fuzz targets (proptest, on stable): the SSE parser and both stream accumulators. Each
+//! Fuzz targets (proptest, on stable): the SSE parser and the stream accumulators. Each
 //! runs a few hundred cases under `cargo test`; `scripts/fuzz.sh` runs each for minutes.
 //!
 //! Properties: nothing panics, whatever the bytes; a stream split into chunks anywhere yields
@@ -12,6 +12,7 @@ use fuzz_support::{Damage, apply, damage, field, fuzz, json_scalar, object, raw_
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use voxpipe_llm::anthropic::accumulate::MessageAccumulator;
+use voxpipe_llm::gemini::accumulate::GenerateAccumulator;
 use voxpipe_llm::openai::accumulate::ChatAccumulator;
 use voxpipe_llm::sse::{Event, Parser, TooLarge};
 
@@ -350,6 +351,103 @@ fn fuzz_anthropic_stream() {
             }
         }
         let _ = (acc.usage(), acc.text(), acc.stop_reason(), acc.blocks().len());
+        let _ = acc.into_round();
+        Ok(())
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Gemini streamGenerateContent
+
+fn gemini_part() -> impl Strategy<Value = Value> {
+    let args = prop_oneof![Just(json!({})), Just(json!({"city": "Paris"})), json_scalar(), Just(Value::Null)];
+    prop_oneof![
+        4 => (field(text().prop_map(Value::String), |v| v), field(any::<bool>().prop_map(Value::Bool), |v| v))
+            .prop_map(|(t, thought)| object(vec![("text", t), ("thought", thought)])),
+        2 => (
+            field(text().prop_map(Value::String), |v| v),
+            field(args, |v| v),
+            field(text().prop_map(Value::String), |v| v),
+            field(text().prop_map(Value::String), |v| v),
+        )
+            .prop_map(|(name, args, id, sig)| {
+                let fc = object(vec![("name", name), ("args", args), ("id", id)]);
+                object(vec![("functionCall", Some(fc)), ("thoughtSignature", sig)])
+            }),
+        1 => json_scalar().prop_map(|v| json!({"executableCode": v})),
+        1 => json_scalar(),
+    ]
+}
+
+fn gemini_chunk() -> impl Strategy<Value = Value> {
+    let count = || field(prop_oneof![0..1000u64, Just(u64::MAX), any::<u64>()].prop_map(|n| json!(n)), |v| v);
+    let usage = (count(), count(), count(), count(), count()).prop_map(|(p, c, t, k, u)| {
+        object(vec![
+            ("promptTokenCount", p),
+            ("candidatesTokenCount", c),
+            ("thoughtsTokenCount", t),
+            ("cachedContentTokenCount", k),
+            ("toolUsePromptTokenCount", u),
+        ])
+    });
+    let reason = prop_oneof![
+        Just("STOP"),
+        Just("MAX_TOKENS"),
+        Just("SAFETY"),
+        Just("MALFORMED_FUNCTION_CALL"),
+        Just("")
+    ];
+    let candidate = (
+        field(
+            proptest::collection::vec(gemini_part(), 0..4).prop_map(|p| json!({"role": "model", "parts": p})),
+            |v| v,
+        ),
+        field(reason.prop_map(|r| json!(r)), |v| v),
+        field(prop_oneof![Just(0u64), 1..3u64].prop_map(|i| json!(i)), |v| v),
+    )
+        .prop_map(|(content, finish, index)| {
+            object(vec![("content", content), ("finishReason", finish), ("index", index)])
+        });
+    prop_oneof![
+        6 => (field(proptest::collection::vec(candidate, 0..3).prop_map(Value::Array), |v| v), field(usage, |v| v))
+            .prop_map(|(c, u)| object(vec![("candidates", c), ("usageMetadata", u)])),
+        1 => json_scalar().prop_map(|r| json!({"promptFeedback": {"blockReason": r}})),
+        1 => json_scalar().prop_map(|s| json!({"error": {"code": 500, "status": s, "message": "x"}})),
+        1 => json_scalar(),
+    ]
+}
+
+#[test]
+fn fuzz_gemini_stream() {
+    let input = (
+        prop_oneof![
+            4 => (proptest::collection::vec((gemini_chunk(), damage()), 0..12), line_end()).prop_map(Some),
+            1 => Just(None),
+        ],
+        raw_text(),
+        proptest::collection::vec(0.0..1.0f64, 0..8),
+    );
+    fuzz("gemini_stream", 384, input, |(stream, raw, fractions)| {
+        let bytes = match &stream {
+            Some((chunks, end)) => {
+                let payloads: Vec<(Option<&str>, String)> =
+                    chunks.iter().map(|(c, d)| (None, apply(&c.to_string(), d))).collect();
+                to_sse(&payloads, end)
+            }
+            None => raw.into_bytes(),
+        };
+        let events = events_of(&bytes, &cuts(&bytes, &fractions));
+        let mut acc = GenerateAccumulator::new();
+        let mut deltas = Vec::new();
+        for e in &events {
+            if let Err(err) = acc.push_data(&e.data, &mut deltas) {
+                prop_assert!(err.to_string().starts_with("gemini: "), "{err}");
+                break;
+            }
+        }
+        // What was spoken is what history keeps.
+        prop_assert_eq!(acc.text(), deltas.concat());
+        let _ = (acc.usage(), acc.finish_reason(), acc.parts().len());
         let _ = acc.into_round();
         Ok(())
     });
