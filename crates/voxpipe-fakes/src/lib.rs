@@ -10,6 +10,7 @@ pub mod anthropic;
 pub mod elevenlabs;
 pub mod fault;
 pub mod gemini;
+pub mod gemini_live;
 pub mod openai_chat;
 pub mod openai_speech;
 pub mod realtime;

@@ -52,7 +52,7 @@
 //! fails every upgrade). Not modelled: `idle_timeout_ms`, transcription-only sessions, SIP,
 //! audio bytes in `conversation.item.retrieved`.
 
-mod audio;
+pub(crate) mod audio;
 mod azure;
 mod calls;
 mod config;
@@ -62,8 +62,8 @@ mod items;
 mod response;
 #[cfg(feature = "webrtc")]
 mod rtc;
-mod session;
-mod vad;
+pub(crate) mod session;
+pub(crate) mod vad;
 mod validate;
 
 use std::net::{Ipv4Addr, SocketAddr};
