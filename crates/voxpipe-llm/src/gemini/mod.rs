@@ -101,7 +101,8 @@ pub struct Gemini {
 #[derive(Debug)]
 pub(crate) struct GenerateProvider {
     config: GeminiConfig,
-    api_key: Secret,
+    /// The key as the `x-goog-api-key` value, marked sensitive (its `Debug` hides it).
+    api_key: reqwest::header::HeaderValue,
     url: String,
     settings: Settings,
 }
@@ -111,7 +112,7 @@ impl Gemini {
     ///
     /// # Errors
     /// [`Error::Config`] for a base URL that is not http(s), a model id that cannot go in the
-    /// URL, or a `max_output_tokens` of 0.
+    /// URL, a key that cannot go in a header, or a `max_output_tokens` of 0.
     pub fn new(config: GeminiConfig, api_key: Secret) -> Result<Self, Error> {
         let name = GenerateProvider::NAME;
         let config_error = |message: String| Error::Config { provider: name, message };
@@ -125,6 +126,11 @@ impl Gemini {
         if config.max_output_tokens == Some(0) {
             return Err(config_error("max_output_tokens must be at least 1".into()));
         }
+        let Ok(mut api_key) = reqwest::header::HeaderValue::from_str(api_key.expose()) else {
+            let message = format!("the key in {} is not a valid HTTP header value", config.api_key_env);
+            return Err(config_error(message));
+        };
+        api_key.set_sensitive(true);
         let path = format!("models/{id}:streamGenerateContent?alt=sse");
         let url = crate::driver::endpoint(name, &config.base_url, &path)?;
         let settings =
@@ -197,10 +203,7 @@ impl Provider for GenerateProvider {
     }
 
     fn request(&self, client: &reqwest::Client, body: &Value) -> reqwest::RequestBuilder {
-        let mut key = reqwest::header::HeaderValue::from_str(self.api_key.expose())
-            .unwrap_or_else(|_| reqwest::header::HeaderValue::from_static(""));
-        key.set_sensitive(true);
-        client.post(&self.url).header("x-goog-api-key", key).json(body)
+        client.post(&self.url).header("x-goog-api-key", self.api_key.clone()).json(body)
     }
 
     fn model(&self) -> &str {
@@ -409,7 +412,7 @@ mod tests {
         GenerateProvider {
             settings: Settings::new("llm.gemini", 4, &HttpConfig::default(), &Default::default()),
             url: String::new(),
-            api_key: Secret::new("k"),
+            api_key: reqwest::header::HeaderValue::from_static("k"),
             config,
         }
     }
@@ -451,16 +454,24 @@ mod tests {
                 base_url: "http://127.0.0.1:9/v1beta/".into(),
                 ..Default::default()
             };
-            Gemini::new(config, Secret::new("k")).map(|g| format!("{g:?}"))
+            Gemini::new(config, Secret::new("AIza-debug-key")).map(|g| format!("{g:?}"))
         };
         let dbg = url("models/gemini-2.0-flash").unwrap();
         assert!(
             dbg.contains("http://127.0.0.1:9/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse"),
             "{dbg}"
         );
-        assert!(!dbg.contains("\"k\""), "the key is redacted in Debug: {dbg}");
+        assert!(
+            !dbg.contains("AIza-debug-key") && dbg.contains("Sensitive"),
+            "the key is hidden in Debug: {dbg}"
+        );
         let e = url("gemini/../x").unwrap_err().to_string();
         assert!(e.contains("model must be a model id"), "{e}");
+        let e = Gemini::new(GeminiConfig::default(), Secret::new("AIza\nsecret")).unwrap_err().to_string();
+        assert!(
+            e.contains("the key in GEMINI_API_KEY is not a valid HTTP header value") && !e.contains("secret"),
+            "{e}"
+        );
     }
 
     #[test]
