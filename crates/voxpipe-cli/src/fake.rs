@@ -6,7 +6,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use voxpipe_fakes::fault::{self, FaultSpec, Faults};
 use voxpipe_fakes::{
-    anthropic, elevenlabs, gemini, openai_chat, openai_speech, realtime, tool_server, transcription,
+    anthropic, elevenlabs, gemini, gemini_live, openai_chat, openai_speech, realtime, tool_server,
+    transcription,
 };
 
 /// `--fault` help: the grammar (also in README's fakes section).
@@ -92,6 +93,20 @@ pub enum FakeCommand {
     /// Gemini `streamGenerateContent?alt=sse` at http://127.0.0.1:PORT/v1beta (key in
     /// `x-goog-api-key` or `?key=`).
     Gemini(GeminiArgs),
+    /// The Gemini Live API (`BidiGenerateContent`): the WebSocket at
+    /// ws://127.0.0.1:PORT/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent
+    /// (key in `?key=` or `x-goog-api-key`).
+    GeminiLive {
+        /// Port on 127.0.0.1 (0 picks a free one; the URL is printed).
+        #[arg(long, default_value_t = 8796)]
+        port: u16,
+        /// Fake settings (TOML): scripted turns, pacing, VAD, `go_away_after_ms`, faults
+        /// (`faults = […]`, by connection).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long = "fault", value_name = "SPEC", value_parser = fault_spec, help = FAULT_HELP)]
+        faults: Vec<FaultSpec>,
+    },
     /// OpenAI speech (`/v1/audio/speech`, raw PCM) at http://127.0.0.1:PORT/v1.
     Tts(TtsArgs),
     /// ElevenLabs TTS (HTTP stream and stream-input WebSocket) at http://127.0.0.1:PORT/v1.
@@ -128,7 +143,7 @@ pub enum FakeCommand {
     },
     /// Every fake at once, on consecutive ports from `--base-port` (realtime, llm, anthropic,
     /// tts, elevenlabs, transcription, tools; gemini at base + 8, as the twilio fake's default
-    /// is base + 7), as the `*-fake.toml` pipelines expect.
+    /// is base + 7; gemini-live at base + 9), as the `*-fake.toml` pipelines expect.
     All {
         /// The first port; the others follow it (0: each fake picks a free port).
         #[arg(long, default_value_t = 8787)]
@@ -137,7 +152,8 @@ pub enum FakeCommand {
         #[arg(long)]
         llm_replies: Option<PathBuf>,
         /// Inject a fault into one of the fakes (repeatable): FAKE:SPEC, FAKE one of realtime,
-        /// llm, anthropic, gemini, tts, elevenlabs, elevenlabs-ws, transcription, tools; SPEC as that
+        /// llm, anthropic, gemini, gemini-live, tts, elevenlabs, elevenlabs-ws, transcription,
+        /// tools; SPEC as that
         /// fake's `--fault` (e.g. `llm:0=status:503`, `realtime:0=cut-after:3`).
         #[arg(long = "fault", value_name = "FAKE:SPEC", value_parser = named_fault_spec)]
         faults: Vec<NamedFault>,
@@ -150,6 +166,7 @@ const FAULT_TARGETS: &[&str] = &[
     "llm",
     "anthropic",
     "gemini",
+    "gemini-live",
     "tts",
     "elevenlabs",
     "elevenlabs-ws",
@@ -351,6 +368,7 @@ enum Running {
     Chat(openai_chat::ChatFake),
     Anthropic(anthropic::AnthropicFake),
     Gemini(gemini::GeminiFake),
+    GeminiLive(gemini_live::GeminiLiveFake),
     Speech(openai_speech::SpeechFake),
     ElevenLabs(elevenlabs::ElevenLabsFake),
     Transcription(transcription::TranscriptionFake),
@@ -370,6 +388,7 @@ impl Running {
             Running::Chat(f) => format!("chat-completions fake listening on {}", f.base_url()),
             Running::Anthropic(f) => format!("anthropic fake listening on {}", f.base_url()),
             Running::Gemini(f) => format!("gemini fake listening on {}", f.base_url()),
+            Running::GeminiLive(f) => format!("gemini live fake listening on {}", f.url()),
             Running::Speech(f) => format!("openai speech fake listening on {}", f.base_url()),
             Running::ElevenLabs(f) => {
                 format!("elevenlabs fake listening on {} and {}", f.base_url(), f.ws_url())
@@ -416,6 +435,14 @@ async fn start(which: FakeCommand) -> anyhow::Result<Vec<Running>> {
                 gemini::GeminiFake::start_on(at(port), gemini_config(&a)?)
                     .await
                     .with_context(|| ctx(port))?,
+            )]
+        }
+        FakeCommand::GeminiLive { port, config, faults: flags } => {
+            let mut config: gemini_live::GeminiLiveFakeConfig = load_toml(config.as_deref())?;
+            config.faults =
+                faults("gemini-live", "--fault", &config.faults, &flags, gemini_live::SUPPORTED_FAULTS)?;
+            vec![Running::GeminiLive(
+                gemini_live::GeminiLiveFake::bind(at(port), config).await.with_context(|| ctx(port))?,
             )]
         }
         FakeCommand::Tts(a) => {
@@ -488,6 +515,11 @@ async fn start(which: FakeCommand) -> anyhow::Result<Vec<Running>> {
                     block_prompts: Vec::new(),
                     finish_reasons: Vec::new(),
                 }),
+                FakeCommand::GeminiLive {
+                    port: port(9),
+                    config: None,
+                    faults: faults_for(&named, "gemini-live"),
+                },
             ] {
                 all.extend(Box::pin(start(cmd)).await?);
             }
@@ -610,6 +642,26 @@ mod tests {
         };
         let e = faults("realtime", "--fault", &Faults::new(), &f, realtime::SUPPORTED_FAULTS).unwrap_err();
         assert!(e.to_string().contains("does not implement `wrong-content-type`"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn gemini_live_takes_its_config_and_faults_and_runs_in_fake_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("live.toml");
+        std::fs::write(&path, "go_away_after_ms = 500\nfaults = [\"0=cut-after:2\"]\n").unwrap();
+        let p = path.to_str().unwrap();
+        let cmd =
+            parse(&["gemini-live", "--port", "0", "--config", p, "--fault", "1=stall-after:1"]).unwrap();
+        let running = start(cmd).await.unwrap();
+        let text = running[0].describe();
+        assert!(text.starts_with("gemini live fake listening on ws://127.0.0.1:"), "{text}");
+        assert!(text.ends_with(gemini_live::PATH), "{text}");
+        let e = parse(&["gemini-live", "--fault", "0=wrong-content-type"]).unwrap();
+        let e = format!("{:#}", start(e).await.err().unwrap());
+        assert!(e.contains("the gemini-live fake does not implement `wrong-content-type`"), "{e}");
+        let all = parse(&["all", "--base-port", "0", "--fault", "gemini-live:0=cut-after:1"]).unwrap();
+        let running = start(all).await.unwrap();
+        assert!(running.iter().any(|r| r.describe().starts_with("gemini live fake listening on")));
     }
 
     #[test]

@@ -72,8 +72,9 @@ pub struct GeminiLiveFakeConfig {
     /// ([`crate::fault`]) of the kinds in [`SUPPORTED_FAULTS`]. A chunk is a `modelTurn`
     /// message: `cut-after:N` drops the TCP connection (no close frame) after N of them,
     /// `stall-after:N` stops the turn after N (the socket stays open), `malformed` and
-    /// `unknown-event` send one such message before chunk N, `slow:MS` spaces chunks at
-    /// least MS apart, `status:CODE` refuses that upgrade with Google's error body.
+    /// `unknown-event` send one such message before chunk N (`oversize` a text part of that
+    /// size), `slow:MS` spaces chunks at least MS apart, `status:CODE` refuses that upgrade
+    /// with Google's error body.
     #[serde(
         default,
         with = "crate::fault::serde_list",
@@ -84,7 +85,7 @@ pub struct GeminiLiveFakeConfig {
 
 /// The fault kinds the Gemini Live fake implements.
 pub const SUPPORTED_FAULTS: &[&str] =
-    &["status", "stall-after", "cut-after", "malformed", "unknown-event", "slow"];
+    &["status", "stall-after", "cut-after", "malformed", "unknown-event", "slow", "oversize"];
 
 impl Default for GeminiLiveFakeConfig {
     fn default() -> Self {
