@@ -106,6 +106,10 @@ async fn an_update_the_server_rejects_without_session_updated_stays_an_error() {
     fake.shutdown().await;
 }
 
+fn t_ms(e: &serde_json::Value) -> u64 {
+    e["t_ms"].as_u64().unwrap()
+}
+
 fn metrics(events: &[serde_json::Value], name: &str) -> Vec<(u64, u64)> {
     events_of(events, "metric")
         .into_iter()
@@ -153,5 +157,63 @@ async fn voice_to_voice_is_measured_on_the_audio_timeline_whatever_the_server_co
             heard - end
         );
     }
+    // Each reply came in three bursts and was heard as three stretches: one item each, started
+    // once and finished once with its whole length.
+    assert!(regions.len() >= 6, "{regions:?}");
+    let started = events_of(&events, "playout_started");
+    let finished = events_of(&events, "playout_finished");
+    assert_eq!((started.len(), finished.len()), (2, 2), "{started:?} {finished:?}");
+    for f in &finished {
+        assert!(f["played_ms"].as_u64().unwrap().abs_diff(2500) <= 20, "{f}");
+    }
+    fake.shutdown().await;
+}
+
+/// Turn 1, then the caller talks over the second burst of its reply (the first plays from
+/// about 3.2 s, the second after a pause, from about 4.8 s).
+fn barge_in_call() -> Call {
+    Call::default().silence(1000).tone("turn1", 1500).silence(2700).tone("barge", 800).silence(5000)
+}
+
+#[tokio::test(start_paused = true)]
+async fn barge_in_latency_is_measured_from_the_callers_onset_to_the_silence_heard() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake =
+        compatible_fake(vec![reply("A long story.", 4000, "Tell me."), reply("Yes?", 1000, "Wait.")]).await;
+    let call = barge_in_call();
+    let (events, _) = run(dir.path(), &call, &fake, &[]).await;
+
+    let interrupts = events_of(&events, "interrupt");
+    assert_eq!(interrupts.len(), 1, "{interrupts:?}");
+    let (onset, _) = call.mark("barge");
+    let (samples, rate) = read_wav(&dir.path().join("reply.wav"));
+    let regions = active_regions(&samples, rate, 500, 150);
+    let cut =
+        regions.iter().find(|r| r.0 < onset && r.1 > onset).expect("the reply was playing at the onset");
+    assert!(regions.iter().any(|r| r.1 < cut.0 && r.0 > call.mark("turn1").1), "a pause before: {regions:?}");
+    let latency = metrics(&events, "interruption_latency_ms");
+    assert_eq!(latency.len(), 1, "{latency:?}");
+    assert!(
+        latency[0].1.abs_diff(cut.1 - onset) <= 20,
+        "interruption latency {} ms; the audio went quiet {} ms after the onset",
+        latency[0].1,
+        cut.1 - onset
+    );
+    // One start per item however its audio came, and one played length for the barge-in.
+    let started = events_of(&events, "playout_started");
+    let mut items: Vec<&str> = started.iter().map(|e| e["item"].as_str().unwrap()).collect();
+    let n = items.len();
+    items.dedup();
+    assert_eq!(items.len(), n, "playout_started twice for an item: {started:?}");
+    let item = interrupts[0]["item"].as_str().unwrap();
+    let finished: Vec<_> =
+        events_of(&events, "playout_finished").into_iter().filter(|e| e["item"] == item).collect();
+    assert_eq!(finished.len(), 1, "{finished:?}");
+    assert_eq!(finished[0]["played_ms"], interrupts[0]["played_ms"], "{finished:?} vs {:?}", interrupts[0]);
+    assert_eq!(finished[0]["interrupted"], true);
+    // The server cannot truncate: it says so, and the call goes on.
+    assert!(events_of(&events, "error").is_empty());
+    assert_eq!(events_of(&events, "truncate").len(), 1);
+    assert!(t_ms(interrupts[0]) >= onset);
     fake.shutdown().await;
 }

@@ -17,8 +17,44 @@ use tokio::time::MissedTickBehavior;
 use voxpipe_core::audio::{CHUNK_MS, SampleRate, StreamResampler};
 use voxpipe_core::{CallContext, Control, EventKind, Frame, Inbox, ItemId, OutputAudio, Samples, StageError};
 
-/// How long the queue may run dry in the middle of an item before the item counts as over.
+/// How long the queue may run dry in the middle of an item before the item counts as over
+/// (and the caller as hearing nothing).
 const UNDERRUN_GRACE_MS: u64 = 200;
+/// While the item's response is still being generated, how long its audio may pause (a server
+/// that sends a reply sentence by sentence) before the item counts as over all the same.
+const ITEM_GAP_MAX_MS: u64 = 5000;
+
+/// What the sink knows of the responses its audio comes from: whether more of the playing
+/// item may still come.
+#[derive(Debug, Default)]
+struct Producer {
+    /// A response started and has not ended (`ResponseStarted` without `ResponseDone` yet).
+    open: bool,
+    /// The item audio was last queued for.
+    last_queued: Option<ItemId>,
+    /// The item that was last queued when a response ended: none of its audio is to come.
+    done: Option<ItemId>,
+}
+
+impl Producer {
+    fn observe(&mut self, frame: &Frame) {
+        match frame {
+            Frame::ResponseStarted(_) => self.open = true,
+            Frame::ResponseDone(_) => {
+                self.open = false;
+                self.done = self.last_queued.clone();
+            }
+            Frame::OutputAudio(a) => self.last_queued = Some(a.item.clone()),
+            _ => {}
+        }
+    }
+
+    /// Whether `item`, its queued audio all played, may still get more (a pause between bursts
+    /// of one reply), rather than being over.
+    fn may_continue(&self, item: &ItemId) -> bool {
+        self.open && self.done.as_ref() != Some(item)
+    }
+}
 
 /// Where played audio goes: a file, stdout, a socket.
 #[async_trait]
@@ -92,6 +128,7 @@ pub async fn run_playout(
     let mut end_of_stream = false;
     let mut last_flush = 0u64;
     let mut dry_ms = 0u64;
+    let mut producer = Producer::default();
 
     loop {
         tokio::select! {
@@ -100,7 +137,9 @@ pub async fn run_playout(
             msg = control.recv() => match msg {
                 Ok(Control::Interrupt { onset, .. }) => {
                     queue.clear();
-                    if let (Some(onset), Some(_)) = (onset, playing.as_ref()) {
+                    // Measured when the caller was hearing the item, not in a pause of it.
+                    let audible = dry_ms <= UNDERRUN_GRACE_MS;
+                    if let (Some(onset), Some(_), true) = (onset, playing.as_ref(), audible) {
                         // The sink is silent from this tick on: onset -> silence.
                         let value_ms = ctx.clock.now_ms().saturating_sub(onset.as_millis() as u64);
                         ctx.events.emit(EventKind::Metric { name: "interruption_latency_ms".into(), turn: metrics.turn + 1, value_ms }).await;
@@ -113,8 +152,14 @@ pub async fn run_playout(
                 Ok(_) | Err(RecvError::Lagged(_)) => {}
                 Err(RecvError::Closed) => {}
             },
-            frame = input.recv(), if !end_of_stream => match frame.inspect(|f| out.observe(f)) {
+            frame = input.recv(), if !end_of_stream => match frame.inspect(|f| { out.observe(f); producer.observe(f) }) {
                 Some(Frame::OutputAudio(a)) => enqueue(&ctx, &mut queue, &mut resampler, rate, a).map_err(fail)?,
+                Some(Frame::ResponseDone(_)) if queue.is_empty() && dry_ms > UNDERRUN_GRACE_MS => {
+                    // An item paused for more audio that is not coming: it ended with its last.
+                    if let Some((item, played)) = playing.take() {
+                        finished(&ctx, &item, played, rate, false).await;
+                    }
+                }
                 Some(f @ (Frame::SpeechStarted { .. } | Frame::SpeechStopped { .. })) => metrics.observe(&f),
                 Some(Frame::EndOfStream) | None => end_of_stream = true,
                 Some(_) => {}
@@ -138,6 +183,8 @@ pub async fn run_playout(
                         queue.clear();
                         continue;
                     }
+                    // The same item after a pause goes on: one start and one end per item, and
+                    // its played length counts from its first sample.
                     if playing.as_ref().map(|(i, _)| i) != Some(&front.item) {
                         if let Some((item, played)) = playing.take() {
                             finished(&ctx, &item, played, rate, false).await;
@@ -165,7 +212,11 @@ pub async fn run_playout(
                     // not its end (the caller still hears the assistant mid-sentence).
                     dry_ms += CHUNK_MS;
                     if playing.is_none() || dry_ms > UNDERRUN_GRACE_MS || end_of_stream {
-                        if let Some((item, played)) = playing.take() {
+                        // The caller hears nothing now; the item is over unless its response
+                        // is still sending audio for it (then this is a pause in it).
+                        let paused = playing.as_ref().is_some_and(|(item, _)| producer.may_continue(item));
+                        let over = !paused || end_of_stream || dry_ms > ITEM_GAP_MAX_MS;
+                        if over && let Some((item, played)) = playing.take() {
                             finished(&ctx, &item, played, rate, false).await;
                         }
                         ctx.playout.set_idle();
@@ -248,4 +299,135 @@ pub async fn started(ctx: &CallContext, item: &ItemId, m: &mut TurnMetrics) {
 pub async fn finished(ctx: &CallContext, item: &ItemId, played: u64, rate: SampleRate, interrupted: bool) {
     let played_ms = voxpipe_core::audio::ms_of(played, rate);
     ctx.events.emit(EventKind::PlayoutFinished { item: item.to_string(), played_ms, interrupted }).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use voxpipe_core::{AudioChunk, InterruptReason, ResponseDone, ResponseStarted, ResponseStatus};
+
+    const RATE: SampleRate = 24_000;
+
+    struct Discard;
+
+    #[async_trait]
+    impl AudioOut for Discard {
+        async fn write(&mut self, _: &[i16]) -> Result<(), crate::Error> {
+            Ok(())
+        }
+        async fn flush(&mut self) -> Result<(), crate::Error> {
+            Ok(())
+        }
+        async fn finish(&mut self) -> Result<(), crate::Error> {
+            Ok(())
+        }
+    }
+
+    fn audio(ctx: &CallContext, item: &ItemId, ms: u64) -> Frame {
+        let samples = Samples::from_vec(vec![1000; voxpipe_core::audio::samples_for_ms(RATE, ms)]);
+        let chunk = AudioChunk::new(RATE, ctx.clock.elapsed(), samples);
+        Frame::OutputAudio(OutputAudio { item: item.clone(), epoch: ctx.playout.epoch(), chunk, text: None })
+    }
+
+    fn started() -> Frame {
+        Frame::ResponseStarted(ResponseStarted { response_id: "r".into() })
+    }
+
+    fn done() -> Frame {
+        let status = ResponseStatus::Completed;
+        Frame::ResponseDone(ResponseDone { response_id: "r".into(), status, reason: None, usage: None })
+    }
+
+    /// Plays what `script` sends, then returns the events with their times.
+    async fn play(script: impl AsyncFnOnce(&CallContext, &voxpipe_core::Outbox)) -> Vec<voxpipe_core::Event> {
+        let (ctx, mut events) = CallContext::new(Arc::new(voxpipe_core::NoTools));
+        let (tx, rx) = voxpipe_core::channel();
+        let sink_ctx = ctx.clone();
+        let sink = tokio::spawn(async move { run_playout("test", sink_ctx, rx, RATE, &mut Discard).await });
+        script(&ctx, &tx).await;
+        tx.send(Frame::EndOfStream).await.unwrap();
+        sink.await.unwrap().unwrap();
+        drop(ctx);
+        let mut out = Vec::new();
+        while let Ok(e) = events.try_recv() {
+            out.push(e);
+        }
+        out
+    }
+
+    fn starts(events: &[voxpipe_core::Event]) -> usize {
+        events.iter().filter(|e| matches!(e.kind, EventKind::PlayoutStarted { .. })).count()
+    }
+
+    fn finishes(events: &[voxpipe_core::Event]) -> Vec<(u64, bool)> {
+        events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::PlayoutFinished { played_ms, interrupted, .. } => Some((*played_ms, *interrupted)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_item_whose_audio_pauses_mid_reply_starts_and_ends_once_with_its_whole_length() {
+        let item: ItemId = Arc::from("item_a");
+        let events = play(async |ctx, tx| {
+            tx.send(started()).await.unwrap();
+            tx.send(audio(ctx, &item, 600)).await.unwrap();
+            // The next burst comes 900 ms after the first ran out (well past the underrun grace).
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            tx.send(audio(ctx, &item, 400)).await.unwrap();
+            tx.send(done()).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(1000)).await;
+        })
+        .await;
+        assert_eq!(starts(&events), 1, "{events:?}");
+        assert_eq!(finishes(&events), [(1000, false)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_barge_in_after_a_pause_reports_one_played_length() {
+        let item: ItemId = Arc::from("item_a");
+        let mut on_interrupt = None;
+        let events = play(async |ctx, tx| {
+            tx.send(started()).await.unwrap();
+            tx.send(audio(ctx, &item, 600)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            tx.send(audio(ctx, &item, 2000)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            on_interrupt = ctx.interrupt(InterruptReason::BargeIn, None).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        })
+        .await;
+        let heard = on_interrupt.expect("the item was playing").played_ms;
+        assert_eq!(finishes(&events), [(heard, true)], "the interrupt said {heard} ms: {events:?}");
+        assert!(heard.abs_diff(1100) <= 20, "600 ms, then 500 ms of the second burst: {heard}");
+        assert_eq!(starts(&events), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_item_is_over_at_the_underrun_once_its_response_is_done() {
+        let (a, b): (ItemId, ItemId) = (Arc::from("item_a"), Arc::from("item_b"));
+        let events = play(async |ctx, tx| {
+            tx.send(started()).await.unwrap();
+            tx.send(audio(ctx, &a, 500)).await.unwrap();
+            tx.send(done()).await.unwrap();
+            // The next response (after a tool call, say) starts while item a still plays.
+            tx.send(started()).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(2000)).await;
+            tx.send(audio(ctx, &b, 300)).await.unwrap();
+            tx.send(done()).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(1000)).await;
+        })
+        .await;
+        let finished_a = events.iter().find(|e| matches!(e.kind, EventKind::PlayoutFinished { .. })).unwrap();
+        assert!(
+            finished_a.t_ms <= 500 + UNDERRUN_GRACE_MS + 40,
+            "item a ended with its audio: {finished_a:?}"
+        );
+        assert_eq!(finishes(&events), [(500, false), (300, false)]);
+        assert_eq!(starts(&events), 2);
+    }
 }
