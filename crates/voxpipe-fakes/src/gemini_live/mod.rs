@@ -51,10 +51,22 @@
 //!   a malformed or unknown message, a slow drip.
 //!
 //! Every client message is recorded ([`GeminiLiveFake::client_messages`]) with audio replaced
-//! by its length, with the close each connection got and each conversation's turns.
+//! by its length, with the close each connection got and each conversation's turns. Server
+//! messages go out in binary frames, as Google's do (`text_frames` for text frames); client
+//! JSON is read from either.
+//!
+//! Where the digest (and the SDK it quotes) and the proto disagree, the fake follows the proto:
+//! `setupComplete` is `{}` (no `sessionId`); transcriptions carry `text` only (no `finished`);
+//! `proactivity` and `generationConfig.enableAffectiveDialog` are unknown names, as are the
+//! Vertex-only `sessionResumption.transparent` and `explicitVadSignal`; no `voiceActivity` or
+//! `voiceActivityDetectionSignal` messages. Stricter than Google by choice: input audio must be
+//! `audio/pcm;rate=16000` (Google resamples other `rate=`s), and a `FunctionDeclaration` needs
+//! its `description` (REQUIRED in the proto). The close codes and reasons of refusals are the
+//! fake's own wording (Google documents none; 1007/1008/1011 are the ones seen in the field).
 
 mod config;
 mod session;
+mod setup;
 mod wire;
 
 use std::collections::HashMap;
