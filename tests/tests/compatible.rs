@@ -81,6 +81,22 @@ async fn settings_the_server_ignores_are_warnings_and_the_call_completes() {
     ]) {
         assert!(w.starts_with(&format!("the server ignored {field}: ")), "{w}");
     }
+    // The server sends each caller transcript after the reply to it; the printout puts it first.
+    let finals = |kind: &str| -> Vec<usize> {
+        (0..events.len()).filter(|&i| events[i]["type"] == kind && events[i]["is_final"] == true).collect()
+    };
+    let (users, replies) = (finals("user_transcript"), finals("assistant_transcript"));
+    assert_eq!((users.len(), replies.len()), (2, 2));
+    assert!(users.iter().zip(&replies).all(|(u, r)| u > r), "the fake's transcripts come late");
+    assert_eq!(
+        summary.transcript,
+        [
+            "user:      I would like to check my order.",
+            "assistant: Sure, what is the order number?",
+            "user:      Book an appointment tomorrow.",
+            "assistant: Done, see you tomorrow.",
+        ]
+    );
     let done = events_of(&events, "response_done");
     assert_eq!(done.len(), 2);
     assert!(done.iter().all(|d| d["status"] == "completed"), "{done:?}");

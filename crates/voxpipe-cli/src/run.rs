@@ -53,19 +53,39 @@ impl RunArgs {
 /// What the call said and measured, for the closing printout.
 #[derive(Debug, Default, Clone)]
 pub struct Summary {
-    /// `user: …` / `assistant: …` / `tool: …` lines in order.
+    /// `user: …` / `assistant: …` / `tool: …` lines in conversation order: a caller's words
+    /// come before the reply to them even when their transcript arrived after it.
     pub transcript: Vec<String>,
     /// `(turn, name, ms)` metrics in order.
     pub metrics: Vec<(u32, String, u64)>,
     /// How the call ended.
     pub end_reason: Option<String>,
+    /// Where the reply to the caller's last turn began in `transcript`, while that turn's
+    /// transcript has not arrived.
+    reply_at: Option<usize>,
+    /// The caller's last turn ended and its transcript has not arrived.
+    awaiting_user: bool,
 }
 
 /// Adds what the summary needs from `event`.
 fn summarize(s: &mut Summary, event: &Event) {
     match &event.kind {
+        // A turn's transcript may arrive after the reply to it began (the model and the
+        // transcription run side by side): it goes before that reply.
+        EventKind::SpeechStopped { .. } => {
+            s.awaiting_user = true;
+            s.reply_at = None;
+        }
+        EventKind::ResponseStarted(_) if s.awaiting_user && s.reply_at.is_none() => {
+            s.reply_at = Some(s.transcript.len());
+        }
         EventKind::UserTranscript(t) if t.is_final => {
-            s.transcript.push(format!("user:      {}", t.text.trim()))
+            let line = format!("user:      {}", t.text.trim());
+            match s.reply_at.take().filter(|_| t.item.is_some()) {
+                Some(at) => s.transcript.insert(at, line),
+                None => s.transcript.push(line),
+            }
+            s.awaiting_user = false;
         }
         EventKind::AssistantTranscript(t) if t.is_final => {
             s.transcript.push(format!("assistant: {}", t.text.trim()))
@@ -78,6 +98,72 @@ fn summarize(s: &mut Summary, event: &Event) {
         EventKind::Metric { name, turn, value_ms } => s.metrics.push((*turn, name.clone(), *value_ms)),
         EventKind::CallEnded { reason } => s.end_reason = Some(reason.clone()),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use voxpipe_core::{ResponseStarted, Transcript};
+
+    fn event(kind: EventKind) -> Event {
+        Event { t_ms: 0, kind }
+    }
+
+    fn said(item: Option<&str>, text: &str) -> Transcript {
+        Transcript { item: item.map(std::sync::Arc::from), text: text.into(), is_final: true }
+    }
+
+    fn summary(kinds: Vec<EventKind>) -> Vec<String> {
+        let mut s = Summary::default();
+        for k in kinds {
+            summarize(&mut s, &event(k));
+        }
+        s.transcript
+    }
+
+    fn started() -> EventKind {
+        EventKind::ResponseStarted(ResponseStarted { response_id: "r".into() })
+    }
+
+    #[test]
+    fn a_late_user_transcript_is_printed_before_the_reply_to_it() {
+        let lines = summary(vec![
+            EventKind::SpeechStopped { at_ms: 2000 },
+            started(),
+            EventKind::AssistantTranscript(said(Some("a1"), "Sure, what is the order number?")),
+            EventKind::UserTranscript(said(Some("u1"), "I would like to check my order.")),
+            EventKind::SpeechStopped { at_ms: 6000 },
+            started(),
+            EventKind::AssistantTranscript(said(Some("a2"), "Done.")),
+            EventKind::UserTranscript(said(Some("u2"), "It is 42.")),
+        ]);
+        assert_eq!(
+            lines,
+            [
+                "user:      I would like to check my order.",
+                "assistant: Sure, what is the order number?",
+                "user:      It is 42.",
+                "assistant: Done.",
+            ]
+        );
+    }
+
+    #[test]
+    fn transcripts_in_order_and_typed_words_stay_where_they_came() {
+        let lines = summary(vec![
+            // A cascade: the transcript comes first; a noise over the reply has none.
+            EventKind::SpeechStopped { at_ms: 2000 },
+            EventKind::UserTranscript(said(Some("u1"), "Hello.")),
+            started(),
+            EventKind::AssistantTranscript(said(Some("a1"), "Hi!")),
+            EventKind::SpeechStopped { at_ms: 3000 },
+            // Keypad digits, sent as text while a reply runs: no item, kept in place.
+            started(),
+            EventKind::AssistantTranscript(said(Some("a2"), "Go on.")),
+            EventKind::UserTranscript(said(None, "1 2 3")),
+        ]);
+        assert_eq!(lines, ["user:      Hello.", "assistant: Hi!", "assistant: Go on.", "user:      1 2 3"]);
     }
 }
 
