@@ -101,72 +101,6 @@ fn summarize(s: &mut Summary, event: &Event) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use voxpipe_core::{ResponseStarted, Transcript};
-
-    fn event(kind: EventKind) -> Event {
-        Event { t_ms: 0, kind }
-    }
-
-    fn said(item: Option<&str>, text: &str) -> Transcript {
-        Transcript { item: item.map(std::sync::Arc::from), text: text.into(), is_final: true }
-    }
-
-    fn summary(kinds: Vec<EventKind>) -> Vec<String> {
-        let mut s = Summary::default();
-        for k in kinds {
-            summarize(&mut s, &event(k));
-        }
-        s.transcript
-    }
-
-    fn started() -> EventKind {
-        EventKind::ResponseStarted(ResponseStarted { response_id: "r".into() })
-    }
-
-    #[test]
-    fn a_late_user_transcript_is_printed_before_the_reply_to_it() {
-        let lines = summary(vec![
-            EventKind::SpeechStopped { at_ms: 2000 },
-            started(),
-            EventKind::AssistantTranscript(said(Some("a1"), "Sure, what is the order number?")),
-            EventKind::UserTranscript(said(Some("u1"), "I would like to check my order.")),
-            EventKind::SpeechStopped { at_ms: 6000 },
-            started(),
-            EventKind::AssistantTranscript(said(Some("a2"), "Done.")),
-            EventKind::UserTranscript(said(Some("u2"), "It is 42.")),
-        ]);
-        assert_eq!(
-            lines,
-            [
-                "user:      I would like to check my order.",
-                "assistant: Sure, what is the order number?",
-                "user:      It is 42.",
-                "assistant: Done.",
-            ]
-        );
-    }
-
-    #[test]
-    fn transcripts_in_order_and_typed_words_stay_where_they_came() {
-        let lines = summary(vec![
-            // A cascade: the transcript comes first; a noise over the reply has none.
-            EventKind::SpeechStopped { at_ms: 2000 },
-            EventKind::UserTranscript(said(Some("u1"), "Hello.")),
-            started(),
-            EventKind::AssistantTranscript(said(Some("a1"), "Hi!")),
-            EventKind::SpeechStopped { at_ms: 3000 },
-            // Keypad digits, sent as text while a reply runs: no item, kept in place.
-            started(),
-            EventKind::AssistantTranscript(said(Some("a2"), "Go on.")),
-            EventKind::UserTranscript(said(None, "1 2 3")),
-        ]);
-        assert_eq!(lines, ["user:      Hello.", "assistant: Hi!", "assistant: Go on.", "user:      1 2 3"]);
-    }
-}
-
 /// Loads, builds and runs a pipeline; returns what the call said and measured.
 pub async fn run_pipeline(
     args: &RunArgs,
@@ -290,4 +224,70 @@ fn microphone() -> anyhow::Result<Box<dyn voxpipe_core::Source>> {
     anyhow::bail!(
         "--mic needs a voxpipe built with the `mic` feature: cargo build --release -p voxpipe-cli --features mic"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use voxpipe_core::{ResponseStarted, Transcript};
+
+    fn event(kind: EventKind) -> Event {
+        Event { t_ms: 0, kind }
+    }
+
+    fn said(item: Option<&str>, text: &str) -> Transcript {
+        Transcript { item: item.map(std::sync::Arc::from), text: text.into(), is_final: true }
+    }
+
+    fn summary(kinds: Vec<EventKind>) -> Vec<String> {
+        let mut s = Summary::default();
+        for k in kinds {
+            summarize(&mut s, &event(k));
+        }
+        s.transcript
+    }
+
+    fn started() -> EventKind {
+        EventKind::ResponseStarted(ResponseStarted { response_id: "r".into() })
+    }
+
+    #[test]
+    fn a_late_user_transcript_is_printed_before_the_reply_to_it() {
+        let lines = summary(vec![
+            EventKind::SpeechStopped { at_ms: 2000 },
+            started(),
+            EventKind::AssistantTranscript(said(Some("a1"), "Sure, what is the order number?")),
+            EventKind::UserTranscript(said(Some("u1"), "I would like to check my order.")),
+            EventKind::SpeechStopped { at_ms: 6000 },
+            started(),
+            EventKind::AssistantTranscript(said(Some("a2"), "Done.")),
+            EventKind::UserTranscript(said(Some("u2"), "It is 42.")),
+        ]);
+        assert_eq!(
+            lines,
+            [
+                "user:      I would like to check my order.",
+                "assistant: Sure, what is the order number?",
+                "user:      It is 42.",
+                "assistant: Done.",
+            ]
+        );
+    }
+
+    #[test]
+    fn transcripts_in_order_and_typed_words_stay_where_they_came() {
+        let lines = summary(vec![
+            // A cascade: the transcript comes first; a noise over the reply has none.
+            EventKind::SpeechStopped { at_ms: 2000 },
+            EventKind::UserTranscript(said(Some("u1"), "Hello.")),
+            started(),
+            EventKind::AssistantTranscript(said(Some("a1"), "Hi!")),
+            EventKind::SpeechStopped { at_ms: 3000 },
+            // Keypad digits, sent as text while a reply runs: no item, kept in place.
+            started(),
+            EventKind::AssistantTranscript(said(Some("a2"), "Go on.")),
+            EventKind::UserTranscript(said(None, "1 2 3")),
+        ]);
+        assert_eq!(lines, ["user:      Hello.", "assistant: Hi!", "assistant: Go on.", "user:      1 2 3"]);
+    }
 }
