@@ -17,3 +17,5 @@ pub mod realtime;
 mod server;
 pub mod tool_server;
 pub mod transcription;
+mod vad;
+mod voice;

@@ -1,10 +1,34 @@
-//! The fake's energy VAD: 20 ms windows on the input-audio timeline, with prefix padding and
-//! a silence hangover taken from the session.
+//! The fakes' energy VAD: 20 ms windows on the input-audio timeline, with prefix padding and
+//! a silence hangover taken from the session (OpenAI Realtime's `turn_detection`, Gemini
+//! Live's `automaticActivityDetection`), through [`Endpointing`].
 
 use voxpipe_core::audio::{CHUNK_MS, SampleRate, rms_dbfs, samples_for_ms};
 
-use super::config::VadConfig;
-use super::session::TurnDetection;
+use crate::realtime::VadConfig;
+use crate::realtime::session::TurnDetection;
+
+/// The session settings the VAD reads.
+pub(crate) trait Endpointing {
+    /// Sensitivity from 0 to 1: at 0.5 a window must exceed [`VadConfig::threshold_dbfs`],
+    /// and each unit above shifts that by 40 dB.
+    fn threshold(&self) -> f64;
+    /// Audio counted into the turn before the speech onset, in ms.
+    fn prefix_padding_ms(&self) -> u64;
+    /// Silence that ends the turn, in ms.
+    fn silence_duration_ms(&self) -> u64;
+}
+
+impl Endpointing for TurnDetection {
+    fn threshold(&self) -> f64 {
+        self.threshold
+    }
+    fn prefix_padding_ms(&self) -> u64 {
+        self.prefix_padding_ms
+    }
+    fn silence_duration_ms(&self) -> u64 {
+        self.silence_duration_ms
+    }
+}
 
 /// What the VAD saw in the audio just pushed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +86,7 @@ impl Vad {
         &mut self,
         samples: &[i16],
         rate: SampleRate,
-        turn: &TurnDetection,
+        turn: &impl Endpointing,
         cfg: &VadConfig,
         events: &mut Vec<VadEvent>,
     ) {
@@ -71,7 +95,7 @@ impl Vad {
             self.rate = rate;
         }
         let window = samples_for_ms(rate, CHUNK_MS);
-        let threshold = cfg.threshold_dbfs + ((turn.threshold - 0.5) * 40.0) as f32;
+        let threshold = cfg.threshold_dbfs + ((turn.threshold() - 0.5) * 40.0) as f32;
         let mut rest = samples;
         while !rest.is_empty() {
             let take = (window - self.carry.len()).min(rest.len());
@@ -85,7 +109,7 @@ impl Vad {
         }
     }
 
-    fn window(&mut self, loud: bool, turn: &TurnDetection, cfg: &VadConfig, events: &mut Vec<VadEvent>) {
+    fn window(&mut self, loud: bool, turn: &impl Endpointing, cfg: &VadConfig, events: &mut Vec<VadEvent>) {
         let start = self.pos_ms;
         self.pos_ms += CHUNK_MS;
         self.state = match self.state {
@@ -93,7 +117,7 @@ impl Vad {
                 let run_start_ms = if run == 0 { start } else { run_start_ms };
                 if run + 1 >= cfg.min_speech_windows.max(1) {
                     let audio_start_ms =
-                        run_start_ms.saturating_sub(turn.prefix_padding_ms).max(self.floor_ms);
+                        run_start_ms.saturating_sub(turn.prefix_padding_ms()).max(self.floor_ms);
                     events.push(VadEvent::Started { audio_start_ms });
                     State::Speaking { silence_ms: 0 }
                 } else {
@@ -104,7 +128,7 @@ impl Vad {
             State::Speaking { .. } if loud => State::Speaking { silence_ms: 0 },
             State::Speaking { silence_ms } => {
                 let silence_ms = silence_ms + CHUNK_MS;
-                if silence_ms >= turn.silence_duration_ms {
+                if silence_ms >= turn.silence_duration_ms() {
                     events.push(VadEvent::Stopped { audio_end_ms: self.pos_ms });
                     self.floor_ms = self.pos_ms;
                     State::Idle { run: 0, run_start_ms: 0 }

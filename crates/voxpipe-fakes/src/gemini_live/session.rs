@@ -23,8 +23,7 @@ use super::config::{GeminiLiveFakeConfig, LiveScriptedResponse};
 use super::wire::{self, ClientMessage, FunctionResponse, RealtimeInput, Refusal, Setup};
 use super::{LiveTurn, Shared, Snapshot};
 use crate::fault::Fault;
-use crate::realtime::session::TurnDetection;
-use crate::realtime::vad::{Vad, VadEvent};
+use crate::vad::{Vad, VadEvent};
 
 /// Outgoing queue depth (messages) between the session and its writer.
 const OUT_QUEUE: usize = 256;
@@ -353,15 +352,8 @@ impl Session {
         if !setup.auto_vad {
             return;
         }
-        let turn = TurnDetection {
-            threshold: if setup.start_low { 0.6 } else { 0.5 },
-            prefix_padding_ms: setup.prefix_padding_ms,
-            silence_duration_ms: setup.silence_duration_ms.max(1),
-            create_response: true,
-            interrupt_response: setup.barge_in,
-        };
         let mut events = Vec::new();
-        self.vad.push(samples, 16_000, &turn, &self.cfg.vad, &mut events);
+        self.vad.push(samples, 16_000, setup, &self.cfg.vad, &mut events);
         for e in events {
             match e {
                 VadEvent::Started { .. } => self.interrupt().await,

@@ -100,6 +100,19 @@ pub(crate) struct Setup {
     pub output_transcription: bool,
 }
 
+impl crate::vad::Endpointing for Setup {
+    /// START_SENSITIVITY_LOW needs 4 dB more than HIGH (the default).
+    fn threshold(&self) -> f64 {
+        if self.start_low { 0.6 } else { 0.5 }
+    }
+    fn prefix_padding_ms(&self) -> u64 {
+        self.prefix_padding_ms
+    }
+    fn silence_duration_ms(&self) -> u64 {
+        self.silence_duration_ms.max(1)
+    }
+}
+
 /// Default silence that ends an automatically detected turn (END_SENSITIVITY_HIGH), in ms.
 const SILENCE_MS: u64 = 500;
 

@@ -52,7 +52,7 @@
 //! fails every upgrade). Not modelled: `idle_timeout_ms`, transcription-only sessions, SIP,
 //! audio bytes in `conversation.item.retrieved`.
 
-pub(crate) mod audio;
+mod audio;
 mod azure;
 mod calls;
 mod config;
@@ -63,8 +63,9 @@ mod response;
 #[cfg(feature = "webrtc")]
 mod rtc;
 pub(crate) mod session;
-pub(crate) mod vad;
 mod validate;
+
+use crate::vad;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};

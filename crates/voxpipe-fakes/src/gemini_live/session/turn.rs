@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::{AUDIO_TOKENS_PER_S, Gen, OUT_RATE, Out, Session};
 use crate::fault::{Fault, Injection};
 use crate::gemini_live::wire::OUTPUT_MIME;
-use crate::realtime::audio::tone;
+use crate::voice::tone;
 
 impl Session {
     /// One step of the model turn: a chunk, the tool call, `generationComplete` or
