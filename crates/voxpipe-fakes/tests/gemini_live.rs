@@ -170,6 +170,8 @@ async fn a_missing_or_wrong_key_closes_the_socket_and_a_wrong_path_is_not_found(
     assert!(reason.contains("unregistered callers"), "{reason}");
     let mut ws = connect_with(&fake, Some("wrong"), true).await;
     assert_eq!(recv_close(&mut ws).await, (1007, "API key not valid. Please pass a valid API key.".into()));
+    let closes: Vec<(usize, u16)> = fake.closes().iter().map(|c| (c.connection, c.code)).collect();
+    assert_eq!(closes, vec![(1, 1008), (2, 1007)], "the fake records what it closed with");
 
     let url = format!(
         "ws://{}/ws/google.ai.generativelanguage.v1beta.GenerativeService.Nope?key={KEY}",
@@ -491,5 +493,41 @@ async fn faults_cut_a_turn_or_malform_a_message() {
         }
         other => panic!("expected HTTP 429, got {other:?}"),
     }
+    fake.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn audio_stream_end_closes_the_turn_and_no_interruption_lets_the_model_finish() {
+    let script =
+        vec![LiveScriptedResponse::say("One two three four five six."), LiveScriptedResponse::say("Seven.")];
+    let fake = GeminiLiveFake::start(GeminiLiveFakeConfig { pace: 1.0, ..config(script) }).await.unwrap();
+    let mut setup = audio_setup();
+    setup["realtimeInputConfig"] = json!({"activityHandling": "NO_INTERRUPTION",
+        "automaticActivityDetection": {"silenceDurationMs": 5000, "startOfSpeechSensitivity": "START_SENSITIVITY_LOW"}});
+    let mut ws = connect_setup(&fake, setup).await;
+    // 5 s of silence would be needed; the microphone going off ends the turn at once.
+    speak(&mut ws, 400, true).await;
+    send(&mut ws, json!({"realtimeInput": {"audioStreamEnd": true}})).await;
+    recv_until(&mut ws, |m| m["serverContent"].get("modelTurn").is_some()).await;
+    speak(&mut ws, 400, true).await;
+    let msgs = recv_until(&mut ws, turn_complete).await;
+    assert!(position(&msgs, "interrupted").is_none(), "no barge-in: {msgs:#?}");
+    assert!(position(&msgs, "generationComplete").is_some());
+    assert_eq!(fake.conversation(1).iter().filter(|t| t.role == "model").count(), 1);
+    fake.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stall_fault_stops_the_turn_with_the_socket_open() {
+    let mut cfg = config(vec![LiveScriptedResponse::say("Some words to say out loud.")]);
+    cfg.faults.insert(0, Fault::StallAfter { chunks: 1 });
+    let fake = GeminiLiveFake::start(cfg).await.unwrap();
+    let mut ws = connect_setup(&fake, json!({"model": MODEL})).await;
+    send(&mut ws, json!({"realtimeInput": {"text": "Hi"}})).await;
+    let first = recv(&mut ws).await;
+    assert!(first["serverContent"]["modelTurn"]["parts"][0]["text"].is_string(), "{first}");
+    let next = tokio::time::timeout(Duration::from_secs(60), ws.next()).await;
+    assert!(next.is_err(), "nothing after the stall, and no close: {next:?}");
+    assert!(fake.closes().is_empty());
     fake.shutdown().await;
 }
