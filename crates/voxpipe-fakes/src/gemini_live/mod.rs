@@ -29,12 +29,14 @@
 //! - **Input**: `realtimeInput` with exactly one of `audio` (`audio/pcm;rate=16000`, base64
 //!   PCM16; other rates and types refused), `text`, `video`, `audioStreamEnd`,
 //!   `activityStart`/`activityEnd` (only with automatic activity detection disabled; the
-//!   others only with it on); `clientContent` turns (interrupting the model); `toolResponse`
-//!   matched to pending `toolCall` ids (an unknown id closes the session).
-//! - **Turns**: an energy VAD (the Realtime fake's) ends the caller's turn after
+//!   others only with it on; audio outside an activity is taken and not answered);
+//!   `clientContent` turns (interrupting the model; answered when `turnComplete`);
+//!   `toolResponse` matched to pending `toolCall` ids (an unknown id closes the session).
+//!   Client JSON may come in text or binary frames; a frame that is not JSON closes with 1007.
+//! - **Turns**: an energy VAD (shared with the Realtime fake) ends the caller's turn after
 //!   `silenceDurationMs` (500 ms by default, 1000 with `END_SENSITIVITY_LOW`); the answer is
 //!   a scripted turn ([`GeminiLiveFakeConfig::responses`]): `inputTranscription`, then paced
-//!   `modelTurn` audio (`audio/pcm;rate=24000`, the Realtime fake's tone) with
+//!   `modelTurn` audio (`audio/pcm;rate=24000`, the fakes' tone; text parts in a TEXT session) with
 //!   `outputTranscription` words, then `generationComplete`, and `turnComplete` with
 //!   `usageMetadata` once the audio has had time to play; or a `toolCall`, and after its
 //!   `toolResponse` the next scripted turn.
