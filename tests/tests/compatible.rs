@@ -233,3 +233,34 @@ async fn barge_in_latency_is_measured_from_the_callers_onset_to_the_silence_hear
     assert!(t_ms(interrupts[0]) >= onset);
     fake.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_azure_pipeline_runs_on_the_fake_with_its_key_in_the_api_key_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = RealtimeFakeConfig {
+        api_key: Some("azure-test-key".into()),
+        responses: two_turn_script(),
+        ..Default::default()
+    };
+    let fake = RealtimeFake::start(config).await.unwrap();
+    let mut a = run_args(
+        dir.path(),
+        repo_path("pipelines/native-azure-openai-fake.toml"),
+        repo_path("samples/two-turns.wav"),
+    );
+    a.sets = vec![format!("stages[0].azure.endpoint=http://{}", fake.addr())];
+    let env = |key: &str| vec![("AZURE_OPENAI_API_KEY".to_string(), key.to_string())];
+    let (_, summary) = run_pipeline(&a, env("azure-test-key"), RunOptions::default()).await.unwrap();
+    assert_eq!(summary.end_reason.as_deref(), Some("end_of_input"));
+    let events = read_events(&dir.path().join("events.jsonl"));
+    assert_eq!(events_of(&events, "response_done").len(), 2);
+    // The preview API: beta events, the deployment as the model.
+    let update = fake.client_events().into_iter().find(|e| e.json["type"] == "session.update").unwrap();
+    assert_eq!(update.json["session"]["input_audio_format"], "pcm16", "{}", update.json);
+
+    let err = run_pipeline(&a, env("wrong-key"), RunOptions::default()).await.unwrap_err();
+    let text = format!("{err:#}");
+    assert!(text.contains("HTTP 401") && text.contains("Access denied"), "{text}");
+    assert!(!text.contains("wrong-key"), "the key is never printed: {text}");
+    fake.shutdown().await;
+}

@@ -204,6 +204,7 @@ fn every_shipped_pipeline_passes_check() {
             .arg(&path)
             .env("OPENAI_API_KEY", "sk-dummy")
             .env("ANTHROPIC_API_KEY", "sk-dummy")
+            .env("AZURE_OPENAI_API_KEY", "dummy")
             .env("GEMINI_API_KEY", "dummy")
             .env("ELEVENLABS_API_KEY", "dummy")
             .env("FAKE_API_KEY", "sk-dummy")

@@ -2,6 +2,40 @@
 
 use serde::{Deserialize, Serialize};
 
+/// How the key authenticates to Azure OpenAI.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AzureAuth {
+    /// The resource's key in an `api-key` header. Default.
+    #[default]
+    ApiKey,
+    /// A Microsoft Entra ID token in `Authorization: Bearer` (`api_key_env` names the variable
+    /// holding it; voxpipe does not fetch or refresh it).
+    Entra,
+}
+
+/// `[stages.azure]`: the Realtime API of an Azure OpenAI (Foundry) resource instead of
+/// OpenAI's. The conversation stays with the resource: its region and deployment type
+/// (regional, Data Zone or global) decide where audio is processed, and the stage connects to
+/// no other host.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AzureConfig {
+    /// The resource's endpoint, `https://NAME.openai.azure.com` (`wss://` also taken; a path
+    /// or query is not).
+    pub endpoint: String,
+    /// The deployment of a realtime model on that resource (what `model` is for OpenAI).
+    pub deployment: String,
+    /// A dated preview API version (`2025-04-01-preview`): connects to
+    /// `/openai/realtime?api-version=…&deployment=…`, which speaks the beta dialect
+    /// (`protocol = "beta"`). Default: none, the v1 API at `/openai/v1/realtime?model=…` (GA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// `api_key` (default: the `api-key` header) or `entra` (a bearer token).
+    #[serde(default)]
+    pub auth: AzureAuth,
+}
+
 /// The assistant's voice: `voice = "marin"` or `voice = { id = "voice_1234" }`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Voice {
@@ -259,8 +293,12 @@ pub struct RealtimeConfig {
     #[serde(default = "default_model")]
     pub model: String,
     /// WebSocket endpoint without the query string. Default `wss://api.openai.com/v1/realtime`.
+    /// Not with `[azure]`, whose endpoint makes the URL.
     #[serde(default = "default_url")]
     pub url: String,
+    /// Azure OpenAI instead of OpenAI. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azure: Option<AzureConfig>,
     /// Environment variable holding the API key. Default `OPENAI_API_KEY`.
     #[serde(default = "default_api_key_env")]
     pub api_key_env: String,
@@ -324,6 +362,7 @@ impl Default for RealtimeConfig {
         Self {
             model: default_model(),
             url: default_url(),
+            azure: None,
             api_key_env: default_api_key_env(),
             protocol: Protocol::Ga,
             instructions: None,
@@ -406,6 +445,121 @@ impl RealtimeConfig {
         if !self.url.starts_with("ws://") && !self.url.starts_with("wss://") {
             return bad("url", "a ws:// or wss:// URL", self.url.clone());
         }
+        if let Some(azure) = &self.azure {
+            if self.url != default_url() {
+                return bad("url", "no url with [azure] (its endpoint makes the URL)", self.url.clone());
+            }
+            let scheme_ok =
+                ["https://", "http://", "wss://", "ws://"].iter().any(|p| azure.endpoint.starts_with(p));
+            let rest = azure.endpoint.split_once("://").map_or("", |(_, r)| r).trim_end_matches('/');
+            if !scheme_ok || rest.is_empty() || rest.contains(['/', '?', '#']) {
+                return bad(
+                    "azure.endpoint",
+                    "the resource's endpoint, https://NAME.openai.azure.com",
+                    azure.endpoint.clone(),
+                );
+            }
+            let url_safe =
+                |v: &str| !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            if !url_safe(&azure.deployment) {
+                return bad(
+                    "azure.deployment",
+                    "a deployment name (letters, digits, - _ .)",
+                    azure.deployment.clone(),
+                );
+            }
+            if let Some(v) = &azure.api_version {
+                if !url_safe(v) {
+                    return bad("azure.api_version", "an API version like 2025-04-01-preview", v.clone());
+                }
+                if self.protocol != Protocol::Beta {
+                    return bad(
+                        "azure.api_version",
+                        "protocol = \"beta\" with it (the preview API speaks beta), or no api_version for the v1 API",
+                        v.clone(),
+                    );
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// The WebSocket URL to connect to, with its query (no secrets: keys travel in headers).
+    pub fn ws_url(&self) -> String {
+        let Some(azure) = &self.azure else {
+            let sep = if self.url.contains('?') { '&' } else { '?' };
+            return format!("{}{sep}model={}", self.url, self.model);
+        };
+        let (scheme, rest) = azure.endpoint.split_once("://").unwrap_or(("https", &azure.endpoint));
+        let scheme = if matches!(scheme, "http" | "ws") { "ws" } else { "wss" };
+        let base = format!("{scheme}://{}", rest.trim_end_matches('/'));
+        match &azure.api_version {
+            Some(v) => format!("{base}/openai/realtime?api-version={v}&deployment={}", azure.deployment),
+            None => format!("{base}/openai/v1/realtime?model={}", azure.deployment),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn azure(api_version: Option<&str>) -> RealtimeConfig {
+        RealtimeConfig {
+            protocol: if api_version.is_some() { Protocol::Beta } else { Protocol::Ga },
+            azure: Some(AzureConfig {
+                endpoint: "https://my-resource.openai.azure.com/".into(),
+                deployment: "gpt-realtime".into(),
+                api_version: api_version.map(str::to_string),
+                auth: AzureAuth::ApiKey,
+            }),
+            ..RealtimeConfig::default()
+        }
+    }
+
+    #[test]
+    fn openai_and_both_azure_apis_have_their_own_url() {
+        assert_eq!(
+            RealtimeConfig::default().ws_url(),
+            "wss://api.openai.com/v1/realtime?model=gpt-realtime-mini"
+        );
+        let v1 = azure(None);
+        assert!(v1.validate().is_ok());
+        assert_eq!(v1.ws_url(), "wss://my-resource.openai.azure.com/openai/v1/realtime?model=gpt-realtime");
+        let preview = azure(Some("2025-04-01-preview"));
+        assert!(preview.validate().is_ok());
+        assert_eq!(
+            preview.ws_url(),
+            "wss://my-resource.openai.azure.com/openai/realtime?api-version=2025-04-01-preview&deployment=gpt-realtime"
+        );
+        let mut local = azure(None);
+        local.azure.as_mut().unwrap().endpoint = "http://127.0.0.1:8787".into();
+        assert_eq!(local.ws_url(), "ws://127.0.0.1:8787/openai/v1/realtime?model=gpt-realtime");
+    }
+
+    #[test]
+    fn azure_settings_are_checked_with_their_keys() {
+        let key = |c: RealtimeConfig| c.validate().unwrap_err().key;
+        let with = |f: fn(&mut AzureConfig)| {
+            let mut c = azure(None);
+            f(c.azure.as_mut().unwrap());
+            c
+        };
+        assert_eq!(key(with(|a| a.endpoint = "my-resource.openai.azure.com".into())), "azure.endpoint");
+        assert_eq!(
+            key(with(|a| a.endpoint = "https://x.openai.azure.com/openai/v1".into())),
+            "azure.endpoint"
+        );
+        assert_eq!(key(with(|a| a.deployment = "my deployment".into())), "azure.deployment");
+        // The preview API speaks beta: a GA protocol with it is a mistake.
+        let mut ga_preview = azure(Some("2025-04-01-preview"));
+        ga_preview.protocol = Protocol::Ga;
+        assert_eq!(key(ga_preview), "azure.api_version");
+        let mut both = azure(None);
+        both.url = "wss://example.com/v1/realtime".into();
+        assert_eq!(key(both), "url");
+        let toml_like = serde_json::json!({"azure": {"endpoint": "https://x.openai.azure.com", "deployment": "d", "auth": "entra"}});
+        let c: RealtimeConfig = serde_json::from_value(toml_like).unwrap();
+        assert_eq!(c.azure.unwrap().auth, AzureAuth::Entra);
     }
 }

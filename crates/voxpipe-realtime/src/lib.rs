@@ -6,7 +6,11 @@
 //! the caller while assistant audio is audible, it interrupts the sink and sends
 //! `conversation.item.truncate` with the audio the caller actually heard.
 //!
-//! Both dialects are spoken: GA (default) and the legacy beta (`protocol = "beta"`).
+//! Both dialects are spoken: GA (default) and the legacy beta (`protocol = "beta"`), so it also
+//! talks to Azure OpenAI (`[stages.azure]`: the resource's endpoint and deployment, its
+//! `api-key` header or an Entra token) and to independent servers that speak the beta dialect.
+//! What such a server ignores of the session is a warning; its VAD timestamps are checked
+//! against the audio sent (see `timeline`).
 //!
 //! ```toml
 //! [[stages]]
@@ -33,7 +37,7 @@ pub mod session;
 pub mod stage;
 mod timeline;
 
-pub use config::{AudioFormat, Protocol, RealtimeConfig, TurnDetection, Voice};
+pub use config::{AudioFormat, AzureAuth, AzureConfig, Protocol, RealtimeConfig, TurnDetection, Voice};
 pub use stage::RealtimeStage;
 
 /// Errors of the Realtime stage.

@@ -102,21 +102,25 @@ async fn connect(
     tools: &[voxpipe_core::ToolSpec],
 ) -> Result<Opened, Error> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let sep = if config.url.contains('?') { '&' } else { '?' };
-    let url = format!("{}{sep}model={}", config.url, config.model);
+    let url = config.ws_url();
     let mut request = url
         .as_str()
         .into_client_request()
-        .map_err(|e| Error::Connect { url: config.url.clone(), reason: e.to_string() })?;
+        .map_err(|e| Error::Connect { url: url.clone(), reason: e.to_string() })?;
     let headers = request.headers_mut();
-    let bearer = format!("Bearer {}", key.expose());
-    headers.insert(
-        http::header::AUTHORIZATION,
-        bearer.parse().map_err(|_| Error::Connect {
-            url: config.url.clone(),
-            reason: "API key is not a valid header value".into(),
-        })?,
-    );
+    // OpenAI and Entra tokens go as a bearer token; an Azure resource key in `api-key`.
+    let (name, value) = match config.azure.as_ref().map(|a| a.auth) {
+        Some(crate::config::AzureAuth::ApiKey) => {
+            (http::HeaderName::from_static("api-key"), key.expose().to_string())
+        }
+        _ => (http::header::AUTHORIZATION, format!("Bearer {}", key.expose())),
+    };
+    let mut value: http::HeaderValue = value.parse().map_err(|_| Error::Connect {
+        url: url.clone(),
+        reason: "API key is not a valid header value".into(),
+    })?;
+    value.set_sensitive(true);
+    headers.insert(name, value);
     if config.protocol == Protocol::Beta {
         headers.insert("OpenAI-Beta", http::HeaderValue::from_static("realtime=v1"));
     }
@@ -136,7 +140,7 @@ async fn connect(
                 .unwrap_or_default();
             Error::Handshake { status: resp.status().as_u16(), body }
         }
-        other => Error::Connect { url: config.url.clone(), reason: other.to_string() },
+        other => Error::Connect { url: url.clone(), reason: other.to_string() },
     })?;
     // session.created always comes first.
     match tokio::time::timeout(timeout, next_event(&mut ws)).await {

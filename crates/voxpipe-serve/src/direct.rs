@@ -36,7 +36,12 @@ const MAX_TOOL_BODY: usize = 64 * 1024;
 /// The native stage of `pipeline` when it can go direct.
 pub fn direct_stage(pipeline: &voxpipe_config::PipelineConfig) -> Option<&RealtimeConfig> {
     match pipeline.stages.as_slice() {
-        [voxpipe_config::StageConfig::RealtimeOpenAi(c)] if c.protocol == Protocol::Ga => Some(c),
+        // OpenAI's client secrets only: an Azure resource's sessions go through the server.
+        [voxpipe_config::StageConfig::RealtimeOpenAi(c)]
+            if c.protocol == Protocol::Ga && c.azure.is_none() =>
+        {
+            Some(c)
+        }
         _ => None,
     }
 }
