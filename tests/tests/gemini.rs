@@ -1,6 +1,7 @@
 //! `llm.gemini` end to end: `pipelines/cascade-gemini-fake.toml` (real local whisper, the
 //! Gemini fake, the speech fake) on the real clock, and `voxpipe ab --fakes` starting a Gemini
-//! fake for a Gemini cascade, timed by the profile's `gemini` table, on a virtual clock.
+//! (or Anthropic) fake for such a cascade, timed by the profile's `gemini` (or `anthropic`)
+//! table, on a virtual clock.
 
 use voxpipe_cli::{RunArgs, run_pipeline};
 use voxpipe_core::RunOptions;
@@ -106,35 +107,39 @@ fn llm_first_token_median(report: &AbReport, label: &str) -> f64 {
     v[v.len() / 2] as f64
 }
 
-#[tokio::test(start_paused = true)]
-async fn ab_with_fakes_serves_a_gemini_cascade_from_a_gemini_fake_timed_by_its_own_profile_table() {
+/// `voxpipe ab --fakes` on the phone cascade (chat fake) against the same cascade with its LLM
+/// stage swapped for `kind`: the harness starts that vendor's own fake, timed by the profile's
+/// `table`, here 300 ms slower to its first token than the chat fake.
+async fn an_llm_vendor_is_served_by_its_own_fake_timed_by_its_profile_table(
+    kind: &str,
+    base_url: &str,
+    table: &str,
+) {
     let dir = tempfile::tempdir().unwrap();
     let scenarios = dir.path().join("scenarios");
     std::fs::create_dir_all(scenarios.join("booking")).unwrap();
     std::fs::write(scenarios.join("booking/scenario.toml"), TWO_TURNS).unwrap();
-    // The phone cascade on the fakes, with Gemini as its LLM.
     let chat = std::fs::read_to_string(repo_path("pipelines/phone-cascade-fake.toml")).unwrap();
-    let gemini =
-        chat.replace("name = \"phone-cascade-fake\"", "name = \"phone-cascade-gemini-fake\"").replace(
+    let swapped =
+        chat.replace("name = \"phone-cascade-fake\"", "name = \"phone-cascade-other-fake\"").replace(
             "kind = \"llm.openai\"\nbase_url = \"http://127.0.0.1:8788/v1\"",
-            "kind = \"llm.gemini\"\nbase_url = \"http://127.0.0.1:8795/v1beta\"",
+            &format!("kind = \"{kind}\"\nbase_url = \"{base_url}\""),
         );
-    assert!(gemini.contains("llm.gemini"));
-    let gemini_file = dir.path().join("phone-cascade-gemini-fake.toml");
-    std::fs::write(&gemini_file, gemini).unwrap();
+    assert!(swapped.contains(kind));
+    let swapped_file = dir.path().join("phone-cascade-other-fake.toml");
+    std::fs::write(&swapped_file, swapped).unwrap();
 
-    // Gemini 300 ms slower to its first token than the chat fake, in one profile for both.
-    let profile_file = dir.path().join("slow-gemini.toml");
+    let profile_file = dir.path().join("slow.toml");
     let published = FakeProfile::published();
     let slower = published.chat.first_token_ms.value + 300;
     std::fs::write(
         &profile_file,
-        format!("extends = \"published\"\n[gemini]\nfirst_token_ms = {{ value = {slower} }}\n"),
+        format!("extends = \"published\"\n[{table}]\nfirst_token_ms = {{ value = {slower} }}\n"),
     )
     .unwrap();
     let profile = FakeProfile::select(profile_file.to_str().unwrap()).unwrap();
     let mut opts = AbOptions::new(
-        vec![repo_path("pipelines/phone-cascade-fake.toml"), gemini_file.clone()],
+        vec![repo_path("pipelines/phone-cascade-fake.toml"), swapped_file.clone()],
         scenarios,
         dir.path().join("out"),
     );
@@ -145,11 +150,28 @@ async fn ab_with_fakes_serves_a_gemini_cascade_from_a_gemini_fake_timed_by_its_o
     assert_eq!(report.failures().count(), 0, "{:?}", report.failures().collect::<Vec<_>>());
 
     let (a, b) = (llm_first_token_median(&report, "A"), llm_first_token_median(&report, "B"));
-    assert!(
-        (250.0..=350.0).contains(&(b - a)),
-        "the Gemini fake answered B, 300 ms later: A {a} ms, B {b} ms"
-    );
+    assert!((250.0..=350.0).contains(&(b - a)), "{kind}'s fake answered B, 300 ms later: A {a} ms, B {b} ms");
     let md = std::fs::read_to_string(&report.report).unwrap();
-    assert!(md.contains(&format!("| gemini | `first_token_ms` | {slower} | {slower} | B |")), "{md}");
+    assert!(md.contains(&format!("| {table} | `first_token_ms` | {slower} | {slower} | B |")), "{md}");
     assert!(md.contains("| chat | `first_token_ms` | 400 | 400 | A |"), "{md}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn ab_with_fakes_serves_a_gemini_cascade_from_a_gemini_fake_timed_by_its_own_profile_table() {
+    an_llm_vendor_is_served_by_its_own_fake_timed_by_its_profile_table(
+        "llm.gemini",
+        "http://127.0.0.1:8795/v1beta",
+        "gemini",
+    )
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn ab_with_fakes_serves_an_anthropic_cascade_from_the_anthropic_fake_timed_by_its_own_profile_table() {
+    an_llm_vendor_is_served_by_its_own_fake_timed_by_its_profile_table(
+        "llm.anthropic",
+        "http://127.0.0.1:8789/v1",
+        "anthropic",
+    )
+    .await;
 }

@@ -1,11 +1,11 @@
-//! Offline mode: the Realtime, chat-completions, Gemini and speech fakes started in-process for one
+//! Offline mode: the Realtime, chat-completions, Anthropic, Gemini and speech fakes started in-process for one
 //! call, and the `--set` overrides and test credentials that point a pipeline at them.
 //!
 //! Each call gets its own fakes (loopback, OS-chosen ports), scripted by the scenario's
 //! `[fake]` table and timed by the pipeline's [`FakeProfile`] (which replaces any timing the
 //! scenario's `[fake.realtime]` sets), with the pipeline's latency offset added on top, so
 //! calls never share fake state. Stages redirected: `realtime.openai` (`url`), `asr.openai`,
-//! `llm.openai`, `llm.gemini` and `tts.openai` (`base_url`). Other remote stages keep their
+//! `llm.openai`, `llm.anthropic`, `llm.gemini` and `tts.openai` (`base_url`). Other remote stages keep their
 //! configured endpoints. The transcription fake answers each request with the next turn's words (`say`,
 //! else `transcript`).
 //!
@@ -16,8 +16,9 @@
 use crate::error::EvalError;
 use crate::profile::FakeProfile;
 use crate::scenario::Scenario;
+use voxpipe_fakes::anthropic::{AnthropicFake, AnthropicFakeConfig};
 use voxpipe_fakes::gemini::{GeminiFake, GeminiFakeConfig};
-use voxpipe_fakes::openai_chat::{ChatFake, ChatFakeConfig, ScriptedReply};
+use voxpipe_fakes::openai_chat::{ChatFake, ChatFakeConfig, Knobs, ScriptedReply};
 use voxpipe_fakes::openai_speech::{SpeechFake, SpeechFakeConfig};
 use voxpipe_fakes::realtime::{RealtimeFake, RealtimeFakeConfig};
 use voxpipe_fakes::tool_server::ToolServer;
@@ -44,6 +45,7 @@ pub struct CallFakes {
     realtime: Option<RealtimeFake>,
     chat: Option<ChatFake>,
     gemini: Option<GeminiFake>,
+    anthropic: Option<AnthropicFake>,
     speech: Option<SpeechFake>,
     transcription: Option<TranscriptionFake>,
     tools: Option<ToolServer>,
@@ -72,6 +74,7 @@ impl CallFakes {
             realtime: None,
             chat: None,
             gemini: None,
+            anthropic: None,
             speech: None,
             transcription: None,
             tools: None,
@@ -106,24 +109,31 @@ impl CallFakes {
                 }
                 Some("llm") => {
                     let mut cfg = ChatFakeConfig::default();
-                    if !script.llm.is_empty() {
-                        cfg.replies = script.llm.iter().map(ScriptedReply::from).collect();
-                    }
-                    cfg.knobs.time_to_first_token_ms = profile.chat.first_token_ms.value;
-                    cfg.knobs.token_interval_ms = profile.chat.token_interval_ms.value;
+                    scripted(&mut cfg.replies, script);
+                    cfg.knobs =
+                        pacing(profile.chat.first_token_ms.value, profile.chat.token_interval_ms.value);
                     let fake = ChatFake::start(cfg)
                         .await
                         .map_err(|source| EvalError::Fake { fake: "chat", source })?;
                     me.sets.push(format!("stages[{i}].base_url={}", fake.base_url()));
                     me.chat = Some(fake);
                 }
+                Some("anthropic") => {
+                    let mut cfg = AnthropicFakeConfig::default();
+                    scripted(&mut cfg.replies, script);
+                    let t = &profile.anthropic;
+                    cfg.knobs = pacing(t.first_token_ms.value, t.token_interval_ms.value);
+                    let fake = AnthropicFake::start(cfg)
+                        .await
+                        .map_err(|source| EvalError::Fake { fake: "anthropic", source })?;
+                    me.sets.push(format!("stages[{i}].base_url={}", fake.base_url()));
+                    me.anthropic = Some(fake);
+                }
                 Some("gemini") => {
                     let mut cfg = GeminiFakeConfig::default();
-                    if !script.llm.is_empty() {
-                        cfg.replies = script.llm.iter().map(ScriptedReply::from).collect();
-                    }
-                    cfg.knobs.time_to_first_token_ms = profile.gemini.first_token_ms.value;
-                    cfg.knobs.token_interval_ms = profile.gemini.token_interval_ms.value;
+                    scripted(&mut cfg.replies, script);
+                    cfg.knobs =
+                        pacing(profile.gemini.first_token_ms.value, profile.gemini.token_interval_ms.value);
                     let fake = GeminiFake::start(cfg)
                         .await
                         .map_err(|source| EvalError::Fake { fake: "gemini", source })?;
@@ -175,10 +185,25 @@ impl CallFakes {
         if let Some(f) = self.gemini {
             f.stop().await;
         }
+        if let Some(f) = self.anthropic {
+            f.stop().await;
+        }
         drop(self.speech); // stops on drop
         drop(self.transcription); // stops on drop
         drop(self.tools); // stops on drop
     }
+}
+
+/// The scenario's `[[fake.llm]]` replies, when it has any (else the fake's default stays).
+fn scripted(replies: &mut Vec<ScriptedReply>, script: &crate::scenario::FakeScript) {
+    if !script.llm.is_empty() {
+        *replies = script.llm.iter().map(ScriptedReply::from).collect();
+    }
+}
+
+/// An LLM fake's pacing from its profile.
+fn pacing(first_token_ms: u64, token_interval_ms: u64) -> Knobs {
+    Knobs { time_to_first_token_ms: first_token_ms, token_interval_ms, ..Knobs::default() }
 }
 
 /// `(tool name, path)` of the `http` tools that call the example tool server: a loopback host

@@ -45,7 +45,7 @@ pub struct Figure<T> {
 /// One row of a profile's table in the report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ProfileRow {
-    /// The fake (`realtime`, `chat`, `gemini`, `speech`, `transcription`).
+    /// The fake (`realtime`, `chat`, `anthropic`, `gemini`, `speech`, `transcription`).
     pub fake: &'static str,
     /// The key (`first_audio_ms`).
     pub key: &'static str,
@@ -130,6 +130,16 @@ timings! {
 }
 
 timings! {
+    /// The Anthropic Messages fake (`llm.anthropic` stages).
+    AnthropicTimings / AnthropicSpec = "anthropic" {
+        /// Request → first SSE event, ms.
+        first_token_ms: u64,
+        /// Between later SSE events, ms.
+        token_interval_ms: u64,
+    }
+}
+
+timings! {
     /// The Gemini fake (`llm.gemini` stages).
     GeminiTimings / GeminiSpec = "gemini" {
         /// Request → first SSE event, ms.
@@ -173,6 +183,8 @@ struct ProfileSpec {
     #[serde(default)]
     chat: ChatSpec,
     #[serde(default)]
+    anthropic: AnthropicSpec,
+    #[serde(default)]
     gemini: GeminiSpec,
     #[serde(default)]
     speech: SpeechSpec,
@@ -187,6 +199,7 @@ impl ProfileSpec {
             description: self.description.or(base.description),
             realtime: self.realtime.or(base.realtime),
             chat: self.chat.or(base.chat),
+            anthropic: self.anthropic.or(base.anthropic),
             gemini: self.gemini.or(base.gemini),
             speech: self.speech.or(base.speech),
             transcription: self.transcription.or(base.transcription),
@@ -207,6 +220,8 @@ pub struct FakeProfile {
     pub realtime: RealtimeTimings,
     /// The chat-completions fake.
     pub chat: ChatTimings,
+    /// The Anthropic Messages fake.
+    pub anthropic: AnthropicTimings,
     /// The Gemini fake.
     pub gemini: GeminiTimings,
     /// The speech fake.
@@ -302,11 +317,12 @@ impl FakeProfile {
         let mut missing = Vec::new();
         let realtime = spec.realtime.resolve(&mut missing);
         let chat = spec.chat.resolve(&mut missing);
+        let anthropic = spec.anthropic.resolve(&mut missing);
         let gemini = spec.gemini.resolve(&mut missing);
         let speech = spec.speech.resolve(&mut missing);
         let transcription = spec.transcription.resolve(&mut missing);
-        let (Some(realtime), Some(chat), Some(gemini), Some(speech), Some(transcription)) =
-            (realtime, chat, gemini, speech, transcription)
+        let (Some(realtime), Some(chat), Some(anthropic), Some(gemini), Some(speech), Some(transcription)) =
+            (realtime, chat, anthropic, gemini, speech, transcription)
         else {
             let keys: Vec<String> = missing.iter().map(|k| format!("`{k}`")).collect();
             return Err(profile_error(
@@ -339,6 +355,7 @@ impl FakeProfile {
             origin: path.to_path_buf(),
             realtime,
             chat,
+            anthropic,
             gemini,
             speech,
             transcription,
@@ -350,6 +367,7 @@ impl FakeProfile {
         let mut out = Vec::new();
         self.realtime.rows(&mut out);
         self.chat.rows(&mut out);
+        self.anthropic.rows(&mut out);
         self.gemini.rows(&mut out);
         self.speech.rows(&mut out);
         self.transcription.rows(&mut out);
@@ -390,7 +408,7 @@ mod tests {
         assert_eq!(FakeProfile::builtin_names(), ["instant", "published"]);
         let published = FakeProfile::published();
         let rows = published.rows();
-        assert_eq!(rows.len(), 11);
+        assert_eq!(rows.len(), 13);
         for r in &rows {
             let source = r.source.as_deref().unwrap_or("");
             assert!(source.len() > 10, "{}.{} has no source", r.fake, r.key);

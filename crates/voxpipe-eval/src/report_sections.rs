@@ -13,12 +13,13 @@ use std::path::{Path, PathBuf};
 /// The breakdown plot's file name.
 pub const BREAKDOWN_SVG: &str = "latency_breakdown.svg";
 
-/// The fake of a stage kind, named as in the profile (`realtime`, `chat`, `gemini`, `speech`,
+/// The fake of a stage kind, named as in the profile (`realtime`, `chat`, `anthropic`, `gemini`, `speech`,
 /// `transcription`), when the A/B harness starts one for it.
 fn profile_fake(kind: &str) -> Option<&'static str> {
     match voxpipe_config::StageKind::get(kind)?.fake? {
         "realtime" => Some("realtime"),
         "llm" => Some("chat"),
+        "anthropic" => Some("anthropic"),
         "gemini" => Some("gemini"),
         "tts" => Some("speech"),
         "transcription" => Some("transcription"),
