@@ -289,7 +289,8 @@ fn default_stall_timeout_ms() -> u64 {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RealtimeConfig {
-    /// Model id. Default `gpt-realtime-mini`.
+    /// Model id. Default `gpt-realtime-mini`. With `[azure]` the deployment is connected to
+    /// and `model` only names what it runs (in logs and price tables).
     #[serde(default = "default_model")]
     pub model: String,
     /// WebSocket endpoint without the query string. Default `wss://api.openai.com/v1/realtime`.
