@@ -246,3 +246,12 @@ async fn a_compatible_server_sends_a_reply_in_bursts_with_gaps() {
     assert!(arrivals[10].abs_diff(arrivals[0] + 1600) <= 30, "{arrivals:?}");
     fake.shutdown().await;
 }
+
+#[test]
+fn the_shipped_compatible_config_loads() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../pipelines/fakes/realtime-compatible.toml");
+    let config: RealtimeFakeConfig = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let compatible = config.compatible.expect("[compatible]");
+    assert_eq!((compatible.burst_ms, compatible.burst_gap_ms), (1000, 600));
+    assert_eq!(config.responses.len(), 2);
+}
