@@ -72,14 +72,16 @@ pub struct FaultArgs {
 /// Which fake to run.
 #[derive(Debug, Subcommand)]
 pub enum FakeCommand {
-    /// The OpenAI Realtime API: the WebSocket at ws://127.0.0.1:PORT/v1/realtime, and on the
+    /// The OpenAI Realtime API: the WebSocket at ws://127.0.0.1:PORT/v1/realtime (and Azure
+    /// OpenAI's /openai/realtime and /openai/v1/realtime with an `api-key` header), and on the
     /// same port client secrets and WebRTC calls (POST /v1/realtime/client_secrets, /calls).
     Realtime {
         /// Port on 127.0.0.1 (0 picks a free one; the URL is printed).
         #[arg(long, default_value_t = 8787)]
         port: u16,
         /// Fake settings (TOML): scripted responses, latency, faults (`faults = […]`, by
-        /// connection).
+        /// connection), `[compatible]` to behave like an independent beta-dialect server
+        /// (pipelines/fakes/realtime-compatible.toml).
         #[arg(long)]
         config: Option<PathBuf>,
         #[arg(long = "fault", value_name = "SPEC", value_parser = fault_spec, help = FAULT_HELP)]
