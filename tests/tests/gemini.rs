@@ -175,3 +175,66 @@ async fn ab_with_fakes_serves_an_anthropic_cascade_from_the_anthropic_fake_timed
     )
     .await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn ab_with_fakes_serves_an_elevenlabs_voice_from_the_elevenlabs_fake_timed_by_its_own_profile_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenarios = dir.path().join("scenarios");
+    std::fs::create_dir_all(scenarios.join("booking")).unwrap();
+    std::fs::write(scenarios.join("booking/scenario.toml"), TWO_TURNS).unwrap();
+    let openai = std::fs::read_to_string(repo_path("pipelines/phone-cascade-fake.toml")).unwrap();
+    let swapped = openai.replace(
+        "kind = \"tts.openai\"\nbase_url = \"http://127.0.0.1:8790/v1\"\napi_key_env = \"FAKE_API_KEY\"\nvoice = \"alloy\"",
+        "kind = \"tts.elevenlabs\"\nbase_url = \"http://127.0.0.1:8791/v1\"\nws_url = \"ws://127.0.0.1:8791/v1\"\n\
+         api_key_env = \"FAKE_API_KEY\"\nvoice_id = \"21m00Tcm4TlvDq8ikWAM\"\nmodel_id = \"eleven_flash_v2_5\"\ntransport = \"http\"",
+    );
+    assert!(swapped.contains("tts.elevenlabs"));
+    let swapped_file = dir.path().join("phone-cascade-elevenlabs-fake.toml");
+    std::fs::write(&swapped_file, swapped).unwrap();
+
+    // ElevenLabs 200 ms slower to its first audio than the OpenAI speech fake.
+    let published = FakeProfile::published();
+    let slower = published.speech.first_byte_ms.value + 200;
+    let profile_file = dir.path().join("slow.toml");
+    std::fs::write(
+        &profile_file,
+        format!("extends = \"published\"\n[elevenlabs]\nfirst_byte_ms = {{ value = {slower} }}\n"),
+    )
+    .unwrap();
+    let profile = FakeProfile::select(profile_file.to_str().unwrap()).unwrap();
+    let mut opts = AbOptions::new(
+        vec![repo_path("pipelines/phone-cascade-fake.toml"), swapped_file],
+        scenarios,
+        dir.path().join("out"),
+    );
+    opts.start_fakes = true;
+    opts.progress = false;
+    opts.fake_profiles = vec![profile.clone(), profile];
+    let report = run_ab(opts).await.unwrap();
+    assert_eq!(report.failures().count(), 0, "{:?}", report.failures().collect::<Vec<_>>());
+    let tts = |label: &str| {
+        let mut v: Vec<u64> = report
+            .calls
+            .iter()
+            .filter(|c| c.pipeline == label)
+            .flat_map(|c| c.turns.iter())
+            .filter_map(|t| t.tts_first_audio_ms)
+            .collect();
+        v.sort();
+        let turns: Vec<_> = report
+            .calls
+            .iter()
+            .filter(|c| c.pipeline == label)
+            .flat_map(|c| c.turns.iter().map(|t| (t.reply.clone(), t.errors.clone(), t.tts_first_audio_ms)))
+            .collect();
+        assert_eq!(v.len(), 2, "{label}: both turns spoken: {turns:?}");
+        v[1] as f64
+    };
+    let (a, b) = (tts("A"), tts("B"));
+    assert!(
+        (150.0..=250.0).contains(&(b - a)),
+        "ElevenLabs' fake spoke for B, 200 ms later: A {a} ms, B {b} ms"
+    );
+    let md = std::fs::read_to_string(&report.report).unwrap();
+    assert!(md.contains(&format!("| elevenlabs | `first_byte_ms` | {slower} | {slower} | B |")), "{md}");
+}

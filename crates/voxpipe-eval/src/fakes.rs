@@ -1,11 +1,13 @@
-//! Offline mode: the Realtime, chat-completions, Anthropic, Gemini and speech fakes started in-process for one
+//! Offline mode: the Realtime, chat-completions, Anthropic, Gemini and speech (OpenAI,
+//! ElevenLabs) fakes started in-process for one
 //! call, and the `--set` overrides and test credentials that point a pipeline at them.
 //!
 //! Each call gets its own fakes (loopback, OS-chosen ports), scripted by the scenario's
 //! `[fake]` table and timed by the pipeline's [`FakeProfile`] (which replaces any timing the
 //! scenario's `[fake.realtime]` sets), with the pipeline's latency offset added on top, so
 //! calls never share fake state. Stages redirected: `realtime.openai` (`url`), `asr.openai`,
-//! `llm.openai`, `llm.anthropic`, `llm.gemini` and `tts.openai` (`base_url`). Other remote stages keep their
+//! `llm.openai`, `llm.anthropic`, `llm.gemini`, `tts.openai` (`base_url`) and `tts.elevenlabs`
+//! (`base_url`, `ws_url`). Other remote stages keep their
 //! configured endpoints. The transcription fake answers each request with the next turn's words (`say`,
 //! else `transcript`).
 //!
@@ -17,6 +19,7 @@ use crate::error::EvalError;
 use crate::profile::FakeProfile;
 use crate::scenario::Scenario;
 use voxpipe_fakes::anthropic::{AnthropicFake, AnthropicFakeConfig};
+use voxpipe_fakes::elevenlabs::{ElevenLabsFake, ElevenLabsFakeConfig};
 use voxpipe_fakes::gemini::{GeminiFake, GeminiFakeConfig};
 use voxpipe_fakes::openai_chat::{ChatFake, ChatFakeConfig, Knobs, ScriptedReply};
 use voxpipe_fakes::openai_speech::{SpeechFake, SpeechFakeConfig};
@@ -46,6 +49,7 @@ pub struct CallFakes {
     chat: Option<ChatFake>,
     gemini: Option<GeminiFake>,
     anthropic: Option<AnthropicFake>,
+    elevenlabs: Option<ElevenLabsFake>,
     speech: Option<SpeechFake>,
     transcription: Option<TranscriptionFake>,
     tools: Option<ToolServer>,
@@ -75,6 +79,7 @@ impl CallFakes {
             chat: None,
             gemini: None,
             anthropic: None,
+            elevenlabs: None,
             speech: None,
             transcription: None,
             tools: None,
@@ -150,6 +155,21 @@ impl CallFakes {
                     me.sets.push(format!("stages[{i}].base_url={}", fake.base_url()));
                     me.speech = Some(fake);
                 }
+                Some("elevenlabs") => {
+                    let t = &profile.elevenlabs;
+                    let cfg = ElevenLabsFakeConfig {
+                        api_key: FAKE_KEY.into(),
+                        time_to_first_byte_ms: add(t.first_byte_ms.value, delay.first_audio_ms),
+                        real_time_factor: t.real_time_factor.value,
+                        ..Default::default()
+                    };
+                    let fake = ElevenLabsFake::start(cfg)
+                        .await
+                        .map_err(|source| EvalError::Fake { fake: "elevenlabs", source })?;
+                    me.sets.push(format!("stages[{i}].base_url={}", fake.base_url()));
+                    me.sets.push(format!("stages[{i}].ws_url={}", fake.ws_url()));
+                    me.elevenlabs = Some(fake);
+                }
                 Some("transcription") => {
                     let cfg = TranscriptionFakeConfig {
                         api_key: FAKE_KEY.into(),
@@ -189,6 +209,7 @@ impl CallFakes {
             f.stop().await;
         }
         drop(self.speech); // stops on drop
+        drop(self.elevenlabs); // stops on drop
         drop(self.transcription); // stops on drop
         drop(self.tools); // stops on drop
     }

@@ -45,7 +45,7 @@ pub struct Figure<T> {
 /// One row of a profile's table in the report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ProfileRow {
-    /// The fake (`realtime`, `chat`, `anthropic`, `gemini`, `speech`, `transcription`).
+    /// The fake (`realtime`, `chat`, `anthropic`, `gemini`, `speech`, `elevenlabs`, `transcription`).
     pub fake: &'static str,
     /// The key (`first_audio_ms`).
     pub key: &'static str,
@@ -160,6 +160,17 @@ timings! {
 }
 
 timings! {
+    /// The ElevenLabs speech fake (`tts.elevenlabs` stages, HTTP stream or `stream-input`
+    /// WebSocket).
+    ElevenLabsTimings / ElevenLabsSpec = "elevenlabs" {
+        /// Request (or the first text of a generation) → first audio, ms.
+        first_byte_ms: u64,
+        /// Audio streamed per wall second, in seconds of audio; 0 streams as fast as possible.
+        real_time_factor: f64,
+    }
+}
+
+timings! {
     /// The transcription fake (`asr.openai` stages).
     TranscriptionTimings / TranscriptionSpec = "transcription" {
         /// Request → answer, fixed part, ms.
@@ -189,6 +200,8 @@ struct ProfileSpec {
     #[serde(default)]
     speech: SpeechSpec,
     #[serde(default)]
+    elevenlabs: ElevenLabsSpec,
+    #[serde(default)]
     transcription: TranscriptionSpec,
 }
 
@@ -202,6 +215,7 @@ impl ProfileSpec {
             anthropic: self.anthropic.or(base.anthropic),
             gemini: self.gemini.or(base.gemini),
             speech: self.speech.or(base.speech),
+            elevenlabs: self.elevenlabs.or(base.elevenlabs),
             transcription: self.transcription.or(base.transcription),
         }
     }
@@ -226,6 +240,8 @@ pub struct FakeProfile {
     pub gemini: GeminiTimings,
     /// The speech fake.
     pub speech: SpeechTimings,
+    /// The ElevenLabs speech fake.
+    pub elevenlabs: ElevenLabsTimings,
     /// The transcription fake.
     pub transcription: TranscriptionTimings,
 }
@@ -320,9 +336,17 @@ impl FakeProfile {
         let anthropic = spec.anthropic.resolve(&mut missing);
         let gemini = spec.gemini.resolve(&mut missing);
         let speech = spec.speech.resolve(&mut missing);
+        let elevenlabs = spec.elevenlabs.resolve(&mut missing);
         let transcription = spec.transcription.resolve(&mut missing);
-        let (Some(realtime), Some(chat), Some(anthropic), Some(gemini), Some(speech), Some(transcription)) =
-            (realtime, chat, anthropic, gemini, speech, transcription)
+        let (
+            Some(realtime),
+            Some(chat),
+            Some(anthropic),
+            Some(gemini),
+            Some(speech),
+            Some(elevenlabs),
+            Some(transcription),
+        ) = (realtime, chat, anthropic, gemini, speech, elevenlabs, transcription)
         else {
             let keys: Vec<String> = missing.iter().map(|k| format!("`{k}`")).collect();
             return Err(profile_error(
@@ -339,12 +363,15 @@ impl FakeProfile {
                 format!("key `realtime.pace`: expected a number above 0, got {}", realtime.pace.value),
             ));
         }
-        let rtf = speech.real_time_factor.value;
-        if !(rtf.is_finite() && rtf >= 0.0) {
-            return Err(profile_error(
-                path,
-                format!("key `speech.real_time_factor`: expected 0 or more, got {rtf}"),
-            ));
+        for (table, rtf) in
+            [("speech", speech.real_time_factor.value), ("elevenlabs", elevenlabs.real_time_factor.value)]
+        {
+            if !(rtf.is_finite() && rtf >= 0.0) {
+                return Err(profile_error(
+                    path,
+                    format!("key `{table}.real_time_factor`: expected 0 or more, got {rtf}"),
+                ));
+            }
         }
         if realtime.audio_delta_ms.value == 0 {
             return Err(profile_error(path, "key `realtime.audio_delta_ms`: expected 1 or more, got 0"));
@@ -358,6 +385,7 @@ impl FakeProfile {
             anthropic,
             gemini,
             speech,
+            elevenlabs,
             transcription,
         })
     }
@@ -370,6 +398,7 @@ impl FakeProfile {
         self.anthropic.rows(&mut out);
         self.gemini.rows(&mut out);
         self.speech.rows(&mut out);
+        self.elevenlabs.rows(&mut out);
         self.transcription.rows(&mut out);
         out
     }
@@ -408,7 +437,7 @@ mod tests {
         assert_eq!(FakeProfile::builtin_names(), ["instant", "published"]);
         let published = FakeProfile::published();
         let rows = published.rows();
-        assert_eq!(rows.len(), 13);
+        assert_eq!(rows.len(), 15);
         for r in &rows {
             let source = r.source.as_deref().unwrap_or("");
             assert!(source.len() > 10, "{}.{} has no source", r.fake, r.key);

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 /// The breakdown plot's file name.
 pub const BREAKDOWN_SVG: &str = "latency_breakdown.svg";
 
-/// The fake of a stage kind, named as in the profile (`realtime`, `chat`, `anthropic`, `gemini`, `speech`,
+/// The fake of a stage kind, named as in the profile (`realtime`, `chat`, `anthropic`, `gemini`, `elevenlabs`, `speech`,
 /// `transcription`), when the A/B harness starts one for it.
 fn profile_fake(kind: &str) -> Option<&'static str> {
     match voxpipe_config::StageKind::get(kind)?.fake? {
@@ -22,6 +22,7 @@ fn profile_fake(kind: &str) -> Option<&'static str> {
         "anthropic" => Some("anthropic"),
         "gemini" => Some("gemini"),
         "tts" => Some("speech"),
+        "elevenlabs" => Some("elevenlabs"),
         "transcription" => Some("transcription"),
         _ => None,
     }
