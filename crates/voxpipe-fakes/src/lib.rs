@@ -8,6 +8,7 @@
 
 pub mod anthropic;
 pub mod elevenlabs;
+pub mod elevenlabs_agent;
 pub mod fault;
 pub mod gemini;
 pub mod gemini_live;
