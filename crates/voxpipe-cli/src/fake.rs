@@ -6,8 +6,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use voxpipe_fakes::fault::{self, FaultSpec, Faults};
 use voxpipe_fakes::{
-    anthropic, elevenlabs, gemini, gemini_live, openai_chat, openai_speech, realtime, tool_server,
-    transcription,
+    anthropic, elevenlabs, elevenlabs_agent, gemini, gemini_live, openai_chat, openai_speech, realtime,
+    tool_server, transcription,
 };
 
 /// `--fault` help: the grammar (also in README's fakes section).
@@ -109,6 +109,21 @@ pub enum FakeCommand {
         #[arg(long = "fault", value_name = "SPEC", value_parser = fault_spec, help = FAULT_HELP)]
         faults: Vec<FaultSpec>,
     },
+    /// The ElevenLabs Conversational AI agent WebSocket at
+    /// ws://127.0.0.1:PORT/v1/convai/conversation?agent_id=… (public agent `agent_fake`;
+    /// private `agent_fake_private` through GET /v1/convai/conversation/get-signed-url with
+    /// `xi-api-key`).
+    ElevenlabsAgent {
+        /// Port on 127.0.0.1 (0 picks a free one; the URL is printed).
+        #[arg(long, default_value_t = 8797)]
+        port: u16,
+        /// Fake settings (TOML): agents, scripted replies, pacing, VAD, pings, tool timeout,
+        /// faults (`faults = […]`, by connection).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long = "fault", value_name = "SPEC", value_parser = fault_spec, help = FAULT_HELP)]
+        faults: Vec<FaultSpec>,
+    },
     /// OpenAI speech (`/v1/audio/speech`, raw PCM) at http://127.0.0.1:PORT/v1.
     Tts(TtsArgs),
     /// ElevenLabs TTS (HTTP stream and stream-input WebSocket) at http://127.0.0.1:PORT/v1.
@@ -145,7 +160,7 @@ pub enum FakeCommand {
     },
     /// Every fake at once, on consecutive ports from `--base-port` (realtime, llm, anthropic,
     /// tts, elevenlabs, transcription, tools; gemini at base + 8, as the twilio fake's default
-    /// is base + 7; gemini-live at base + 9), as the `*-fake.toml` pipelines expect.
+    /// is base + 7; gemini-live at base + 9, elevenlabs-agent at base + 10), as the `*-fake.toml` pipelines expect.
     All {
         /// The first port; the others follow it (0: each fake picks a free port).
         #[arg(long, default_value_t = 8787)]
@@ -154,8 +169,8 @@ pub enum FakeCommand {
         #[arg(long)]
         llm_replies: Option<PathBuf>,
         /// Inject a fault into one of the fakes (repeatable): FAKE:SPEC, FAKE one of realtime,
-        /// llm, anthropic, gemini, gemini-live, tts, elevenlabs, elevenlabs-ws, transcription,
-        /// tools; SPEC as that
+        /// llm, anthropic, gemini, gemini-live, tts, elevenlabs, elevenlabs-ws, elevenlabs-agent,
+        /// transcription, tools; SPEC as that
         /// fake's `--fault` (e.g. `llm:0=status:503`, `realtime:0=cut-after:3`).
         #[arg(long = "fault", value_name = "FAKE:SPEC", value_parser = named_fault_spec)]
         faults: Vec<NamedFault>,
@@ -172,6 +187,7 @@ const FAULT_TARGETS: &[&str] = &[
     "tts",
     "elevenlabs",
     "elevenlabs-ws",
+    "elevenlabs-agent",
     "transcription",
     "tools",
 ];
@@ -371,6 +387,7 @@ enum Running {
     Anthropic(anthropic::AnthropicFake),
     Gemini(gemini::GeminiFake),
     GeminiLive(gemini_live::GeminiLiveFake),
+    ElevenLabsAgent(elevenlabs_agent::ElevenLabsAgentFake),
     Speech(openai_speech::SpeechFake),
     ElevenLabs(elevenlabs::ElevenLabsFake),
     Transcription(transcription::TranscriptionFake),
@@ -391,6 +408,12 @@ impl Running {
             Running::Anthropic(f) => format!("anthropic fake listening on {}", f.base_url()),
             Running::Gemini(f) => format!("gemini fake listening on {}", f.base_url()),
             Running::GeminiLive(f) => format!("gemini live fake listening on {}", f.url()),
+            Running::ElevenLabsAgent(f) => format!(
+                "elevenlabs agent fake listening on {} (signed URLs at {}{})",
+                f.url(),
+                f.http_url(),
+                elevenlabs_agent::SIGNED_URL_PATH
+            ),
             Running::Speech(f) => format!("openai speech fake listening on {}", f.base_url()),
             Running::ElevenLabs(f) => {
                 format!("elevenlabs fake listening on {} and {}", f.base_url(), f.ws_url())
@@ -445,6 +468,21 @@ async fn start(which: FakeCommand) -> anyhow::Result<Vec<Running>> {
                 faults("gemini-live", "--fault", &config.faults, &flags, gemini_live::SUPPORTED_FAULTS)?;
             vec![Running::GeminiLive(
                 gemini_live::GeminiLiveFake::bind(at(port), config).await.with_context(|| ctx(port))?,
+            )]
+        }
+        FakeCommand::ElevenlabsAgent { port, config, faults: flags } => {
+            let mut config: elevenlabs_agent::ElevenLabsAgentFakeConfig = load_toml(config.as_deref())?;
+            config.faults = faults(
+                "elevenlabs-agent",
+                "--fault",
+                &config.faults,
+                &flags,
+                elevenlabs_agent::SUPPORTED_FAULTS,
+            )?;
+            vec![Running::ElevenLabsAgent(
+                elevenlabs_agent::ElevenLabsAgentFake::bind(at(port), config)
+                    .await
+                    .with_context(|| ctx(port))?,
             )]
         }
         FakeCommand::Tts(a) => {
@@ -521,6 +559,11 @@ async fn start(which: FakeCommand) -> anyhow::Result<Vec<Running>> {
                     port: port(9),
                     config: None,
                     faults: faults_for(&named, "gemini-live"),
+                },
+                FakeCommand::ElevenlabsAgent {
+                    port: port(10),
+                    config: None,
+                    faults: faults_for(&named, "elevenlabs-agent"),
                 },
             ] {
                 all.extend(Box::pin(start(cmd)).await?);
@@ -664,6 +707,26 @@ mod tests {
         let all = parse(&["all", "--base-port", "0", "--fault", "gemini-live:0=cut-after:1"]).unwrap();
         let running = start(all).await.unwrap();
         assert!(running.iter().any(|r| r.describe().starts_with("gemini live fake listening on")));
+    }
+
+    #[tokio::test]
+    async fn elevenlabs_agent_takes_its_config_and_faults_and_runs_in_fake_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(&path, "ping_interval_ms = 500\nfaults = [\"0=cut-after:2\"]\n").unwrap();
+        let p = path.to_str().unwrap();
+        let cmd =
+            parse(&["elevenlabs-agent", "--port", "0", "--config", p, "--fault", "1=stall-after:1"]).unwrap();
+        let running = start(cmd).await.unwrap();
+        let text = running[0].describe();
+        assert!(text.starts_with("elevenlabs agent fake listening on ws://127.0.0.1:"), "{text}");
+        assert!(text.ends_with(&format!("{})", elevenlabs_agent::SIGNED_URL_PATH)), "{text}");
+        let e = parse(&["elevenlabs-agent", "--fault", "0=wrong-content-type"]).unwrap();
+        let e = format!("{:#}", start(e).await.err().unwrap());
+        assert!(e.contains("the elevenlabs-agent fake does not implement `wrong-content-type`"), "{e}");
+        let all = parse(&["all", "--base-port", "0", "--fault", "elevenlabs-agent:0=cut-after:1"]).unwrap();
+        let running = start(all).await.unwrap();
+        assert!(running.iter().any(|r| r.describe().starts_with("elevenlabs agent fake listening on")));
     }
 
     #[test]
