@@ -403,3 +403,48 @@ async fn a_cut_fault_drops_the_connection_mid_reply() {
     assert_eq!(fake.closes()[0].code, 1006);
     fake.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_unanswered_tool_call_times_out_and_the_agent_goes_on() {
+    let mut cfg = config(vec![
+        AgentScriptedResponse::call("lookup", json!({})),
+        AgentScriptedResponse::say("Moving on."),
+    ]);
+    cfg.tool_timeout_ms = 2_000;
+    cfg.agents[0].first_message = String::new();
+    let fake = ElevenLabsAgentFake::start(cfg).await.unwrap();
+    let mut ws = connect(&fake.conversation_url("agent_pub")).await;
+    send(&mut ws, init()).await;
+    expect(&mut ws, "conversation_initiation_metadata").await;
+    send(&mut ws, json!({"type": "user_message", "text": "Look it up"})).await;
+    expect(&mut ws, "client_tool_call").await;
+    let v = expect(&mut ws, "agent_response").await;
+    assert_eq!(v["agent_response_event"]["agent_response"], "Moving on.");
+    let turns = fake.conversation(1);
+    assert!(turns.iter().any(|t| t.role == "tool" && t.text.starts_with("lookup: error:")), "{turns:?}");
+    fake.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn malformed_and_stall_faults_hit_the_reply() {
+    let mut cfg = config(vec![]);
+    cfg.faults.insert(0, Fault::Malformed { after: 1 });
+    cfg.faults.insert(1, Fault::StallAfter { chunks: 1 });
+    let fake = ElevenLabsAgentFake::start(cfg).await.unwrap();
+    let mut ws = connect(&fake.conversation_url("agent_pub")).await;
+    send(&mut ws, init()).await;
+    expect(&mut ws, "conversation_initiation_metadata").await;
+    expect(&mut ws, "audio").await;
+    let raw = loop {
+        match ws.next().await.unwrap().unwrap() {
+            Message::Text(t) => break t.to_string(),
+            _ => continue,
+        }
+    };
+    assert!(serde_json::from_str::<Value>(&raw).is_err(), "{raw}");
+    let mut ws = connect(&fake.conversation_url("agent_pub")).await;
+    send(&mut ws, init()).await;
+    expect(&mut ws, "conversation_initiation_metadata").await;
+    assert_eq!(drain_audio(&mut ws).await.len(), 1);
+    fake.shutdown().await;
+}
