@@ -370,7 +370,7 @@ async fn pings_want_pongs_and_the_socket_closes_without_them() {
     send(&mut ws, init()).await;
     expect(&mut ws, "conversation_initiation_metadata").await;
     let ping = expect(&mut ws, "ping").await;
-    assert_eq!(ping["ping_event"]["ping_ms"], Value::Null);
+    assert!(ping["ping_event"].get("ping_ms").is_none(), "{ping}");
     let id = ping["ping_event"]["event_id"].clone();
     send(&mut ws, json!({"type": "pong", "event_id": id})).await;
     let ping = expect(&mut ws, "ping").await;

@@ -402,7 +402,12 @@ impl Conversation {
             let id = self.next_ping_id;
             self.pings.push_back((id, now));
             self.next_ping_at = Some(now + Duration::from_millis(self.cfg.ping_interval_ms));
-            self.send(json!({"type": "ping", "ping_event": {"event_id": id, "ping_ms": self.rtt_ms}})).await;
+            // The spec types `ping_ms` an integer: left out (not null) until a round trip is known.
+            let mut ping = json!({"event_id": id});
+            if let Some(ms) = self.rtt_ms {
+                ping["ping_ms"] = ms.into();
+            }
+            self.send(json!({"type": "ping", "ping_event": ping})).await;
         }
         let expired: Vec<usize> =
             self.pending_tools.iter().enumerate().filter(|(_, t)| t.2 <= now).map(|(i, _)| i).collect();

@@ -40,7 +40,7 @@
 //!   `interruption` with the last audio `event_id` (later audio has higher ids), stops the
 //!   audio, and `agent_response_correction` with the words heard.
 //! - **Pings**: `ping` every [`ElevenLabsAgentFakeConfig::ping_interval_ms`] with the last
-//!   round trip in `ping_ms` (null at first); an unanswered ping closes the socket (1008) after
+//!   round trip in `ping_ms` (left out until one is measured); an unanswered ping closes the socket (1008) after
 //!   [`ElevenLabsAgentFakeConfig::pong_timeout_ms`].
 //! - **Faults** ([`SUPPORTED_FAULTS`], by connection): a refused upgrade, a reply cut or
 //!   stalled, a malformed, unknown or oversize message, a slow drip.
@@ -48,7 +48,12 @@
 //! Every client message is recorded ([`ElevenLabsAgentFake::client_messages`], audio replaced
 //! by its length) with each connection's close and conversation.
 //!
-//! Spec and digest: the digest's order of a turn and message shapes match the spec. The spec
+//! Spec and digest: the turn order and message shapes agree. Where they differ the fake
+//! follows the spec: `ping_ms` is an integer in the spec (the digest: "may be null"), so it is
+//! left out, not null, before a round trip is measured; the SDK-only messages the digest lists
+//! (`multimodal_message`, `feedback`, `agent_chat_response_part`, `audio_event.alignment`) are
+//! not in the spec, so the first two are refused as unknown types and the others never sent;
+//! the spec lists `contextual_update` server to client too, which the fake does not echo. The spec
 //! documents no close codes, no ping timeout and no override permissions; those (and the
 //! refusal of unknown fields and of messages before the initiation) are this fake's strict
 //! reading, worded after ElevenLabs' docs where they have words. `source_info` and `user_id`
